@@ -1,0 +1,67 @@
+# agentsession: build, test, demo, bench.
+#   make          build build/agentsession/core.so
+#   make test     install missing Debian packages, build, lint, run every test
+#   make demo     install missing Debian packages, build, run the quickstart
+#   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager)
+
+LUA ?= lua5.4
+LUA_INC ?= /usr/include/lua5.4
+CC ?= gcc
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
+LDLIBS = -luuid
+
+CORE_SRC = $(wildcard csrc/core/*.c)
+LUA_SRC = $(wildcard csrc/lua/*.c)
+CORE_OBJ = $(CORE_SRC:csrc/%.c=build/obj/%.o)
+LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
+MODULE = build/agentsession/core.so
+
+# Debian packages: what the build, the tests and the tools need.
+DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev lua-busted lua-check luarocks
+
+RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
+
+.PHONY: all deps test check lint spec rock demo bench clean
+
+all: $(MODULE)
+
+$(MODULE): $(CORE_OBJ) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+build/obj/core/%.o: csrc/core/%.c $(wildcard csrc/core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/obj/lua/%.o: csrc/lua/%.c $(wildcard csrc/core/*.h csrc/lua/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c -o $@ $<
+
+deps:
+	@sh tools/deps.sh $(DEBS)
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: all lint rock spec
+
+lint:
+	luacheck -q lua spec examples bench
+
+spec: all
+	$(LUA) /usr/bin/busted -o spec/helpers/summary.lua
+
+rock:
+	@sh tools/rock-check.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	$(RUN_ENV) $(LUA) examples/quickstart.lua
+
+bench: all
+	$(RUN_ENV) $(LUA) bench/bench.lua
+
+clean:
+	rm -rf build

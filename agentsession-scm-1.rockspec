@@ -1,0 +1,47 @@
+rockspec_format = "3.0"
+package = "agentsession"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",
+}
+description = {
+  summary = "Sessions of AI agents for Lua: create, persist, resume, fork, rewind, tag and list conversations",
+  detailed = [[
+    A C library with a Lua 5.4 binding that keeps the sessions of AI agents:
+    an exact JSON codec, one store interface and a manager userdata with
+    save, resume, list, fork, rewind, tag, untag, rename and delete.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+}
+external_dependencies = {
+  UUID = { header = "uuid/uuid.h", library = "uuid" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["agentsession"] = "lua/agentsession/init.lua",
+    ["agentsession.core"] = {
+      sources = {
+        "csrc/core/as_alloc.c",
+        "csrc/core/as_buf.c",
+        "csrc/core/as_error.c",
+        "csrc/core/as_json.c",
+        "csrc/core/as_manager.c",
+        "csrc/core/as_session.c",
+        "csrc/core/as_store_memory.c",
+        "csrc/lua/lerror.c",
+        "csrc/lua/ljson.c",
+        "csrc/lua/lmanager.c",
+        "csrc/lua/lmodule.c",
+        "csrc/lua/lsession.c",
+      },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(UUID_INCDIR)" },
+      libdirs = { "$(UUID_LIBDIR)" },
+      libraries = { "uuid" },
+    },
+  },
+}

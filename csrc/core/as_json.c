@@ -1,0 +1,507 @@
+/*
+** JSON text: the strict parser and the writing primitives (see as_json.h).
+**
+** The parser is a recursive descent over a byte range that never reads past its
+** end and never allocates: depth is bounded by AS_JSON_MAX_DEPTH, and strings
+** with escapes are decoded into the caller's scratch buffer.
+*/
+#include <errno.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "as_json.h"
+
+/* ---------------------------------------------------------------- UTF-8 */
+
+/* Length (2..4) of the valid UTF-8 sequence starting at s (s[0] >= 0x80), or 0. */
+static size_t utf8_seq(const unsigned char *s, const unsigned char *end) {
+    unsigned char c = s[0];
+    size_t avail = (size_t)(end - s);
+    if (c < 0xC2) return 0;
+    if (c < 0xE0) {
+        if (avail < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        return 2;
+    }
+    if (c < 0xF0) {
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (avail < 3) return 0;
+        if (c == 0xE0) lo = 0xA0;       /* no overlong forms */
+        else if (c == 0xED) hi = 0x9F;  /* no surrogates */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80) return 0;
+        return 3;
+    }
+    if (c < 0xF5) {
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (avail < 4) return 0;
+        if (c == 0xF0) lo = 0x90;       /* no overlong forms */
+        else if (c == 0xF4) hi = 0x8F;  /* nothing above U+10FFFF */
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+size_t as_utf8_check(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        if (*p < 0x80) { p++; continue; }
+        {
+            size_t n = utf8_seq(p, end);
+            if (n == 0) return (size_t)(p - (const unsigned char *)s);
+            p += n;
+        }
+    }
+    return len;
+}
+
+static size_t utf8_put(unsigned char *out, unsigned long cp) {
+    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
+    if (cp < 0x800) {
+        out[0] = (unsigned char)(0xC0 | (cp >> 6));
+        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (cp >> 12));
+        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xF0 | (cp >> 18));
+    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* ---------------------------------------------------------------- parser */
+
+/* What a string byte needs: 0 nothing, 1 closes, 2 escape, 3 control, 4 non-ASCII. */
+static const unsigned char string_class[256] = {
+    3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3, 3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,
+    0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,2,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0, 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4, 4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,
+    4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4, 4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,
+    4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4, 4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,
+    4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4, 4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,4,
+};
+
+typedef struct parser {
+    const unsigned char *start, *p, *end;
+    const as_json_sink *sink;
+    void *ctx;
+    as_buf *scratch;
+    as_error *err;
+    int flags;
+    int depth;
+} parser;
+
+static as_status fail(parser *P, const char *what) {
+    as_error_set(P->err, AS_EINVALID, "at byte %zu: %s", (size_t)(P->p - P->start) + 1, what);
+    return AS_EINVALID;
+}
+
+static as_status sink_failed(parser *P) {
+    if (P->err->status == AS_OK) as_error_set(P->err, AS_EINVALID, "the value was refused");
+    return P->err->status;
+}
+
+#define SINK(P, call) do { if ((P)->sink->call) return sink_failed(P); } while (0)
+
+static void skip_ws(parser *P) {
+    while (P->p < P->end && (*P->p == ' ' || *P->p == '\n' || *P->p == '\r' || *P->p == '\t'))
+        P->p++;
+}
+
+static int hex4(const unsigned char *s, unsigned long *out) {
+    unsigned long v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned long)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned long)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned long)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Decodes the string at P->p (on its opening quote). The result points into the
+** input when the string has no escapes, else into the scratch buffer. */
+static as_status read_string(parser *P, const char **out, size_t *outlen) {
+    const unsigned char *s = P->p + 1, *run;
+    int trusted = P->flags & AS_JSON_TRUSTED;
+    as_buf *sb = P->scratch;
+    int escaped = 0;
+
+    P->p = s;
+    run = s;
+    for (;;) {
+        unsigned char cls;
+        while (s < P->end && (cls = string_class[*s]) == 0) s++;
+        if (s >= P->end) { P->p = s; return fail(P, "unterminated string"); }
+        if (cls == 1) break;
+        if (cls == 4) {
+            if (trusted) { s++; continue; }
+            {
+                size_t n = utf8_seq(s, P->end);
+                if (n == 0) { P->p = s; return fail(P, "invalid UTF-8 in string"); }
+                s += n;
+            }
+            continue;
+        }
+        if (cls == 3) { P->p = s; return fail(P, "control character in string"); }
+        /* an escape: move what came before into the scratch buffer */
+        if (!escaped) { sb->len = 0; escaped = 1; }
+        if (as_buf_put(sb, run, (size_t)(s - run)) != 0) return as_error_nomem(P->err);
+        if (s + 1 >= P->end) { P->p = s; return fail(P, "unterminated string"); }
+        {
+            char c;
+            switch (s[1]) {
+            case '"': c = '"'; break;
+            case '\\': c = '\\'; break;
+            case '/': c = '/'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'u': {
+                unsigned long cp, lo;
+                unsigned char u8[4];
+                if (P->end - s < 6 || hex4(s + 2, &cp) != 0) { P->p = s; return fail(P, "invalid \\u escape"); }
+                s += 6;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { P->p = s - 6; return fail(P, "lone surrogate in \\u escape"); }
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (P->end - s < 6 || s[0] != '\\' || s[1] != 'u' || hex4(s + 2, &lo) != 0
+                        || lo < 0xDC00 || lo > 0xDFFF) {
+                        P->p = s - 6;
+                        return fail(P, "lone surrogate in \\u escape");
+                    }
+                    s += 6;
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                }
+                if (as_buf_put(sb, u8, utf8_put(u8, cp)) != 0) return as_error_nomem(P->err);
+                run = s;
+                continue;
+            }
+            default: P->p = s; return fail(P, "invalid escape in string");
+            }
+            if (as_buf_putc(sb, c) != 0) return as_error_nomem(P->err);
+            s += 2;
+            run = s;
+        }
+    }
+    if (escaped) {
+        if (as_buf_put(sb, run, (size_t)(s - run)) != 0) return as_error_nomem(P->err);
+        *out = sb->data;
+        *outlen = sb->len;
+    } else {
+        *out = (const char *)P->p;
+        *outlen = (size_t)(s - P->p);
+    }
+    P->p = s + 1;
+    return AS_OK;
+}
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+static as_status read_number(parser *P) {
+    const unsigned char *s = P->p, *begin = P->p;
+    int neg = 0, is_float = 0;
+    if (*s == '-') { neg = 1; s++; }
+    if (s >= P->end || !is_digit(*s)) return fail(P, "invalid number");
+    if (*s == '0') {
+        s++;
+        if (s < P->end && is_digit(*s)) return fail(P, "leading zero in number");
+    } else {
+        while (s < P->end && is_digit(*s)) s++;
+    }
+    if (s < P->end && *s == '.') {
+        s++;
+        if (s >= P->end || !is_digit(*s)) { P->p = s; return fail(P, "digit expected after '.'"); }
+        while (s < P->end && is_digit(*s)) s++;
+        is_float = 1;
+    }
+    if (s < P->end && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < P->end && (*s == '+' || *s == '-')) s++;
+        if (s >= P->end || !is_digit(*s)) { P->p = s; return fail(P, "digit expected in exponent"); }
+        while (s < P->end && is_digit(*s)) s++;
+        is_float = 1;
+    }
+    if (!is_float) {
+        /* an integer literal: exact when it fits in 64 bits */
+        const unsigned char *d = begin + neg;
+        uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        int fits = 1;
+        for (; d < s; d++) {
+            unsigned digit = (unsigned)(*d - '0');
+            if (v > (limit - digit) / 10) { fits = 0; break; }
+            v = v * 10 + digit;
+        }
+        if (fits) {
+            int64_t iv = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+            P->p = s;
+            SINK(P, integer(P->ctx, iv));
+            return AS_OK;
+        }
+    }
+    {
+        /* strtod wants a NUL-terminated text in the current locale */
+        size_t n = (size_t)(s - begin), i;
+        char local[64], *txt = local;
+        char point = localeconv()->decimal_point[0];
+        double d;
+        if (n >= sizeof local) {
+            P->scratch->len = 0;
+            if (as_buf_reserve(P->scratch, n + 1) != 0) return as_error_nomem(P->err);
+            txt = P->scratch->data;
+        }
+        memcpy(txt, begin, n);
+        txt[n] = '\0';
+        if (point != '.' && point != '\0')
+            for (i = 0; i < n; i++) if (txt[i] == '.') txt[i] = point;
+        errno = 0;
+        d = strtod(txt, NULL);
+        if (isinf(d)) return fail(P, "number out of range of a double");
+        P->p = s;
+        SINK(P, number(P->ctx, d));
+    }
+    return AS_OK;
+}
+
+static as_status parse_value(parser *P);
+
+static as_status parse_array(parser *P) {
+    size_t index = 0;
+    as_status st;
+    if (++P->depth > AS_JSON_MAX_DEPTH) return fail(P, "nesting deeper than 128 levels");
+    P->p++;
+    SINK(P, begin_array(P->ctx));
+    skip_ws(P);
+    if (P->p < P->end && *P->p == ']') {
+        P->p++;
+    } else {
+        for (;;) {
+            index++;
+            if ((st = parse_value(P)) != AS_OK) {
+                as_error_prefix_index(P->err, index);
+                return st;
+            }
+            SINK(P, array_item(P->ctx, index));
+            skip_ws(P);
+            if (P->p < P->end && *P->p == ',') {
+                P->p++;
+                skip_ws(P);
+                continue;
+            }
+            if (P->p < P->end && *P->p == ']') { P->p++; break; }
+            return fail(P, "',' or ']' expected");
+        }
+    }
+    SINK(P, end_array(P->ctx));
+    P->depth--;
+    return AS_OK;
+}
+
+static as_status parse_object(parser *P) {
+    as_status st;
+    if (++P->depth > AS_JSON_MAX_DEPTH) return fail(P, "nesting deeper than 128 levels");
+    P->p++;
+    SINK(P, begin_object(P->ctx));
+    skip_ws(P);
+    if (P->p < P->end && *P->p == '}') {
+        P->p++;
+    } else {
+        for (;;) {
+            const char *key;
+            const unsigned char *raw;
+            size_t keylen, rawlen;
+            if (P->p >= P->end || *P->p != '"') return fail(P, "string key expected");
+            raw = P->p + 1;
+            if ((st = read_string(P, &key, &keylen)) != AS_OK) return st;
+            rawlen = (size_t)(P->p - 1 - raw);
+            SINK(P, key(P->ctx, key, keylen));
+            skip_ws(P);
+            if (P->p >= P->end || *P->p != ':') return fail(P, "':' expected");
+            P->p++;
+            skip_ws(P);
+            if ((st = parse_value(P)) != AS_OK) {
+                /* the key as written (escapes and all) names the member in the path */
+                as_error_prefix_key(P->err, (const char *)raw, rawlen);
+                return st;
+            }
+            SINK(P, object_item(P->ctx));
+            skip_ws(P);
+            if (P->p < P->end && *P->p == ',') {
+                P->p++;
+                skip_ws(P);
+                continue;
+            }
+            if (P->p < P->end && *P->p == '}') { P->p++; break; }
+            return fail(P, "',' or '}' expected");
+        }
+    }
+    SINK(P, end_object(P->ctx));
+    P->depth--;
+    return AS_OK;
+}
+
+static int match_word(parser *P, const char *word, size_t n) {
+    if ((size_t)(P->end - P->p) < n || memcmp(P->p, word, n) != 0) return 0;
+    P->p += n;
+    return 1;
+}
+
+static as_status parse_value(parser *P) {
+    if (P->p >= P->end) return fail(P, "value expected");
+    switch (*P->p) {
+    case '{': return parse_object(P);
+    case '[': return parse_array(P);
+    case '"': {
+        const char *s;
+        size_t n;
+        as_status st = read_string(P, &s, &n);
+        if (st != AS_OK) return st;
+        SINK(P, string(P->ctx, s, n));
+        return AS_OK;
+    }
+    case 't':
+        if (!match_word(P, "true", 4)) return fail(P, "invalid literal");
+        SINK(P, boolean(P->ctx, 1));
+        return AS_OK;
+    case 'f':
+        if (!match_word(P, "false", 5)) return fail(P, "invalid literal");
+        SINK(P, boolean(P->ctx, 0));
+        return AS_OK;
+    case 'n':
+        if (!match_word(P, "null", 4)) return fail(P, "invalid literal");
+        SINK(P, null_value(P->ctx));
+        return AS_OK;
+    default:
+        if (*P->p == '-' || is_digit(*P->p)) return read_number(P);
+        return fail(P, "value expected");
+    }
+}
+
+as_status as_json_parse(const char *text, size_t len, const as_json_sink *sink, void *ctx,
+                        as_buf *scratch, int flags, const char *root, as_error *err) {
+    parser P;
+    as_status st;
+    P.start = P.p = (const unsigned char *)text;
+    P.end = P.start + len;
+    P.sink = sink;
+    P.ctx = ctx;
+    P.scratch = scratch;
+    P.err = err;
+    P.flags = flags;
+    P.depth = 0;
+    skip_ws(&P);
+    st = parse_value(&P);
+    if (st == AS_OK) {
+        skip_ws(&P);
+        if (P.p != P.end) st = fail(&P, "unexpected text after the value");
+    }
+    if (st != AS_OK && root) as_error_prefix(err, root);
+    return st;
+}
+
+/* A sink that accepts everything: validation only. The key callback keeps the
+** parser's rule that keys are strings; nothing else needs doing. */
+static int ok0(void *ctx) { (void)ctx; return 0; }
+static int ok_bool(void *ctx, int v) { (void)ctx; (void)v; return 0; }
+static int ok_int(void *ctx, int64_t v) { (void)ctx; (void)v; return 0; }
+static int ok_num(void *ctx, double v) { (void)ctx; (void)v; return 0; }
+static int ok_str(void *ctx, const char *s, size_t n) { (void)ctx; (void)s; (void)n; return 0; }
+static int ok_idx(void *ctx, size_t i) { (void)ctx; (void)i; return 0; }
+
+static const as_json_sink validate_sink = {
+    ok0, ok_bool, ok_int, ok_num, ok_str, ok0, ok_idx, ok0, ok0, ok_str, ok0, ok0
+};
+
+as_status as_json_validate(const char *text, size_t len, as_buf *scratch, const char *root,
+                           as_error *err) {
+    return as_json_parse(text, len, &validate_sink, NULL, scratch, 0, root, err);
+}
+
+/* ---------------------------------------------------------------- writing */
+
+int as_json_write_integer(as_buf *b, int64_t v) {
+    char tmp[24], *p = tmp + sizeof tmp;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do { *--p = (char)('0' + u % 10); u /= 10; } while (u);
+    if (v < 0) *--p = '-';
+    return as_buf_put(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+int as_json_write_double(as_buf *b, double v) {
+    char tmp[40];
+    int prec, n = 0, i, has_mark = 0;
+    char point = localeconv()->decimal_point[0];
+    if (!isfinite(v)) return 1;
+    for (prec = 15; prec <= 17; prec++) {
+        n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (prec == 17 || strtod(tmp, NULL) == v) break;
+    }
+    if (n <= 0 || (size_t)n >= sizeof tmp - 2) return -1;
+    for (i = 0; i < n; i++) {
+        if (tmp[i] == point && point != '\0') tmp[i] = '.';
+        if (tmp[i] == '.' || tmp[i] == 'e') has_mark = 1;
+    }
+    if (!has_mark) { tmp[n++] = '.'; tmp[n++] = '0'; }
+    return as_buf_put(b, tmp, (size_t)n);
+}
+
+/* The escape each ASCII byte needs in a JSON string ("" for none). */
+static const char *const escapes[128] = {
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+    "\\b", "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f",
+    "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+    "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    NULL, NULL, "\\\"", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, "\\\\", NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+};
+
+int as_json_write_string(as_buf *b, const char *str, size_t len, size_t *bad) {
+    const unsigned char *s = (const unsigned char *)str, *end = s + len, *run = s;
+    size_t mark = b->len;
+    if (len > SIZE_MAX - 2 || as_buf_reserve(b, len + 2) != 0) return -1;
+    b->data[b->len++] = '"';
+    while (s < end) {
+        unsigned char c = *s;
+        if (c < 0x80) {
+            const char *esc = escapes[c];
+            if (esc == NULL) { s++; continue; }
+            if (as_buf_put(b, run, (size_t)(s - run)) != 0 || as_buf_put(b, esc, strlen(esc)) != 0) {
+                b->len = mark;
+                return -1;
+            }
+            run = ++s;
+        } else {
+            size_t n = utf8_seq(s, end);
+            if (n == 0) {
+                if (bad) *bad = (size_t)(s - (const unsigned char *)str);
+                b->len = mark;
+                return 1;
+            }
+            s += n;
+        }
+    }
+    if (as_buf_put(b, run, (size_t)(s - run)) != 0 || as_buf_putc(b, '"') != 0) {
+        b->len = mark;
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,54 @@
+/*
+** The session manager: the contract of API.md over any store.
+**
+** This is the C host's entry point. A manager owns its store; every call
+** returns AS_OK or fills the error, and a failed call leaves the store as it
+** was. Results are written into structs the caller owns and clears.
+*/
+#ifndef AS_MANAGER_H
+#define AS_MANAGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "as_error.h"
+#include "as_session.h"
+#include "as_store.h"
+
+typedef struct as_manager as_manager;
+
+typedef struct as_manager_opts {
+    size_t max_session_bytes; /* 0: AS_DEFAULT_MAX_SESSION_BYTES */
+} as_manager_opts;
+
+/* Takes the store (closed with the manager, also on failure). */
+as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manager **out,
+                         as_error *err);
+/* Closes the store and frees the manager; NULL is fine. */
+void as_manager_free(as_manager *m);
+const char *as_manager_kind(const as_manager *m);
+
+/* Unix milliseconds from the wall clock. */
+int64_t as_now_ms(void);
+/* A random (version 4) UUID in lowercase: 36 characters and a NUL. */
+as_status as_uuid_v4(char out[37], as_error *err);
+
+/* The session's metadata is checked and completed; `s` is not modified.
+** Its blobs must hold valid JSON (as_json_validate checks one); a NULL state
+** is an empty object. `stored` receives the metadata as stored. */
+as_status as_manager_save(as_manager *m, const as_session *s, as_meta *stored, as_error *err);
+as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
+                            as_error *err);
+as_status as_manager_list(as_manager *m, const as_filter *f, as_meta_list *out, as_error *err);
+/* name NULL: "<source name> (fork)" when the source has a name. at: messages
+** kept (AS_KEEP_ALL for all). */
+as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_t at,
+                          as_meta *out, as_error *err);
+as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
+                            as_error *err);
+/* Adds (remove = 0) or removes tags; `out` receives the resulting metadata. */
+as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags, size_t ntags,
+                         int remove, as_meta *out, as_error *err);
+as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err);
+as_status as_manager_delete(as_manager *m, const char *id, as_error *err);
+#endif

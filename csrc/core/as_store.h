@@ -1,0 +1,62 @@
+/*
+** The store interface: what a place that keeps sessions must do.
+**
+** A store is a table of functions over its own state. It keeps what it is told
+** and answers what it is asked; the rules of the contract (timestamps, fork
+** names, tag order, versions, validation) live in the manager, once, above
+** every store. Each store is one file that fills an as_store_ops.
+**
+** Every write goes through `write`, which describes the new session as "keep
+** the first `keep` stored messages, then append these", so append, rewind,
+** tag and rename touch only what changes, and a store that keeps messages one
+** per row or one per list entry never rewrites a whole history.
+*/
+#ifndef AS_STORE_H
+#define AS_STORE_H
+
+#include <stddef.h>
+
+#include "as_error.h"
+#include "as_session.h"
+
+typedef struct as_store as_store;
+
+#define AS_KEEP_ALL ((size_t)-1)
+#define AS_LOAD_ALL ((size_t)-1)
+
+typedef struct as_write {
+    const as_meta *meta;   /* the complete new metadata */
+    int create;            /* 1: the id must not exist yet; 0: it must exist */
+    size_t keep;           /* stored messages kept before `append` (AS_KEEP_ALL: all) */
+    as_blob *const *append;
+    size_t nappend;
+    as_blob *state;        /* NULL: the stored state stays */
+} as_write;
+
+typedef struct as_store_ops {
+    const char *kind; /* "memory", "sqlite", ... */
+    /* An operation's reads and writes between begin and commit are one atomic
+    ** step for every other user of the store. A store whose every call is
+    ** already atomic for its users leaves all three NULL. */
+    as_status (*begin)(as_store *st, int write, as_error *err);
+    as_status (*commit)(as_store *st, as_error *err);
+    void (*rollback)(as_store *st);
+    /* Loads the metadata and the last `last` messages (AS_LOAD_ALL for all; 0
+    ** for metadata only, with msgs NULL and state NULL), and tells how many
+    ** messages are stored. AS_ENOTFOUND if absent. */
+    as_status (*load)(as_store *st, const char *id, size_t last, as_session *out, size_t *count,
+                      as_error *err);
+    as_status (*write)(as_store *st, const as_write *w, as_error *err);
+    /* AS_ENOTFOUND if absent. */
+    as_status (*remove)(as_store *st, const char *id, as_error *err);
+    /* Metadata matching the filter, most recently updated first, ties to the
+    ** most recent write, after `offset` and at most `limit` of them. */
+    as_status (*list)(as_store *st, const as_filter *f, as_meta_list *out, as_error *err);
+    void (*close)(as_store *st);
+} as_store_ops;
+
+struct as_store {
+    const as_store_ops *ops;
+};
+
+#endif

@@ -1,0 +1,73 @@
+/*
+** The Lua binding of the core: what its files share.
+**
+** The binding converts Lua values to core calls and core results to Lua values.
+** Memory the core allocates for a call is always held by a call record (a
+** userdata with __gc), so a Lua error raised anywhere mid-call (a longjmp)
+** leaks nothing: the garbage collector frees what the call held.
+*/
+#ifndef LBIND_H
+#define LBIND_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "../core/as_buf.h"
+#include "../core/as_error.h"
+#include "../core/as_session.h"
+
+#define LBIND_MANAGER_MT "agentsession.SessionManager"
+#define LBIND_CALL_MT "agentsession.call"
+#define LBIND_ERROR_MT "agentsession.error"
+#define LBIND_ARRAY_MT "agentsession.array_mt"
+#define LBIND_SCRATCH_KEY "agentsession.scratch"
+
+/* What one call of a method holds while it runs (see above). */
+typedef struct lbind_call {
+    as_session session;
+    as_meta meta;
+    as_meta_list list;
+    as_buf buf;
+} lbind_call;
+
+lbind_call *lbind_call_new(lua_State *L);
+/* Frees what the call holds now, rather than at the next collection. */
+void lbind_call_done(lbind_call *c);
+
+/* Raises the error object of API.md for a core error. */
+int lbind_error(lua_State *L, const as_error *err);
+/* Raises an error object of the given status with a message. */
+int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...);
+void lbind_error_open(lua_State *L);
+
+/* A buffer kept by the Lua state for encoding and decoding (never held across
+** calls into Lua code, which the codec does not make). */
+as_buf *lbind_scratch(lua_State *L);
+
+/* Encodes the value at idx as JSON into b (appended). Errors name the path from root. */
+as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, as_error *err);
+/* Pushes the value of a JSON text; on failure pushes nothing. */
+as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
+                       as_error *err);
+void lbind_json_open(lua_State *L);
+
+/* Sessions and metadata. */
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err);
+void lbind_push_meta(lua_State *L, const as_meta *m);
+void lbind_push_tags(lua_State *L, const as_meta *m);
+/* Pushes {metadata, messages, state}; raises a storage error when a stored value
+** does not decode. */
+void lbind_push_session(lua_State *L, const as_session *s);
+
+/* An argument that must be a string without NUL bytes (the core takes C strings). */
+const char *lbind_check_text(lua_State *L, int arg, const char *path);
+/* An optional whole number >= 0 in a field of an options table. */
+int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
+                    lua_Integer *out);
+
+void lbind_manager_open(lua_State *L);
+
+/* The only exported symbol. */
+__attribute__((visibility("default"))) int luaopen_agentsession_core(lua_State *L);
+
+#endif

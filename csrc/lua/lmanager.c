@@ -1,0 +1,382 @@
+/*
+** The SessionManager userdata: one type for every store, its methods, and the
+** constructors of the stores written in C.
+**
+** A manager is created closed (NULL) and opened only once its store exists, so
+** __gc never sees a half-built object; __gc and __close share close, which is
+** safe to run twice.
+*/
+#include <string.h>
+
+#include "lbind.h"
+#include "../core/as_manager.h"
+#include "../core/as_store_memory.h"
+
+typedef struct lmanager {
+    as_manager *m; /* NULL once closed */
+} lmanager;
+
+static lmanager *check_manager(lua_State *L) {
+    return (lmanager *)luaL_checkudata(L, 1, LBIND_MANAGER_MT);
+}
+
+static as_manager *check_open(lua_State *L) {
+    lmanager *lm = check_manager(L);
+    if (lm->m == NULL) return (lbind_errorf(L, AS_ECLOSED, NULL, "the manager is closed"), NULL);
+    return lm->m;
+}
+
+/* The id argument: a string (else an argument error); NULs are refused as the
+** control characters they are, and the core checks the rest. */
+static const char *check_id(lua_State *L, int arg) {
+    return lbind_check_text(L, arg, "id");
+}
+
+const char *lbind_check_text(lua_State *L, int arg, const char *path) {
+    size_t len;
+    const char *s;
+    luaL_checktype(L, arg, LUA_TSTRING);
+    s = lua_tolstring(L, arg, &len);
+    if (memchr(s, '\0', len) != NULL)
+        lbind_errorf(L, AS_EINVALID, path, "control character (NUL) at byte %d",
+                     (int)((const char *)memchr(s, '\0', len) - s) + 1);
+    return s;
+}
+
+int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
+                    lua_Integer *out) {
+    int isint, t = lua_getfield(L, tbl, field);
+    lua_Integer v;
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (t != LUA_TNUMBER)
+        lbind_errorf(L, AS_EINVALID, path, "must be an integer (got %s)", lua_typename(L, t));
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint) lbind_errorf(L, AS_EINVALID, path, "must be a whole number");
+    if (v < 0) lbind_errorf(L, AS_EINVALID, path, "must not be negative");
+    lua_pop(L, 1);
+    *out = v;
+    return 1;
+}
+
+/* Refuses option keys other than those named. */
+static void check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        int i, known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; names[i] && !known; i++) known = strcmp(lua_tostring(L, -1), names[i]) == 0;
+        if (!known) {
+            if (lua_type(L, -1) == LUA_TSTRING)
+                lbind_errorf(L, AS_EINVALID, what, "unknown option \"%s\"", lua_tostring(L, -1));
+            lbind_errorf(L, AS_EINVALID, what, "option keys are strings (got %s)", luaL_typename(L, -1));
+        }
+    }
+}
+
+static size_t opt_size(lua_Integer v) {
+    return (lua_Unsigned)v > (lua_Unsigned)SIZE_MAX ? SIZE_MAX : (size_t)v;
+}
+
+/* ---------------------------------------------------------------- methods */
+
+static int m_save(lua_State *L) {
+    as_manager *m = check_open(L);
+    lbind_call *c;
+    as_error err;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (lbind_to_session(L, 2, &c->session, &c->buf, &err) != AS_OK
+        || as_manager_save(m, &c->session, &c->meta, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_meta(L, &c->meta);
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_resume(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    lua_Integer last = -1;
+    lbind_call *c;
+    as_error err;
+    if (!lua_isnoneornil(L, 3)) {
+        static const char *const names[] = { "last", NULL };
+        luaL_checktype(L, 3, LUA_TTABLE);
+        check_options(L, 3, "options", names);
+        lbind_opt_count(L, 3, "last", "options.last", &last);
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_resume(m, id, last < 0 ? AS_LOAD_ALL : opt_size(last), &c->session, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_session(L, &c->session);
+    lbind_call_done(c);
+    return 1;
+}
+
+/* A text option of list's filter: NULL when absent. */
+static const char *filter_text(lua_State *L, int tbl, const char *field, const char *path) {
+    const char *s = NULL;
+    int t = lua_getfield(L, tbl, field);
+    if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+    else if (t != LUA_TNIL)
+        lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));
+    lua_pop(L, 1); /* the string stays alive in the filter table */
+    return s;
+}
+
+static int m_list(lua_State *L) {
+    static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit", "offset", NULL };
+    as_manager *m = check_open(L);
+    as_filter f = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
+    const char **tags = NULL;
+    lbind_call *c;
+    as_error err;
+    size_t i;
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer v;
+        const char *tag;
+        lua_Integer n = 0, k;
+        luaL_checktype(L, 2, LUA_TTABLE);
+        check_options(L, 2, "filter", names);
+        tag = filter_text(L, 2, "tag", "filter.tag");
+        if (lua_getfield(L, 2, "tags") != LUA_TNIL) {
+            if (!lua_istable(L, -1)) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
+            n = (lua_Integer)lua_rawlen(L, -1);
+        }
+        tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+        lua_insert(L, -2);
+        for (k = 1; k <= n; k++) {
+            if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
+                lbind_errorf(L, AS_EINVALID, "filter.tags", "item %d is not a string", (int)k);
+            tags[f.ntags++] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (tag) tags[f.ntags++] = tag;
+        f.tags = tags;
+        f.agent_name = filter_text(L, 2, "agent_name", "filter.agent_name");
+        f.parent_id = filter_text(L, 2, "parent_id", "filter.parent_id");
+        if (lbind_opt_count(L, 2, "limit", "filter.limit", &v)) f.limit = opt_size(v);
+        if (lbind_opt_count(L, 2, "offset", "filter.offset", &v)) f.offset = opt_size(v);
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_list(m, &f, &c->list, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lua_createtable(L, c->list.n < INT32_MAX ? (int)c->list.n : 0, 0);
+    for (i = 0; i < c->list.n; i++) {
+        lbind_push_meta(L, &c->list.items[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_fork(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    const char *name = NULL;
+    lua_Integer at = -1;
+    lbind_call *c;
+    as_error err;
+    if (!lua_isnoneornil(L, 3)) name = lbind_check_text(L, 3, "name");
+    if (!lua_isnoneornil(L, 4)) {
+        static const char *const names[] = { "at", NULL };
+        luaL_checktype(L, 4, LUA_TTABLE);
+        check_options(L, 4, "options", names);
+        lbind_opt_count(L, 4, "at", "options.at", &at);
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : opt_size(at), &c->meta, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_meta(L, &c->meta);
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_rewind(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    lua_Integer k;
+    int isint;
+    lbind_call *c;
+    as_error err;
+    luaL_checktype(L, 3, LUA_TNUMBER);
+    k = lua_tointegerx(L, 3, &isint);
+    if (!isint) return lbind_errorf(L, AS_EINVALID, "turn_index", "must be a whole number");
+    if (k < 0) return lbind_errorf(L, AS_EINVALID, "turn_index", "must not be negative (got %d)", (int)(k < -1000000 ? -1000000 : k));
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_rewind(m, id, (uint64_t)k, &c->session, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_session(L, &c->session);
+    lbind_call_done(c);
+    return 1;
+}
+
+/* tag and untag: a string or an array of strings. */
+static int change_tags(lua_State *L, int remove) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    const char **tags;
+    lua_Integer n = 1, k;
+    lbind_call *c;
+    as_error err;
+    luaL_argexpected(L, lua_type(L, 3) == LUA_TSTRING || lua_istable(L, 3), 3, "string or array of strings");
+    if (lua_istable(L, 3)) n = (lua_Integer)lua_rawlen(L, 3);
+    tags = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(char *), 0);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pop(L, 1);
+            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+                return lbind_errorf(L, AS_EINVALID, "tags", "must be a string or an array of strings");
+        }
+        for (k = 1; k <= n; k++) {
+            char path[32];
+            snprintf(path, sizeof path, "tags[%d]", (int)k);
+            if (lua_rawgeti(L, 3, k) != LUA_TSTRING)
+                return lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
+            tags[k - 1] = lbind_check_text(L, lua_gettop(L), path);
+            lua_pop(L, 1);
+        }
+    } else {
+        tags[0] = lbind_check_text(L, 3, "tags[1]");
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_tag(m, id, tags, (size_t)n, remove, &c->meta, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_tags(L, &c->meta);
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_tag(lua_State *L) {
+    return change_tags(L, 0);
+}
+
+static int m_untag(lua_State *L) {
+    return change_tags(L, 1);
+}
+
+static int m_rename(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    const char *name = lbind_check_text(L, 3, "name");
+    as_error err;
+    as_error_clear(&err);
+    if (as_manager_rename(m, id, name, &err) != AS_OK) return lbind_error(L, &err);
+    return 0;
+}
+
+static int m_delete(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    as_error err;
+    as_error_clear(&err);
+    if (as_manager_delete(m, id, &err) != AS_OK) return lbind_error(L, &err);
+    return 0;
+}
+
+static int m_close(lua_State *L) {
+    lmanager *lm = check_manager(L);
+    as_manager *m = lm->m;
+    lm->m = NULL;
+    as_manager_free(m);
+    return 0;
+}
+
+static int m_tostring(lua_State *L) {
+    lmanager *lm = check_manager(L);
+    if (lm->m) lua_pushfstring(L, "%s (%s): %p", LBIND_MANAGER_MT, as_manager_kind(lm->m), (void *)lm);
+    else lua_pushfstring(L, "%s (closed): %p", LBIND_MANAGER_MT, (void *)lm);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- constructors */
+
+/* Pushes a closed manager, then opens it on the store (which it takes). */
+static int push_manager(lua_State *L, as_store *store, const as_manager_opts *opts) {
+    lmanager *lm = lua_newuserdatauv(L, sizeof *lm, 0);
+    as_error err;
+    lm->m = NULL;
+    luaL_setmetatable(L, LBIND_MANAGER_MT);
+    as_error_clear(&err);
+    if (as_manager_new(store, opts, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
+    return 1;
+}
+
+static void manager_opts(lua_State *L, int arg, as_manager_opts *opts) {
+    static const char *const names[] = { "max_session_bytes", NULL };
+    lua_Integer v;
+    memset(opts, 0, sizeof *opts);
+    if (lua_isnoneornil(L, arg)) return;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    check_options(L, arg, "options", names);
+    if (lbind_opt_count(L, arg, "max_session_bytes", "options.max_session_bytes", &v)) {
+        if (v == 0) lbind_errorf(L, AS_EINVALID, "options.max_session_bytes", "must be at least 1");
+        opts->max_session_bytes = opt_size(v);
+    }
+}
+
+static int new_memory(lua_State *L) {
+    as_manager_opts opts;
+    as_store *store;
+    as_error err;
+    manager_opts(L, 1, &opts);
+    as_error_clear(&err);
+    if (as_store_memory_new(&store, &err) != AS_OK) return lbind_error(L, &err);
+    return push_manager(L, store, &opts);
+}
+
+void lbind_manager_open(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        { "save", m_save },
+        { "resume", m_resume },
+        { "list", m_list },
+        { "fork", m_fork },
+        { "rewind", m_rewind },
+        { "tag", m_tag },
+        { "untag", m_untag },
+        { "rename", m_rename },
+        { "delete", m_delete },
+        { "close", m_close },
+        { NULL, NULL }
+    };
+    static const luaL_Reg metamethods[] = {
+        { "__gc", m_close },
+        { "__close", m_close },
+        { "__tostring", m_tostring },
+        { NULL, NULL }
+    };
+    luaL_newmetatable(L, LBIND_MANAGER_MT);
+    luaL_setfuncs(L, metamethods, 0);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushliteral(L, "agentsession.SessionManager");
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, new_memory);
+    lua_setfield(L, -2, "memory");
+}

@@ -1,0 +1,300 @@
+/*
+** Session tables to core sessions and back.
+**
+** A session table is checked field by field, every message and the state are
+** encoded to JSON blobs, and the result is a core session held by the caller's
+** call record. Nothing in the caller's table is changed.
+*/
+#include <string.h>
+
+#include "lbind.h"
+#include "../core/as_alloc.h"
+
+static as_status invalid(as_error *err, const char *path, const char *fmt, const char *detail) {
+    as_error_set(err, AS_EINVALID, fmt, detail);
+    as_error_prefix(err, path);
+    return AS_EINVALID;
+}
+
+/* A string field copied for the core; NUL bytes are control characters. */
+static as_status text_field(lua_State *L, int idx, const char *path, int optional, char **out,
+                            as_error *err) {
+    size_t len;
+    const char *s;
+    int t = lua_type(L, idx);
+    if (t == LUA_TNIL) {
+        if (optional) return AS_OK;
+        return invalid(err, path, "%s", "required (a string)");
+    }
+    if (t != LUA_TSTRING)
+        return invalid(err, path, optional ? "must be a string or nil (got %s)" : "must be a string (got %s)",
+                       lua_typename(L, t));
+    s = lua_tolstring(L, idx, &len);
+    if (memchr(s, '\0', len) != NULL) return invalid(err, path, "%s", "control character (NUL) in string");
+    if ((*out = as_strndup(s, len)) == NULL) return as_error_nomem(err);
+    return AS_OK;
+}
+
+/* A whole number in [0, max] (integral floats accepted); nil leaves *out. */
+static as_status count_field(lua_State *L, int idx, const char *path, lua_Integer max,
+                             lua_Integer *out, as_error *err) {
+    int isint;
+    lua_Integer v;
+    int t = lua_type(L, idx);
+    if (t == LUA_TNIL) return AS_OK;
+    if (t != LUA_TNUMBER) return invalid(err, path, "must be an integer (got %s)", lua_typename(L, t));
+    v = lua_tointegerx(L, idx, &isint);
+    if (!isint) return invalid(err, path, "%s", "must be a whole number");
+    if (v < 0 || v > max) {
+        as_error_set(err, AS_EINVALID, "must be between 0 and %lld (got %lld)", (long long)max, (long long)v);
+        as_error_prefix(err, path);
+        return AS_EINVALID;
+    }
+    *out = v;
+    return AS_OK;
+}
+
+/* Length of an array table (keys exactly 1..n, or empty); -1 if it is not one. */
+static lua_Integer array_len(lua_State *L, int idx) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_Integer k;
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || (k = lua_tointeger(L, -1)) < 1 || k > n) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        count++;
+    }
+    return count == n ? n : -1;
+}
+
+static as_status tags_field(lua_State *L, int idx, as_meta *m, as_error *err) {
+    lua_Integer n, i;
+    idx = lua_absindex(L, idx);
+    if (lua_isnil(L, idx)) return AS_OK;
+    if (!lua_istable(L, idx) || (n = array_len(L, idx)) < 0)
+        return invalid(err, "metadata.tags", "%s", "must be an array of strings");
+    if (n == 0) return AS_OK;
+    if ((size_t)n > SIZE_MAX / sizeof(char *) || (m->tags = as_calloc((size_t)n, sizeof(char *))) == NULL)
+        return as_error_nomem(err);
+    for (i = 1; i <= n; i++) {
+        char path[48];
+        as_status st;
+        snprintf(path, sizeof path, "metadata.tags[%lld]", (long long)i);
+        lua_rawgeti(L, idx, i);
+        st = text_field(L, -1, path, 0, &m->tags[i - 1], err);
+        lua_pop(L, 1);
+        if (st != AS_OK) return st;
+        m->ntags = (size_t)i;
+    }
+    return AS_OK;
+}
+
+static const char *const meta_fields[] = {
+    "id", "name", "tags", "agent_name", "created_at", "updated_at", "turn_count",
+    "total_tokens", "version", "parent_id", NULL
+};
+
+static int field_index(lua_State *L, int key, const char *const *names) {
+    int i;
+    if (lua_type(L, key) != LUA_TSTRING) return -1;
+    for (i = 0; names[i]; i++)
+        if (strcmp(lua_tostring(L, key), names[i]) == 0) return i;
+    return -1;
+}
+
+/* Refuses keys that are not fields, naming the first one found. */
+static as_status known_fields(lua_State *L, int idx, const char *const *names, const char *where,
+                              as_error *err) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (field_index(L, -1, names) < 0) {
+            if (lua_type(L, -1) == LUA_TSTRING) {
+                size_t len;
+                const char *k = lua_tolstring(L, -1, &len);
+                as_error_set(err, AS_EINVALID, "unknown field");
+                as_error_prefix_key(err, k, len);
+                if (where[0]) as_error_prefix(err, where);
+                else if (err->path[0] == '.') memmove(err->path, err->path + 1, strlen(err->path));
+            } else {
+                as_error_set(err, AS_EINVALID, "a key of type %s is not a field", luaL_typename(L, -1));
+                if (where[0]) as_error_prefix(err, where);
+            }
+            lua_pop(L, 1);
+            return AS_EINVALID;
+        }
+    }
+    return AS_OK;
+}
+
+static as_status to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
+    lua_Integer v;
+    as_status st;
+    if ((st = known_fields(L, idx, meta_fields, "metadata", err)) != AS_OK) return st;
+#define FIELD(name) lua_getfield(L, idx, name)
+#define DONE(expr) do { st = (expr); lua_pop(L, 1); if (st != AS_OK) return st; } while (0)
+    FIELD("id");
+    DONE(text_field(L, -1, "metadata.id", 0, &m->id, err));
+    FIELD("name");
+    DONE(text_field(L, -1, "metadata.name", 1, &m->name, err));
+    FIELD("agent_name");
+    DONE(text_field(L, -1, "metadata.agent_name", 0, &m->agent_name, err));
+    FIELD("parent_id");
+    DONE(text_field(L, -1, "metadata.parent_id", 1, &m->parent_id, err));
+    FIELD("tags");
+    DONE(tags_field(L, -1, m, err));
+    v = 0;
+    FIELD("created_at");
+    DONE(count_field(L, -1, "metadata.created_at", LUA_MAXINTEGER, &v, err));
+    m->created_at = (int64_t)v;
+    v = 0;
+    FIELD("updated_at");
+    DONE(count_field(L, -1, "metadata.updated_at", LUA_MAXINTEGER, &v, err));
+    m->updated_at = (int64_t)v;
+    v = 0;
+    FIELD("turn_count");
+    DONE(count_field(L, -1, "metadata.turn_count", (lua_Integer)AS_TURN_COUNT_MAX, &v, err));
+    m->turn_count = (uint32_t)v;
+    v = 0;
+    FIELD("total_tokens");
+    DONE(count_field(L, -1, "metadata.total_tokens", LUA_MAXINTEGER, &v, err));
+    m->total_tokens = (uint64_t)v;
+    v = 0;
+    FIELD("version");
+    DONE(count_field(L, -1, "metadata.version", LUA_MAXINTEGER, &v, err));
+    m->version = (int64_t)v;
+#undef FIELD
+#undef DONE
+    return AS_OK;
+}
+
+static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err) {
+    lua_Integer n, i;
+    if (lua_isnil(L, idx)) return AS_OK;
+    if (!lua_istable(L, idx) || (n = array_len(L, idx)) < 0)
+        return invalid(err, "messages", "%s", "must be an array");
+    if (n == 0) return AS_OK;
+    if ((size_t)n > SIZE_MAX / sizeof(as_blob *)
+        || (s->msgs = as_calloc((size_t)n, sizeof(as_blob *))) == NULL)
+        return as_error_nomem(err);
+    for (i = 1; i <= n; i++) {
+        as_status st;
+        lua_rawgeti(L, idx, i);
+        b->len = 0;
+        st = lbind_encode(L, -1, b, NULL, err);
+        lua_pop(L, 1);
+        if (st != AS_OK) {
+            as_error_prefix_index(err, (size_t)i);
+            as_error_prefix(err, "messages");
+            return st;
+        }
+        if ((s->msgs[i - 1] = as_blob_from_buf(b)) == NULL) return as_error_nomem(err);
+        s->nmsgs = (size_t)i;
+    }
+    return AS_OK;
+}
+
+static const char *const session_fields[] = { "metadata", "messages", "state", NULL };
+
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err) {
+    as_status st;
+    idx = lua_absindex(L, idx);
+    if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
+    lua_getfield(L, idx, "metadata");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return invalid(err, "metadata", "%s", "must be a table");
+    }
+    st = to_meta(L, lua_gettop(L), &s->meta, err);
+    lua_pop(L, 1);
+    if (st != AS_OK) return st;
+    lua_getfield(L, idx, "messages");
+    st = to_messages(L, lua_gettop(L), s, b, err);
+    lua_pop(L, 1);
+    if (st != AS_OK) return st;
+    lua_getfield(L, idx, "state");
+    if (!lua_isnil(L, -1)) {
+        b->len = 0;
+        st = lbind_encode(L, -1, b, "state", err);
+        if (st == AS_OK && (s->state = as_blob_from_buf(b)) == NULL) st = as_error_nomem(err);
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+/* ---------------------------------------------------------------- to Lua */
+
+void lbind_push_tags(lua_State *L, const as_meta *m) {
+    size_t i;
+    lua_createtable(L, (int)(m->ntags < 1000 ? m->ntags : 1000), 0);
+    for (i = 0; i < m->ntags; i++) {
+        lua_pushstring(L, m->tags[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+}
+
+void lbind_push_meta(lua_State *L, const as_meta *m) {
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, m->id);
+    lua_setfield(L, -2, "id");
+    if (m->name) {
+        lua_pushstring(L, m->name);
+        lua_setfield(L, -2, "name");
+    }
+    lbind_push_tags(L, m);
+    lua_setfield(L, -2, "tags");
+    lua_pushstring(L, m->agent_name ? m->agent_name : "");
+    lua_setfield(L, -2, "agent_name");
+    lua_pushinteger(L, (lua_Integer)m->created_at);
+    lua_setfield(L, -2, "created_at");
+    lua_pushinteger(L, (lua_Integer)m->updated_at);
+    lua_setfield(L, -2, "updated_at");
+    lua_pushinteger(L, (lua_Integer)m->turn_count);
+    lua_setfield(L, -2, "turn_count");
+    lua_pushinteger(L, (lua_Integer)m->total_tokens);
+    lua_setfield(L, -2, "total_tokens");
+    lua_pushinteger(L, (lua_Integer)m->version);
+    lua_setfield(L, -2, "version");
+    if (m->parent_id) {
+        lua_pushstring(L, m->parent_id);
+        lua_setfield(L, -2, "parent_id");
+    }
+}
+
+static void push_stored(lua_State *L, const as_blob *blob, const char *root, size_t index,
+                        const char *id) {
+    as_error err;
+    as_error_clear(&err);
+    if (lbind_decode(L, blob->text, blob->len, NULL, &err) == AS_OK) return;
+    if (index) as_error_prefix_index(&err, index);
+    as_error_prefix(&err, root);
+    {
+        as_error damaged = err;
+        as_error_set(&damaged, AS_ESTORAGE, "stored value is damaged (%s)", err.message);
+        memcpy(damaged.path, err.path, sizeof damaged.path);
+        as_error_set_id(&damaged, id);
+        lbind_error(L, &damaged);
+    }
+}
+
+void lbind_push_session(lua_State *L, const as_session *s) {
+    size_t i;
+    lua_createtable(L, 0, 3);
+    lbind_push_meta(L, &s->meta);
+    lua_setfield(L, -2, "metadata");
+    lua_createtable(L, s->nmsgs < INT32_MAX ? (int)s->nmsgs : 0, 0);
+    for (i = 0; i < s->nmsgs; i++) {
+        push_stored(L, s->msgs[i], "messages", i + 1, s->meta.id);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    lua_setfield(L, -2, "messages");
+    if (s->state) push_stored(L, s->state, "state", 0, s->meta.id);
+    else lua_newtable(L);
+    lua_setfield(L, -2, "state");
+}

@@ -1,0 +1,99 @@
+-- agentsession: sessions of AI agents, kept in memory, SQLite or Redis.
+--
+-- The C module (agentsession.core) holds the codec, the managers and their
+-- stores; this file adds the helpers that read best in Lua.
+
+local core = require("agentsession.core")
+
+local M = {
+  VERSION = "0.1.0",
+  null = core.null,
+  array_mt = core.array_mt,
+  array = core.array,
+  json = core.json,
+  uuid = core.uuid,
+  now = core.now,
+  is_error = core.is_error,
+  memory = core.memory,
+}
+
+local function fail(kind, message, level)
+  error(core.new_error(kind, message), (level or 1) + 1)
+end
+
+--- Does the metadata (or a session's metadata) carry `tag`?
+function M.has_tag(metadata, tag)
+  if type(metadata) ~= "table" then
+    error("bad argument #1 to 'has_tag' (table expected, got " .. type(metadata) .. ")", 2)
+  end
+  if type(tag) ~= "string" then
+    error("bad argument #2 to 'has_tag' (string expected, got " .. type(tag) .. ")", 2)
+  end
+  local tags = metadata.tags
+  if tags == nil and type(metadata.metadata) == "table" then
+    tags = metadata.metadata.tags
+  end
+  if type(tags) ~= "table" then return false end
+  for _, t in ipairs(tags) do
+    if t == tag then return true end
+  end
+  return false
+end
+
+local session_fields = {
+  id = "string", name = "string", agent_name = "string",
+  tags = "table", messages = "table", state = true,
+}
+
+--- A new session table with defaults filled in.
+function M.session(fields)
+  if fields == nil then fields = {} end
+  if type(fields) ~= "table" then
+    error("bad argument #1 to 'session' (table expected, got " .. type(fields) .. ")", 2)
+  end
+  for k, v in pairs(fields) do
+    local want = session_fields[k]
+    if want == nil then
+      fail("invalid", tostring(k) .. ": unknown field of a session", 2)
+    elseif want ~= true and type(v) ~= want then
+      fail("invalid", k .. ": must be a " .. want .. " (got " .. type(v) .. ")", 2)
+    end
+  end
+  local tags = setmetatable({}, core.array_mt)
+  if fields.tags then
+    for i, t in ipairs(fields.tags) do
+      if type(t) ~= "string" then
+        fail("invalid", "tags[" .. i .. "]: must be a string (got " .. type(t) .. ")", 2)
+      end
+      tags[i] = t
+    end
+  end
+  return {
+    metadata = {
+      id = fields.id or core.uuid(),
+      name = fields.name,
+      tags = tags,
+      agent_name = fields.agent_name or "",
+      created_at = 0,
+      updated_at = 0,
+      turn_count = 0,
+      total_tokens = 0,
+    },
+    messages = fields.messages or setmetatable({}, core.array_mt),
+    state = fields.state == nil and {} or fields.state,
+  }
+end
+
+--- A manager from a URI: "memory:", "sqlite:PATH" or a bare path, "redis://…".
+function M.open(uri, opts)
+  if type(uri) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(uri) .. ")", 2)
+  end
+  if uri == "memory:" then
+    return M.memory(opts)
+  end
+  local scheme = uri:match("^(%a[%w+.-]*):")
+  fail("invalid", "uri: no store for " .. (scheme and ("scheme \"" .. scheme .. "\"") or ("\"" .. uri .. "\"")), 2)
+end
+
+return M

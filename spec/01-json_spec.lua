@@ -1,0 +1,446 @@
+-- agentsession.json: the exact-round-trip codec, rule by rule.
+local agentsession = require("agentsession")
+local deep = require("helpers.deep")
+
+local json = agentsession.json
+local null = agentsession.null
+local array = agentsession.array
+local array_mt = agentsession.array_mt
+
+local function hex(x)
+  return string.format("%a", x)
+end
+
+local function round_trip(v)
+  return json.decode(json.encode(v))
+end
+
+-- Calls f(...) expecting an agentsession error of `kind`; returns the error.
+local function raises(kind, f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "expected an error, the call succeeded")
+  assert.is_table(err, "expected an error table, got: " .. tostring(err))
+  assert.are.equal(kind, err.kind, tostring(err.message))
+  assert.is_true(agentsession.is_error(err, kind))
+  assert.is_string(err.message)
+  return err
+end
+
+local function refused_on_encode(v)
+  return raises("invalid", json.encode, v)
+end
+
+local function refused_on_decode(text)
+  return raises("invalid", json.decode, text)
+end
+
+local function nested_arrays(depth)
+  local t = array()
+  for _ = 2, depth do t = array({ t }) end
+  return t
+end
+
+local function nested_objects(depth)
+  local t = {}
+  for _ = 2, depth do t = { a = t } end
+  return t
+end
+
+describe("json integers", function()
+  for _, n in ipairs({ 0, 1, -1, 42, 1000000, 1 << 53, (1 << 53) + 1, -(1 << 53) - 1,
+                       math.maxinteger, math.mininteger, math.maxinteger - 1, math.mininteger + 1 }) do
+    it("round-trips " .. n .. " as an integer", function()
+      local back = round_trip(n)
+      assert.are.equal("integer", math.type(back))
+      assert.are.equal(n, back)
+    end)
+  end
+
+  it("encodes integers as integer literals", function()
+    assert.are.equal("42", json.encode(42))
+    assert.are.equal("-7", json.encode(-7))
+    assert.are.equal("9223372036854775807", json.encode(math.maxinteger))
+    assert.are.equal("-9223372036854775808", json.encode(math.mininteger))
+  end)
+
+  it("decodes integer literals in the int64 range as integers", function()
+    assert.are.equal("integer", math.type(json.decode("9223372036854775807")))
+    assert.are.equal(math.maxinteger, json.decode("9223372036854775807"))
+    assert.are.equal(math.mininteger, json.decode("-9223372036854775808"))
+    assert.are.equal("integer", math.type(json.decode("-9223372036854775808")))
+    assert.are.equal("integer", math.type(json.decode("0")))
+    assert.are.equal("integer", math.type(json.decode("-0")))
+  end)
+
+  it("decodes integer literals outside the int64 range as floats", function()
+    local big = json.decode("9223372036854775808")
+    assert.are.equal("float", math.type(big))
+    assert.are.equal(hex(2.0 ^ 63), hex(big))
+    local small = json.decode("-9223372036854775809")
+    assert.are.equal("float", math.type(small))
+    assert.are.equal(hex(-(2.0 ^ 63)), hex(small))
+    local huge = json.decode("123456789012345678901234567890")
+    assert.are.equal("float", math.type(huge))
+    assert.are.equal(hex(1.2345678901234568e29), hex(huge))
+  end)
+end)
+
+describe("json floats", function()
+  local floats = {
+    { "1.0", 1.0 }, { "-1.0", -1.0 }, { "0.0", 0.0 }, { "-0.0", -0.0 }, { "0.1", 0.1 },
+    { "0.5", 0.5 }, { "1/3", 1 / 3 }, { "-2/3", -2 / 3 }, { "1e300", 1e300 }, { "-1e300", -1e300 },
+    { "5e-324", 5e-324 }, { "-5e-324", -5e-324 }, { "smallest normal", 2.2250738585072014e-308 },
+    { "largest", 1.7976931348623157e308 }, { "2^53", 2.0 ^ 53 }, { "2^53+2", 2.0 ^ 53 + 2 },
+    { "2^63", 2.0 ^ 63 }, { "2^64", 2.0 ^ 64 }, { "-2^63", -(2.0 ^ 63) }, { "1e22", 1e22 },
+    { "123456.789", 123456.789 }, { "pi", math.pi }, { "0.1+0.2", 0.1 + 0.2 }, { "1e-7", 1e-7 },
+  }
+  for _, case in ipairs(floats) do
+    local name, x = case[1], case[2]
+    it("round-trips " .. name .. " as the same float, bit for bit", function()
+      local back = round_trip(x)
+      assert.are.equal("float", math.type(back))
+      assert.are.equal(hex(x), hex(back))
+    end)
+  end
+
+  it("keeps the sign of -0.0", function()
+    local back = round_trip(-0.0)
+    assert.are.equal("-0x0p+0", hex(back))
+    assert.are.equal("0x0p+0", hex(round_trip(0.0)))
+  end)
+
+  it("encodes integral floats so they decode as floats", function()
+    assert.are.equal("1.0", json.encode(1.0))
+    assert.are.equal("float", math.type(json.decode(json.encode(3.0))))
+    assert.are.equal("float", math.type(json.decode(json.encode(1e16))))
+  end)
+
+  it("encodes floats as the shortest exact text", function()
+    assert.are.equal("0.1", json.encode(0.1))
+    assert.are.equal("1e+300", json.encode(1e300))
+  end)
+
+  it("decodes literals with a fraction or exponent as floats", function()
+    assert.are.equal("float", math.type(json.decode("1.0")))
+    assert.are.equal("float", math.type(json.decode("1e2")))
+    assert.are.equal("float", math.type(json.decode("1E+2")))
+    assert.are.equal("float", math.type(json.decode("-5e-1")))
+    assert.are.equal(hex(100.0), hex(json.decode("1e2")))
+    assert.are.equal(hex(-0.5), hex(json.decode("-5e-1")))
+    assert.are.equal(hex(0.1), hex(json.decode("0.1")))
+    assert.are.equal(hex(-0.0), hex(json.decode("-0.0")))
+  end)
+
+  it("refuses a number that overflows a double", function()
+    refused_on_decode("1e400")
+    refused_on_decode("-1e400")
+    refused_on_decode("[1, 1e400]")
+  end)
+
+  it("refuses NaN and infinities on encode", function()
+    refused_on_encode(0 / 0)
+    refused_on_encode(math.huge)
+    refused_on_encode(-math.huge)
+    refused_on_encode({ 1, 0 / 0 })
+  end)
+end)
+
+describe("json null and booleans", function()
+  it("round-trips null as agentsession.null", function()
+    assert.are.equal("null", json.encode(null))
+    assert.is_true(rawequal(null, json.decode("null")))
+    local back = json.decode('[null, {"a": null}]')
+    assert.is_true(rawequal(null, back[1]))
+    assert.is_true(rawequal(null, back[2].a))
+  end)
+
+  it("round-trips booleans", function()
+    assert.are.equal("true", json.encode(true))
+    assert.are.equal("false", json.encode(false))
+    assert.is_true(json.decode("true"))
+    assert.is_false(json.decode("false"))
+    assert.are.same({ true, false }, round_trip({ true, false }))
+  end)
+
+  it("refuses nil", function()
+    refused_on_encode(nil)
+  end)
+end)
+
+describe("json arrays and objects", function()
+  it("encodes an empty array_mt table as []", function()
+    assert.are.equal("[]", json.encode(array()))
+    assert.are.equal("[]", json.encode(setmetatable({}, array_mt)))
+  end)
+
+  it("encodes a plain empty table as {}", function()
+    assert.are.equal("{}", json.encode({}))
+  end)
+
+  it("decodes [] as an empty table carrying array_mt", function()
+    local t = json.decode("[]")
+    assert.is_nil(next(t))
+    assert.is_true(rawequal(array_mt, getmetatable(t)))
+  end)
+
+  it("decodes {} as an empty table without a metatable", function()
+    local t = json.decode("{}")
+    assert.is_table(t)
+    assert.is_nil(next(t))
+    assert.is_nil(getmetatable(t))
+  end)
+
+  it("gives every decoded array array_mt and no object a metatable", function()
+    local v = json.decode('{"a": [1, [2, []], {"b": [{}]}], "c": {}}')
+    assert.is_nil(getmetatable(v))
+    assert.is_true(rawequal(array_mt, getmetatable(v.a)))
+    assert.is_true(rawequal(array_mt, getmetatable(v.a[2])))
+    assert.is_true(rawequal(array_mt, getmetatable(v.a[2][2])))
+    assert.is_nil(getmetatable(v.a[3]))
+    assert.is_true(rawequal(array_mt, getmetatable(v.a[3].b)))
+    assert.is_nil(getmetatable(v.a[3].b[1]))
+    assert.is_nil(getmetatable(v.c))
+  end)
+
+  it("round-trips nested arrays and objects exactly", function()
+    local v = { a = array({ 1, 2.5, "x", null, true, array(), {} }), b = { c = array({ { d = -0.0 } }) } }
+    deep.assert_same(v, round_trip(v))
+  end)
+
+  it("encodes a plain table with keys 1..n as an array", function()
+    assert.are.equal("[1,2,3]", (json.encode({ 1, 2, 3 }):gsub("%s", "")))
+    deep.assert_same(array({ 1, 2, 3 }), json.decode(json.encode({ 1, 2, 3 })))
+  end)
+
+  it("keeps string keys that look like numbers as object keys", function()
+    local back = round_trip({ ["1"] = true, ["2"] = false })
+    assert.is_nil(getmetatable(back))
+    assert.is_true(back["1"])
+    assert.is_false(back["2"])
+    assert.is_nil(back[1])
+  end)
+
+  it("round-trips the empty string as a key", function()
+    deep.assert_same({ [""] = 1 }, round_trip({ [""] = 1 }))
+  end)
+
+  it("judges a table with another metatable by its contents", function()
+    local other = { __index = function() return "x" end }
+    assert.are.equal("[1,2]", (json.encode(setmetatable({ 1, 2 }, other)):gsub("%s", "")))
+    deep.assert_same({ k = "v" }, round_trip(setmetatable({ k = "v" }, other)))
+  end)
+end)
+
+describe("json strings", function()
+  local strings = {
+    { "ASCII", "hello, world" },
+    { "the empty string", "" },
+    { "2-byte UTF-8", "héllo ß" },
+    { "3-byte UTF-8", "日本語 €" },
+    { "4-byte UTF-8", "😀 𝄞 \u{10FFFF}" },
+    { "quotes and backslashes", "a \"quoted\" \\ back/slash" },
+    { "noncharacters and C1", "\u{FFFF}\u{FFFE}\u{80}\u{9F}" },
+    { "line separators", "\u{2028}\u{2029}" },
+    { "DEL", "a\127b" },
+  }
+  for _, case in ipairs(strings) do
+    it("round-trips " .. case[1], function()
+      assert.are.equal(case[2], round_trip(case[2]))
+      deep.assert_same({ [case[2]] = case[2] }, round_trip({ [case[2]] = case[2] }))
+    end)
+  end
+
+  it("escapes every control character on encode and round-trips it", function()
+    for c = 0, 31 do
+      local s = "a" .. string.char(c) .. "b"
+      local text = json.encode(s)
+      assert.is_nil(text:find("[%z\1-\31]"), "raw control character " .. c .. " in " .. text)
+      assert.are.equal(s, json.decode(text), "control character " .. c)
+    end
+  end)
+
+  it("round-trips an embedded NUL", function()
+    local s = "before\0after\0"
+    local text = json.encode(s)
+    assert.is_nil(text:find("%z"))
+    local back = json.decode(text)
+    assert.are.equal(#s, #back)
+    assert.are.equal(s, back)
+  end)
+
+  it("decodes the standard escapes", function()
+    assert.are.equal("\"\\/\b\f\n\r\t", json.decode([["\"\\\/\b\f\n\r\t"]]))
+  end)
+
+  it("decodes \\u escapes to UTF-8", function()
+    assert.are.equal("A", json.decode([["\u0041"]]))
+    assert.are.equal("é", json.decode([["\u00e9"]]))
+    assert.are.equal("é", json.decode([["\u00E9"]]))
+    assert.are.equal("€", json.decode([["\u20ac"]]))
+    assert.are.equal("\0", json.decode([["\u0000"]]))
+  end)
+
+  it("decodes a \\u surrogate pair to one 4-byte UTF-8 character", function()
+    assert.are.equal("😀", json.decode([["\ud83d\ude00"]]))
+    assert.are.equal("\u{10FFFF}", json.decode([["\udbff\udfff"]]))
+    assert.are.equal("𝄞", json.decode([["\uD834\uDD1E"]]))
+  end)
+
+  it("refuses lone surrogate escapes", function()
+    refused_on_decode([["\ud800"]])
+    refused_on_decode([["\udc00"]])
+    refused_on_decode([["\ud800x"]])
+    refused_on_decode([["\ud800\u0041"]])
+    refused_on_decode([["\ude00\ud83d"]])
+  end)
+
+  it("refuses invalid UTF-8 in a string on encode", function()
+    local bad = {
+      "\255", "a\128b", "\195", "caf\195", "\192\175", "\224\128\175",
+      "\237\160\128", "\244\144\128\128", "\248\136\128\128\128",
+    }
+    for _, s in ipairs(bad) do
+      local ok, err = pcall(json.encode, s)
+      assert.is_false(ok, "accepted " .. string.format("%q", s))
+      assert.are.equal("invalid", err.kind, string.format("%q", s))
+    end
+  end)
+
+  it("refuses invalid UTF-8 in an object key on encode", function()
+    refused_on_encode({ ["k\255"] = 1 })
+  end)
+
+  it("refuses invalid UTF-8 bytes inside JSON text", function()
+    refused_on_decode('"\255"')
+    refused_on_decode('"a\195"')
+    refused_on_decode('"\237\160\128"')
+    refused_on_decode('{"\192\175": 1}')
+  end)
+
+  it("round-trips a 1 MiB string", function()
+    local unit = "abcdéf日😀\"\\\n\t\0"
+    local s = string.rep(unit, (1024 * 1024) // #unit + 1)
+    assert.is_true(#s >= 1024 * 1024)
+    local back = round_trip(s)
+    assert.are.equal(#s, #back)
+    assert.are.equal(s, back)
+  end)
+end)
+
+describe("json refuses on encode, naming the path", function()
+  local cases = {
+    { "a function", function() end },
+    { "a coroutine", coroutine.create(function() end) },
+    { "userdata other than null", io.stdout },
+    { "a sparse table", { 1, nil, 3 } },
+    { "a mixed table", { 1, x = 2 } },
+    { "a boolean key", { [true] = 1 } },
+    { "a float key", { [1.5] = 1 } },
+    { "a table key", { [{}] = 1 } },
+    { "an array_mt table with a string key", setmetatable({ x = 1 }, array_mt) },
+    { "an array_mt table with a hole", setmetatable({ [1] = 1, [3] = 3 }, array_mt) },
+    { "an array_mt table starting at 0", setmetatable({ [0] = 1 }, array_mt) },
+    { "a table with only key 2", { [2] = "x" } },
+    { "a negative integer key", { [-1] = "x" } },
+  }
+  for _, case in ipairs(cases) do
+    it(case[1], function()
+      local err = refused_on_encode(case[2])
+      assert.is_truthy(err.message:find("value", 1, true), err.message)
+    end)
+  end
+
+  it("a cycle", function()
+    local t = {}
+    t.self = t
+    refused_on_encode(t)
+    local a = {}
+    a[1] = a
+    refused_on_encode(a)
+  end)
+
+  it("names the path with 1-based indices and field names", function()
+    local err = refused_on_encode({ 1, { x = function() end } })
+    assert.is_truthy(err.message:find("value[2].x", 1, true), err.message)
+    err = refused_on_encode({ a = { b = { c = 0 / 0 } } })
+    assert.is_truthy(err.message:find("value.a.b.c", 1, true), err.message)
+    err = refused_on_encode({ "ok", "ok", { messages = { "x", io.stdout } } })
+    assert.is_truthy(err.message:find("value[3].messages[2]", 1, true), err.message)
+    err = refused_on_encode({ a = array({ 1, "\255" }) })
+    assert.is_truthy(err.message:find("value.a[2]", 1, true), err.message)
+  end)
+
+  it("starts the message with the path", function()
+    local err = refused_on_encode({ 1, { x = function() end } })
+    assert.are.equal("value[2].x", err.message:sub(1, #"value[2].x"))
+  end)
+end)
+
+describe("json nesting limit", function()
+  it("accepts 128 nested arrays or objects", function()
+    deep.assert_same(nested_arrays(128), round_trip(nested_arrays(128)))
+    deep.assert_same(nested_objects(128), round_trip(nested_objects(128)))
+    local text = string.rep("[", 128) .. string.rep("]", 128)
+    assert.are.equal(text, json.encode(json.decode(text)))
+  end)
+
+  it("refuses 129 nested arrays or objects on encode", function()
+    refused_on_encode(nested_arrays(129))
+    refused_on_encode(nested_objects(129))
+  end)
+
+  it("refuses 129 nested arrays or objects on decode", function()
+    refused_on_decode(string.rep("[", 129) .. string.rep("]", 129))
+    refused_on_decode(string.rep('{"a":', 128) .. "{}" .. string.rep("}", 128))
+  end)
+
+  it("refuses very deep input without crashing", function()
+    refused_on_decode(string.rep("[", 100000))
+    refused_on_decode(string.rep('{"a":', 100000))
+  end)
+end)
+
+describe("json.decode refuses malformed text", function()
+  local malformed = {
+    "", " ", "[", "{", "]", "}", ",", "[1,]", "[,1]", "[,]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}",
+    "{\"a\" 1}", "{1:2}", "{'a':1}", "{a:1}", "01", "-01", "00", "1.", ".5", "+1", "-", "--1",
+    "1e", "1e+", "0x10", "NaN", "-NaN", "Infinity", "-Infinity", "tru", "True", "nul", "nulll",
+    "truefalse", "\"abc", "'abc'", "[1 2]", "[\"a\" \"b\"]", "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"",
+    "\"\\", "1 x", "[1] x", "{} {}", "1 2", "// c\n1", "/* c */ 1", "[1] // c", "# c\n1",
+    "\"a\nb\"", "\"a\tb\"", "\"a\0b\"", "\"\31\"", "[1,,2]", "{\"a\":1 \"b\":2}", "[}", "{]",
+  }
+  for _, text in ipairs(malformed) do
+    it(string.format("%q", text), function()
+      refused_on_decode(text)
+    end)
+  end
+
+  it("accepts whitespace around a value", function()
+    deep.assert_same(array({ 1 }), json.decode(" \t\r\n[ 1 ] \n"))
+  end)
+
+  it("says where the error is: the byte and the path", function()
+    local err = refused_on_decode("1 x")
+    assert.is_truthy(err.message:find("byte 3", 1, true), err.message)
+    err = refused_on_decode("[1, x]")
+    assert.is_truthy(err.message:find("byte 5", 1, true), err.message)
+    assert.is_truthy(err.message:find("value[2]", 1, true), err.message)
+    err = refused_on_decode('{"a": [1, 2, @]}')
+    assert.is_truthy(err.message:find("byte 14", 1, true), err.message)
+    assert.is_truthy(err.message:find("value.a[3]", 1, true), err.message)
+  end)
+end)
+
+describe("json arguments", function()
+  it("raises an argument error when decode is given a non-string", function()
+    for _, v in ipairs({ {}, true, print }) do
+      local ok, err = pcall(json.decode, v)
+      assert.is_false(ok)
+      assert.is_string(err)
+      assert.is_truthy(err:find("bad argument", 1, true), err)
+    end
+    local ok, err = pcall(json.decode)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("bad argument", 1, true), tostring(err))
+  end)
+end)

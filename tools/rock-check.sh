@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds and installs the rock offline into a throw-away tree with luarocks, then
+# loads the installed module from that tree alone and uses it once.
+set -e
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+log="$tree/luarocks.log"
+if ! luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none agentsession-scm-1.rockspec >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "rock: luarocks make failed" >&2
+    exit 1
+fi
+ROCK_TREE="$tree" LUA_PATH="$tree/share/lua/5.4/?.lua;$tree/share/lua/5.4/?/init.lua" \
+LUA_CPATH="$tree/lib/lua/5.4/?.so" \
+lua5.4 -e '
+  local as = require("agentsession")
+  assert(package.searchpath("agentsession.core", package.cpath):find(os.getenv("ROCK_TREE"), 1, true))
+  local m = as.memory()
+  local id = m:save(as.session{ name = "rock", messages = { { n = 1 } } }).id
+  assert(math.type(m:resume(id).messages[1].n) == "integer")
+  m:close()
+  print("rock: installed with luarocks and loaded from " .. os.getenv("ROCK_TREE"))
+' 
