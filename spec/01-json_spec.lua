@@ -120,6 +120,24 @@ describe("json floats", function()
     assert.are.equal("1e+300", json.encode(1e300))
   end)
 
+  it("encodes floats with no more significant digits than needed, subnormals included", function()
+    local function fewest_digits(x)
+      for p = 1, 17 do
+        if tonumber(string.format("%." .. p .. "g", x)) == x then return p end
+      end
+    end
+    local function significant_digits(text)
+      local digits = text:match("^-?([%d.]+)"):gsub("%.", ""):gsub("^0+", ""):gsub("0+$", "")
+      return math.max(#digits, 1)
+    end
+    for _, x in ipairs({ 0.1, 1 / 3, 123.456, 1e300, 2.0 ^ 63, 1.7976931348623157e308,
+                         2.2250738585072014e-308, 5e-324, 1e-320, 1.5e-310 }) do
+      local text = json.encode(x)
+      assert.are.equal(fewest_digits(x), significant_digits(text),
+        string.format("%a encoded as %s", x, text))
+    end
+  end)
+
   it("decodes literals with a fraction or exponent as floats", function()
     assert.are.equal("float", math.type(json.decode("1.0")))
     assert.are.equal("float", math.type(json.decode("1e2")))
@@ -433,7 +451,7 @@ end)
 
 describe("json arguments", function()
   it("raises an argument error when decode is given a non-string", function()
-    for _, v in ipairs({ {}, true, print }) do
+    for _, v in ipairs({ {}, true, print, 5 }) do
       local ok, err = pcall(json.decode, v)
       assert.is_false(ok)
       assert.is_string(err)

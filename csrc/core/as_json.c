@@ -442,14 +442,44 @@ int as_json_write_integer(as_buf *b, int64_t v) {
     return as_buf_put(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+/* Significant digits in a %g text. */
+static int significant_digits(const char *s) {
+    int n = 0, leading = 1;
+    for (; *s && *s != 'e'; s++) {
+        if (*s < '0' || *s > '9') continue;
+        if (leading && *s == '0') continue;
+        leading = 0;
+        n++;
+    }
+    return n;
+}
+
+static int format_g(char *out, size_t size, int prec, double v) {
+    return snprintf(out, size, "%.*g", prec, v);
+}
+
 int as_json_write_double(as_buf *b, double v) {
     char tmp[40];
     int prec, n = 0, i, has_mark = 0;
     char point = localeconv()->decimal_point[0];
     if (!isfinite(v)) return 1;
+    /* The fewest digits that read back exactly. With 15 digits or fewer a
+    ** double's nearest decimal is unique, so a shorter %.15g text is already
+    ** the shortest; only a full 15-digit one (as subnormals give) may shrink. */
     for (prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        n = format_g(tmp, sizeof tmp, prec, v);
         if (prec == 17 || strtod(tmp, NULL) == v) break;
+    }
+    if (prec == 15 && significant_digits(tmp) == 15) {
+        int lo = 1, hi = 15;
+        char shorter[40];
+        while (lo < hi) {
+            int mid = (lo + hi) / 2;
+            format_g(shorter, sizeof shorter, mid, v);
+            if (strtod(shorter, NULL) == v) hi = mid;
+            else lo = mid + 1;
+        }
+        n = format_g(tmp, sizeof tmp, lo, v);
     }
     if (n <= 0 || (size_t)n >= sizeof tmp - 2) return -1;
     for (i = 0; i < n; i++) {

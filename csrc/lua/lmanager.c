@@ -6,6 +6,7 @@
 ** __gc never sees a half-built object; __gc and __close share close, which is
 ** safe to run twice.
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "lbind.h"
@@ -156,8 +157,11 @@ static int m_list(lua_State *L) {
         tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
         lua_insert(L, -2);
         for (k = 1; k <= n; k++) {
-            if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
-                lbind_errorf(L, AS_EINVALID, "filter.tags", "item %d is not a string", (int)k);
+            if (lua_rawgeti(L, -1, k) != LUA_TSTRING) {
+                char path[40];
+                snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
+                lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
+            }
             tags[f.ntags++] = lua_tostring(L, -1);
             lua_pop(L, 1);
         }

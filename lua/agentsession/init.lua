@@ -59,6 +59,11 @@ function M.session(fields)
       fail("invalid", k .. ": must be a " .. want .. " (got " .. type(v) .. ")", 2)
     end
   end
+  local state_type = type(fields.state)
+  if state_type == "function" or state_type == "thread"
+      or (state_type == "userdata" and fields.state ~= core.null) then
+    fail("invalid", "state: a " .. state_type .. " cannot be encoded as JSON", 2)
+  end
   local tags = setmetatable({}, core.array_mt)
   if fields.tags then
     for i, t in ipairs(fields.tags) do
