@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "as_json.h"
 
 /* ---------------------------------------------------------------- UTF-8 */
@@ -75,6 +79,46 @@ static size_t utf8_put(unsigned char *out, unsigned long cp) {
     out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
     out[3] = (unsigned char)(0x80 | (cp & 0x3F));
     return 4;
+}
+
+/* The first byte at or after s that a JSON string cannot hold as it is: a
+** quote, a backslash, a control character or a non-ASCII byte (end if none).
+** Eight bytes at a time: in each test the lowest flagged byte is exact. */
+static const unsigned char *skip_plain(const unsigned char *s, const unsigned char *end) {
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+#if defined(__SSE2__)
+    {
+        /* sixteen at a time: as signed bytes, controls and non-ASCII are < 0x20 */
+        const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+        const __m128i space = _mm_set1_epi8(0x20);
+        while (end - s >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+            __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                       _mm_cmplt_epi8(v, space));
+            int mask = _mm_movemask_epi8(hit);
+            if (mask) return s + __builtin_ctz((unsigned)mask);
+            s += 16;
+        }
+    }
+#endif
+    while (end - s >= 8) {
+        uint64_t v, quote, bslash, flagged;
+        memcpy(&v, s, 8);
+        quote = v ^ (ones * '"');
+        bslash = v ^ (ones * '\\');
+        flagged = (((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) | v)
+                  & highs;
+        if (flagged) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return s + (__builtin_ctzll(flagged) >> 3);
+#else
+            break;
+#endif
+        }
+        s += 8;
+    }
+    while (s < end && *s >= 0x20 && *s < 0x80 && *s != '"' && *s != '\\') s++;
+    return s;
 }
 
 /* ---------------------------------------------------------------- parser */
@@ -145,8 +189,9 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
     run = s;
     for (;;) {
         unsigned char cls;
-        while (s < P->end && (cls = string_class[*s]) == 0) s++;
+        s = skip_plain(s, P->end);
         if (s >= P->end) { P->p = s; return fail(P, "unterminated string"); }
+        cls = string_class[*s];
         if (cls == 1) break;
         if (cls == 4) {
             if (trusted) { s++; continue; }
@@ -509,12 +554,12 @@ int as_json_write_string(as_buf *b, const char *str, size_t len, size_t *bad) {
     size_t mark = b->len;
     if (len > SIZE_MAX - 2 || as_buf_reserve(b, len + 2) != 0) return -1;
     b->data[b->len++] = '"';
-    while (s < end) {
+    while ((s = skip_plain(s, end)) < end) {
         unsigned char c = *s;
         if (c < 0x80) {
             const char *esc = escapes[c];
-            if (esc == NULL) { s++; continue; }
-            if (as_buf_put(b, run, (size_t)(s - run)) != 0 || as_buf_put(b, esc, strlen(esc)) != 0) {
+            if (as_buf_put(b, run, (size_t)(s - run)) != 0
+                || as_buf_put(b, esc, esc[1] == 'u' ? 6 : 2) != 0) {
                 b->len = mark;
                 return -1;
             }
