@@ -23,7 +23,9 @@ DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev lua-busted lua-check lua
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
-.PHONY: all deps test check lint spec rock demo bench clean
+CORE_TEST = build/core_test
+
+.PHONY: all deps test check lint spec ctest rock demo bench clean
 
 all: $(MODULE)
 
@@ -45,13 +47,19 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint rock spec
+check: all lint ctest rock spec
 
 lint:
 	luacheck -q lua spec examples bench
 
 spec: all
 	$(LUA) /usr/bin/busted -o spec/helpers/summary.lua
+
+ctest: $(CORE_TEST)
+	$(CORE_TEST)
+
+$(CORE_TEST): tests/core_test.c $(CORE_OBJ)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 rock:
 	@sh tools/rock-check.sh

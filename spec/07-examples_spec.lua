@@ -1,0 +1,29 @@
+-- The runnable examples and the benchmark stay true: each runs to the end in a
+-- child process (the benchmark in its short mode; its figures are not judged here).
+
+local env = "LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;' "
+
+local function run(command)
+  local pipe = assert(io.popen(env .. command .. " 2>&1"))
+  local output = pipe:read("a")
+  local ok, how, code = pipe:close()
+  return ok, output, how, code
+end
+
+describe("examples", function()
+  it("quickstart.lua runs the whole walkthrough", function()
+    local ok, output = run("lua5.4 examples/quickstart.lua")
+    assert.is_true(ok, output)
+    for _, step in ipairs({ "save", "resume", "list", "fork", "rewind", "tag", "rename", "delete" }) do
+      assert.truthy(output:find("\n" .. step .. " ", 1, true) or output:find("^" .. step .. " "), step)
+    end
+    assert.truthy(output:find("agentsession: not_found:", 1, true))
+  end)
+
+  it("the benchmark runs in its short mode", function()
+    local ok, output = run("BENCH_QUICK=1 lua5.4 bench/bench.lua")
+    assert.is_true(ok, output)
+    assert.truthy(output:find("json.encode / cjson.encode", 1, true), output)
+    assert.truthy(output:find("plain-Lua", 1, true), output)
+  end)
+end)

@@ -1,0 +1,148 @@
+/*
+** Tests of the C core on its own, as a C host uses it: no Lua anywhere, sessions
+** built from C strings and JSON text. Prints each failed check, then a count.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "../csrc/core/as_json.h"
+#include "../csrc/core/as_manager.h"
+#include "../csrc/core/as_store_memory.h"
+
+static int checks, failures;
+
+#define CHECK(cond) do { checks++; if (!(cond)) { failures++; \
+    fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+
+static as_status validate(const char *text, as_error *err) {
+    as_buf scratch = AS_BUF_INIT;
+    as_status st = as_json_validate(text, strlen(text), &scratch, "value", err);
+    as_buf_free(&scratch);
+    return st;
+}
+
+static void test_json(void) {
+    static const char *const good[] = {
+        "null", "true", " [1, -0, 1.5e3, \"\\ud83d\\ude00\"] ", "{\"a\":{\"b\":[]}}",
+        "\"caf\xc3\xa9\"", "-9223372036854775808", "123456789012345678901234567890"
+    };
+    static const char *const bad[] = {
+        "", "[", "[1,]", "{\"a\"}", "01", "1.", "+1", "NaN", "\"\\ud800\"", "\"\xff\"",
+        "\"\xc0\xaf\"", "[1] x", "1e400", "{1:2}", "\"a\x01\""
+    };
+    as_error err;
+    as_buf b = AS_BUF_INIT;
+    size_t i, bad_at = 0;
+    char deep[300];
+
+    for (i = 0; i < sizeof good / sizeof *good; i++) CHECK(validate(good[i], &err) == AS_OK);
+    for (i = 0; i < sizeof bad / sizeof *bad; i++) CHECK(validate(bad[i], &err) == AS_EINVALID);
+
+    CHECK(validate("[1, {\"a\": [true, tru]}]", &err) == AS_EINVALID);
+    CHECK(strcmp(err.path, "value[2].a[2]") == 0);
+
+    memset(deep, '[', 129);
+    memset(deep + 129, ']', 129);
+    deep[258] = '\0';
+    CHECK(validate(deep, &err) == AS_EINVALID);
+    CHECK(validate(deep + 1, &err) == AS_EINVALID); /* unbalanced */
+    deep[128] = ' ';
+    deep[129 + 128] = '\0';
+    CHECK(validate(deep, &err) == AS_OK);           /* 128 levels */
+
+    CHECK(as_json_write_double(&b, 1.0) == 0 && b.len == 3 && memcmp(b.data, "1.0", 3) == 0);
+    b.len = 0;
+    CHECK(as_json_write_double(&b, 0.1) == 0 && memcmp(b.data, "0.1", 3) == 0 && b.len == 3);
+    b.len = 0;
+    CHECK(as_json_write_double(&b, 5e-324) == 0 && b.len == 6 && memcmp(b.data, "5e-324", 6) == 0);
+    b.len = 0;
+    CHECK(as_json_write_integer(&b, INT64_MIN) == 0 && b.len == 20);
+    b.len = 0;
+    CHECK(as_json_write_string(&b, "a\"\n\x01", 4, NULL) == 0 && b.len == 13 && memcmp(b.data, "\"a\\\"\\n\\u0001\"", 13) == 0);
+    b.len = 0;
+    CHECK(as_json_write_string(&b, "ok\xed\xa0\x80", 5, &bad_at) == 1 && bad_at == 2 && b.len == 0);
+    as_buf_free(&b);
+}
+
+static as_blob *blob(const char *json) {
+    return as_blob_new(json, strlen(json));
+}
+
+static void test_manager(void) {
+    as_store *store;
+    as_manager *m;
+    as_error err;
+    as_session s = { 0 }, got = { 0 };
+    as_meta stored = { 0 }, forked = { 0 }, tagged = { 0 };
+    as_meta_list list = { 0 };
+    as_filter all = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
+    const char *tags[] = { "reviewed", "production" };
+    char *first_id;
+    as_buf doc = AS_BUF_INIT;
+
+    CHECK(as_store_memory_new(&store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    CHECK(strcmp(as_manager_kind(m), "memory") == 0);
+
+    s.meta.id = "3f2c0000-0000-4000-8000-000000000001";
+    s.meta.name = "my-task";
+    s.meta.agent_name = "code-agent";
+    s.msgs = (as_blob *[]){ blob("{\"role\":\"user\",\"n\":1}"), blob("[]"), blob("2.5") };
+    s.nmsgs = 3;
+    s.state = blob("{\"cwd\":\"/home/user\"}");
+
+    CHECK(as_manager_save(m, &s, &stored, &err) == AS_OK);
+    CHECK(stored.version == 1 && stored.created_at == stored.updated_at && stored.created_at > 0);
+    first_id = stored.id;
+
+    CHECK(as_manager_resume(m, first_id, AS_LOAD_ALL, &got, &err) == AS_OK);
+    CHECK(got.nmsgs == 3 && strcmp(got.msgs[1]->text, "[]") == 0 && got.msgs[0] == s.msgs[0]);
+    CHECK(as_session_write_json(&doc, &got) == 0 && strstr(doc.data, "\"messages\":[{\"role\"") != NULL);
+    as_session_clear(&got);
+
+    CHECK(as_manager_resume(m, first_id, 1, &got, &err) == AS_OK);
+    CHECK(got.nmsgs == 1 && strcmp(got.msgs[0]->text, "2.5") == 0);
+    as_session_clear(&got);
+
+    /* a fork shares the blobs of its source */
+    CHECK(as_manager_fork(m, first_id, NULL, AS_KEEP_ALL, &forked, &err) == AS_OK);
+    CHECK(strcmp(forked.name, "my-task (fork)") == 0 && strcmp(forked.parent_id, first_id) == 0);
+    CHECK(s.msgs[0]->refs == 3); /* ours, the source's and the fork's */
+
+    CHECK(as_manager_rewind(m, first_id, 1, &got, &err) == AS_OK);
+    CHECK(got.nmsgs == 1 && got.meta.turn_count == 1 && got.meta.version == 2);
+    as_session_clear(&got);
+
+    CHECK(as_manager_tag(m, first_id, tags, 2, 0, &tagged, &err) == AS_OK);
+    CHECK(tagged.ntags == 2 && strcmp(tagged.tags[0], "reviewed") == 0);
+    as_meta_clear(&tagged);
+
+    CHECK(as_manager_list(m, &all, &list, &err) == AS_OK);
+    CHECK(list.n == 2 && strcmp(list.items[0].id, first_id) == 0); /* most recent write first */
+    as_meta_list_clear(&list);
+
+    CHECK(as_manager_rename(m, first_id, "bad\x01name", &err) == AS_EINVALID);
+    CHECK(strcmp(err.path, "name") == 0);
+    CHECK(as_manager_resume(m, "", AS_LOAD_ALL, &got, &err) == AS_EINVALID);
+    CHECK(as_manager_delete(m, first_id, &err) == AS_OK);
+    CHECK(as_manager_delete(m, first_id, &err) == AS_ENOTFOUND && strcmp(err.id, first_id) == 0);
+    CHECK(as_manager_resume(m, forked.id, AS_LOAD_ALL, &got, &err) == AS_OK && got.nmsgs == 3);
+    as_session_clear(&got);
+
+    as_manager_free(m);
+    CHECK(s.msgs[0]->refs == 1); /* the store let go of everything */
+    as_blob_unref(s.msgs[0]);
+    as_blob_unref(s.msgs[1]);
+    as_blob_unref(s.msgs[2]);
+    as_blob_unref(s.state);
+    as_meta_clear(&stored);
+    as_meta_clear(&forked);
+    as_buf_free(&doc);
+}
+
+int main(void) {
+    test_json();
+    test_manager();
+    printf("core tests: %d checks, %d failed\n", checks, failures);
+    return failures != 0;
+}
