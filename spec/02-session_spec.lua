@@ -5,15 +5,7 @@ local stores = require("helpers.stores")
 
 local UUID_V4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89abAB]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
--- Calls fn and returns the error it raises, failing unless it is an agentsession
--- error of the given kind.
-local function error_of(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error of kind " .. kind)
-  assert.is_true(agentsession.is_error(err, kind),
-    "expected an error of kind " .. kind .. ", got " .. tostring(err))
-  return err
-end
+local error_of = require("helpers.expect").error_of
 
 local function is_empty_object(v)
   return type(v) == "table" and next(v) == nil and getmetatable(v) ~= agentsession.array_mt

@@ -22,15 +22,7 @@ local function assert_between(value, low, high, what)
     string.format("%s = %s, expected between %d and %d", what, tostring(value), low, high))
 end
 
--- Calls fn and returns the error it raises, failing unless it is an agentsession
--- error of the given kind.
-local function error_of(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error of kind " .. kind)
-  assert.is_true(agentsession.is_error(err, kind),
-    "expected an error of kind " .. kind .. ", got " .. tostring(err))
-  return err
-end
+local error_of = require("helpers.expect").error_of
 
 local function describe_key(k)
   if math.type(k) == "integer" then return tostring(k) end

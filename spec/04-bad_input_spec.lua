@@ -378,3 +378,23 @@ for _, store in ipairs(stores) do
     end)
   end)
 end
+
+describe("tables with metamethods", function()
+  it("are read raw: no __index or __pairs of the caller runs during save", function()
+    local mgr = agentsession.memory()
+    local ran = false
+    local trap = { __index = function() ran = true; error("metamethod ran") end,
+                   __pairs = function() ran = true; error("metamethod ran") end }
+    local s = setmetatable({}, trap)
+    local ok, err = pcall(mgr.save, mgr, s)
+    assert.is_false(ok)
+    assert.is_true(agentsession.is_error(err, "invalid"), tostring(err))
+    assert.is_false(ran)
+    local good = valid_session(new_id())
+    good.state = setmetatable({ cwd = "/" }, trap)
+    mgr:save(good)
+    assert.is_false(ran)
+    assert.are.equal("/", mgr:resume(good.metadata.id).state.cwd)
+    mgr:close()
+  end)
+end)

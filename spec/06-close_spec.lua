@@ -19,13 +19,7 @@ local function new_session()
   }
 end
 
-local function error_of(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error of kind " .. kind)
-  assert.is_true(agentsession.is_error(err, kind),
-    "expected an error of kind " .. kind .. ", got " .. tostring(err))
-  return err
-end
+local error_of = require("helpers.expect").error_of
 
 local function argument_error(fn, ...)
   local ok, err = pcall(fn, ...)

@@ -59,6 +59,9 @@ void lbind_push_tags(lua_State *L, const as_meta *m);
 ** does not decode. */
 void lbind_push_session(lua_State *L, const as_session *s);
 
+/* Pushes t[name] without running metamethods (no Lua code runs mid-call). */
+int lbind_rawfield(lua_State *L, int idx, const char *name);
+
 /* An argument that must be a string without NUL bytes (the core takes C strings). */
 const char *lbind_check_text(lua_State *L, int arg, const char *path);
 /* An optional whole number >= 0 in a field of an options table. */

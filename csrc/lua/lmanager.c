@@ -46,7 +46,7 @@ const char *lbind_check_text(lua_State *L, int arg, const char *path) {
 
 int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
                     lua_Integer *out) {
-    int isint, t = lua_getfield(L, tbl, field);
+    int isint, t = lbind_rawfield(L, tbl, field);
     lua_Integer v;
     if (t == LUA_TNIL) {
         lua_pop(L, 1);
@@ -127,7 +127,7 @@ static int m_resume(lua_State *L) {
 /* A text option of list's filter: NULL when absent. */
 static const char *filter_text(lua_State *L, int tbl, const char *field, const char *path) {
     const char *s = NULL;
-    int t = lua_getfield(L, tbl, field);
+    int t = lbind_rawfield(L, tbl, field);
     if (t == LUA_TSTRING) s = lua_tostring(L, -1);
     else if (t != LUA_TNIL)
         lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));
@@ -150,7 +150,7 @@ static int m_list(lua_State *L) {
         luaL_checktype(L, 2, LUA_TTABLE);
         check_options(L, 2, "filter", names);
         tag = filter_text(L, 2, "tag", "filter.tag");
-        if (lua_getfield(L, 2, "tags") != LUA_TNIL) {
+        if (lbind_rawfield(L, 2, "tags") != LUA_TNIL) {
             if (!lua_istable(L, -1)) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
             n = (lua_Integer)lua_rawlen(L, -1);
         }

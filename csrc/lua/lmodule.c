@@ -55,6 +55,12 @@ lbind_call *lbind_call_new(lua_State *L) {
     return c;
 }
 
+int lbind_rawfield(lua_State *L, int idx, const char *name) {
+    idx = lua_absindex(L, idx);
+    lua_pushstring(L, name);
+    return lua_rawget(L, idx);
+}
+
 /* ---------------------------------------------------------------- functions */
 
 static int mod_uuid(lua_State *L) {

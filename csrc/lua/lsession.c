@@ -135,7 +135,7 @@ static as_status to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
     lua_Integer v;
     as_status st;
     if ((st = known_fields(L, idx, meta_fields, "metadata", err)) != AS_OK) return st;
-#define FIELD(name) lua_getfield(L, idx, name)
+#define FIELD(name) lbind_rawfield(L, idx, name)
 #define DONE(expr) do { st = (expr); lua_pop(L, 1); if (st != AS_OK) return st; } while (0)
     FIELD("id");
     DONE(text_field(L, -1, "metadata.id", 0, &m->id, err));
@@ -204,7 +204,7 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_e
     as_status st;
     idx = lua_absindex(L, idx);
     if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
-    lua_getfield(L, idx, "metadata");
+    lbind_rawfield(L, idx, "metadata");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return invalid(err, "metadata", "%s", "must be a table");
@@ -212,11 +212,11 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_e
     st = to_meta(L, lua_gettop(L), &s->meta, err);
     lua_pop(L, 1);
     if (st != AS_OK) return st;
-    lua_getfield(L, idx, "messages");
+    lbind_rawfield(L, idx, "messages");
     st = to_messages(L, lua_gettop(L), s, b, err);
     lua_pop(L, 1);
     if (st != AS_OK) return st;
-    lua_getfield(L, idx, "state");
+    lbind_rawfield(L, idx, "state");
     if (!lua_isnil(L, -1)) {
         b->len = 0;
         st = lbind_encode(L, -1, b, "state", err);
