@@ -99,7 +99,7 @@ end
 function M.format_time(ns)
   if ns ~= ns or ns == math.huge then return string.format("%10s", "-") end
   if ns < 1e3 then return string.format("%7.1f ns", ns) end
-  if ns < 1e6 then return string.format("%7.1f us", ns / 1e3) end
+  if ns < 1e7 then return string.format("%7.1f us", ns / 1e3) end
   if ns < 1e9 then return string.format("%7.1f ms", ns / 1e6) end
   return string.format("%7.2f s ", ns / 1e9)
 end
