@@ -30,14 +30,3 @@ void as_buf_free(as_buf *b) {
     b->data = NULL;
     b->len = b->cap = 0;
 }
-
-char *as_buf_detach(as_buf *b, size_t *len) {
-    char *p;
-    if (as_buf_reserve(b, 1) != 0) return NULL;
-    b->data[b->len] = '\0';
-    p = b->data;
-    if (len) *len = b->len;
-    b->data = NULL;
-    b->len = b->cap = 0;
-    return p;
-}

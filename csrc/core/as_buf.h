@@ -2,8 +2,7 @@
 ** A growable byte buffer.
 **
 ** Ownership: the buffer owns `data` (malloc'd, or NULL while empty). The caller
-** that declared the buffer frees it with as_buf_free(), or takes the bytes with
-** as_buf_detach() and then owns them. Functions that grow the buffer return 0 on
+** that declared the buffer frees it with as_buf_free(). Functions that grow the buffer return 0 on
 ** success and -1 when the size would overflow or memory runs out; the buffer is
 ** unchanged on failure, so a caller can always free it.
 */
@@ -23,8 +22,6 @@ typedef struct as_buf {
 
 int as_buf_grow(as_buf *b, size_t extra);
 void as_buf_free(as_buf *b);
-/* Returns the bytes (NUL-terminated) and leaves the buffer empty; NULL on no memory. */
-char *as_buf_detach(as_buf *b, size_t *len);
 
 static inline int as_buf_reserve(as_buf *b, size_t extra) {
     return (b->cap - b->len >= extra) ? 0 : as_buf_grow(b, extra);
