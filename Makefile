@@ -10,7 +10,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
-LDLIBS = -luuid
+LDLIBS = -luuid -lsqlite3
 
 CORE_SRC = $(wildcard csrc/core/*.c)
 LUA_SRC = $(wildcard csrc/lua/*.c)
@@ -19,7 +19,7 @@ LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
 MODULE = build/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev lua-busted lua-check luarocks
+DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 

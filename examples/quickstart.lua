@@ -1,5 +1,9 @@
--- The walkthrough of "How to: Manage Agent Sessions", in Lua: create, save,
--- resume, list, fork, rewind, tag, rename and delete a session.
+-- The walkthrough of "How to: Manage Agent Sessions", in Lua, on a SQLite file:
+-- create, save, resume, list, fork, rewind, tag, rename and delete sessions.
+--
+-- The sessions outlive the script: run it twice and the second run resumes,
+-- lists and forks what the first one left. The file is ./agentsession-demo.db,
+-- or the path in $AGENTSESSION_STORE.
 --
 -- Run from the repository root with `make demo`.
 
@@ -9,12 +13,32 @@ local function show(label, value)
   print(string.format("%-8s %s", label, value))
 end
 
-local mgr = agentsession.memory()
+local path = os.getenv("AGENTSESSION_STORE")
+if path == nil or path == "" then path = "agentsession-demo.db" end
+local mgr <close> = agentsession.sqlite(path)
+show("store", path)
+
+-- What earlier runs left in the file: sessions survive the process.
+local earlier = mgr:list{ tag = "quickstart" }
+if #earlier == 0 then
+  show("earlier", "none yet; run the quickstart again to resume this run's session")
+else
+  show("earlier", string.format("%d session(s) left by earlier runs", #earlier))
+  for i = 1, math.min(#earlier, 3) do
+    show("list", string.format("%s %q turns=%d tags=%s", earlier[i].id, earlier[i].name,
+      earlier[i].turn_count, table.concat(earlier[i].tags, ",")))
+  end
+  local last = mgr:resume(earlier[1].id)
+  show("resume", string.format("%q from an earlier run: %d messages, the first asks %q, cwd=%s",
+    last.metadata.name, #last.messages, last.messages[1].content, last.state.cwd))
+  local branch = mgr:fork(last.metadata.id, "follow-up of " .. last.metadata.name)
+  show("fork", string.format("%s %q parent=%s", branch.id, branch.name, branch.parent_id))
+end
 
 -- Construct a new session and save it.
 local session = agentsession.session{
   name = "my-task",
-  tags = { "production" },
+  tags = { "production", "quickstart" },
   agent_name = "code-agent",
   state = { cwd = "/home/user" },
 }
@@ -30,14 +54,18 @@ local id = session.metadata.id
 local meta = mgr:save(session)
 show("save", string.format("%s %q updated_at=%d", meta.id, meta.name, meta.updated_at))
 
--- Later, in the same or a new call, resume by id.
+-- Later, in the same or a new process, resume by id.
 local loaded = mgr:resume(id)
 show("resume", string.format("%d messages, cwd=%s, tool result count=%d (%s)",
   #loaded.messages, loaded.state.cwd, loaded.messages[3].content.count,
   math.type(loaded.messages[3].content.count)))
 
+-- Each turn, append to the table and save again: only the new message is written.
+loaded.messages[#loaded.messages + 1] = { role = "user", content = "Thanks!" }
+show("save", string.format("%d messages, version %d", #loaded.messages, mgr:save(loaded).version))
+
 -- List sessions, most recently active first.
-for _, s in ipairs(mgr:list()) do
+for _, s in ipairs(mgr:list{ limit = 5 }) do
   show("list", string.format("%s %q turns=%d", s.id, s.name, s.turn_count))
 end
 
@@ -45,7 +73,8 @@ end
 local fork_meta = mgr:fork(id, "experiment-branch")
 assert(fork_meta.id ~= id)
 show("fork", string.format("%s %q parent=%s", fork_meta.id, fork_meta.name, fork_meta.parent_id))
-show("fork", string.format("%q", mgr:fork(id).name))
+local named_fork = mgr:fork(id)
+show("fork", string.format("%q", named_fork.name))
 
 -- Rewind: keep only the first 3 messages.
 local rewound = mgr:rewind(id, 3)
@@ -61,10 +90,10 @@ show("list", string.format("%d session(s) tagged reviewed", #mgr:list{ tag = "re
 mgr:rename(id, "final-delivery")
 show("rename", mgr:resume(id).metadata.name)
 
--- Delete; a later resume raises a not_found error.
-mgr:delete(id)
-local ok, err = pcall(mgr.resume, mgr, id)
+-- Delete the forks; a later resume raises a not_found error. The session
+-- itself stays in the file for the next run.
+mgr:delete(fork_meta.id)
+mgr:delete(named_fork.id)
+local ok, err = pcall(mgr.resume, mgr, fork_meta.id)
 assert(not ok and agentsession.is_error(err, "not_found"))
 show("delete", tostring(err))
-
-mgr:close()

@@ -3,11 +3,14 @@
 ** built from C strings and JSON text. Prints each failed check, then a count.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../csrc/core/as_json.h"
 #include "../csrc/core/as_manager.h"
+#include "../csrc/core/as_digest.h"
 #include "../csrc/core/as_store_memory.h"
+#include "../csrc/core/as_store_sqlite.h"
 
 static int checks, failures;
 
@@ -140,9 +143,91 @@ static void test_manager(void) {
     as_buf_free(&doc);
 }
 
+static void test_digest(void) {
+    char text[100];
+    uint64_t seen[sizeof text];
+    size_t i, j;
+    int distinct = 1;
+    memset(text, 'a', sizeof text);
+    /* every prefix of a run of one letter differs: the length takes part */
+    for (i = 0; i < sizeof text; i++) seen[i] = as_digest(text, i);
+    for (i = 0; i < sizeof text; i++)
+        for (j = 0; j < i; j++) distinct &= seen[i] != seen[j];
+    CHECK(distinct);
+    CHECK(as_digest("{\"a\":1}", 7) == as_digest("{\"a\":1}", 7));
+    /* one flipped bit anywhere changes the digest */
+    distinct = 1;
+    for (i = 0; i < 64; i++) {
+        char copy[64];
+        memset(copy, 'x', sizeof copy);
+        copy[i] ^= 1;
+        distinct &= as_digest(copy, sizeof copy) != as_digest(text, sizeof copy);
+    }
+    CHECK(distinct);
+}
+
+/* The SQLite store from C alone: a session saved by one manager is read by
+** another opened on the same file. */
+static void test_sqlite(void) {
+    char dir[] = "/tmp/agentsession-core-XXXXXX", path[64];
+    as_sqlite_opts opts = { 1000, AS_DURABILITY_FULL };
+    as_store *store;
+    as_manager *m;
+    as_error err;
+    as_session s = { 0 }, got = { 0 };
+    as_meta stored = { 0 };
+    as_meta_list list = { 0 };
+    as_filter tagged = { NULL, 1, NULL, NULL, 0, SIZE_MAX };
+    const char *tag = "t";
+    char *tags[] = { "t" };
+
+    tagged.tags = &tag;
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof path, "%s/store.db", dir);
+    CHECK(as_store_sqlite_open(dir, &opts, &store, &err) == AS_ESTORAGE);
+    CHECK(strstr(err.message, "is a directory") != NULL);
+
+    CHECK(as_store_sqlite_open(path, &opts, &store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    CHECK(strcmp(as_manager_kind(m), "sqlite") == 0);
+    s.meta.id = "c-host";
+    s.meta.agent_name = "";
+    s.meta.tags = tags;
+    s.meta.ntags = 1;
+    s.msgs = (as_blob *[]){ blob("{\"n\":1}"), blob("\"two\"") };
+    s.nmsgs = 2;
+    s.state = blob("{}");
+    CHECK(as_manager_save(m, &s, &stored, &err) == AS_OK);
+    as_meta_clear(&stored);
+    as_manager_free(m);
+
+    CHECK(as_store_sqlite_open(path, NULL, &store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    CHECK(as_manager_resume(m, "c-host", AS_LOAD_ALL, &got, &err) == AS_OK);
+    CHECK(got.nmsgs == 2 && strcmp(got.msgs[1]->text, "\"two\"") == 0 && got.meta.version == 1);
+    CHECK(got.meta.ntags == 1 && strcmp(got.meta.tags[0], "t") == 0);
+    as_session_clear(&got);
+    CHECK(as_manager_list(m, &tagged, &list, &err) == AS_OK && list.n == 1);
+    as_meta_list_clear(&list);
+    CHECK(as_manager_resume(m, "absent", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND);
+    as_manager_free(m);
+
+    as_blob_unref(s.msgs[0]);
+    as_blob_unref(s.msgs[1]);
+    as_blob_unref(s.state);
+    remove(path);
+    snprintf(path, sizeof path, "%s/store.db-wal", dir);
+    remove(path);
+    snprintf(path, sizeof path, "%s/store.db-shm", dir);
+    remove(path);
+    CHECK(remove(dir) == 0);
+}
+
 int main(void) {
     test_json();
     test_manager();
+    test_digest();
+    test_sqlite();
     printf("core tests: %d checks, %d failed\n", checks, failures);
     return failures != 0;
 }

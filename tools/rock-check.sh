@@ -19,5 +19,12 @@ lua5.4 -e '
   local id = m:save(as.session{ name = "rock", messages = { { n = 1 } } }).id
   assert(math.type(m:resume(id).messages[1].n) == "integer")
   m:close()
+  local path = os.getenv("ROCK_TREE") .. "/check.db"
+  m = as.sqlite(path)
+  id = m:save(as.session{ name = "rock", messages = { { n = 2 } } }).id
+  m:close()
+  m = as.open(path)
+  assert(m:resume(id).messages[1].n == 2)
+  m:close()
   print("rock: installed with luarocks and loaded from " .. os.getenv("ROCK_TREE"))
 ' 

@@ -68,7 +68,21 @@ const char *lbind_check_text(lua_State *L, int arg, const char *path);
 int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
                     lua_Integer *out);
 
+/* Refuses keys of an options table other than the NULL-terminated names. */
+void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names);
+
+/* Store constructors: parse the options (raising on bad ones) into opts, push a
+** closed manager with lbind_manager_new, make the store, then return
+** lbind_manager_start, which opens the manager on it. */
+struct as_manager_opts;
+struct as_store;
+void lbind_manager_opts(lua_State *L, int arg, const char *const *names,
+                        struct as_manager_opts *opts);
+void lbind_manager_new(lua_State *L);
+int lbind_manager_start(lua_State *L, struct as_store *store, const struct as_manager_opts *opts);
+
 void lbind_manager_open(lua_State *L);
+void lbind_sqlite_open(lua_State *L);
 
 /* The only exported symbol. */
 __attribute__((visibility("default"))) int luaopen_agentsession_core(lua_State *L);

@@ -17,8 +17,12 @@ typedef struct lmanager {
     as_manager *m; /* NULL once closed */
 } lmanager;
 
+static lmanager *check_manager_at(lua_State *L, int arg) {
+    return (lmanager *)luaL_checkudata(L, arg, LBIND_MANAGER_MT);
+}
+
 static lmanager *check_manager(lua_State *L) {
-    return (lmanager *)luaL_checkudata(L, 1, LBIND_MANAGER_MT);
+    return check_manager_at(L, 1);
 }
 
 static as_manager *check_open(lua_State *L) {
@@ -63,7 +67,7 @@ int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
 }
 
 /* Refuses option keys other than those named. */
-static void check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
+void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
     lua_pushnil(L);
     while (lua_next(L, tbl)) {
         int i, known = 0;
@@ -110,7 +114,7 @@ static int m_resume(lua_State *L) {
     if (!lua_isnoneornil(L, 3)) {
         static const char *const names[] = { "last", NULL };
         luaL_checktype(L, 3, LUA_TTABLE);
-        check_options(L, 3, "options", names);
+        lbind_check_options(L, 3, "options", names);
         lbind_opt_count(L, 3, "last", "options.last", &last);
     }
     c = lbind_call_new(L);
@@ -148,7 +152,7 @@ static int m_list(lua_State *L) {
         const char *tag;
         lua_Integer n = 0, k;
         luaL_checktype(L, 2, LUA_TTABLE);
-        check_options(L, 2, "filter", names);
+        lbind_check_options(L, 2, "filter", names);
         tag = filter_text(L, 2, "tag", "filter.tag");
         if (lbind_rawfield(L, 2, "tags") != LUA_TNIL) {
             if (!lua_istable(L, -1)) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
@@ -200,7 +204,7 @@ static int m_fork(lua_State *L) {
     if (!lua_isnoneornil(L, 4)) {
         static const char *const names[] = { "at", NULL };
         luaL_checktype(L, 4, LUA_TTABLE);
-        check_options(L, 4, "options", names);
+        lbind_check_options(L, 4, "options", names);
         lbind_opt_count(L, 4, "at", "options.at", &at);
     }
     c = lbind_call_new(L);
@@ -320,24 +324,29 @@ static int m_tostring(lua_State *L) {
 
 /* ---------------------------------------------------------------- constructors */
 
-/* Pushes a closed manager, then opens it on the store (which it takes). */
-static int push_manager(lua_State *L, as_store *store, const as_manager_opts *opts) {
+/* Pushes a manager that is closed until lbind_manager_start gives it a store,
+** so that a Lua error raised while the store is being made leaks nothing. */
+void lbind_manager_new(lua_State *L) {
     lmanager *lm = lua_newuserdatauv(L, sizeof *lm, 0);
-    as_error err;
     lm->m = NULL;
     luaL_setmetatable(L, LBIND_MANAGER_MT);
+}
+
+/* Opens the manager at the top of the stack on the store (which it takes). */
+int lbind_manager_start(lua_State *L, as_store *store, const as_manager_opts *opts) {
+    lmanager *lm = check_manager_at(L, -1);
+    as_error err;
     as_error_clear(&err);
     if (as_manager_new(store, opts, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
     return 1;
 }
 
-static void manager_opts(lua_State *L, int arg, as_manager_opts *opts) {
-    static const char *const names[] = { "max_session_bytes", NULL };
+void lbind_manager_opts(lua_State *L, int arg, const char *const *names, as_manager_opts *opts) {
     lua_Integer v;
     memset(opts, 0, sizeof *opts);
     if (lua_isnoneornil(L, arg)) return;
     luaL_checktype(L, arg, LUA_TTABLE);
-    check_options(L, arg, "options", names);
+    lbind_check_options(L, arg, "options", names);
     if (lbind_opt_count(L, arg, "max_session_bytes", "options.max_session_bytes", &v)) {
         if (v == 0) lbind_errorf(L, AS_EINVALID, "options.max_session_bytes", "must be at least 1");
         opts->max_session_bytes = opt_size(v);
@@ -345,13 +354,15 @@ static void manager_opts(lua_State *L, int arg, as_manager_opts *opts) {
 }
 
 static int new_memory(lua_State *L) {
+    static const char *const names[] = { "max_session_bytes", NULL };
     as_manager_opts opts;
     as_store *store;
     as_error err;
-    manager_opts(L, 1, &opts);
+    lbind_manager_opts(L, 1, names, &opts);
+    lbind_manager_new(L);
     as_error_clear(&err);
     if (as_store_memory_new(&store, &err) != AS_OK) return lbind_error(L, &err);
-    return push_manager(L, store, &opts);
+    return lbind_manager_start(L, store, &opts);
 }
 
 void lbind_manager_open(lua_State *L) {
@@ -383,4 +394,5 @@ void lbind_manager_open(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, new_memory);
     lua_setfield(L, -2, "memory");
+    lbind_sqlite_open(L);
 }

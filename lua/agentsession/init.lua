@@ -15,6 +15,7 @@ local M = {
   now = core.now,
   is_error = core.is_error,
   memory = core.memory,
+  sqlite = core.sqlite,
 }
 
 local function fail(kind, message, level)
@@ -89,7 +90,8 @@ function M.session(fields)
   }
 end
 
---- A manager from a URI: "memory:", "sqlite:PATH" or a bare path, "redis://…".
+--- A manager from a URI: "memory:", "sqlite:PATH" or a bare path (no "scheme:"
+--- prefix), "redis://…". `opts` goes to the store's constructor.
 function M.open(uri, opts)
   if type(uri) ~= "string" then
     error("bad argument #1 to 'open' (string expected, got " .. type(uri) .. ")", 2)
@@ -97,8 +99,15 @@ function M.open(uri, opts)
   if uri == "memory:" then
     return M.memory(opts)
   end
-  local scheme = uri:match("^(%a[%w+.-]*):")
-  fail("invalid", "uri: no store for " .. (scheme and ("scheme \"" .. scheme .. "\"") or ("\"" .. uri .. "\"")), 2)
+  local scheme, rest = uri:match("^(%a[%w+.-]*):(.*)$")
+  if scheme == nil then
+    if uri == "" then fail("invalid", "uri: must not be empty", 2) end
+    return M.sqlite(uri, opts)
+  elseif scheme == "sqlite" then
+    if rest == "" then fail("invalid", "uri: \"sqlite:\" needs a path", 2) end
+    return M.sqlite(rest, opts)
+  end
+  fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 2)
 end
 
 return M

@@ -1,0 +1,850 @@
+/*
+** The SQLite store: sessions in one file, durable and shared by processes.
+**
+** Layout (schema version 2, kept in PRAGMA user_version):
+**   sessions  one row per session: the metadata in columns, the state as JSON
+**             text, the message count, and `seq`, a store-wide write counter
+**             that breaks list()'s ties between equal updated_at;
+**   messages  one row per message, keyed by slot = rid * 2^32 + position, so
+**             a session's messages sit together in key order: "the last n",
+**             append and rewind are range operations on the key. Each row
+**             keeps a digest of its text, read before its text, so a save
+**             compares digests and rewrites only the rows that changed;
+**   tags      one row per tag, carrying its session's updated_at and seq, so a
+**             tag filter walks an index already in list order;
+**   counter   the last seq given out.
+** Version 1 kept messages keyed by (rid, pos) without digests; opening such a
+** file migrates it in one transaction.
+**
+** Writes run in BEGIN IMMEDIATE transactions: the write lock is taken first,
+** so a busy file is waited for (busy_timeout_ms) and never deadlocks on a lock
+** upgrade. WAL lets readers go on while one process writes.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "as_alloc.h"
+#include "as_digest.h"
+#include "as_store_sqlite.h"
+
+#define SCHEMA_VERSION 2
+#define APPLICATION_ID 1634169715 /* "agss" */
+#define SLOT_SPAN ((int64_t)1 << 32) /* slots of one session: rid * SLOT_SPAN + pos */
+#define RID_MAX (((int64_t)1 << 31) - 1)
+#define MAX_FILTER_TAGS 1000
+
+enum {
+    S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
+    S_FIND, S_META, S_TAGS, S_STATE, S_MSGS, S_DIGESTS,
+    S_NEXT_SEQ, S_SEQ,
+    S_INSERT_SESSION, S_UPDATE_SESSION, S_UPDATE_STATE, S_DELETE_SESSION,
+    S_DELETE_TAGS, S_INSERT_TAG,
+    S_INSERT_MSG, S_UPDATE_MSG, S_DELETE_MSGS,
+    S_COUNT
+};
+
+#define META_COLUMNS                                                                        \
+    "s.rid, s.id, s.name, s.agent_name, s.parent_id, s.created_at, s.updated_at, "          \
+    "s.turn_count, s.total_tokens, s.version, s.nmsgs"
+
+static const char *const sql_text[S_COUNT] = {
+    "BEGIN",
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "SELECT rid, nmsgs FROM sessions WHERE id = ?1",
+    "SELECT " META_COLUMNS " FROM sessions s WHERE s.id = ?1",
+    "SELECT tag FROM tags WHERE rid = ?1 ORDER BY pos",
+    "SELECT state FROM sessions WHERE rid = ?1",
+    "SELECT slot, body FROM messages WHERE slot >= ?1 AND slot < ?2 ORDER BY slot",
+    "SELECT slot, digest FROM messages WHERE slot >= ?1 AND slot < ?2 ORDER BY slot",
+    "UPDATE counter SET seq = seq + 1",
+    "SELECT seq FROM counter",
+    "INSERT INTO sessions (id, name, agent_name, parent_id, created_at, updated_at, seq, "
+    "turn_count, total_tokens, version, nmsgs, state) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    "UPDATE sessions SET name = ?2, agent_name = ?3, parent_id = ?4, created_at = ?5, "
+    "updated_at = ?6, seq = ?7, turn_count = ?8, total_tokens = ?9, version = ?10, nmsgs = ?11 "
+    "WHERE rid = ?1",
+    "UPDATE sessions SET state = ?2 WHERE rid = ?1",
+    "DELETE FROM sessions WHERE rid = ?1",
+    "DELETE FROM tags WHERE rid = ?1",
+    "INSERT INTO tags (rid, pos, tag, updated_at, seq) VALUES (?1, ?2, ?3, ?4, ?5)",
+    "INSERT INTO messages (slot, digest, body) VALUES (?1, ?2, ?3)",
+    "UPDATE messages SET digest = ?2, body = ?3 WHERE slot = ?1",
+    "DELETE FROM messages WHERE slot >= ?1 AND slot < ?2",
+};
+
+static const char schema_tables[] =
+    "CREATE TABLE counter (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL);"
+    "INSERT INTO counter VALUES (1, 0);"
+    "CREATE TABLE sessions ("
+    " rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT, agent_name TEXT NOT NULL,"
+    " parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL, turn_count INTEGER NOT NULL, total_tokens INTEGER NOT NULL,"
+    " version INTEGER NOT NULL, nmsgs INTEGER NOT NULL, state TEXT NOT NULL);"
+    "CREATE TABLE tags ("
+    " rid INTEGER NOT NULL, pos INTEGER NOT NULL, tag TEXT NOT NULL,"
+    " updated_at INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (rid, pos)) WITHOUT ROWID;"
+    "CREATE TABLE messages (slot INTEGER PRIMARY KEY, digest INTEGER, body TEXT NOT NULL);";
+
+/* Created with IF NOT EXISTS, so a migrated file gains any it lacks. */
+static const char schema_indexes[] =
+    "CREATE INDEX IF NOT EXISTS sessions_recent ON sessions (updated_at, seq);"
+    "CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (agent_name, updated_at, seq);"
+    "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions (parent_id, updated_at, seq)"
+    " WHERE parent_id IS NOT NULL;"
+    "CREATE INDEX IF NOT EXISTS tags_recent ON tags (tag, updated_at, seq);";
+
+static const char migrate_1_to_2[] =
+    "CREATE TABLE messages_v2 (slot INTEGER PRIMARY KEY, digest INTEGER, body TEXT NOT NULL);"
+    "INSERT INTO messages_v2 (slot, digest, body)"
+    " SELECT rid * 4294967296 + pos, agentsession_digest(body), body FROM messages;"
+    "DROP TABLE messages;"
+    "ALTER TABLE messages_v2 RENAME TO messages;";
+
+/* list() statements kept prepared: by number of filter tags (0..2), agent, parent. */
+#define LIST_SHAPES 12
+
+typedef struct sqlite_store {
+    as_store base;
+    sqlite3 *db;
+    char *path;
+    int busy_timeout_ms;
+    sqlite3_stmt *stmt[S_COUNT];
+    sqlite3_stmt *list_stmt[LIST_SHAPES];
+} sqlite_store;
+
+/* ---------------------------------------------------------------- errors */
+
+static as_status db_fail(sqlite_store *ss, int rc, as_error *err) {
+    const char *why = sqlite3_extended_errcode(ss->db) == rc ? sqlite3_errmsg(ss->db)
+                                                               : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        return as_error_nomem(err);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return as_error_set(err, AS_EUNAVAILABLE,
+                            "%s: locked by another connection for more than %d ms "
+                            "(busy_timeout_ms)", ss->path, ss->busy_timeout_ms);
+    case SQLITE_NOTADB:
+        return as_error_set(err, AS_ESTORAGE, "%s: not a SQLite database (%s)", ss->path, why);
+    default:
+        return as_error_set(err, AS_ESTORAGE, "%s: %s", ss->path, why);
+    }
+}
+
+static as_status damaged(sqlite_store *ss, const char *what, as_error *err) {
+    return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s", ss->path, what);
+}
+
+/* ---------------------------------------------------------------- statements */
+
+static as_status prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
+    *out = NULL;
+    if (ss->stmt[which] == NULL) {
+        int rc = sqlite3_prepare_v3(ss->db, sql_text[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &ss->stmt[which], NULL);
+        if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    }
+    *out = ss->stmt[which];
+    return AS_OK;
+}
+
+/* Makes a statement ready for its next use (and drops pointers to bound text). */
+static void done(sqlite3_stmt *s) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Runs a statement that returns no rows. */
+static as_status run(sqlite_store *ss, sqlite3_stmt *s, as_error *err) {
+    int rc = sqlite3_step(s);
+    done(s);
+    return rc == SQLITE_DONE ? AS_OK : db_fail(ss, rc, err);
+}
+
+static as_status run_sql(sqlite_store *ss, int which, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = prepare(ss, which, &s, err);
+    return st == AS_OK ? run(ss, s, err) : st;
+}
+
+static as_status exec(sqlite_store *ss, const char *sql, as_error *err) {
+    int rc = sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? AS_OK : db_fail(ss, rc, err);
+}
+
+/* The single integer a query returns. */
+static as_status query_int(sqlite_store *ss, const char *sql, int64_t *out, as_error *err) {
+    sqlite3_stmt *s;
+    int rc = sqlite3_prepare_v2(ss->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? AS_OK : db_fail(ss, rc, err);
+}
+
+static int bind_opt_text(sqlite3_stmt *s, int i, const char *text) {
+    return text ? sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+/* ---------------------------------------------------------------- reading rows */
+
+static as_status col_text(sqlite_store *ss, sqlite3_stmt *s, int i, int nullable, char **out,
+                          as_error *err) {
+    const char *text;
+    int n;
+    *out = NULL;
+    if (sqlite3_column_type(s, i) == SQLITE_NULL && nullable) return AS_OK;
+    if (sqlite3_column_type(s, i) != SQLITE_TEXT) {
+        char what[96];
+        snprintf(what, sizeof what, "column %s is not text", sqlite3_column_name(s, i));
+        return damaged(ss, what, err);
+    }
+    text = (const char *)sqlite3_column_text(s, i);
+    n = sqlite3_column_bytes(s, i);
+    if (text == NULL) return as_error_nomem(err);
+    if (memchr(text, '\0', (size_t)n) != NULL) return damaged(ss, "a text holds a NUL byte", err);
+    if ((*out = as_strndup(text, (size_t)n)) == NULL) return as_error_nomem(err);
+    return AS_OK;
+}
+
+static as_status col_int(sqlite_store *ss, sqlite3_stmt *s, int i, int64_t lo, int64_t hi,
+                         int64_t *out, as_error *err) {
+    if (sqlite3_column_type(s, i) != SQLITE_INTEGER
+        || (*out = sqlite3_column_int64(s, i)) < lo || *out > hi) {
+        char what[96];
+        snprintf(what, sizeof what, "column %s is not an integer in range",
+                 sqlite3_column_name(s, i));
+        return damaged(ss, what, err);
+    }
+    return AS_OK;
+}
+
+/* Reads the META_COLUMNS of the current row. */
+static as_status read_meta(sqlite_store *ss, sqlite3_stmt *s, as_meta *m, int64_t *rid,
+                           int64_t *nmsgs, as_error *err) {
+    int64_t turns, tokens;
+    as_status st;
+    memset(m, 0, sizeof *m);
+    if ((st = col_int(ss, s, 0, 1, RID_MAX, rid, err)) != AS_OK
+        || (st = col_text(ss, s, 1, 0, &m->id, err)) != AS_OK
+        || (st = col_text(ss, s, 2, 1, &m->name, err)) != AS_OK
+        || (st = col_text(ss, s, 3, 0, &m->agent_name, err)) != AS_OK
+        || (st = col_text(ss, s, 4, 1, &m->parent_id, err)) != AS_OK
+        || (st = col_int(ss, s, 5, INT64_MIN, INT64_MAX, &m->created_at, err)) != AS_OK
+        || (st = col_int(ss, s, 6, INT64_MIN, INT64_MAX, &m->updated_at, err)) != AS_OK
+        || (st = col_int(ss, s, 7, 0, AS_TURN_COUNT_MAX, &turns, err)) != AS_OK
+        || (st = col_int(ss, s, 8, 0, INT64_MAX, &tokens, err)) != AS_OK
+        || (st = col_int(ss, s, 9, 1, INT64_MAX, &m->version, err)) != AS_OK
+        || (st = col_int(ss, s, 10, 0, SLOT_SPAN - 1, nmsgs, err)) != AS_OK) {
+        as_meta_clear(m);
+        return st;
+    }
+    m->turn_count = (uint32_t)turns;
+    m->total_tokens = (uint64_t)tokens;
+    return AS_OK;
+}
+
+static as_status read_tags(sqlite_store *ss, int64_t rid, as_meta *m, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = prepare(ss, S_TAGS, &s, err);
+    int rc;
+    if (st != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, rid);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char **grown, *tag;
+        if ((st = col_text(ss, s, 0, 0, &tag, err)) != AS_OK) break;
+        if (m->ntags >= SIZE_MAX / sizeof(char *) - 1
+            || (grown = as_realloc(m->tags, (m->ntags + 1) * sizeof(char *))) == NULL) {
+            as_free(tag);
+            st = as_error_nomem(err);
+            break;
+        }
+        m->tags = grown;
+        m->tags[m->ntags++] = tag;
+    }
+    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
+    done(s);
+    return st;
+}
+
+/* What the file holds must pass the checks a save makes. */
+static as_status check_loaded(sqlite_store *ss, as_meta *m, as_error *err) {
+    size_t ntags = m->ntags;
+    as_status st = as_meta_check(m, err);
+    if (st == AS_EINVALID || (st == AS_OK && m->ntags != ntags)) {
+        char what[AS_ERROR_MESSAGE_MAX];
+        if (st == AS_OK) snprintf(what, sizeof what, "session \"%.64s\" repeats a tag", m->id);
+        else snprintf(what, sizeof what, "%.200s: %.200s", err->path, err->message);
+        return damaged(ss, what, err);
+    }
+    return st;
+}
+
+static as_status read_messages(sqlite_store *ss, int64_t rid, int64_t from, int64_t n,
+                               as_session *out, as_error *err) {
+    sqlite3_stmt *s;
+    int64_t base = rid * SLOT_SPAN, slot;
+    as_status st;
+    int rc;
+    if (n == 0) return AS_OK;
+    if ((size_t)n > SIZE_MAX / sizeof(as_blob *)
+        || (out->msgs = as_malloc((size_t)n * sizeof(as_blob *))) == NULL)
+        return as_error_nomem(err);
+    if ((st = prepare(ss, S_MSGS, &s, err)) != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, base + from);
+    sqlite3_bind_int64(s, 2, base + SLOT_SPAN);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *text;
+        as_blob *b;
+        slot = sqlite3_column_int64(s, 0);
+        if ((int64_t)out->nmsgs >= n || slot != base + from + (int64_t)out->nmsgs
+            || sqlite3_column_type(s, 1) != SQLITE_TEXT) {
+            st = damaged(ss, "the message rows do not match the session's count", err);
+            break;
+        }
+        text = (const char *)sqlite3_column_text(s, 1);
+        if (text == NULL
+            || (b = as_blob_new(text, (size_t)sqlite3_column_bytes(s, 1))) == NULL) {
+            st = as_error_nomem(err);
+            break;
+        }
+        out->msgs[out->nmsgs++] = b;
+    }
+    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
+    if (st == AS_OK && (int64_t)out->nmsgs != n)
+        st = damaged(ss, "the message rows do not match the session's count", err);
+    done(s);
+    return st;
+}
+
+static as_status read_state(sqlite_store *ss, int64_t rid, as_session *out, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = prepare(ss, S_STATE, &s, err);
+    int rc;
+    if (st != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, rid);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
+    else if (sqlite3_column_type(s, 0) != SQLITE_TEXT) st = damaged(ss, "state is not text", err);
+    else {
+        const char *text = (const char *)sqlite3_column_text(s, 0);
+        if (text == NULL
+            || (out->state = as_blob_new(text, (size_t)sqlite3_column_bytes(s, 0))) == NULL)
+            st = as_error_nomem(err);
+    }
+    done(s);
+    return st;
+}
+
+/* ---------------------------------------------------------------- store operations */
+
+static as_status sq_begin(as_store *st, int write, as_error *err) {
+    return run_sql((sqlite_store *)st, write ? S_BEGIN_WRITE : S_BEGIN_READ, err);
+}
+
+static void sq_rollback(as_store *st) {
+    sqlite_store *ss = (sqlite_store *)st;
+    as_error ignored;
+    /* SQLite may have rolled back already (after a full disk, for instance). */
+    if (!sqlite3_get_autocommit(ss->db)) run_sql(ss, S_ROLLBACK, &ignored);
+}
+
+static as_status sq_commit(as_store *st, as_error *err) {
+    as_status status = run_sql((sqlite_store *)st, S_COMMIT, err);
+    if (status != AS_OK) sq_rollback(st);
+    return status;
+}
+
+static as_status sq_load(as_store *st, const char *id, size_t last, as_session *out,
+                         size_t *count, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    sqlite3_stmt *s;
+    int64_t rid, nmsgs, n;
+    as_status status;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if ((status = prepare(ss, S_META, &s, err)) != AS_OK) return status;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) status = read_meta(ss, s, &out->meta, &rid, &nmsgs, err);
+    else status = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
+    done(s);
+    if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
+    if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
+    if (status == AS_OK && last > 0) {
+        n = (uint64_t)last < (uint64_t)nmsgs ? (int64_t)last : nmsgs;
+        status = read_messages(ss, rid, nmsgs - n, n, out, err);
+        if (status == AS_OK) status = read_state(ss, rid, out, err);
+    }
+    if (status != AS_OK) {
+        as_session_clear(out);
+        return status;
+    }
+    *count = (size_t)nmsgs;
+    return AS_OK;
+}
+
+static as_status find(sqlite_store *ss, const char *id, int64_t *rid, int64_t *nmsgs,
+                      as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = prepare(ss, S_FIND, &s, err);
+    int rc;
+    if (st != AS_OK) return st;
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        if ((st = col_int(ss, s, 0, 1, RID_MAX, rid, err)) == AS_OK)
+            st = col_int(ss, s, 1, 0, SLOT_SPAN - 1, nmsgs, err);
+    } else st = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
+    done(s);
+    return st;
+}
+
+static as_status next_seq(sqlite_store *ss, int64_t *seq, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st;
+    int rc;
+    if ((st = run_sql(ss, S_NEXT_SEQ, err)) != AS_OK || (st = prepare(ss, S_SEQ, &s, err)) != AS_OK)
+        return st;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) st = col_int(ss, s, 0, 1, INT64_MAX, seq, err);
+    else st = rc == SQLITE_DONE ? damaged(ss, "the counter row is missing", err)
+                                : db_fail(ss, rc, err);
+    done(s);
+    return st;
+}
+
+/* Binds parameters 2..11 of S_INSERT_SESSION and S_UPDATE_SESSION. */
+static void bind_meta(sqlite3_stmt *s, const as_meta *m, int64_t seq, int64_t nmsgs) {
+    bind_opt_text(s, 2, m->name);
+    sqlite3_bind_text(s, 3, m->agent_name, -1, SQLITE_STATIC);
+    bind_opt_text(s, 4, m->parent_id);
+    sqlite3_bind_int64(s, 5, m->created_at);
+    sqlite3_bind_int64(s, 6, m->updated_at);
+    sqlite3_bind_int64(s, 7, seq);
+    sqlite3_bind_int64(s, 8, (int64_t)m->turn_count);
+    sqlite3_bind_int64(s, 9, (int64_t)m->total_tokens);
+    sqlite3_bind_int64(s, 10, m->version);
+    sqlite3_bind_int64(s, 11, nmsgs);
+}
+
+static as_status write_tags(sqlite_store *ss, int64_t rid, const as_meta *m, int64_t seq,
+                            int fresh, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st;
+    size_t i;
+    if (!fresh) {
+        if ((st = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return st;
+        sqlite3_bind_int64(s, 1, rid);
+        if ((st = run(ss, s, err)) != AS_OK) return st;
+    }
+    if (m->ntags == 0) return AS_OK;
+    if ((st = prepare(ss, S_INSERT_TAG, &s, err)) != AS_OK) return st;
+    for (i = 0; i < m->ntags; i++) {
+        sqlite3_bind_int64(s, 1, rid);
+        sqlite3_bind_int64(s, 2, (int64_t)i);
+        sqlite3_bind_text(s, 3, m->tags[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, m->updated_at);
+        sqlite3_bind_int64(s, 5, seq);
+        if ((st = run(ss, s, err)) != AS_OK) return st;
+    }
+    return AS_OK;
+}
+
+static as_status put_message(sqlite_store *ss, int which, int64_t slot, const as_blob *b,
+                             uint64_t digest, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st;
+    if (b->len > (size_t)INT32_MAX)
+        return as_error_set(err, AS_ETOOLARGE, "a message of %zu bytes is over SQLite's limit",
+                            b->len);
+    if ((st = prepare(ss, which, &s, err)) != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, slot);
+    sqlite3_bind_int64(s, 2, (int64_t)digest);
+    sqlite3_bind_text(s, 3, b->text, (int)b->len, SQLITE_STATIC);
+    if ((st = run(ss, s, err)) != AS_OK) return st;
+    if (which == S_UPDATE_MSG && sqlite3_changes(ss->db) != 1)
+        return damaged(ss, "a message row is missing", err);
+    return AS_OK;
+}
+
+/* Reads the digests of the stored messages at positions [from, from + n). A
+** row whose digest is unknown (NULL) or missing gets known[i] = 0. */
+static as_status read_digests(sqlite_store *ss, int64_t rid, int64_t from, size_t n,
+                              uint64_t *digests, unsigned char *known, as_error *err) {
+    sqlite3_stmt *s;
+    int64_t base = rid * SLOT_SPAN;
+    as_status st = prepare(ss, S_DIGESTS, &s, err);
+    int rc;
+    if (st != AS_OK) return st;
+    memset(known, 0, n);
+    sqlite3_bind_int64(s, 1, base + from);
+    sqlite3_bind_int64(s, 2, base + from + (int64_t)n);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        size_t i = (size_t)(sqlite3_column_int64(s, 0) - base - from);
+        if (i < n && sqlite3_column_type(s, 1) == SQLITE_INTEGER) {
+            digests[i] = (uint64_t)sqlite3_column_int64(s, 1);
+            known[i] = 1;
+        }
+    }
+    if (rc != SQLITE_DONE) st = db_fail(ss, rc, err);
+    done(s);
+    return st;
+}
+
+/* Makes the messages from position `keep` on equal to blobs[0..n), given that
+** `stored` rows exist: rows whose digest matches are left alone. */
+static as_status put_messages(sqlite_store *ss, int64_t rid, int64_t keep, int64_t stored,
+                              as_blob *const *blobs, size_t n, as_error *err) {
+    int64_t base = rid * SLOT_SPAN;
+    size_t overlap = 0, i;
+    uint64_t *digests = NULL;
+    unsigned char *known = NULL;
+    as_status st = AS_OK;
+    if (stored > keep) overlap = (uint64_t)(stored - keep) < n ? (size_t)(stored - keep) : n;
+    if (overlap > 0) {
+        if (overlap > SIZE_MAX / sizeof(uint64_t)
+            || (digests = as_malloc(overlap * sizeof(uint64_t))) == NULL
+            || (known = as_malloc(overlap)) == NULL) {
+            as_free(digests);
+            return as_error_nomem(err);
+        }
+        st = read_digests(ss, rid, keep, overlap, digests, known, err);
+    }
+    for (i = 0; i < n && st == AS_OK; i++) {
+        uint64_t d = as_digest(blobs[i]->text, blobs[i]->len);
+        if (i < overlap && known[i] && digests[i] == d) continue;
+        st = put_message(ss, i < overlap ? S_UPDATE_MSG : S_INSERT_MSG, base + keep + (int64_t)i,
+                         blobs[i], d, err);
+    }
+    as_free(digests);
+    as_free(known);
+    return st;
+}
+
+static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = prepare(ss, S_DELETE_MSGS, &s, err);
+    if (st != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, rid * SLOT_SPAN + from);
+    sqlite3_bind_int64(s, 2, (rid + 1) * SLOT_SPAN);
+    return run(ss, s, err);
+}
+
+static as_status put_state(sqlite3_stmt *s, int i, const as_blob *state, as_error *err) {
+    if (state->len > (size_t)INT32_MAX)
+        return as_error_set(err, AS_ETOOLARGE, "a state of %zu bytes is over SQLite's limit",
+                            state->len);
+    sqlite3_bind_text(s, i, state->text, (int)state->len, SQLITE_STATIC);
+    return AS_OK;
+}
+
+static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_error *err) {
+    const as_blob *state = w->state;
+    sqlite3_stmt *s;
+    int64_t rid;
+    as_status st;
+    if (state == NULL) return as_error_set(err, AS_EINVALID, "a new session needs a state");
+    if ((st = prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
+    sqlite3_bind_text(s, 1, w->meta->id, -1, SQLITE_STATIC);
+    bind_meta(s, w->meta, seq, (int64_t)w->nappend);
+    if ((st = put_state(s, 12, state, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK) {
+        done(s);
+        return st;
+    }
+    rid = sqlite3_last_insert_rowid(ss->db);
+    if (rid < 1 || rid > RID_MAX)
+        return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
+    if ((st = write_tags(ss, rid, w->meta, seq, 1, err)) != AS_OK) return st;
+    return put_messages(ss, rid, 0, 0, w->append, w->nappend, err);
+}
+
+static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    sqlite3_stmt *s;
+    int64_t rid, stored, keep, total, seq;
+    as_status status = find(ss, w->meta->id, &rid, &stored, err);
+    if (status != AS_OK && status != AS_ENOTFOUND) return status;
+    if (w->create && status == AS_OK) {
+        as_error_set(err, AS_ECONFLICT, "a session with id \"%s\" exists", w->meta->id);
+        as_error_set_id(err, w->meta->id);
+        return AS_ECONFLICT;
+    }
+    if (!w->create && status == AS_ENOTFOUND) return AS_ENOTFOUND;
+    keep = w->keep < (size_t)stored ? (int64_t)w->keep : stored;
+    if (w->create) keep = 0;
+    if (w->nappend >= (size_t)(SLOT_SPAN - keep))
+        return as_error_set(err, AS_ETOOLARGE, "a session holds at most %lld messages",
+                            (long long)(SLOT_SPAN - 1));
+    total = keep + (int64_t)w->nappend;
+    if ((status = next_seq(ss, &seq, err)) != AS_OK) return status;
+    if (w->create) return create(ss, w, seq, err);
+    if ((status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
+        return status;
+    if (total < stored && (status = delete_messages(ss, rid, total, err)) != AS_OK) return status;
+    if ((status = prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
+    sqlite3_bind_int64(s, 1, rid);
+    bind_meta(s, w->meta, seq, total);
+    if ((status = run(ss, s, err)) != AS_OK) return status;
+    if (w->state) {
+        if ((status = prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
+        sqlite3_bind_int64(s, 1, rid);
+        if ((status = put_state(s, 2, w->state, err)) != AS_OK
+            || (status = run(ss, s, err)) != AS_OK) {
+            done(s);
+            return status;
+        }
+    }
+    return write_tags(ss, rid, w->meta, seq, 0, err);
+}
+
+static as_status sq_remove(as_store *st, const char *id, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    sqlite3_stmt *s;
+    int64_t rid, stored;
+    as_status status = find(ss, id, &rid, &stored, err);
+    if (status != AS_OK) return status;
+    if ((status = delete_messages(ss, rid, 0, err)) != AS_OK) return status;
+    if ((status = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return status;
+    sqlite3_bind_int64(s, 1, rid);
+    if ((status = run(ss, s, err)) != AS_OK) return status;
+    if ((status = prepare(ss, S_DELETE_SESSION, &s, err)) != AS_OK) return status;
+    sqlite3_bind_int64(s, 1, rid);
+    return run(ss, s, err);
+}
+
+/* ---------------------------------------------------------------- list */
+
+/* The SQL of a list() filter: the first tag drives the walk of tags_recent,
+** further tags are checked per session; without tags, sessions_recent (or the
+** agent or parent index) is walked. */
+static as_status list_sql(const as_filter *f, as_buf *b, as_error *err) {
+    size_t i;
+    int ok = 1;
+    if (f->ntags > 0) {
+        ok &= as_buf_puts(b, "SELECT " META_COLUMNS " FROM tags t0 JOIN sessions s ON s.rid = t0.rid"
+                             " WHERE t0.tag = ?") == 0;
+        for (i = 1; i < f->ntags; i++)
+            ok &= as_buf_puts(b, " AND EXISTS (SELECT 1 FROM tags t WHERE t.rid = s.rid"
+                                 " AND t.tag = ?)") == 0;
+    } else ok &= as_buf_puts(b, "SELECT " META_COLUMNS " FROM sessions s WHERE 1") == 0;
+    if (f->agent_name) ok &= as_buf_puts(b, " AND s.agent_name = ?") == 0;
+    if (f->parent_id) ok &= as_buf_puts(b, " AND s.parent_id = ?") == 0;
+    if (f->ntags > 0) ok &= as_buf_puts(b, " ORDER BY t0.updated_at DESC, t0.seq DESC") == 0;
+    else ok &= as_buf_puts(b, " ORDER BY s.updated_at DESC, s.seq DESC") == 0;
+    ok &= as_buf_puts(b, " LIMIT ? OFFSET ?") == 0 && as_buf_putc(b, '\0') == 0;
+    return ok ? AS_OK : as_error_nomem(err);
+}
+
+static as_status list_rows(sqlite_store *ss, sqlite3_stmt *s, const as_filter *f,
+                           as_meta_list *out, as_error *err) {
+    as_status st = AS_OK;
+    int i = 0, rc;
+    size_t k;
+    for (k = 0; k < f->ntags; k++) sqlite3_bind_text(s, ++i, f->tags[k], -1, SQLITE_STATIC);
+    if (f->agent_name) sqlite3_bind_text(s, ++i, f->agent_name, -1, SQLITE_STATIC);
+    if (f->parent_id) sqlite3_bind_text(s, ++i, f->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, ++i, f->limit > (size_t)INT64_MAX ? -1 : (int64_t)f->limit);
+    sqlite3_bind_int64(s, ++i, f->offset > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->offset);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        as_meta m;
+        int64_t rid, nmsgs;
+        if ((st = read_meta(ss, s, &m, &rid, &nmsgs, err)) != AS_OK) break;
+        if ((st = read_tags(ss, rid, &m, err)) == AS_OK
+            && (st = check_loaded(ss, &m, err)) == AS_OK)
+            st = as_meta_list_push(out, &m, err);
+        as_meta_clear(&m);
+        if (st != AS_OK) break;
+    }
+    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
+    done(s);
+    if (st != AS_OK) as_meta_list_clear(out);
+    return st;
+}
+
+static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    sqlite3_stmt *s, **slot = NULL;
+    as_buf sql = AS_BUF_INIT;
+    as_status status;
+    int rc;
+    if (f->ntags > MAX_FILTER_TAGS)
+        return as_error_set(err, AS_EINVALID, "a list filter takes at most %d tags",
+                            MAX_FILTER_TAGS);
+    if (f->ntags <= 2)
+        slot = &ss->list_stmt[f->ntags * 4 + (f->agent_name ? 2 : 0) + (f->parent_id ? 1 : 0)];
+    if (slot == NULL || *slot == NULL) {
+        if ((status = list_sql(f, &sql, err)) != AS_OK) {
+            as_buf_free(&sql);
+            return status;
+        }
+        rc = sqlite3_prepare_v3(ss->db, sql.data, -1, slot ? SQLITE_PREPARE_PERSISTENT : 0, &s,
+                                NULL);
+        as_buf_free(&sql);
+        if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+        if (slot) *slot = s;
+    } else s = *slot;
+    status = list_rows(ss, s, f, out, err);
+    if (slot == NULL) sqlite3_finalize(s);
+    return status;
+}
+
+static void sq_close(as_store *st) {
+    sqlite_store *ss = (sqlite_store *)st;
+    size_t i;
+    for (i = 0; i < S_COUNT; i++) sqlite3_finalize(ss->stmt[i]);
+    for (i = 0; i < LIST_SHAPES; i++) sqlite3_finalize(ss->list_stmt[i]);
+    sqlite3_close_v2(ss->db);
+    as_free(ss->path);
+    as_free(ss);
+}
+
+static const as_store_ops sqlite_ops = {
+    "sqlite", sq_begin, sq_commit, sq_rollback, sq_load, sq_write, sq_remove, sq_list, sq_close
+};
+
+/* ---------------------------------------------------------------- opening */
+
+/* Creates the file with mode 0600 when it does not exist, so SQLite (which
+** gives -wal and -shm the mode of the database file) never makes it readable
+** by others; refuses what is not a regular file. */
+static as_status prepare_file(const char *path, as_error *err) {
+    struct stat sb;
+    int fd;
+    if (stat(path, &sb) == 0) {
+        if (S_ISDIR(sb.st_mode)) return as_error_set(err, AS_ESTORAGE, "%s: is a directory", path);
+        if (!S_ISREG(sb.st_mode))
+            return as_error_set(err, AS_ESTORAGE, "%s: is not a regular file", path);
+        return AS_OK;
+    }
+    if (errno != ENOENT)
+        return as_error_set(err, AS_ESTORAGE, "%s: cannot open: %s", path, strerror(errno));
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST) return AS_OK; /* another process made it first */
+        return as_error_set(err, AS_ESTORAGE, "%s: cannot create: %s", path, strerror(errno));
+    }
+    if (fchmod(fd, 0600) != 0) {
+        int e = errno;
+        close(fd);
+        return as_error_set(err, AS_ESTORAGE, "%s: cannot set mode 0600: %s", path, strerror(e));
+    }
+    close(fd);
+    return AS_OK;
+}
+
+static void sql_digest(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    const unsigned char *text = sqlite3_value_text(argv[0]);
+    (void)argc;
+    if (text == NULL) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sqlite3_result_int64(ctx, (sqlite3_int64)as_digest(text, (size_t)sqlite3_value_bytes(argv[0])));
+}
+
+static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
+    int64_t bad;
+    as_status st;
+    if (version == 1) {
+        st = query_int(ss, "SELECT count(*) FROM messages WHERE rid < 1 OR rid > 2147483647"
+                           " OR pos < 0 OR pos > 4294967295", &bad, err);
+        if (st != AS_OK) return st;
+        if (bad > 0) return damaged(ss, "message positions out of range in a version 1 file", err);
+        if ((st = exec(ss, migrate_1_to_2, err)) != AS_OK) return st;
+    }
+    if ((st = exec(ss, schema_indexes, err)) != AS_OK) return st;
+    return exec(ss, "PRAGMA user_version = 2", err);
+}
+
+/* Creates or checks (and migrates) the schema, in one write transaction, so
+** that processes opening a new file at once do not both create it. */
+static as_status ensure_schema(sqlite_store *ss, as_error *err) {
+    int64_t app, version, objects;
+    as_status st;
+    if ((st = exec(ss, "BEGIN IMMEDIATE", err)) != AS_OK) return st;
+    if ((st = query_int(ss, "PRAGMA application_id", &app, err)) != AS_OK
+        || (st = query_int(ss, "PRAGMA user_version", &version, err)) != AS_OK
+        || (st = query_int(ss, "SELECT count(*) FROM sqlite_master", &objects, err)) != AS_OK)
+        goto done;
+    if (app == 0 && version == 0 && objects == 0) {
+        if ((st = exec(ss, schema_tables, err)) == AS_OK
+            && (st = exec(ss, schema_indexes, err)) == AS_OK)
+            st = exec(ss, "PRAGMA application_id = 1634169715; PRAGMA user_version = 2", err);
+    } else if (app != APPLICATION_ID) {
+        st = as_error_set(err, AS_ESTORAGE, "%s: a SQLite database of another application, "
+                          "not an agentsession store", ss->path);
+    } else if (version > SCHEMA_VERSION) {
+        st = as_error_set(err, AS_ESTORAGE, "%s: written by a newer agentsession (schema "
+                          "version %lld; this one reads up to %d)", ss->path, (long long)version,
+                          SCHEMA_VERSION);
+    } else if (version < 1) {
+        st = damaged(ss, "no schema version", err);
+    } else if (version < SCHEMA_VERSION) {
+        st = migrate(ss, version, err);
+    }
+done:
+    if (st == AS_OK) return exec(ss, "COMMIT", err);
+    sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
+    return st;
+}
+
+static as_status configure(sqlite_store *ss, as_durability durability, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = AS_OK;
+    int rc;
+    sqlite3_extended_result_codes(ss->db, 1);
+    sqlite3_busy_timeout(ss->db, ss->busy_timeout_ms);
+    rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_digest, NULL, NULL);
+    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    rc = sqlite3_prepare_v2(ss->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
+    else if (sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") != 0)
+        st = as_error_set(err, AS_ESTORAGE, "%s: cannot use write-ahead logging (journal mode "
+                          "stays %s)", ss->path, (const char *)sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    if (st != AS_OK) return st;
+    st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
+                                                   : "PRAGMA synchronous = NORMAL", err);
+    return st == AS_OK ? ensure_schema(ss, err) : st;
+}
+
+as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_store **out,
+                               as_error *err) {
+    sqlite_store *ss;
+    as_status st;
+    int rc;
+    if ((st = prepare_file(path, err)) != AS_OK) return st;
+    if ((ss = as_calloc(1, sizeof *ss)) == NULL) return as_error_nomem(err);
+    ss->base.ops = &sqlite_ops;
+    ss->busy_timeout_ms = opts ? opts->busy_timeout_ms : AS_SQLITE_DEFAULT_BUSY_TIMEOUT_MS;
+    if ((ss->path = as_strdup(path)) == NULL) {
+        as_free(ss);
+        return as_error_nomem(err);
+    }
+    rc = sqlite3_open_v2(path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        st = ss->db ? db_fail(ss, rc, err)
+                    : as_error_set(err, AS_ESTORAGE, "%s: %s", path, sqlite3_errstr(rc));
+    } else st = configure(ss, opts ? opts->durability : AS_DURABILITY_NORMAL, err);
+    if (st != AS_OK) {
+        sq_close(&ss->base);
+        return st;
+    }
+    *out = &ss->base;
+    return AS_OK;
+}
