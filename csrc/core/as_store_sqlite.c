@@ -768,33 +768,42 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
     return exec(ss, "PRAGMA user_version = 2", err);
 }
 
-/* Creates or checks (and migrates) the schema, in one write transaction, so
-** that processes opening a new file at once do not both create it. */
+/* What the file is: new (empty), ours at some schema version, or not ours.
+** Reads only, so a file that is refused is left as it was. */
+static as_status inspect(sqlite_store *ss, int *fresh, int64_t *version, as_error *err) {
+    int64_t app, objects;
+    as_status st;
+    if ((st = query_int(ss, "PRAGMA application_id", &app, err)) != AS_OK
+        || (st = query_int(ss, "PRAGMA user_version", version, err)) != AS_OK
+        || (st = query_int(ss, "SELECT count(*) FROM sqlite_master", &objects, err)) != AS_OK)
+        return st;
+    *fresh = app == 0 && *version == 0 && objects == 0;
+    if (*fresh) return AS_OK;
+    if (app != APPLICATION_ID)
+        return as_error_set(err, AS_ESTORAGE, "%s: a SQLite database of another application, "
+                            "not an agentsession store", ss->path);
+    if (*version > SCHEMA_VERSION)
+        return as_error_set(err, AS_ESTORAGE, "%s: written by a newer agentsession (schema "
+                            "version %lld; this one reads up to %d)", ss->path,
+                            (long long)*version, SCHEMA_VERSION);
+    if (*version < 1) return damaged(ss, "no schema version", err);
+    return AS_OK;
+}
+
+/* Creates or migrates the schema in one write transaction, looking again
+** inside it, since another process may have done it first. */
 static as_status ensure_schema(sqlite_store *ss, as_error *err) {
-    int64_t app, version, objects;
+    int64_t version;
+    int fresh;
     as_status st;
     if ((st = exec(ss, "BEGIN IMMEDIATE", err)) != AS_OK) return st;
-    if ((st = query_int(ss, "PRAGMA application_id", &app, err)) != AS_OK
-        || (st = query_int(ss, "PRAGMA user_version", &version, err)) != AS_OK
-        || (st = query_int(ss, "SELECT count(*) FROM sqlite_master", &objects, err)) != AS_OK)
-        goto done;
-    if (app == 0 && version == 0 && objects == 0) {
-        if ((st = exec(ss, schema_tables, err)) == AS_OK
-            && (st = exec(ss, schema_indexes, err)) == AS_OK)
-            st = exec(ss, "PRAGMA application_id = 1634169715; PRAGMA user_version = 2", err);
-    } else if (app != APPLICATION_ID) {
-        st = as_error_set(err, AS_ESTORAGE, "%s: a SQLite database of another application, "
-                          "not an agentsession store", ss->path);
-    } else if (version > SCHEMA_VERSION) {
-        st = as_error_set(err, AS_ESTORAGE, "%s: written by a newer agentsession (schema "
-                          "version %lld; this one reads up to %d)", ss->path, (long long)version,
-                          SCHEMA_VERSION);
-    } else if (version < 1) {
-        st = damaged(ss, "no schema version", err);
-    } else if (version < SCHEMA_VERSION) {
-        st = migrate(ss, version, err);
+    if ((st = inspect(ss, &fresh, &version, err)) == AS_OK) {
+        if (fresh) {
+            if ((st = exec(ss, schema_tables, err)) == AS_OK
+                && (st = exec(ss, schema_indexes, err)) == AS_OK)
+                st = exec(ss, "PRAGMA application_id = 1634169715; PRAGMA user_version = 2", err);
+        } else if (version < SCHEMA_VERSION) st = migrate(ss, version, err);
     }
-done:
     if (st == AS_OK) return exec(ss, "COMMIT", err);
     sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
     return st;
@@ -802,13 +811,16 @@ done:
 
 static as_status configure(sqlite_store *ss, as_durability durability, as_error *err) {
     sqlite3_stmt *s;
-    as_status st = AS_OK;
-    int rc;
+    int64_t version;
+    int fresh, rc;
+    as_status st;
     sqlite3_extended_result_codes(ss->db, 1);
     sqlite3_busy_timeout(ss->db, ss->busy_timeout_ms);
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_digest, NULL, NULL);
     if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    /* refuse a file that is not ours before changing anything in it */
+    if ((st = inspect(ss, &fresh, &version, err)) != AS_OK) return st;
     rc = sqlite3_prepare_v2(ss->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
     if (rc != SQLITE_OK) return db_fail(ss, rc, err);
     rc = sqlite3_step(s);
@@ -820,7 +832,8 @@ static as_status configure(sqlite_store *ss, as_durability durability, as_error 
     if (st != AS_OK) return st;
     st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
                                                    : "PRAGMA synchronous = NORMAL", err);
-    return st == AS_OK ? ensure_schema(ss, err) : st;
+    if (st == AS_OK && (fresh || version < SCHEMA_VERSION)) st = ensure_schema(ss, err);
+    return st;
 }
 
 as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_store **out,
