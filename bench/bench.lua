@@ -14,7 +14,12 @@
 -- Ratios are informational: the benchmark exits 0 whatever they are, and non-zero only when
 -- something errors (including a failed round-trip check of the data under test).
 --
--- To add a row (later issues: SQLite, Redis, append, fork), append to `rows` below:
+-- The SQLite rows compare agentsession.sqlite with a LuaSQL + lua-cjson store (luasql_store.lua)
+-- and with itself on a smaller store; they are skipped when agentsession.sqlite or LuaSQL is
+-- missing. Their database files live in one directory /tmp/agentsession-bench-XXXXXX, removed
+-- (with the -wal and -shm files) when the rows finish, also when a row fails.
+--
+-- To add a row (later issues: Redis, append, fork), append to `rows` below:
 --   { name = "...", target = 1.0, make = function(ctx) return ours_fn, rival_fn, cleanup end }
 -- `make` may return nil, "reason" to skip the row (e.g. a Redis server is not running).
 
@@ -24,7 +29,7 @@ local harness = require "harness"
 local conversation = require "conversation"
 local PlainManager = require "plain_manager"
 
-local h = harness.new()
+local h = harness.new{ name_width = 50 }
 
 ---------------------------------------------------------------------------------------------------
 -- Data under test
@@ -35,11 +40,12 @@ local ours_text = agentsession.json.encode(session)
 local cjson_text = cjson.encode(session)
 
 -- Exact structural equality (integers stay integers, floats stay floats; metatables ignored).
-local function deep_equal(a, b, path, ignore)
+-- With `by_value`, numbers are compared by value only (for lua-cjson, which decodes 1 as 1.0).
+local function deep_equal(a, b, path, ignore, by_value)
   local ta, tb = type(a), type(b)
   if ta ~= tb then return false, path .. ": " .. ta .. " vs " .. tb end
   if ta == "number" then
-    if math.type(a) ~= math.type(b) then
+    if not by_value and math.type(a) ~= math.type(b) then
       return false, path .. ": " .. math.type(a) .. " came back as " .. math.type(b)
     end
     if a == b then return true end
@@ -49,7 +55,7 @@ local function deep_equal(a, b, path, ignore)
   if ta ~= "table" then return false, path .. ": values differ" end
   for k, v in pairs(a) do
     if not (ignore and ignore[k]) then
-      local ok, why = deep_equal(v, b[k], path .. "." .. tostring(k), nil)
+      local ok, why = deep_equal(v, b[k], path .. "." .. tostring(k), nil, by_value)
       if not ok then return false, why end
     end
   end
@@ -86,6 +92,165 @@ end
 -- Rows
 
 local sink = {} -- keeps results alive so no work can be skipped
+
+---------------------------------------------------------------------------------------------------
+-- SQLite stores: ours (agentsession.sqlite) and the rival (luasql_store.lua), in temporary files
+
+local has_luasql, LuaSQLStore = pcall(require, "luasql_store")
+
+local function luasql_missing()
+  if not has_luasql then
+    return "LuaSQL (Debian package lua-sql-sqlite3) is not installed: " ..
+      tostring(LuaSQLStore):match("^[^\n]*")
+  end
+  return nil
+end
+
+-- Every store opened here, so that cleanup can close it and remove its files.
+local temp = { dir = nil, stores = {} }
+
+local function temp_path(name)
+  if not temp.dir then
+    local p = assert(io.popen("mktemp -d /tmp/agentsession-bench-XXXXXX"))
+    local dir = p:read("l")
+    p:close()
+    assert(dir and dir ~= "", "bench: mktemp -d failed")
+    temp.dir = dir
+  end
+  return temp.dir .. "/" .. name
+end
+
+local function open_store(kind, name)
+  local path = temp_path(name)
+  local store
+  if kind == "ours" then
+    store = agentsession.sqlite(path)
+  else
+    store = LuaSQLStore.new(path)
+  end
+  temp.stores[#temp.stores + 1] = { store = store, path = path }
+  return store
+end
+
+-- Closes the stores (all of them, or those in `only`) and removes their files.
+local function close_stores(only)
+  local keep = {}
+  for _, e in ipairs(temp.stores) do
+    local wanted = only == nil
+    for _, s in ipairs(only or {}) do
+      if s == e.store then wanted = true end
+    end
+    if wanted then
+      pcall(e.store.close, e.store)
+      for _, suffix in ipairs({ "", "-wal", "-shm", "-journal" }) do os.remove(e.path .. suffix) end
+    else
+      keep[#keep + 1] = e
+    end
+  end
+  temp.stores = keep
+  if #keep == 0 and temp.dir then
+    os.remove(temp.dir) -- the directory, now empty
+    temp.dir = nil
+  end
+end
+
+-- A session sharing `base`'s messages and state, with its own metadata table.
+local function session_like(base, new_id)
+  local md = {}
+  for k, v in pairs(base.metadata) do md[k] = v end
+  md.id = new_id or md.id
+  return { metadata = md, messages = base.messages, state = base.state }
+end
+
+local IGNORED_METADATA = { created_at = true, updated_at = true, version = true, parent_id = true }
+
+-- save then resume, compared with what was saved (by value only for the lua-cjson rival).
+local function check_save_resume(what, mgr, s, by_value)
+  mgr:save(s)
+  local back = mgr:resume(s.metadata.id)
+  check(what .. " messages", deep_equal(s.messages, back.messages, "messages", nil, by_value))
+  check(what .. " state", deep_equal(s.state, back.state, "state", nil, by_value))
+  check(what .. " metadata", deep_equal(s.metadata, back.metadata, "metadata", IGNORED_METADATA,
+    by_value))
+end
+
+-- Fixture of rows c and d: a big and a small store, populated once.
+local LIST_BIG = h.quick and 2000 or 20000
+local LIST_SMALL = 200
+local list_fixture
+
+local function populate(mgr, n)
+  local agents = { "code-agent", "review-agent", "planner", "support-bot", "data-agent",
+    "ops-agent", "" }
+  local wall0, cpu0 = agentsession.now(), os.clock()
+  for i = 1, n do
+    mgr:save(agentsession.session{
+      id = string.format("list-%06d", i),
+      name = "task " .. i,
+      tags = { "t" .. (i % 10), i % 2 == 0 and "even" or "odd" },
+      agent_name = agents[i % #agents + 1],
+      messages = {
+        { role = "user", content = "Please look at issue #" .. i .. " and fix it." },
+        { role = "assistant", content = "Done: the fix for issue #" .. i .. " is committed.",
+          usage = { prompt_tokens = 900 + i % 100, completion_tokens = 40 } },
+      },
+      state = { cwd = "/home/user/project", step = i },
+    })
+  end
+  return (agentsession.now() - wall0) / 1000, os.clock() - cpu0
+end
+
+local function get_list_fixture()
+  if not list_fixture then
+    local big, small = open_store("ours", "list-big.db"), open_store("ours", "list-small.db")
+    local wall_big, cpu_big = populate(big, LIST_BIG)
+    local wall_small, cpu_small = populate(small, LIST_SMALL)
+    h:printf("  (populating, one save each: %d sessions in %.1f s wall / %.1f s CPU, " ..
+      "%d in %.2f s / %.2f s%s)\n", LIST_BIG, wall_big, cpu_big, LIST_SMALL, wall_small,
+      cpu_small, h.quick and "; BENCH_QUICK: 2000 instead of 20000" or "")
+    list_fixture = { big = big, small = small }
+  end
+  return list_fixture
+end
+
+-- list(filter) on a store of sessions list-000001 … list-<n> saved in that order must return
+-- the 20 most recent (matching the tag, when given), newest first.
+local function check_list(what, mgr, n, filter)
+  local tag_num = filter.tag and tonumber(filter.tag:match("^t(%d)$"))
+  local want = {}
+  for i = n, 1, -1 do
+    if #want == filter.limit then break end
+    if not tag_num or i % 10 == tag_num then want[#want + 1] = string.format("list-%06d", i) end
+  end
+  local got = mgr:list(filter)
+  local ok, why = #got == #want, string.format("%d items, expected %d", #got, #want)
+  for k = 1, math.min(#got, #want) do
+    if not ok then break end
+    local md = got[k]
+    if md.id ~= want[k] then
+      ok, why = false, string.format("item %d is %s, expected %s", k, tostring(md.id), want[k])
+    elseif filter.tag and not agentsession.has_tag(md, filter.tag) then
+      ok, why = false, string.format("item %d (%s) lacks tag %s", k, md.id, filter.tag)
+    elseif k > 1 and md.updated_at > got[k - 1].updated_at then
+      ok, why = false, string.format("item %d is newer than item %d", k, k - 1)
+    end
+  end
+  check(what, ok, why)
+end
+
+-- Row e's sessions: the bench conversation's messages cycled to n.
+local function cycled_messages(n)
+  local src, t = session.messages, {}
+  for i = 1, n do t[i] = src[(i - 1) % #src + 1] end
+  return t
+end
+
+-- Two distinct messages, set alternately as message n+1 by row e's timed saves.
+local extra_messages = {
+  { role = "user", content = "Run the failing spec again and show me the output." },
+  { role = "user", content = "Looks good. Commit it with a short message, please." },
+}
+
 
 local rows = {
   {
@@ -125,6 +290,120 @@ local rows = {
              function() m:close() end
     end,
   },
+  {
+    -- Repeated saves of one session: agentsession.sqlite rewrites only the metadata row when no
+    -- message changed (real behaviour, but its best case; row b below is the worst case).
+    name = "sqlite save+resume / LuaSQL+cjson blob store", target = 0.8,
+    make = function()
+      local why = luasql_missing()
+      if why then return nil, why end
+      local m, r = open_store("ours", "a-ours.db"), open_store("rival", "a-rival.db")
+      check_save_resume("sqlite save+resume", m, session)
+      check_save_resume("LuaSQL store save+resume", r, session, true)
+      return function() m:save(session); sink[1] = m:resume(id) end,
+             function() r:save(session); sink[1] = r:resume(id) end,
+             function() close_stores{ m, r } end
+    end,
+  },
+  {
+    -- Every op stores the conversation under a fresh id (so every message row is written),
+    -- reads it back and deletes it.
+    name = "sqlite save new+resume+delete / LuaSQL+cjson", target = 0.8,
+    make = function()
+      local why = luasql_missing()
+      if why then return nil, why end
+      local m, r = open_store("ours", "b-ours.db"), open_store("rival", "b-rival.db")
+      local ms, rs = session_like(session), session_like(session)
+      for _, t in ipairs({ { "sqlite", m, ms, false }, { "LuaSQL store", r, rs, true } }) do
+        local what, mgr, s, by_value = t[1], t[2], t[3], t[4]
+        s.metadata.id = "bench-b-check"
+        check_save_resume(what .. " save new+resume", mgr, s, by_value)
+        mgr:delete(s.metadata.id)
+        local ok, err = pcall(mgr.resume, mgr, s.metadata.id)
+        check(what .. " delete", not ok and (by_value or agentsession.is_error(err, "not_found")),
+          ok and "the session is still there" or err)
+      end
+      local n = 0
+      local function op(mgr, s)
+        n = n + 1
+        local sid = "bench-b-" .. n
+        s.metadata.id = sid
+        mgr:save(s)
+        sink[1] = mgr:resume(sid)
+        mgr:delete(sid)
+      end
+      return function() op(m, ms) end,
+             function() op(r, rs) end,
+             function() close_stores{ m, r } end
+    end,
+  },
+  {
+    -- The same call on a store of LIST_BIG small sessions and on one of LIST_SMALL (the
+    -- fixture is shared with the next row and removed at the end).
+    name = string.format("sqlite list{limit=20}: %d / %d sessions", LIST_BIG, LIST_SMALL),
+    target = 2.0,
+    make = function()
+      local f = get_list_fixture()
+      local filter = { limit = 20 }
+      check_list("sqlite list{limit=20}, big store", f.big, LIST_BIG, filter)
+      check_list("sqlite list{limit=20}, small store", f.small, LIST_SMALL, filter)
+      return function() sink[1] = f.big:list(filter) end,
+             function() sink[1] = f.small:list(filter) end
+    end,
+  },
+  {
+    -- Session i carries tag "t" .. (i % 10): the filter matches one session in ten.
+    name = string.format("sqlite list{tag=,limit=20}: %d / %d sessions", LIST_BIG, LIST_SMALL),
+    target = 2.0,
+    make = function()
+      local f = get_list_fixture()
+      local filter = { tag = "t3", limit = 20 }
+      check_list("sqlite list{tag=t3,limit=20}, big store", f.big, LIST_BIG, filter)
+      check_list("sqlite list{tag=t3,limit=20}, small store", f.small, LIST_SMALL, filter)
+      return function() sink[1] = f.big:list(filter) end,
+             function() sink[1] = f.small:list(filter) end
+    end,
+  },
+  {
+    -- Does the cost of saving one new message grow with the history already stored?
+    -- Method: two sessions whose messages are the bench conversation's cycled to 3000 and to
+    -- 10, each saved once untimed (every row written). The check then sets message n+1 and
+    -- saves (inserting row n+1) and resumes. Each timed op sets messages[n+1] to the other of
+    -- two distinct messages and calls save: the n earlier messages are unchanged, so the store
+    -- has exactly one message row to write (an update of row n+1) plus the metadata. save takes
+    -- the whole table, so it still has to look at all n+1 messages; the json.encode row below
+    -- shows what encoding them alone costs.
+    name = "sqlite save, 1 new msg: 3000-msg / 10-msg session", target = 1.0,
+    make = function()
+      local m = open_store("ours", "e.db")
+      local function make_op(n)
+        local msgs = cycled_messages(n)
+        local s = session_like(session, "bench-e-" .. n)
+        s.messages = msgs
+        s.metadata.turn_count = n + 1
+        m:save(s)
+        msgs[n + 1] = extra_messages[1]
+        check_save_resume(string.format("sqlite save, 1 new msg (%d-msg session)", n), m, s)
+        local k = 0
+        return function()
+          k = k + 1
+          msgs[n + 1] = extra_messages[k % 2 + 1]
+          sink[1] = m:save(s)
+        end
+      end
+      return make_op(3000), make_op(10), function() close_stores{ m } end
+    end,
+  },
+  {
+    -- For reading the row above: encoding the same message arrays, without the extra message.
+    name = "json.encode 3000-msg / 10-msg messages",
+    make = function()
+      local encode = agentsession.json.encode
+      local big, small = cycled_messages(3000), cycled_messages(10)
+      return function() sink[1] = encode(big) end,
+             function() sink[1] = encode(small) end
+    end,
+  },
 }
 
 ---------------------------------------------------------------------------------------------------
@@ -146,23 +425,75 @@ h:printf("timing: best of %d interleaved rounds, ~%.2f s CPU per function per ro
   h.rounds, h.round_time, h.quick and " (BENCH_QUICK)" or "")
 h:header()
 
-for _, row in ipairs(rows) do
-  if selected(row.name) then
-    local ours, rival, cleanup = row.make()
-    if not ours then
-      h:printf("%-" .. h.name_width .. "s skipped: %s\n", row.name, tostring(rival))
-    else
-      local ours_ns, rival_ns = h:compare(ours, rival)
-      h:ratio(row.name, ours_ns, rival_ns, row.target)
-      if cleanup then cleanup() end
-      assert(sink[1] ~= nil, row.name .. ": the timed functions produced nothing")
-      sink[1] = nil
+local function run_rows()
+  for _, row in ipairs(rows) do
+    if selected(row.name) then
+      local ours, rival, cleanup = row.make()
+      if not ours then
+        h:printf("%-" .. h.name_width .. "s skipped: %s\n", row.name, tostring(rival))
+      else
+        local ours_ns, rival_ns = h:compare(ours, rival)
+        h:ratio(row.name, ours_ns, rival_ns, row.target)
+        if cleanup then cleanup() end
+        assert(sink[1] ~= nil, row.name .. ": the timed functions produced nothing")
+        sink[1] = nil
+      end
     end
   end
 end
 
+-- Bytes written per save, from the kernel's count of this process's writes (/proc/self/io
+-- wchar: every write and pwrite, WAL frames and checkpoints alike). Not a timing: it shows
+-- whether a store rewrites a session's history when one message is added.
+local function written_bytes()
+  local f = io.open("/proc/self/io")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return tonumber(text:match("wchar:%s*(%d+)"))
+end
+
+local function bytes_per_save(store, n, saves)
+  local msgs = cycled_messages(n)
+  local s = session_like(session, "bench-io-" .. n)
+  s.messages = msgs
+  store:save(s)
+  local before = written_bytes()
+  for k = 1, saves do
+    msgs[n + 1] = extra_messages[k % 2 + 1]
+    store:save(s)
+  end
+  return (written_bytes() - before) / saves
+end
+
+local function report_writes()
+  local name = "bytes written per save, 1 new msg: 3000-msg / 10-msg session"
+  if not selected(name) then return end
+  if written_bytes() == nil then
+    h:printf("%s: skipped (no /proc/self/io)\n", name)
+    return
+  end
+  local saves = h.quick and 20 or 200
+  h:printf("\n%s (average of %d saves, /proc/self/io wchar)\n", name, saves)
+  local function line(label, store)
+    local big, small = bytes_per_save(store, 3000, saves), bytes_per_save(store, 10, saves)
+    h:printf("  %-36s %10.1f KiB %10.1f KiB  ratio %6.2f\n", label, big / 1024, small / 1024,
+      big / small)
+  end
+  line("agentsession.sqlite", open_store("ours", "io.db"))
+  if luasql_missing() then
+    h:printf("  LuaSQL+cjson blob store: skipped: %s\n", luasql_missing())
+  else
+    line("LuaSQL+cjson blob store", open_store("rival", "io-rival.db"))
+  end
+end
+
+local ok, err = xpcall(function() run_rows(); report_writes() end, debug.traceback)
+close_stores() -- whatever is still open (the list fixture, or a failed row's stores)
+if not ok then error(err, 0) end
+
 if #check_failures > 0 then
   io.stderr:write(string.format("bench: %d round-trip check(s) failed; the figures above " ..
-    "measure a codec that does not round-trip this data\n", #check_failures))
+    "measure code that does not round-trip this data\n", #check_failures))
   os.exit(1)
 end

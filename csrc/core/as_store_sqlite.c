@@ -8,8 +8,9 @@
 **   messages  one row per message, keyed by slot = rid * 2^32 + position, so
 **             a session's messages sit together in key order: "the last n",
 **             append and rewind are range operations on the key. Each row
-**             keeps a digest of its text, read before its text, so a save
-**             compares digests and rewrites only the rows that changed;
+**             keeps a digest of its text, also held by a small index, so a save
+**             reads a session's digests without touching its texts, and
+**             rewrites only the rows whose digest changed;
 **   tags      one row per tag, carrying its session's updated_at and seq, so a
 **             tag filter walks an index already in list order;
 **   counter   the last seq given out.
@@ -100,7 +101,8 @@ static const char schema_indexes[] =
     "CREATE INDEX IF NOT EXISTS sessions_agent ON sessions (agent_name, updated_at, seq);"
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions (parent_id, updated_at, seq)"
     " WHERE parent_id IS NOT NULL;"
-    "CREATE INDEX IF NOT EXISTS tags_recent ON tags (tag, updated_at, seq);";
+    "CREATE INDEX IF NOT EXISTS tags_recent ON tags (tag, updated_at, seq);"
+    "CREATE INDEX IF NOT EXISTS messages_digest ON messages (slot, digest);";
 
 static const char migrate_1_to_2[] =
     "CREATE TABLE messages_v2 (slot INTEGER PRIMARY KEY, digest INTEGER, body TEXT NOT NULL);"
@@ -627,8 +629,9 @@ static as_status sq_remove(as_store *st, const char *id, as_error *err) {
 /* ---------------------------------------------------------------- list */
 
 /* The SQL of a list() filter: the first tag drives the walk of tags_recent,
-** further tags are checked per session; without tags, sessions_recent (or the
-** agent or parent index) is walked. */
+** further tags are checked among the session's own tag rows (the unary + keeps
+** the planner from walking every session with that tag instead); without
+** tags, sessions_recent (or the agent or parent index) is walked. */
 static as_status list_sql(const as_filter *f, as_buf *b, as_error *err) {
     size_t i;
     int ok = 1;
@@ -637,7 +640,7 @@ static as_status list_sql(const as_filter *f, as_buf *b, as_error *err) {
                              " WHERE t0.tag = ?") == 0;
         for (i = 1; i < f->ntags; i++)
             ok &= as_buf_puts(b, " AND EXISTS (SELECT 1 FROM tags t WHERE t.rid = s.rid"
-                                 " AND t.tag = ?)") == 0;
+                                 " AND +t.tag = ?)") == 0;
     } else ok &= as_buf_puts(b, "SELECT " META_COLUMNS " FROM sessions s WHERE 1") == 0;
     if (f->agent_name) ok &= as_buf_puts(b, " AND s.agent_name = ?") == 0;
     if (f->parent_id) ok &= as_buf_puts(b, " AND s.parent_id = ?") == 0;
