@@ -58,6 +58,10 @@ const char *as_manager_kind(const as_manager *m) {
     return m->store->ops->kind;
 }
 
+int as_manager_canonical(const as_manager *m) {
+    return m->store->ops->canonical;
+}
+
 static int64_t stamp(as_manager *m) {
     int64_t now = as_now_ms();
     if (now < m->last_stamp) now = m->last_stamp;

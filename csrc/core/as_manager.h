@@ -27,6 +27,8 @@ as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manage
 /* Closes the store and frees the manager; NULL is fine. */
 void as_manager_free(as_manager *m);
 const char *as_manager_kind(const as_manager *m);
+/* Whether the store wants messages and state as canonical JSON (as_store_ops.canonical). */
+int as_manager_canonical(const as_manager *m);
 
 /* Unix milliseconds from the wall clock. */
 int64_t as_now_ms(void);

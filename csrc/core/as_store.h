@@ -53,6 +53,10 @@ typedef struct as_store_ops {
     ** most recent write, after `offset` and at most `limit` of them. */
     as_status (*list)(as_store *st, const as_filter *f, as_meta_list *out, as_error *err);
     void (*close)(as_store *st);
+    /* 1 when the store compares message texts to find what changed, and so
+    ** wants them canonical: object keys in byte order, so that an unchanged
+    ** message gives the same text however its table was built. */
+    int canonical;
 } as_store_ops;
 
 struct as_store {

@@ -251,7 +251,12 @@ static void mem_close(as_store *st) {
 }
 
 static const as_store_ops memory_ops = {
-    "memory", NULL, NULL, NULL, mem_load, mem_write, mem_remove, mem_list, mem_close
+    .kind = "memory",
+    .load = mem_load,
+    .write = mem_write,
+    .remove = mem_remove,
+    .list = mem_list,
+    .close = mem_close,
 };
 
 as_status as_store_memory_new(as_store **out, as_error *err) {

@@ -135,7 +135,7 @@ static as_status db_fail(sqlite_store *ss, int rc, as_error *err) {
     case SQLITE_LOCKED:
         return as_error_set(err, AS_EUNAVAILABLE,
                             "%s: locked by another connection for more than %d ms "
-                            "(busy_timeout_ms)", ss->path, ss->busy_timeout_ms);
+                            "(busy_timeout_ms): %s", ss->path, ss->busy_timeout_ms, why);
     case SQLITE_NOTADB:
         return as_error_set(err, AS_ESTORAGE, "%s: not a SQLite database (%s)", ss->path, why);
     default:
@@ -714,7 +714,16 @@ static void sq_close(as_store *st) {
 }
 
 static const as_store_ops sqlite_ops = {
-    "sqlite", sq_begin, sq_commit, sq_rollback, sq_load, sq_write, sq_remove, sq_list, sq_close
+    .kind = "sqlite",
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .load = sq_load,
+    .write = sq_write,
+    .remove = sq_remove,
+    .list = sq_list,
+    .close = sq_close,
+    .canonical = 1, /* save compares digests of message texts */
 };
 
 /* ---------------------------------------------------------------- opening */
@@ -812,8 +821,32 @@ static as_status ensure_schema(sqlite_store *ss, as_error *err) {
     return st;
 }
 
+/* Switches a file to write-ahead logging (once per file: the mode is kept in
+** it). Processes switching one new file at once can deadlock on its lock, and
+** SQLite then answers busy without waiting, so this waits here, up to the
+** busy timeout, as the busy handler would. */
+static as_status use_wal(sqlite_store *ss, as_error *err) {
+    int waited = 0, pause = 1, rc;
+    for (;;) {
+        sqlite3_stmt *s;
+        as_status st = AS_OK;
+        rc = sqlite3_prepare_v2(ss->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+            const char *mode = (const char *)sqlite3_column_text(s, 0);
+            if (mode == NULL || sqlite3_stricmp(mode, "wal") != 0)
+                st = as_error_set(err, AS_ESTORAGE, "%s: cannot use write-ahead logging "
+                                  "(journal mode stays %s)", ss->path, mode ? mode : "unknown");
+        }
+        sqlite3_finalize(s);
+        if (rc == SQLITE_ROW) return st;
+        if ((rc & 0xff) != SQLITE_BUSY || waited >= ss->busy_timeout_ms) return db_fail(ss, rc, err);
+        sqlite3_sleep(pause);
+        waited += pause;
+        if (pause < 32) pause *= 2;
+    }
+}
+
 static as_status configure(sqlite_store *ss, as_durability durability, as_error *err) {
-    sqlite3_stmt *s;
     int64_t version;
     int fresh, rc;
     as_status st;
@@ -822,17 +855,13 @@ static as_status configure(sqlite_store *ss, as_durability durability, as_error 
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_digest, NULL, NULL);
     if (rc != SQLITE_OK) return db_fail(ss, rc, err);
-    /* refuse a file that is not ours before changing anything in it */
-    if ((st = inspect(ss, &fresh, &version, err)) != AS_OK) return st;
-    rc = sqlite3_prepare_v2(ss->db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
-    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
-    rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
-    else if (sqlite3_stricmp((const char *)sqlite3_column_text(s, 0), "wal") != 0)
-        st = as_error_set(err, AS_ESTORAGE, "%s: cannot use write-ahead logging (journal mode "
-                          "stays %s)", ss->path, (const char *)sqlite3_column_text(s, 0));
-    sqlite3_finalize(s);
+    /* refuse a file that is not ours before changing anything in it; one read
+    ** transaction, so a schema another process is creating is seen whole or not */
+    if ((st = exec(ss, "BEGIN", err)) != AS_OK) return st;
+    st = inspect(ss, &fresh, &version, err);
+    sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
     if (st != AS_OK) return st;
+    if ((st = use_wal(ss, err)) != AS_OK) return st;
     st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
                                                    : "PRAGMA synchronous = NORMAL", err);
     if (st == AS_OK && (fresh || version < SCHEMA_VERSION)) st = ensure_schema(ss, err);

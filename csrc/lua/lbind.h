@@ -44,15 +44,19 @@ void lbind_error_open(lua_State *L);
 ** calls into Lua code, which the codec does not make). */
 as_buf *lbind_scratch(lua_State *L);
 
-/* Encodes the value at idx as JSON into b (appended). Errors name the path from root. */
-as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, as_error *err);
+/* Encodes the value at idx as JSON into b (appended). Errors name the path from root.
+** With `sorted`, object keys are written in byte order: equal values, equal text. */
+as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, int sorted,
+                       as_error *err);
 /* Pushes the value of a JSON text; on failure pushes nothing. */
 as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
                        as_error *err);
 void lbind_json_open(lua_State *L);
 
 /* Sessions and metadata. */
-as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err);
+/* With `sorted`, messages and state are encoded with sorted keys (see lbind_encode). */
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                           as_error *err);
 void lbind_push_meta(lua_State *L, const as_meta *m);
 void lbind_push_tags(lua_State *L, const as_meta *m);
 /* Pushes {metadata, messages, state}; raises a storage error when a stored value

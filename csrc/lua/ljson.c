@@ -6,6 +6,7 @@
 ** are arrays when their metatable is array_mt or their keys are exactly 1..n,
 ** objects when every key is a string; anything else is refused with its path.
 */
+#include <stdlib.h>
 #include <string.h>
 
 #include "lbind.h"
@@ -16,6 +17,7 @@ typedef struct encoder {
     as_buf *b;
     as_error *err;
     const void *array_mt;
+    int sorted; /* object keys in byte order rather than the table's order */
     int depth;
     const void *open[AS_JSON_MAX_DEPTH]; /* the tables being encoded, to find cycles */
 } encoder;
@@ -107,6 +109,89 @@ static as_status encode_object(encoder *E, int idx) {
     return as_buf_putc(E->b, '}') != 0 ? as_error_nomem(E->err) : AS_OK;
 }
 
+typedef struct key {
+    const char *s;
+    size_t len;
+} key;
+
+static int key_cmp(const key *a, const key *b) {
+    int c = memcmp(a->s, b->s, a->len < b->len ? a->len : b->len);
+    return c != 0 ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static int key_qsort_cmp(const void *a, const void *b) {
+    return key_cmp(a, b);
+}
+
+static as_status write_key(encoder *E, const char *k, size_t klen) {
+    size_t bad;
+    int r = as_json_write_string(E->b, k, klen, &bad);
+    if (r < 0) return as_error_nomem(E->err);
+    if (r > 0) {
+        as_error_set(E->err, AS_EINVALID, "key is not valid UTF-8 (byte %zu)", bad + 1);
+        as_error_prefix_key(E->err, k, klen);
+        return AS_EINVALID;
+    }
+    return as_buf_putc(E->b, ':') != 0 ? as_error_nomem(E->err) : AS_OK;
+}
+
+/* The object's members in byte order of their keys, so that equal objects give
+** equal text whatever order their tables were filled in. Starts with the pair
+** lua_next left on the stack. The key strings stay alive in the table, which
+** nothing changes while it is encoded; a large key array is a userdata, so a
+** memory error raised by Lua leaks nothing. */
+static as_status encode_object_sorted(encoder *E, int idx) {
+    lua_State *L = E->L;
+    key small[32], *keys = small;
+    size_t n = 0, cap = sizeof small / sizeof *small, i;
+    lua_pop(L, 1);
+    for (;;) {
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            int index = lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1;
+            return refuse(E, "%s", index ? "a table mixes array items and string keys"
+                                         : "a table key is not an index 1..n or a string");
+        }
+        if (n == cap) {
+            key *grown;
+            if (cap > ((size_t)-1) / 2 / sizeof(key)) return as_error_nomem(E->err);
+            grown = lua_newuserdatauv(L, 2 * cap * sizeof(key), 0);
+            memcpy(grown, keys, n * sizeof(key));
+            /* the array lives just below the iteration key */
+            if (keys == small) lua_insert(L, -2);
+            else lua_replace(L, -3);
+            keys = grown;
+            cap *= 2;
+        }
+        keys[n].s = lua_tolstring(L, -1, &keys[n].len);
+        n++;
+        if (!lua_next(L, idx)) break;
+        lua_pop(L, 1);
+    }
+    if (n <= 16) {
+        for (i = 1; i < n; i++) {
+            key k = keys[i];
+            size_t j = i;
+            for (; j > 0 && key_cmp(&keys[j - 1], &k) > 0; j--) keys[j] = keys[j - 1];
+            keys[j] = k;
+        }
+    } else qsort(keys, n, sizeof(key), key_qsort_cmp);
+    if (as_buf_putc(E->b, '{') != 0) return as_error_nomem(E->err);
+    for (i = 0; i < n; i++) {
+        as_status st;
+        if (i > 0 && as_buf_putc(E->b, ',') != 0) return as_error_nomem(E->err);
+        if ((st = write_key(E, keys[i].s, keys[i].len)) != AS_OK) return st;
+        lua_pushlstring(L, keys[i].s, keys[i].len);
+        lua_rawget(L, idx);
+        st = encode_value(E, lua_gettop(L));
+        lua_pop(L, 1);
+        if (st != AS_OK) {
+            as_error_prefix_key(E->err, keys[i].s, keys[i].len);
+            return st;
+        }
+    }
+    return as_buf_putc(E->b, '}') != 0 ? as_error_nomem(E->err) : AS_OK;
+}
+
 static as_status encode_table(encoder *E, int idx) {
     lua_State *L = E->L;
     const void *self = lua_topointer(L, idx);
@@ -129,7 +214,7 @@ static as_status encode_table(encoder *E, int idx) {
         if (!lua_next(L, idx)) {
             st = as_buf_puts(E->b, "{}") != 0 ? as_error_nomem(E->err) : AS_OK;
         } else if (lua_type(L, -2) == LUA_TSTRING) {
-            st = encode_object(E, idx);
+            st = E->sorted ? encode_object_sorted(E, idx) : encode_object(E, idx);
         } else {
             lua_Integer n;
             lua_pop(L, 2);
@@ -179,7 +264,8 @@ static as_status encode_value(encoder *E, int idx) {
     }
 }
 
-as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, as_error *err) {
+as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, int sorted,
+                       as_error *err) {
     encoder E;
     int top = lua_gettop(L);
     size_t mark = b->len;
@@ -187,6 +273,7 @@ as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, as_er
     E.L = L;
     E.b = b;
     E.err = err;
+    E.sorted = sorted;
     E.depth = 0;
     idx = lua_absindex(L, idx);
     lua_getfield(L, LUA_REGISTRYINDEX, LBIND_ARRAY_MT);
@@ -297,7 +384,7 @@ static int json_encode(lua_State *L) {
     if (lua_isnil(L, 1)) return lbind_errorf(L, AS_EINVALID, "value", "nil cannot be encoded as JSON (use agentsession.null)");
     as_error_clear(&err);
     b->len = 0;
-    if (lbind_encode(L, 1, b, "value", &err) != AS_OK) return lbind_error(L, &err);
+    if (lbind_encode(L, 1, b, "value", 0, &err) != AS_OK) return lbind_error(L, &err);
     lua_pushlstring(L, b->data, b->len);
     return 1;
 }

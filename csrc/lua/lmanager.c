@@ -95,7 +95,7 @@ static int m_save(lua_State *L) {
     luaL_checktype(L, 2, LUA_TTABLE);
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (lbind_to_session(L, 2, &c->session, &c->buf, &err) != AS_OK
+    if (lbind_to_session(L, 2, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
         || as_manager_save(m, &c->session, &c->meta, &err) != AS_OK) {
         lbind_call_done(c);
         return lbind_error(L, &err);

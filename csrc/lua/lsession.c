@@ -172,7 +172,8 @@ static as_status to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
     return AS_OK;
 }
 
-static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err) {
+static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                             as_error *err) {
     lua_Integer n, i;
     if (lua_isnil(L, idx)) return AS_OK;
     if (!lua_istable(L, idx) || (n = array_len(L, idx)) < 0)
@@ -185,7 +186,7 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, as
         as_status st;
         lua_rawgeti(L, idx, i);
         b->len = 0;
-        st = lbind_encode(L, -1, b, NULL, err);
+        st = lbind_encode(L, -1, b, NULL, sorted, err);
         lua_pop(L, 1);
         if (st != AS_OK) {
             as_error_prefix_index(err, (size_t)i);
@@ -200,7 +201,8 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, as
 
 static const char *const session_fields[] = { "metadata", "messages", "state", NULL };
 
-as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_error *err) {
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                           as_error *err) {
     as_status st;
     idx = lua_absindex(L, idx);
     if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
@@ -213,13 +215,13 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, as_e
     lua_pop(L, 1);
     if (st != AS_OK) return st;
     lbind_rawfield(L, idx, "messages");
-    st = to_messages(L, lua_gettop(L), s, b, err);
+    st = to_messages(L, lua_gettop(L), s, b, sorted, err);
     lua_pop(L, 1);
     if (st != AS_OK) return st;
     lbind_rawfield(L, idx, "state");
     if (!lua_isnil(L, -1)) {
         b->len = 0;
-        st = lbind_encode(L, -1, b, "state", err);
+        st = lbind_encode(L, -1, b, "state", sorted, err);
         if (st == AS_OK && (s->state = as_blob_from_buf(b)) == NULL) st = as_error_nomem(err);
     }
     lua_pop(L, 1);
