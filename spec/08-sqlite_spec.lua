@@ -155,7 +155,7 @@ describe("sqlite store", function()
           .. " ORDER BY pos")
         assert.are.same({ { pos = 0, tag = "x", updated_at = row.updated_at, seq = row.seq },
           { pos = 1, tag = "y", updated_at = row.updated_at, seq = row.seq } }, tags)
-        local rid, pos = h.message_key(conn)
+        local rid, pos = h.message_key()
         local bodies = h.rows(conn, "SELECT " .. pos .. " AS pos, body FROM messages WHERE " .. rid .. " = "
           .. row.rid .. " ORDER BY 1")
         assert.are.equal(3, #bodies)
@@ -835,8 +835,8 @@ describe("sqlite store", function()
 
     local function install(p)
       h.with_db(p, function(conn)
-        local rid, pos = h.message_key(conn, "NEW.")
-        local old_rid, old_pos = h.message_key(conn, "OLD.")
+        local rid, pos = h.message_key("NEW.")
+        local old_rid, old_pos = h.message_key("OLD.")
         h.exec(conn, "CREATE TABLE spec_log (n INTEGER PRIMARY KEY, op TEXT NOT NULL, rid INTEGER, pos INTEGER)")
         h.exec(conn, "CREATE TRIGGER spec_ins AFTER INSERT ON messages BEGIN INSERT INTO spec_log (op, rid, pos)"
           .. " VALUES ('insert', " .. rid .. ", " .. pos .. "); END")

@@ -3,7 +3,8 @@
 # loads the installed module from that tree alone and uses it once.
 set -e
 tree=$(mktemp -d)
-trap 'rm -rf "$tree"' EXIT
+# luarocks compiles the objects next to the sources; they are removed with the tree.
+trap 'rm -rf "$tree"; rm -f csrc/*/*.o' EXIT
 log="$tree/luarocks.log"
 if ! luarocks --lua-version=5.4 --tree="$tree" make --deps-mode=none agentsession-scm-1.rockspec >"$log" 2>&1; then
     cat "$log" >&2

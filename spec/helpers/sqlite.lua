@@ -259,17 +259,12 @@ function M.integrity(path)
   return table.concat(rows, "\n")
 end
 
---- The SQL expressions giving a messages row's session (rid) and 0-based position:
---- the documented columns rid and pos, or, should the table key its rows by one
---- slot = rid * 2^32 + pos, those computed from it. `row` prefixes the column
---- names (for example "NEW." in a trigger).
-function M.message_key(conn, row)
+--- The SQL expressions giving a messages row's session (rid) and 0-based position
+--- from its key, slot = rid * 2^32 + pos. `row` prefixes the column name (for
+--- example "NEW." in a trigger).
+function M.message_key(row)
   row = row or ""
-  local cols = {}
-  for _, r in ipairs(M.rows(conn, "PRAGMA table_info(messages)")) do cols[r.name] = true end
-  if cols.rid and cols.pos then return row .. "rid", row .. "pos" end
-  if cols.slot then return "(" .. row .. "slot >> 32)", "(" .. row .. "slot & 4294967295)" end
-  error("the messages table has neither rid and pos nor slot columns")
+  return "(" .. row .. "slot >> 32)", "(" .. row .. "slot & 4294967295)"
 end
 
 --- Problems with the documented schema's invariants (an empty array when there are none):
@@ -286,7 +281,7 @@ function M.schema_problems(path)
         problems[#problems + 1] = what .. ": " .. table.concat(parts, " ")
       end
     end
-    local rid, pos = M.message_key(conn)
+    local rid, pos = M.message_key()
     local keyed = "(SELECT " .. rid .. " AS rid, " .. pos .. " AS pos FROM messages)"
     check("SELECT rid, pos FROM " .. keyed .. " WHERE rid NOT IN (SELECT rid FROM sessions)", "orphan message")
     check("SELECT rid, pos FROM tags WHERE rid NOT IN (SELECT rid FROM sessions)", "orphan tag")
