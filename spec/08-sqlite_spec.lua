@@ -118,7 +118,7 @@ describe("sqlite store", function()
         for _, r in ipairs(h.query(path, "PRAGMA table_info(" .. tbl .. ")")) do names[#names + 1] = r.name end
         return names
       end
-      assert.are.same({ "one", "seq" }, columns("counter"))
+      assert.are.same({ "one", "seq", "digest_key" }, columns("counter"))
       assert.are.same({ "rid", "id", "name", "agent_name", "parent_id", "created_at", "updated_at", "seq",
         "turn_count", "total_tokens", "version", "nmsgs", "state" }, columns("sessions"))
       assert.are.same({ "rid", "pos", "tag", "updated_at", "seq" }, columns("tags"))

@@ -92,7 +92,7 @@ static as_status check_id(const char *id, as_error *err) {
 
 static as_status load_meta(as_manager *m, const char *id, as_session *out, size_t *count,
                            as_error *err) {
-    as_status st = m->store->ops->load(m->store, id, 0, out, count, err);
+    as_status st = m->store->ops->load(m->store, id, AS_LOAD_META, out, count, err);
     if (st == AS_ENOTFOUND) {
         as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
         as_error_set_id(err, id);

@@ -23,6 +23,7 @@ typedef struct as_store as_store;
 
 #define AS_KEEP_ALL ((size_t)-1)
 #define AS_LOAD_ALL ((size_t)-1)
+#define AS_LOAD_META ((size_t)-2) /* metadata only: no messages, no state */
 
 typedef struct as_write {
     const as_meta *meta;   /* the complete new metadata */
@@ -41,9 +42,12 @@ typedef struct as_store_ops {
     as_status (*begin)(as_store *st, int write, as_error *err);
     as_status (*commit)(as_store *st, as_error *err);
     void (*rollback)(as_store *st);
-    /* Loads the metadata and the last `last` messages (AS_LOAD_ALL for all; 0
-    ** for metadata only, with msgs NULL and state NULL), and tells how many
-    ** messages are stored. AS_ENOTFOUND if absent. */
+    /* Loads the metadata, the state and the last `last` messages (AS_LOAD_ALL
+    ** for all; AS_LOAD_META for the metadata alone, with msgs and state NULL),
+    ** and tells how many messages are stored. AS_ENOTFOUND if absent. A store
+    ** whose data lives outside the process checks what it loads, so that a
+    ** damaged text is reported (naming where it lives) before an operation
+    ** writes anything based on it. */
     as_status (*load)(as_store *st, const char *id, size_t last, as_session *out, size_t *count,
                       as_error *err);
     as_status (*write)(as_store *st, const as_write *w, as_error *err);

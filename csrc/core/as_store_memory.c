@@ -128,7 +128,7 @@ static as_status mem_load(as_store *st, const char *id, size_t last, as_session 
     *count = e->s.nmsgs;
     memset(out, 0, sizeof *out);
     if (as_meta_copy(&out->meta, &e->s.meta, err) != AS_OK) return err->status;
-    if (last == 0) return AS_OK;
+    if (last == AS_LOAD_META) return AS_OK;
     n = last < e->s.nmsgs ? last : e->s.nmsgs;
     from = e->s.nmsgs - n;
     if (as_session_push(out, e->s.msgs + from, n, err) != AS_OK) {

@@ -32,18 +32,22 @@
 
 #include "as_alloc.h"
 #include "as_digest.h"
+#include "as_json.h"
 #include "as_store_sqlite.h"
 
 #define SCHEMA_VERSION 2
-#define APPLICATION_ID 1634169715 /* "agss" */
+#define APPLICATION_ID 1634169715 /* 0x61677373, "agss" */
+#define STR(x) #x
+#define XSTR(x) STR(x)
 #define SLOT_SPAN ((int64_t)1 << 32) /* slots of one session: rid * SLOT_SPAN + pos */
-#define RID_MAX (((int64_t)1 << 31) - 1)
-#define MAX_FILTER_TAGS 1000
+/* so that (rid + 1) * SLOT_SPAN, the end of the last session's slots, fits */
+#define RID_MAX_VALUE 2147483646
+#define RID_MAX ((int64_t)RID_MAX_VALUE)
 
 enum {
     S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
     S_FIND, S_META, S_TAGS, S_STATE, S_MSGS, S_DIGESTS,
-    S_NEXT_SEQ, S_SEQ,
+    S_NEXT_SEQ, S_SEQ, S_KEY,
     S_INSERT_SESSION, S_UPDATE_SESSION, S_UPDATE_STATE, S_DELETE_SESSION,
     S_DELETE_TAGS, S_INSERT_TAG,
     S_INSERT_MSG, S_UPDATE_MSG, S_DELETE_MSGS,
@@ -67,6 +71,7 @@ static const char *const sql_text[S_COUNT] = {
     "SELECT slot, digest FROM messages WHERE slot >= ?1 AND slot < ?2 ORDER BY slot",
     "UPDATE counter SET seq = seq + 1",
     "SELECT seq FROM counter",
+    "SELECT digest_key FROM counter",
     "INSERT INTO sessions (id, name, agent_name, parent_id, created_at, updated_at, seq, "
     "turn_count, total_tokens, version, nmsgs, state) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -83,8 +88,9 @@ static const char *const sql_text[S_COUNT] = {
 };
 
 static const char schema_tables[] =
-    "CREATE TABLE counter (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL);"
-    "INSERT INTO counter VALUES (1, 0);"
+    "CREATE TABLE counter (one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL,"
+    " digest_key INTEGER NOT NULL);"
+    "INSERT INTO counter VALUES (1, 0, random());"
     "CREATE TABLE sessions ("
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT, agent_name TEXT NOT NULL,"
     " parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
@@ -104,6 +110,12 @@ static const char schema_indexes[] =
     "CREATE INDEX IF NOT EXISTS tags_recent ON tags (tag, updated_at, seq);"
     "CREATE INDEX IF NOT EXISTS messages_digest ON messages (slot, digest);";
 
+/* Version 1 had no digests: a key is drawn, then every message is re-keyed by
+** slot with its digest (agentsession_digest uses the store's key). */
+static const char migrate_1_to_2_key[] =
+    "ALTER TABLE counter ADD COLUMN digest_key INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE counter SET digest_key = random();";
+
 static const char migrate_1_to_2[] =
     "CREATE TABLE messages_v2 (slot INTEGER PRIMARY KEY, digest INTEGER, body TEXT NOT NULL);"
     "INSERT INTO messages_v2 (slot, digest, body)"
@@ -111,14 +123,15 @@ static const char migrate_1_to_2[] =
     "DROP TABLE messages;"
     "ALTER TABLE messages_v2 RENAME TO messages;";
 
-/* list() statements kept prepared: by number of filter tags (0..2), agent, parent. */
-#define LIST_SHAPES 12
+/* list() statements kept prepared: by filter tag (or none), agent, parent. */
+#define LIST_SHAPES 8
 
 typedef struct sqlite_store {
     as_store base;
     sqlite3 *db;
     char *path;
     int busy_timeout_ms;
+    as_digest_key key;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *list_stmt[LIST_SHAPES];
 } sqlite_store;
@@ -247,7 +260,7 @@ static as_status read_meta(sqlite_store *ss, sqlite3_stmt *s, as_meta *m, int64_
         || (st = col_int(ss, s, 6, INT64_MIN, INT64_MAX, &m->updated_at, err)) != AS_OK
         || (st = col_int(ss, s, 7, 0, AS_TURN_COUNT_MAX, &turns, err)) != AS_OK
         || (st = col_int(ss, s, 8, 0, INT64_MAX, &tokens, err)) != AS_OK
-        || (st = col_int(ss, s, 9, 1, INT64_MAX, &m->version, err)) != AS_OK
+        || (st = col_int(ss, s, 9, 1, INT64_MAX - 1, &m->version, err)) != AS_OK
         || (st = col_int(ss, s, 10, 0, SLOT_SPAN - 1, nmsgs, err)) != AS_OK) {
         as_meta_clear(m);
         return st;
@@ -293,44 +306,73 @@ static as_status check_loaded(sqlite_store *ss, as_meta *m, as_error *err) {
     return st;
 }
 
-static as_status read_messages(sqlite_store *ss, int64_t rid, int64_t from, int64_t n,
-                               as_session *out, as_error *err) {
+/* A stored JSON text as a blob, checked: a damaged text is reported here,
+** naming the file, the session and the value, before anything is written on
+** the strength of it. `what` is the value's path, e.g. "messages[3]". */
+static as_status read_text(sqlite_store *ss, sqlite3_stmt *s, int col, const char *id,
+                           const char *what, as_buf *scratch, as_blob **out, as_error *err) {
+    const char *text;
+    size_t len;
+    if (sqlite3_column_type(s, col) != SQLITE_TEXT)
+        return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s of session \"%.64s\" is "
+                            "not text", ss->path, what, id);
+    text = (const char *)sqlite3_column_text(s, col);
+    if (text == NULL) return as_error_nomem(err);
+    len = (size_t)sqlite3_column_bytes(s, col);
+    if (as_json_validate(text, len, scratch, what, err) != AS_OK) {
+        char why[AS_ERROR_MESSAGE_MAX / 2];
+        if (err->status == AS_ENOMEM) return AS_ENOMEM;
+        snprintf(why, sizeof why, "%.200s", err->message);
+        return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s of session \"%.64s\" is "
+                            "not JSON: %s", ss->path, err->path, id, why);
+    }
+    if ((*out = as_blob_new(text, len)) == NULL) return as_error_nomem(err);
+    return AS_OK;
+}
+
+/* Reads the n messages from position `from` on. */
+static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, int64_t from,
+                               int64_t n, as_buf *scratch, as_session *out, as_error *err) {
     sqlite3_stmt *s;
-    int64_t base = rid * SLOT_SPAN, slot;
+    int64_t base = rid * SLOT_SPAN;
+    size_t cap = 0;
     as_status st;
     int rc;
     if (n == 0) return AS_OK;
-    if ((size_t)n > SIZE_MAX / sizeof(as_blob *)
-        || (out->msgs = as_malloc((size_t)n * sizeof(as_blob *))) == NULL)
-        return as_error_nomem(err);
     if ((st = prepare(ss, S_MSGS, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, base + from);
-    sqlite3_bind_int64(s, 2, base + SLOT_SPAN);
+    sqlite3_bind_int64(s, 2, base + from + n);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *text;
-        as_blob *b;
-        slot = sqlite3_column_int64(s, 0);
-        if ((int64_t)out->nmsgs >= n || slot != base + from + (int64_t)out->nmsgs
-            || sqlite3_column_type(s, 1) != SQLITE_TEXT) {
-            st = damaged(ss, "the message rows do not match the session's count", err);
-            break;
+        int64_t pos = sqlite3_column_int64(s, 0) - base;
+        char what[48];
+        if (pos != from + (int64_t)out->nmsgs) break; /* a row is missing */
+        if (out->nmsgs == cap) {
+            /* grown as rows come, not sized from a count that may be damaged */
+            as_blob **grown;
+            cap = cap ? cap * 2 : 16;
+            if (cap > SIZE_MAX / sizeof(as_blob *)
+                || (grown = as_realloc(out->msgs, cap * sizeof(as_blob *))) == NULL) {
+                st = as_error_nomem(err);
+                break;
+            }
+            out->msgs = grown;
         }
-        text = (const char *)sqlite3_column_text(s, 1);
-        if (text == NULL
-            || (b = as_blob_new(text, (size_t)sqlite3_column_bytes(s, 1))) == NULL) {
-            st = as_error_nomem(err);
+        snprintf(what, sizeof what, "messages[%lld]", (long long)pos + 1);
+        if ((st = read_text(ss, s, 1, id, what, scratch, &out->msgs[out->nmsgs], err)) != AS_OK)
             break;
-        }
-        out->msgs[out->nmsgs++] = b;
+        out->nmsgs++;
     }
-    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
+    if (st == AS_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = db_fail(ss, rc, err);
     if (st == AS_OK && (int64_t)out->nmsgs != n)
-        st = damaged(ss, "the message rows do not match the session's count", err);
+        st = as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\" counts %lld "
+                          "messages but message %lld is missing", ss->path, id,
+                          (long long)(from + n), (long long)(from + (int64_t)out->nmsgs + 1));
     done(s);
     return st;
 }
 
-static as_status read_state(sqlite_store *ss, int64_t rid, as_session *out, as_error *err) {
+static as_status read_state(sqlite_store *ss, int64_t rid, const char *id, as_buf *scratch,
+                            as_session *out, as_error *err) {
     sqlite3_stmt *s;
     as_status st = prepare(ss, S_STATE, &s, err);
     int rc;
@@ -338,13 +380,7 @@ static as_status read_state(sqlite_store *ss, int64_t rid, as_session *out, as_e
     sqlite3_bind_int64(s, 1, rid);
     rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
-    else if (sqlite3_column_type(s, 0) != SQLITE_TEXT) st = damaged(ss, "state is not text", err);
-    else {
-        const char *text = (const char *)sqlite3_column_text(s, 0);
-        if (text == NULL
-            || (out->state = as_blob_new(text, (size_t)sqlite3_column_bytes(s, 0))) == NULL)
-            st = as_error_nomem(err);
-    }
+    else st = read_text(ss, s, 0, id, "state", scratch, &out->state, err);
     done(s);
     return st;
 }
@@ -384,10 +420,12 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
     done(s);
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
     if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
-    if (status == AS_OK && last > 0) {
+    if (status == AS_OK && last != AS_LOAD_META) {
+        as_buf scratch = AS_BUF_INIT;
         n = (uint64_t)last < (uint64_t)nmsgs ? (int64_t)last : nmsgs;
-        status = read_messages(ss, rid, nmsgs - n, n, out, err);
-        if (status == AS_OK) status = read_state(ss, rid, out, err);
+        status = read_messages(ss, rid, id, nmsgs - n, n, &scratch, out, err);
+        if (status == AS_OK) status = read_state(ss, rid, id, &scratch, out, err);
+        as_buf_free(&scratch);
     }
     if (status != AS_OK) {
         as_session_clear(out);
@@ -464,18 +502,31 @@ static as_status write_tags(sqlite_store *ss, int64_t rid, const as_meta *m, int
     return AS_OK;
 }
 
+/* Binds a JSON text; one over SQLite's length limit is too_large. */
+static as_status bind_body(sqlite_store *ss, sqlite3_stmt *s, int i, const as_blob *b,
+                           as_error *err) {
+    int limit = sqlite3_limit(ss->db, SQLITE_LIMIT_LENGTH, -1), rc;
+    if (b->len > (size_t)limit) {
+        done(s);
+        return as_error_set(err, AS_ETOOLARGE, "a value of %zu bytes is over SQLite's limit of "
+                            "%d bytes", b->len, limit);
+    }
+    rc = sqlite3_bind_text(s, i, b->text, (int)b->len, SQLITE_STATIC);
+    if (rc != SQLITE_OK) {
+        done(s);
+        return db_fail(ss, rc, err);
+    }
+    return AS_OK;
+}
+
 static as_status put_message(sqlite_store *ss, int which, int64_t slot, const as_blob *b,
                              uint64_t digest, as_error *err) {
     sqlite3_stmt *s;
     as_status st;
-    if (b->len > (size_t)INT32_MAX)
-        return as_error_set(err, AS_ETOOLARGE, "a message of %zu bytes is over SQLite's limit",
-                            b->len);
     if ((st = prepare(ss, which, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, slot);
     sqlite3_bind_int64(s, 2, (int64_t)digest);
-    sqlite3_bind_text(s, 3, b->text, (int)b->len, SQLITE_STATIC);
-    if ((st = run(ss, s, err)) != AS_OK) return st;
+    if ((st = bind_body(ss, s, 3, b, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK) return st;
     if (which == S_UPDATE_MSG && sqlite3_changes(ss->db) != 1)
         return damaged(ss, "a message row is missing", err);
     return AS_OK;
@@ -525,7 +576,7 @@ static as_status put_messages(sqlite_store *ss, int64_t rid, int64_t keep, int64
         st = read_digests(ss, rid, keep, overlap, digests, known, err);
     }
     for (i = 0; i < n && st == AS_OK; i++) {
-        uint64_t d = as_digest(blobs[i]->text, blobs[i]->len);
+        uint64_t d = as_digest(&ss->key, blobs[i]->text, blobs[i]->len);
         if (i < overlap && known[i] && digests[i] == d) continue;
         st = put_message(ss, i < overlap ? S_UPDATE_MSG : S_INSERT_MSG, base + keep + (int64_t)i,
                          blobs[i], d, err);
@@ -544,14 +595,6 @@ static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, as
     return run(ss, s, err);
 }
 
-static as_status put_state(sqlite3_stmt *s, int i, const as_blob *state, as_error *err) {
-    if (state->len > (size_t)INT32_MAX)
-        return as_error_set(err, AS_ETOOLARGE, "a state of %zu bytes is over SQLite's limit",
-                            state->len);
-    sqlite3_bind_text(s, i, state->text, (int)state->len, SQLITE_STATIC);
-    return AS_OK;
-}
-
 static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_error *err) {
     const as_blob *state = w->state;
     sqlite3_stmt *s;
@@ -561,10 +604,8 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
     if ((st = prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
     sqlite3_bind_text(s, 1, w->meta->id, -1, SQLITE_STATIC);
     bind_meta(s, w->meta, seq, (int64_t)w->nappend);
-    if ((st = put_state(s, 12, state, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK) {
-        done(s);
+    if ((st = bind_body(ss, s, 12, state, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK)
         return st;
-    }
     rid = sqlite3_last_insert_rowid(ss->db);
     if (rid < 1 || rid > RID_MAX)
         return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
@@ -575,7 +616,7 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
 static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
-    int64_t rid, stored, keep, total, seq;
+    int64_t rid = 0, stored = 0, keep, total, seq;
     as_status status = find(ss, w->meta->id, &rid, &stored, err);
     if (status != AS_OK && status != AS_ENOTFOUND) return status;
     if (w->create && status == AS_OK) {
@@ -592,7 +633,10 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     total = keep + (int64_t)w->nappend;
     if ((status = next_seq(ss, &seq, err)) != AS_OK) return status;
     if (w->create) return create(ss, w, seq, err);
-    if ((status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
+    /* rows past the stored count can only be debris of damage: cleared first, so
+    ** they neither survive nor collide with the rows appended */
+    if ((status = delete_messages(ss, rid, stored, err)) != AS_OK
+        || (status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
         return status;
     if (total < stored && (status = delete_messages(ss, rid, total, err)) != AS_OK) return status;
     if ((status = prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
@@ -602,11 +646,9 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     if (w->state) {
         if ((status = prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
         sqlite3_bind_int64(s, 1, rid);
-        if ((status = put_state(s, 2, w->state, err)) != AS_OK
-            || (status = run(ss, s, err)) != AS_OK) {
-            done(s);
+        if ((status = bind_body(ss, s, 2, w->state, err)) != AS_OK
+            || (status = run(ss, s, err)) != AS_OK)
             return status;
-        }
     }
     return write_tags(ss, rid, w->meta, seq, 0, err);
 }
@@ -628,78 +670,61 @@ static as_status sq_remove(as_store *st, const char *id, as_error *err) {
 
 /* ---------------------------------------------------------------- list */
 
-/* The SQL of a list() filter: the first tag drives the walk of tags_recent,
-** further tags are checked among the session's own tag rows (the unary + keeps
-** the planner from walking every session with that tag instead); without
-** tags, sessions_recent (or the agent or parent index) is walked. */
-static as_status list_sql(const as_filter *f, as_buf *b, as_error *err) {
-    size_t i;
-    int ok = 1;
-    if (f->ntags > 0) {
-        ok &= as_buf_puts(b, "SELECT " META_COLUMNS " FROM tags t0 JOIN sessions s ON s.rid = t0.rid"
-                             " WHERE t0.tag = ?") == 0;
-        for (i = 1; i < f->ntags; i++)
-            ok &= as_buf_puts(b, " AND EXISTS (SELECT 1 FROM tags t WHERE t.rid = s.rid"
-                                 " AND +t.tag = ?)") == 0;
-    } else ok &= as_buf_puts(b, "SELECT " META_COLUMNS " FROM sessions s WHERE 1") == 0;
-    if (f->agent_name) ok &= as_buf_puts(b, " AND s.agent_name = ?") == 0;
-    if (f->parent_id) ok &= as_buf_puts(b, " AND s.parent_id = ?") == 0;
-    if (f->ntags > 0) ok &= as_buf_puts(b, " ORDER BY t0.updated_at DESC, t0.seq DESC") == 0;
-    else ok &= as_buf_puts(b, " ORDER BY s.updated_at DESC, s.seq DESC") == 0;
-    ok &= as_buf_puts(b, " LIMIT ? OFFSET ?") == 0 && as_buf_putc(b, '\0') == 0;
-    return ok ? AS_OK : as_error_nomem(err);
+/* The SQL of a list() filter: with tags, the first one drives a walk of
+** tags_recent, already in list order; without, sessions_recent (or the agent
+** or parent index) is walked. Further tags are checked on each session's tags
+** as they are read, so any number of them costs no SQL. */
+static const char *list_sql(int tagged, int agent, int parent, char *buf, size_t size) {
+    snprintf(buf, size, "SELECT " META_COLUMNS " FROM %s WHERE 1%s%s ORDER BY %s LIMIT ?3 OFFSET ?4",
+             tagged ? "tags t0 JOIN sessions s ON s.rid = t0.rid AND t0.tag = ?5" : "sessions s",
+             agent ? " AND s.agent_name = ?1" : "", parent ? " AND s.parent_id = ?2" : "",
+             tagged ? "t0.updated_at DESC, t0.seq DESC" : "s.updated_at DESC, s.seq DESC");
+    return buf;
 }
 
-static as_status list_rows(sqlite_store *ss, sqlite3_stmt *s, const as_filter *f,
-                           as_meta_list *out, as_error *err) {
-    as_status st = AS_OK;
-    int i = 0, rc;
-    size_t k;
-    for (k = 0; k < f->ntags; k++) sqlite3_bind_text(s, ++i, f->tags[k], -1, SQLITE_STATIC);
-    if (f->agent_name) sqlite3_bind_text(s, ++i, f->agent_name, -1, SQLITE_STATIC);
-    if (f->parent_id) sqlite3_bind_text(s, ++i, f->parent_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, ++i, f->limit > (size_t)INT64_MAX ? -1 : (int64_t)f->limit);
-    sqlite3_bind_int64(s, ++i, f->offset > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->offset);
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        as_meta m;
-        int64_t rid, nmsgs;
-        if ((st = read_meta(ss, s, &m, &rid, &nmsgs, err)) != AS_OK) break;
-        if ((st = read_tags(ss, rid, &m, err)) == AS_OK
-            && (st = check_loaded(ss, &m, err)) == AS_OK)
-            st = as_meta_list_push(out, &m, err);
-        as_meta_clear(&m);
-        if (st != AS_OK) break;
-    }
-    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
-    done(s);
-    if (st != AS_OK) as_meta_list_clear(out);
-    return st;
+static int has_tags(const as_meta *m, const as_filter *f) {
+    size_t i;
+    for (i = 1; i < f->ntags; i++)
+        if (!as_meta_has_tag(m, f->tags[i])) return 0;
+    return 1;
 }
 
 static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
-    sqlite3_stmt *s, **slot = NULL;
-    as_buf sql = AS_BUF_INIT;
-    as_status status;
-    int rc;
-    if (f->ntags > MAX_FILTER_TAGS)
-        return as_error_set(err, AS_EINVALID, "a list filter takes at most %d tags",
-                            MAX_FILTER_TAGS);
-    if (f->ntags <= 2)
-        slot = &ss->list_stmt[f->ntags * 4 + (f->agent_name ? 2 : 0) + (f->parent_id ? 1 : 0)];
-    if (slot == NULL || *slot == NULL) {
-        if ((status = list_sql(f, &sql, err)) != AS_OK) {
-            as_buf_free(&sql);
-            return status;
-        }
-        rc = sqlite3_prepare_v3(ss->db, sql.data, -1, slot ? SQLITE_PREPARE_PERSISTENT : 0, &s,
-                                NULL);
-        as_buf_free(&sql);
+    int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
+    sqlite3_stmt **slot = &ss->list_stmt[tagged * 4 + agent * 2 + parent], *s;
+    /* with further tags to check here, offset and limit apply here too */
+    int here = f->ntags > 1, rc = SQLITE_DONE;
+    size_t skip = here ? f->offset : 0;
+    as_status status = AS_OK;
+    if (*slot == NULL) {
+        char sql[512];
+        rc = sqlite3_prepare_v3(ss->db, list_sql(tagged, agent, parent, sql, sizeof sql), -1,
+                                SQLITE_PREPARE_PERSISTENT, slot, NULL);
         if (rc != SQLITE_OK) return db_fail(ss, rc, err);
-        if (slot) *slot = s;
-    } else s = *slot;
-    status = list_rows(ss, s, f, out, err);
-    if (slot == NULL) sqlite3_finalize(s);
+    }
+    s = *slot;
+    if (agent) sqlite3_bind_text(s, 1, f->agent_name, -1, SQLITE_STATIC);
+    if (parent) sqlite3_bind_text(s, 2, f->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, here || f->limit > (size_t)INT64_MAX ? -1 : (int64_t)f->limit);
+    sqlite3_bind_int64(s, 4, here ? 0 : f->offset > (size_t)INT64_MAX ? INT64_MAX
+                                                                       : (int64_t)f->offset);
+    if (tagged) sqlite3_bind_text(s, 5, f->tags[0], -1, SQLITE_STATIC);
+    while (out->n < f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        as_meta m;
+        int64_t rid, nmsgs;
+        if ((status = read_meta(ss, s, &m, &rid, &nmsgs, err)) != AS_OK) break;
+        if ((status = read_tags(ss, rid, &m, err)) == AS_OK
+            && (status = check_loaded(ss, &m, err)) == AS_OK && has_tags(&m, f)) {
+            if (skip > 0) skip--;
+            else status = as_meta_list_push(out, &m, err);
+        }
+        as_meta_clear(&m);
+        if (status != AS_OK) break;
+    }
+    if (status == AS_OK && out->n < f->limit && rc != SQLITE_DONE) status = db_fail(ss, rc, err);
+    done(s);
+    if (status != AS_OK) as_meta_list_clear(out);
     return status;
 }
 
@@ -756,28 +781,41 @@ static as_status prepare_file(const char *path, as_error *err) {
     return AS_OK;
 }
 
+/* agentsession_digest(text): the digest under the store's key, for migrations. */
 static void sql_digest(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    const sqlite_store *ss = sqlite3_user_data(ctx);
     const unsigned char *text = sqlite3_value_text(argv[0]);
     (void)argc;
     if (text == NULL) {
         sqlite3_result_null(ctx);
         return;
     }
-    sqlite3_result_int64(ctx, (sqlite3_int64)as_digest(text, (size_t)sqlite3_value_bytes(argv[0])));
+    sqlite3_result_int64(ctx, (sqlite3_int64)as_digest(&ss->key, text,
+                                                       (size_t)sqlite3_value_bytes(argv[0])));
+}
+
+/* The digest key drawn when the file was made. */
+static as_status load_key(sqlite_store *ss, as_error *err) {
+    int64_t seed;
+    as_status st = query_int(ss, "SELECT digest_key FROM counter", &seed, err);
+    if (st == AS_OK) as_digest_key_init(&ss->key, (uint64_t)seed);
+    return st;
 }
 
 static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
     int64_t bad;
     as_status st;
     if (version == 1) {
-        st = query_int(ss, "SELECT count(*) FROM messages WHERE rid < 1 OR rid > 2147483647"
-                           " OR pos < 0 OR pos > 4294967295", &bad, err);
+        st = query_int(ss, "SELECT count(*) FROM messages WHERE rid < 1 OR rid > "
+                           XSTR(RID_MAX_VALUE) " OR pos < 0 OR pos > 4294967295", &bad, err);
         if (st != AS_OK) return st;
         if (bad > 0) return damaged(ss, "message positions out of range in a version 1 file", err);
-        if ((st = exec(ss, migrate_1_to_2, err)) != AS_OK) return st;
+        if ((st = exec(ss, migrate_1_to_2_key, err)) != AS_OK || (st = load_key(ss, err)) != AS_OK
+            || (st = exec(ss, migrate_1_to_2, err)) != AS_OK)
+            return st;
     }
     if ((st = exec(ss, schema_indexes, err)) != AS_OK) return st;
-    return exec(ss, "PRAGMA user_version = 2", err);
+    return exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
 }
 
 /* What the file is: new (empty), ours at some schema version, or not ours.
@@ -813,7 +851,8 @@ static as_status ensure_schema(sqlite_store *ss, as_error *err) {
         if (fresh) {
             if ((st = exec(ss, schema_tables, err)) == AS_OK
                 && (st = exec(ss, schema_indexes, err)) == AS_OK)
-                st = exec(ss, "PRAGMA application_id = 1634169715; PRAGMA user_version = 2", err);
+                st = exec(ss, "PRAGMA application_id = " XSTR(APPLICATION_ID) ";"
+                              "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
         } else if (version < SCHEMA_VERSION) st = migrate(ss, version, err);
     }
     if (st == AS_OK) return exec(ss, "COMMIT", err);
@@ -853,7 +892,7 @@ static as_status configure(sqlite_store *ss, as_durability durability, as_error 
     sqlite3_extended_result_codes(ss->db, 1);
     sqlite3_busy_timeout(ss->db, ss->busy_timeout_ms);
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
-                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_digest, NULL, NULL);
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC, ss, sql_digest, NULL, NULL);
     if (rc != SQLITE_OK) return db_fail(ss, rc, err);
     /* refuse a file that is not ours before changing anything in it; one read
     ** transaction, so a schema another process is creating is seen whole or not */
@@ -865,7 +904,24 @@ static as_status configure(sqlite_store *ss, as_durability durability, as_error 
     st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
                                                    : "PRAGMA synchronous = NORMAL", err);
     if (st == AS_OK && (fresh || version < SCHEMA_VERSION)) st = ensure_schema(ss, err);
-    return st;
+    return st == AS_OK ? load_key(ss, err) : st;
+}
+
+/* Opens the file at path as a file: SQLite would take a path starting with
+** "file:" as a URI and ":memory:" as no file at all, so a relative path is
+** handed over as "./path". */
+static int open_db(sqlite_store *ss, const char *path) {
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    size_t len = strlen(path);
+    char *local;
+    int rc;
+    if (path[0] == '/') return sqlite3_open_v2(path, &ss->db, flags, NULL);
+    if ((local = as_malloc(len + 3)) == NULL) return SQLITE_NOMEM;
+    memcpy(local, "./", 2);
+    memcpy(local + 2, path, len + 1);
+    rc = sqlite3_open_v2(local, &ss->db, flags, NULL);
+    as_free(local);
+    return rc;
 }
 
 as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_store **out,
@@ -881,10 +937,11 @@ as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_
         as_free(ss);
         return as_error_nomem(err);
     }
-    rc = sqlite3_open_v2(path, &ss->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    rc = open_db(ss, path);
     if (rc != SQLITE_OK) {
-        st = ss->db ? db_fail(ss, rc, err)
-                    : as_error_set(err, AS_ESTORAGE, "%s: %s", path, sqlite3_errstr(rc));
+        if (ss->db) st = db_fail(ss, rc, err);
+        else if (rc == SQLITE_NOMEM) st = as_error_nomem(err);
+        else st = as_error_set(err, AS_ESTORAGE, "%s: %s", path, sqlite3_errstr(rc));
     } else st = configure(ss, opts ? opts->durability : AS_DURABILITY_NORMAL, err);
     if (st != AS_OK) {
         sq_close(&ss->base);

@@ -128,15 +128,41 @@ static int m_resume(lua_State *L) {
     return 1;
 }
 
+/* The string at the top of the stack, which the core matches as a C string:
+** a NUL in it would cut it short, so it is refused as the control character
+** it is. */
+static const char *filter_string(lua_State *L, const char *path) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (memchr(s, '\0', len) != NULL)
+        lbind_errorf(L, AS_EINVALID, path, "control character (NUL) at byte %d",
+                     (int)((const char *)memchr(s, '\0', len) - s) + 1);
+    return s;
+}
+
 /* A text option of list's filter: NULL when absent. */
 static const char *filter_text(lua_State *L, int tbl, const char *field, const char *path) {
     const char *s = NULL;
     int t = lbind_rawfield(L, tbl, field);
-    if (t == LUA_TSTRING) s = lua_tostring(L, -1);
+    if (t == LUA_TSTRING) s = filter_string(L, path);
     else if (t != LUA_TNIL)
         lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));
     lua_pop(L, 1); /* the string stays alive in the filter table */
     return s;
+}
+
+/* The length of an array of filter tags, refusing holes and other keys. */
+static lua_Integer filter_tags_length(lua_State *L) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1), count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        lua_pop(L, 1);
+        count++;
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
+            lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
+    }
+    if (count != n) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
+    return n;
 }
 
 static int m_list(lua_State *L) {
@@ -156,17 +182,16 @@ static int m_list(lua_State *L) {
         tag = filter_text(L, 2, "tag", "filter.tag");
         if (lbind_rawfield(L, 2, "tags") != LUA_TNIL) {
             if (!lua_istable(L, -1)) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
-            n = (lua_Integer)lua_rawlen(L, -1);
+            n = filter_tags_length(L);
         }
         tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
         lua_insert(L, -2);
         for (k = 1; k <= n; k++) {
-            if (lua_rawgeti(L, -1, k) != LUA_TSTRING) {
-                char path[40];
-                snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
+            char path[40];
+            snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
+            if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
                 lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
-            }
-            tags[f.ntags++] = lua_tostring(L, -1);
+            tags[f.ntags++] = filter_string(L, path);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);

@@ -12,12 +12,14 @@ static as_durability check_durability(lua_State *L, int tbl) {
     int t = lbind_rawfield(L, tbl, "durability");
     as_durability d = AS_DURABILITY_NORMAL;
     if (t != LUA_TNIL) {
-        const char *s = lua_tostring(L, -1);
+        size_t len;
+        const char *s;
         if (t != LUA_TSTRING)
             lbind_errorf(L, AS_EINVALID, "options.durability",
                          "must be \"normal\" or \"full\" (got %s)", lua_typename(L, t));
-        if (strcmp(s, "full") == 0) d = AS_DURABILITY_FULL;
-        else if (strcmp(s, "normal") != 0)
+        s = lua_tolstring(L, -1, &len);
+        if (len == 4 && memcmp(s, "full", 4) == 0) d = AS_DURABILITY_FULL;
+        else if (len != 6 || memcmp(s, "normal", 6) != 0)
             lbind_errorf(L, AS_EINVALID, "options.durability",
                          "must be \"normal\" or \"full\" (got \"%s\")", s);
     }

@@ -105,6 +105,9 @@ function M.open(uri, opts)
     return M.sqlite(uri, opts)
   elseif scheme == "sqlite" then
     if rest == "" then fail("invalid", "uri: \"sqlite:\" needs a path", 2) end
+    if rest:sub(1, 2) == "//" then
+      fail("invalid", "uri: write \"sqlite:PATH\" (\"sqlite://\" is not a form this takes)", 2)
+    end
     return M.sqlite(rest, opts)
   end
   fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 2)
