@@ -12,6 +12,7 @@
 #include <uuid/uuid.h>
 
 #include "as_alloc.h"
+#include "as_json.h"
 #include "as_manager.h"
 
 struct as_manager {
@@ -60,6 +61,10 @@ const char *as_manager_kind(const as_manager *m) {
 
 int as_manager_canonical(const as_manager *m) {
     return m->store->ops->canonical;
+}
+
+const char *as_manager_location(const as_manager *m) {
+    return m->store->location;
 }
 
 static int64_t stamp(as_manager *m) {
@@ -117,6 +122,37 @@ static as_status check_size(as_manager *m, const as_meta *meta, as_blob *const *
         return AS_ETOOLARGE;
     }
     return AS_OK;
+}
+
+static as_status check_text(const as_blob *b, const char *root, const char *where,
+                            const char *id, as_buf *scratch, as_error *err) {
+    char why[AS_ERROR_MESSAGE_MAX / 2];
+    if (as_json_validate(b->text, b->len, scratch, root, err) == AS_OK) return AS_OK;
+    if (err->status == AS_ENOMEM) return AS_ENOMEM;
+    snprintf(why, sizeof why, "%.200s", err->message);
+    as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s of session \"%.64s\" is not JSON: %s",
+                 where, root, id, why);
+    as_error_set_id(err, id);
+    return AS_ESTORAGE;
+}
+
+/* Texts loaded from a store outside the process may have been damaged there
+** (a hand edit, a bad disk): fork and rewind check them before they commit a
+** write made on the strength of them: the state and the first n messages. */
+static as_status check_texts(as_manager *m, const as_session *s, size_t n, as_error *err) {
+    const char *where = m->store->location;
+    as_buf scratch = AS_BUF_INIT;
+    as_status st = AS_OK;
+    size_t i;
+    if (where == NULL) return AS_OK;
+    for (i = 0; i < n && st == AS_OK; i++) {
+        char root[40];
+        snprintf(root, sizeof root, "messages[%zu]", i + 1);
+        st = check_text(s->msgs[i], root, where, s->meta.id, &scratch, err);
+    }
+    if (st == AS_OK && s->state) st = check_text(s->state, "state", where, s->meta.id, &scratch, err);
+    as_buf_free(&scratch);
+    return st;
 }
 
 /* ---------------------------------------------------------------- operations */
@@ -210,8 +246,9 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
         as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
         as_error_set_id(err, id);
     }
-    if (st != AS_OK) return st;
+    if (st != AS_OK) goto done;
     keep = at < src.nmsgs ? at : src.nmsgs;
+    if ((st = check_texts(m, &src, keep, err)) != AS_OK) goto done;
     if ((st = as_uuid_v4(uuid, err)) != AS_OK || (st = as_meta_copy(meta, &src.meta, err)) != AS_OK)
         goto done;
     as_free(meta->id);
@@ -273,7 +310,8 @@ as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, 
     w.nappend = 0;
     w.state = NULL;
     if ((st = m->store->ops->write(m->store, &w, err)) != AS_OK) goto done;
-    st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err);
+    if ((st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err)) == AS_OK)
+        st = check_texts(m, out, out->nmsgs, err);
 done:
     as_session_clear(&cur);
     st = finish(m, st, err);

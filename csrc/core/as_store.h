@@ -44,10 +44,7 @@ typedef struct as_store_ops {
     void (*rollback)(as_store *st);
     /* Loads the metadata, the state and the last `last` messages (AS_LOAD_ALL
     ** for all; AS_LOAD_META for the metadata alone, with msgs and state NULL),
-    ** and tells how many messages are stored. AS_ENOTFOUND if absent. A store
-    ** whose data lives outside the process checks what it loads, so that a
-    ** damaged text is reported (naming where it lives) before an operation
-    ** writes anything based on it. */
+    ** and tells how many messages are stored. AS_ENOTFOUND if absent. */
     as_status (*load)(as_store *st, const char *id, size_t last, as_session *out, size_t *count,
                       as_error *err);
     as_status (*write)(as_store *st, const as_write *w, as_error *err);
@@ -65,6 +62,11 @@ typedef struct as_store_ops {
 
 struct as_store {
     const as_store_ops *ops;
+    /* Where the data lives (a file's path, a server's address), for messages;
+    ** NULL when it lives in this process. Texts a store outside the process
+    ** loads may have been damaged there, so the manager checks them before it
+    ** writes anything on the strength of them. */
+    const char *location;
 };
 
 #endif

@@ -32,7 +32,6 @@
 
 #include "as_alloc.h"
 #include "as_digest.h"
-#include "as_json.h"
 #include "as_store_sqlite.h"
 
 #define SCHEMA_VERSION 2
@@ -306,33 +305,23 @@ static as_status check_loaded(sqlite_store *ss, as_meta *m, as_error *err) {
     return st;
 }
 
-/* A stored JSON text as a blob, checked: a damaged text is reported here,
-** naming the file, the session and the value, before anything is written on
-** the strength of it. `what` is the value's path, e.g. "messages[3]". */
+/* A stored JSON text as a blob. Whether it is JSON is checked by whoever uses
+** it (the manager before a write, the binding as it decodes). */
 static as_status read_text(sqlite_store *ss, sqlite3_stmt *s, int col, const char *id,
-                           const char *what, as_buf *scratch, as_blob **out, as_error *err) {
+                           const char *what, as_blob **out, as_error *err) {
     const char *text;
-    size_t len;
     if (sqlite3_column_type(s, col) != SQLITE_TEXT)
         return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s of session \"%.64s\" is "
                             "not text", ss->path, what, id);
     text = (const char *)sqlite3_column_text(s, col);
-    if (text == NULL) return as_error_nomem(err);
-    len = (size_t)sqlite3_column_bytes(s, col);
-    if (as_json_validate(text, len, scratch, what, err) != AS_OK) {
-        char why[AS_ERROR_MESSAGE_MAX / 2];
-        if (err->status == AS_ENOMEM) return AS_ENOMEM;
-        snprintf(why, sizeof why, "%.200s", err->message);
-        return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s of session \"%.64s\" is "
-                            "not JSON: %s", ss->path, err->path, id, why);
-    }
-    if ((*out = as_blob_new(text, len)) == NULL) return as_error_nomem(err);
+    if (text == NULL || (*out = as_blob_new(text, (size_t)sqlite3_column_bytes(s, col))) == NULL)
+        return as_error_nomem(err);
     return AS_OK;
 }
 
 /* Reads the n messages from position `from` on. */
 static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, int64_t from,
-                               int64_t n, as_buf *scratch, as_session *out, as_error *err) {
+                               int64_t n, as_session *out, as_error *err) {
     sqlite3_stmt *s;
     int64_t base = rid * SLOT_SPAN;
     size_t cap = 0;
@@ -358,7 +347,7 @@ static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, in
             out->msgs = grown;
         }
         snprintf(what, sizeof what, "messages[%lld]", (long long)pos + 1);
-        if ((st = read_text(ss, s, 1, id, what, scratch, &out->msgs[out->nmsgs], err)) != AS_OK)
+        if ((st = read_text(ss, s, 1, id, what, &out->msgs[out->nmsgs], err)) != AS_OK)
             break;
         out->nmsgs++;
     }
@@ -371,8 +360,8 @@ static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, in
     return st;
 }
 
-static as_status read_state(sqlite_store *ss, int64_t rid, const char *id, as_buf *scratch,
-                            as_session *out, as_error *err) {
+static as_status read_state(sqlite_store *ss, int64_t rid, const char *id, as_session *out,
+                            as_error *err) {
     sqlite3_stmt *s;
     as_status st = prepare(ss, S_STATE, &s, err);
     int rc;
@@ -380,7 +369,7 @@ static as_status read_state(sqlite_store *ss, int64_t rid, const char *id, as_bu
     sqlite3_bind_int64(s, 1, rid);
     rc = sqlite3_step(s);
     if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
-    else st = read_text(ss, s, 0, id, "state", scratch, &out->state, err);
+    else st = read_text(ss, s, 0, id, "state", &out->state, err);
     done(s);
     return st;
 }
@@ -421,11 +410,9 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
     if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
     if (status == AS_OK && last != AS_LOAD_META) {
-        as_buf scratch = AS_BUF_INIT;
         n = (uint64_t)last < (uint64_t)nmsgs ? (int64_t)last : nmsgs;
-        status = read_messages(ss, rid, id, nmsgs - n, n, &scratch, out, err);
-        if (status == AS_OK) status = read_state(ss, rid, id, &scratch, out, err);
-        as_buf_free(&scratch);
+        status = read_messages(ss, rid, id, nmsgs - n, n, out, err);
+        if (status == AS_OK) status = read_state(ss, rid, id, out, err);
     }
     if (status != AS_OK) {
         as_session_clear(out);
@@ -903,6 +890,8 @@ static as_status configure(sqlite_store *ss, as_durability durability, as_error 
     if ((st = use_wal(ss, err)) != AS_OK) return st;
     st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
                                                    : "PRAGMA synchronous = NORMAL", err);
+    /* a deleted or rewound conversation is overwritten, not left in free pages */
+    if (st == AS_OK) st = exec(ss, "PRAGMA secure_delete = ON", err);
     if (st == AS_OK && (fresh || version < SCHEMA_VERSION)) st = ensure_schema(ss, err);
     return st == AS_OK ? load_key(ss, err) : st;
 }
@@ -937,6 +926,7 @@ as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_
         as_free(ss);
         return as_error_nomem(err);
     }
+    ss->base.location = ss->path;
     rc = open_db(ss, path);
     if (rc != SQLITE_OK) {
         if (ss->db) st = db_fail(ss, rc, err);

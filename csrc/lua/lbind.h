@@ -60,8 +60,8 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int 
 void lbind_push_meta(lua_State *L, const as_meta *m);
 void lbind_push_tags(lua_State *L, const as_meta *m);
 /* Pushes {metadata, messages, state}; raises a storage error when a stored value
-** does not decode. */
-void lbind_push_session(lua_State *L, const as_session *s);
+** does not decode, naming `where` the store keeps it (NULL: not named). */
+void lbind_push_session(lua_State *L, const as_session *s, const char *where);
 
 /* Pushes t[name] without running metamethods (no Lua code runs mid-call). */
 int lbind_rawfield(lua_State *L, int idx, const char *name);

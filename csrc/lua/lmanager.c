@@ -123,7 +123,7 @@ static int m_resume(lua_State *L) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
-    lbind_push_session(L, &c->session);
+    lbind_push_session(L, &c->session, as_manager_location(m));
     lbind_call_done(c);
     return 1;
 }
@@ -260,7 +260,7 @@ static int m_rewind(lua_State *L) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
-    lbind_push_session(L, &c->session);
+    lbind_push_session(L, &c->session, as_manager_location(m));
     lbind_call_done(c);
     return 1;
 }

@@ -269,7 +269,7 @@ void lbind_push_meta(lua_State *L, const as_meta *m) {
 }
 
 static void push_stored(lua_State *L, const as_blob *blob, const char *root, size_t index,
-                        const char *id) {
+                        const char *id, const char *where) {
     as_error err;
     as_error_clear(&err);
     if (lbind_decode(L, blob->text, blob->len, NULL, &err) == AS_OK) return;
@@ -277,26 +277,29 @@ static void push_stored(lua_State *L, const as_blob *blob, const char *root, siz
     as_error_prefix(&err, root);
     {
         as_error damaged = err;
-        as_error_set(&damaged, AS_ESTORAGE, "stored value is damaged (%s)", err.message);
+        if (where)
+            as_error_set(&damaged, AS_ESTORAGE, "stored value in %s is damaged (%s)", where,
+                         err.message);
+        else as_error_set(&damaged, AS_ESTORAGE, "stored value is damaged (%s)", err.message);
         memcpy(damaged.path, err.path, sizeof damaged.path);
         as_error_set_id(&damaged, id);
         lbind_error(L, &damaged);
     }
 }
 
-void lbind_push_session(lua_State *L, const as_session *s) {
+void lbind_push_session(lua_State *L, const as_session *s, const char *where) {
     size_t i;
     lua_createtable(L, 0, 3);
     lbind_push_meta(L, &s->meta);
     lua_setfield(L, -2, "metadata");
     lua_createtable(L, s->nmsgs < INT32_MAX ? (int)s->nmsgs : 0, 0);
     for (i = 0; i < s->nmsgs; i++) {
-        push_stored(L, s->msgs[i], "messages", i + 1, s->meta.id);
+        push_stored(L, s->msgs[i], "messages", i + 1, s->meta.id, where);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     luaL_setmetatable(L, LBIND_ARRAY_MT);
     lua_setfield(L, -2, "messages");
-    if (s->state) push_stored(L, s->state, "state", 0, s->meta.id);
+    if (s->state) push_stored(L, s->state, "state", 0, s->meta.id, where);
     else lua_newtable(L);
     lua_setfield(L, -2, "state");
 }
