@@ -343,6 +343,25 @@ for _, store in ipairs(stores) do
         assert.are.equal(agentsession.array_mt, getmetatable(loaded.state.values))
         assert.is_true(rawequal(null, loaded.state.nothing))
       end)
+
+      it("with {last = 0} returns no messages but the stored state and metadata", function()
+        local state = { cwd = "/work", step = 3, ratio = 0.25, list = { 1, "two", null }, nested = { ok = true } }
+        local s = make_session({ messages = messages(4), state = state, turn_count = 4, tags = { "a", "b" } })
+        local meta = mgr:save(s)
+        local loaded = mgr:resume(s.metadata.id, { last = 0 })
+        assert.is_nil(next(loaded.messages))
+        assert.are.equal(agentsession.array_mt, getmetatable(loaded.messages))
+        assert_json_same(state, loaded.state, "state")
+        assert_same(meta, loaded.metadata, "metadata")
+        -- and a session saved without a state gives the empty object
+        local bare = make_session()
+        bare.state = nil
+        mgr:save(bare)
+        local empty = mgr:resume(bare.metadata.id, { last = 0 }).state
+        assert.are.equal("table", type(empty))
+        assert.is_nil(next(empty))
+        assert.are_not.equal(agentsession.array_mt, getmetatable(empty))
+      end)
     end)
 
     describe("list", function()
@@ -453,6 +472,45 @@ for _, store in ipairs(stores) do
           local list = mgr:list({ limit = 0 })
           assert.are.equal("table", type(list))
           assert.is_nil(next(list))
+        end)
+
+        it("by two or more tags, with limit and offset counted among the sessions having them all", function()
+          -- saved oldest first; the ones with only one of the tags come in between
+          local both = {}
+          for i = 1, 5 do
+            both[i] = mgr:save(make_session({ tags = { "p", "q", "r" .. i } })).id
+            mgr:save(make_session({ tags = { i % 2 == 0 and "p" or "q" } }))
+          end
+          assert.are.same({ both[5], both[4], both[3], both[2], both[1] }, ids_of(mgr:list({ tags = { "p", "q" } })))
+          assert.are.same({ both[4], both[3] }, ids_of(mgr:list({ tags = { "p", "q" }, limit = 2, offset = 1 })))
+          assert.are.same({ both[4], both[3] }, ids_of(mgr:list({ tags = { "q", "p" }, limit = 2, offset = 1 })))
+          assert.are.same({ both[2], both[1] }, ids_of(mgr:list({ tags = { "p", "q" }, limit = 5, offset = 3 })))
+          assert.are.same({ both[5] }, ids_of(mgr:list({ tags = { "p", "q" }, limit = 1 })))
+          assert.are.same({}, ids_of(mgr:list({ tags = { "p", "q" }, offset = 5 })))
+          assert.are.same({ both[3] }, ids_of(mgr:list({ tags = { "p", "q", "r3" }, limit = 1 })))
+          assert.are.same({ both[3], both[2] },
+            ids_of(mgr:list({ tags = { "p", "q" }, agent_name = "code-agent", limit = 2, offset = 2 })))
+        end)
+
+        it("by 1200 tags: only the session having every one of them", function()
+          local all, but_last, but_first, reversed = {}, {}, {}, {}
+          for i = 1, 1200 do
+            all[i] = "t" .. i
+            reversed[1201 - i] = all[i]
+            if i < 1200 then but_last[i] = all[i] end
+            if i > 1 then but_first[i - 1] = all[i] end
+          end
+          local early = mgr:save(make_session({ tags = but_last })).id
+          local full = mgr:save(make_session({ tags = all })).id
+          local late = mgr:save(make_session({ tags = but_first })).id
+          mgr:save(make_session({ tags = { "t1", "t1200" } }))
+          assert.are.same({ full }, ids_of(mgr:list({ tags = all })))
+          assert.are.same({ full }, ids_of(mgr:list({ tags = reversed })))
+          assert.are.same({ full }, ids_of(mgr:list({ tags = all, limit = 1 })))
+          assert.are.same({}, ids_of(mgr:list({ tags = all, offset = 1 })))
+          assert.are.same({ late, full }, ids_of(mgr:list({ tags = but_first })))
+          assert.are.same({ full, early }, ids_of(mgr:list({ tags = but_last })))
+          assert.are.equal(1200, #mgr:list({ tags = all })[1].tags)
         end)
       end)
     end)

@@ -94,6 +94,18 @@ local function assert_sound(path, context)
   assert.are.same({}, problems, context .. ": " .. table.concat(problems, "; "))
 end
 
+-- Every row of a store file (sessions, messages, tags, counter), to show that a call changed nothing.
+local function snapshot(path)
+  return h.with_db(path, function(conn)
+    return {
+      sessions = h.rows(conn, "SELECT * FROM sessions ORDER BY rid"),
+      messages = h.rows(conn, "SELECT slot, digest, body, typeof(body) AS type FROM messages ORDER BY slot"),
+      tags = h.rows(conn, "SELECT * FROM tags ORDER BY rid, pos"),
+      counter = h.rows(conn, "SELECT * FROM counter"),
+    }
+  end)
+end
+
 describe("sqlite store", function()
   before_each(function()
     dir = h.tmpdir()
@@ -165,6 +177,28 @@ describe("sqlite store", function()
         end
       end)
       assert_sound(path, "after two saves")
+    end)
+
+    it("keys message digests per file: the same messages saved into two new files get different digests", function()
+      local function digests(path)
+        local mgr = open(path)
+        mgr:save(session({ id = "same", agent_name = "a",
+          messages = { { role = "user", content = "hello" }, "two", 3 } }))
+        mgr:close()
+        local list = {}
+        for i, r in ipairs(h.query(path, "SELECT digest FROM messages ORDER BY slot")) do
+          assert.are.equal("number", type(r.digest), path .. ": message " .. i .. " has no digest")
+          list[i] = r.digest
+        end
+        assert.are.equal(3, #list)
+        return list, h.value(path, "SELECT digest_key FROM counter")
+      end
+      local a, key_a = digests(dir .. "/keyed-a.db")
+      local b, key_b = digests(dir .. "/keyed-b.db")
+      assert.are_not.equal(key_a, key_b, "two new files drew the same digest_key")
+      for i = 1, 3 do
+        assert.are_not.equal(a[i], b[i], "message " .. i .. " has the same digest in both files")
+      end
     end)
   end)
 
@@ -656,6 +690,275 @@ describe("sqlite store", function()
         assert.is_true(storage_errors > 0, context .. ": no operation noticed the damage:\n" .. output)
       end
     end)
+
+    -- A store with session "dmg" (5 messages, a state, a tag) saved between two others;
+    -- returns the file's path and dmg's row id. Names avoid "state" and "messages", which
+    -- the error messages below are searched for.
+    local function store_with_victim(name)
+      local path = dir .. "/" .. name .. ".db"
+      local mgr = open(path)
+      mgr:save(session({ id = "before", agent_name = "a", messages = msgs(2) }))
+      local s = session({ id = "dmg", name = "victim", agent_name = "a", tags = { "t" }, messages = msgs(5),
+        state = { cwd = "/w" } })
+      s.metadata.turn_count = 5
+      mgr:save(s)
+      mgr:save(session({ id = "after", agent_name = "a", messages = msgs(1) }))
+      mgr:close()
+      return path, h.session_row(path, "dmg").rid
+    end
+
+    local function damage(path, sql)
+      h.with_db(path, function(conn) h.exec(conn, sql) end)
+    end
+
+    -- An error message, which must name the file's path (file names here avoid the words
+    -- searched for in it).
+    local function naming_path(message, path, context)
+      assert.truthy(message:find(path, 1, true), context .. ": the message does not name " .. path .. ": " .. message)
+      return message
+    end
+
+    local NOT_JSON = [['{"a":']]
+
+    it("raises storage naming the file and messages[N] when resuming a session whose message is not JSON", function()
+      local path, rid = store_with_victim("victim-m")
+      damage(path, "UPDATE messages SET body = " .. NOT_JSON .. " WHERE slot = " .. h.slot(rid, 2))
+      local mgr = open(path)
+      local err = error_of("storage", mgr.resume, mgr, "dmg")
+      local message = naming_path(err.message, path, "resume")
+      assert.truthy(message:find("messages[3]", 1, true), "the message does not name messages[3]: " .. err.message)
+      err = error_of("storage", mgr.resume, mgr, "dmg", { last = 3 })
+      naming_path(err.message, path, "resume{last = 3}")
+      -- the other sessions read as before
+      assert.are.equal(2, #mgr:resume("before").messages)
+      assert.are.equal(1, #mgr:resume("after").messages)
+      assert.are.equal(3, #mgr:list())
+    end)
+
+    it("rewind and fork of a session whose message is not JSON raise storage and change nothing", function()
+      local path, rid = store_with_victim("victim-m2")
+      damage(path, "UPDATE messages SET body = " .. NOT_JSON .. " WHERE slot = " .. h.slot(rid, 2))
+      local before = snapshot(path)
+      local mgr = open(path)
+      for _, k in ipairs({ 3, 5, 10 }) do -- each keeps the damaged third message
+        local err = error_of("storage", mgr.rewind, mgr, "dmg", k)
+        naming_path(err.message, path, "rewind to " .. k)
+      end
+      local err = error_of("storage", mgr.fork, mgr, "dmg")
+      naming_path(err.message, path, "fork")
+      error_of("storage", mgr.fork, mgr, "dmg", "early", { at = 4 })
+      assert.are.same(before, snapshot(path), "a failed call changed the file")
+      assert.are.equal(3, #mgr:list())
+      -- a rewind that drops the damaged message works and leaves a sound session
+      local rewound = mgr:rewind("dmg", 2)
+      deep.assert_same(msgs(2), rewound.messages, { metatables = "ignore" })
+      assert_sound(path, "after rewinding past the damage")
+    end)
+
+    it("raises storage naming the file and state when resuming a session whose state is not JSON", function()
+      local path, rid = store_with_victim("victim-s")
+      damage(path, "UPDATE sessions SET state = '[1,' WHERE rid = " .. rid)
+      local mgr = open(path)
+      local err = error_of("storage", mgr.resume, mgr, "dmg")
+      local message = naming_path(err.message, path, "resume")
+      assert.truthy(message:find("state", 1, true), "the message does not name the state: " .. err.message)
+      assert.are.equal(2, #mgr:resume("before").messages)
+    end)
+
+    it("rewind and fork of a session whose state is not JSON raise storage and change nothing", function()
+      local path, rid = store_with_victim("victim-s2")
+      damage(path, "UPDATE sessions SET state = '[1,' WHERE rid = " .. rid)
+      local before = snapshot(path)
+      local mgr = open(path)
+      for _, k in ipairs({ 0, 2, 10 }) do
+        local err = error_of("storage", mgr.rewind, mgr, "dmg", k)
+        naming_path(err.message, path, "rewind to " .. k)
+      end
+      local err = error_of("storage", mgr.fork, mgr, "dmg")
+      naming_path(err.message, path, "fork")
+      error_of("storage", mgr.fork, mgr, "dmg", nil, { at = 0 })
+      assert.are.same(before, snapshot(path), "a failed call changed the file")
+      assert.are.equal(3, #mgr:list())
+    end)
+
+    it("raises storage naming the file and saying \"not text\" for a message or a state stored as a BLOB", function()
+      -- (an integer cannot be stored there: the columns have TEXT affinity, which turns numbers into text)
+      local path, rid = store_with_victim("victim-b")
+      local slot = h.slot(rid, 1)
+      damage(path, "UPDATE messages SET body = CAST(body AS BLOB) WHERE slot = " .. slot)
+      assert.are.equal("blob", h.value(path, "SELECT typeof(body) FROM messages WHERE slot = " .. slot))
+      local mgr = open(path)
+      local err = error_of("storage", mgr.resume, mgr, "dmg")
+      local message = naming_path(err.message, path, "message BLOB")
+      assert.truthy(message:find("not text", 1, true), "the message does not say \"not text\": " .. err.message)
+      assert.truthy(message:find("messages[2]", 1, true), "the message does not name messages[2]: " .. err.message)
+      local before = snapshot(path)
+      error_of("storage", mgr.rewind, mgr, "dmg", 5)
+      error_of("storage", mgr.fork, mgr, "dmg")
+      assert.are.same(before, snapshot(path), "a failed call changed the file")
+      -- the message as text again, the state as a BLOB
+      damage(path, "UPDATE messages SET body = CAST(body AS TEXT) WHERE slot = " .. slot)
+      assert.are.equal(5, #mgr:resume("dmg").messages)
+      damage(path, "UPDATE sessions SET state = CAST(state AS BLOB) WHERE rid = " .. rid)
+      assert.are.equal("blob", h.value(path, "SELECT typeof(state) FROM sessions WHERE rid = " .. rid))
+      err = error_of("storage", mgr.resume, mgr, "dmg")
+      message = naming_path(err.message, path, "state BLOB")
+      assert.truthy(message:find("not text", 1, true), "the message does not say \"not text\": " .. err.message)
+      assert.truthy(message:find("state", 1, true), "the message does not name the state: " .. err.message)
+    end)
+
+    it("raises storage saying a message is missing, fast and without a crash, when nmsgs counts absent rows", function()
+      for _, n in ipairs({ 4294967295, 8 }) do
+        local context = "nmsgs = " .. n .. " for 5 rows"
+        local path, rid = store_with_victim("count-" .. n)
+        damage(path, "UPDATE sessions SET nmsgs = " .. n .. " WHERE rid = " .. rid)
+        local before = snapshot(path)
+        local t0 = h.monotime()
+        local ok, out = h.run_child({ "ops", path, "dmg", "resume", "resume_last", "fork" }, { limit = 30 })
+        local took = h.monotime() - t0
+        assert.is_true(ok, context .. ": the child did not end normally (crash?):\n" .. out)
+        assert.truthy(out:find("\nEND\n$"), context .. ": no END (crash?):\n" .. out)
+        local list = outcomes(out)
+        assert.are.equal(3, #list, context .. ":\n" .. out)
+        for _, o in ipairs(list) do
+          assert_storage_line(o, path, context)
+          local message = naming_path(o.message, path, context)
+          assert.truthy(message:find("missing", 1, true), context .. ": " .. o.line)
+          assert.is_nil(message:find("memory", 1, true), context .. ": " .. o.line)
+        end
+        assert.is_true(took < 5, string.format("%s: the calls took %.2f s", context, took))
+        assert.are.same(before, snapshot(path), context .. ": a failed call changed the file")
+      end
+    end)
+
+    it("clears message rows past nmsgs at the next save, which succeeds", function()
+      local path, rid = store_with_victim("debris")
+      damage(path, "INSERT INTO messages (slot, digest, body) VALUES (" .. h.slot(rid, 5) .. ", NULL, '\"debris\"'), ("
+        .. h.slot(rid, 9) .. ", 12345, '\"far debris\"')")
+      assert.is_true(#h.schema_problems(path) > 0, "the extra rows do not show as a schema problem")
+      local mgr = open(path)
+      local s = mgr:resume("dmg")
+      deep.assert_same(msgs(5), s.messages, { metatables = "ignore" }, "the counted messages")
+      s.messages[6] = { role = "assistant", content = "six" }
+      s.metadata.turn_count = 6
+      mgr:save(s)
+      assert_sound(path, "after the save")
+      assert.are.equal(6, h.message_rows(path, rid))
+      deep.assert_same(s.messages, mgr:resume("dmg").messages, { metatables = "ignore" }, "after the save")
+    end)
+
+    it("raises storage, without crashing, when a session's version is 2^63-1", function()
+      local path, rid = store_with_victim("version")
+      damage(path, "UPDATE sessions SET version = 9223372036854775807 WHERE rid = " .. rid)
+      local before = snapshot(path)
+      local ops = { "resume", "save", "tag", "rename", "rewind", "fork" }
+      local ok, out = h.run_child({ "ops", path, "dmg", table.unpack(ops) })
+      assert.is_true(ok, "the child did not end normally (crash?):\n" .. out)
+      assert.truthy(out:find("\nEND\n$"), "no END (crash?):\n" .. out)
+      local list = outcomes(out)
+      assert.are.equal(#ops, #list, out)
+      for i, o in ipairs(list) do
+        assert.are.equal(ops[i], o.name)
+        assert_storage_line(o, path, "version 2^63-1")
+      end
+      assert.are.same(before, snapshot(path), "a failed call changed the file")
+      assert.are.equal(math.maxinteger, h.session_row(path, "dmg").version)
+    end)
+  end)
+
+  describe("row ids", function()
+    it("serve a session at the last usable row id and refuse a new session past it, writing nothing", function()
+      local path = dir .. "/top.db"
+      local mgr = open(path)
+      mgr:save(session({ id = "low", agent_name = "a", messages = msgs(1) }))
+      local top = session({ id = "top", name = "top", agent_name = "a", tags = { "x" }, messages = msgs(4),
+        state = { at = "top" } })
+      top.metadata.turn_count = 4
+      mgr:save(top)
+      mgr:close()
+      -- move "top" to row id 2^31 - 2, its tags and its message slots with it, in one transaction
+      local TOP = 2147483646
+      local old = h.session_row(path, "top").rid
+      h.with_db(path, function(conn)
+        h.exec(conn, "BEGIN")
+        h.exec(conn, "UPDATE sessions SET rid = " .. TOP .. " WHERE rid = " .. old)
+        h.exec(conn, "UPDATE tags SET rid = " .. TOP .. " WHERE rid = " .. old)
+        h.exec(conn, "UPDATE messages SET slot = " .. h.slot(TOP, 0) .. " + (slot & 4294967295) WHERE slot >= "
+          .. h.slot(old, 0) .. " AND slot < " .. h.slot(old + 1, 0))
+        h.exec(conn, "COMMIT")
+      end)
+      assert.are.equal(4, h.message_rows(path, TOP))
+      assert_sound(path, "after moving the session")
+
+      mgr = open(path)
+      local got = mgr:resume("top")
+      deep.assert_same(msgs(4), got.messages, { metatables = "ignore" }, "messages")
+      assert.are.equal("top", got.state.at)
+      got.messages[5] = "five"
+      got.metadata.turn_count = 5
+      mgr:save(got)
+      assert.are.equal(5, h.message_rows(path, TOP))
+      deep.assert_same(agentsession.array({ "five" }), mgr:resume("top", { last = 1 }).messages)
+      local rewound = mgr:rewind("top", 2)
+      deep.assert_same(msgs(2), rewound.messages, { metatables = "ignore" }, "rewound messages")
+      assert.are.same({ "x", "y" }, mgr:tag("top", "y"))
+      assert.are.equal(TOP, h.session_row(path, "top").rid)
+      assert_sound(path, "after writing the session at the top")
+
+      -- a new session would get row id 2^31 - 1
+      local before, listed = snapshot(path), mgr:list()
+      local err = error_of("storage", mgr.save, mgr,
+        session({ id = "past", agent_name = "a", tags = { "x" }, messages = msgs(2) }))
+      assert.truthy(err.message:find(path, 1, true), "the message does not name the file: " .. err.message)
+      assert.truthy(err.message:find("out of session row ids", 1, true), err.message)
+      err = error_of("storage", mgr.fork, mgr, "low")
+      assert.truthy(err.message:find("out of session row ids", 1, true), err.message)
+      assert.are.same(before, snapshot(path), "a refused write changed the file")
+      deep.assert_same(listed, mgr:list(), { root = "list" })
+      error_of("not_found", mgr.resume, mgr, "past")
+      assert.are.equal("ok", h.integrity(path))
+
+      mgr:delete("top")
+      error_of("not_found", mgr.resume, mgr, "top")
+      assert.are.equal(0, h.message_rows(path, TOP))
+      assert.are.equal(0, h.value(path, "SELECT count(*) FROM tags WHERE rid = " .. TOP))
+      assert.are.equal(0, h.value(path, "SELECT count(*) FROM sessions WHERE rid = " .. TOP))
+      assert_sound(path, "after the delete")
+    end)
+  end)
+
+  describe("relative paths SQLite would read specially", function()
+    -- The child runs in this test's directory and opens the relative name given.
+    local function run_in_dir(name)
+      return h.run_child({ "relative", name }, { shell = "cd " .. h.q(dir) .. " && umask 022" })
+    end
+
+    local function assert_plain_file(name, ok, out)
+      assert.is_true(ok, out)
+      assert.truthy(out:find("MODE 600\n", 1, true), name .. ":\n" .. out)
+      assert.truthy(out:find("RESUMED one,two\n", 1, true), name .. ": the session did not persist:\n" .. out)
+      assert.truthy(out:find("LIST 1\nEND\n", 1, true), name .. ":\n" .. out)
+      assert.are.equal(name, h.must("ls -A " .. h.q(dir)), "the files in the directory")
+      local file = dir .. "/" .. name
+      assert.are.equal("600", h.mode(file))
+      -- the header of a store: SQLite's magic string, application_id at byte offset 68
+      -- (read directly: LuaSQL opens a path ending in ":memory:" as an in-memory database)
+      local header = h.read(file):sub(1, 100)
+      assert.are.equal("SQLite format 3\0", header:sub(1, 16))
+      assert.are.equal(h.APPLICATION_ID, (string.unpack(">I4", header, 69)))
+      deep.assert_same(agentsession.array({ "one", "two" }), open(file):resume("rel").messages)
+    end
+
+    it("\"file:x.db\" is a file of that name (mode 0600), and no x.db is made", function()
+      local ok, out = run_in_dir("file:x.db")
+      assert_plain_file("file:x.db", ok, out)
+      assert.is_false(h.exists(dir .. "/x.db"), "x.db was created")
+    end)
+
+    it("\":memory:\" is a file of that name (mode 0600) whose sessions persist across reopening", function()
+      local ok, out = run_in_dir(":memory:")
+      assert_plain_file(":memory:", ok, out)
+    end)
   end)
 
   describe("full disk", function()
@@ -968,6 +1271,25 @@ describe("sqlite store", function()
       expect_writes({ insert = { 10 }, update = { 2 }, delete = {} })
       deep.assert_same(s.messages, other:resume("rows").messages)
     end)
+
+    it("rewrites exactly the row whose stored digest no longer matches when the session is saved unchanged", function()
+      local k = 6 -- 0-based position of the row whose digest is changed by hand
+      local slot = h.slot(rid_of, k)
+      local digest = h.value(path, "SELECT digest FROM messages WHERE slot = " .. slot)
+      h.with_db(path, function(conn)
+        h.exec(conn, "UPDATE messages SET digest = digest + 1 WHERE slot = " .. slot)
+      end)
+      take() -- the hand edit itself
+      local mgr = open(path)
+      local s = mgr:resume("rows")
+      mgr:save(s)
+      expect_writes({ insert = {}, update = { k }, delete = {} })
+      assert.are.equal(digest, h.value(path, "SELECT digest FROM messages WHERE slot = " .. slot),
+        "the rewritten row's digest")
+      deep.assert_same(s.messages, mgr:resume("rows").messages)
+      mgr:save(s)
+      expect_writes(NONE)
+    end)
   end)
 
   describe("open", function()
@@ -990,12 +1312,40 @@ describe("sqlite store", function()
       assert.are.equal(2, #with_opts:list())
       error_of("invalid", agentsession.open, "sqlite:" .. path, { no_such_option = 1 })
     end)
+
+    it("refuses \"sqlite://…\" and \"sqlite:///…\" with invalid and creates nothing", function()
+      -- both would name /x.db if taken as paths: a store made there is removed before failing
+      local root_file = h.exists("/x.db")
+      local results = {}
+      for i, uri in ipairs({ "sqlite://x.db", "sqlite:///x.db" }) do
+        local ok, got = pcall(agentsession.open, uri)
+        if ok then managers[#managers + 1] = got end
+        results[i] = { uri = uri, ok = ok, err = got }
+      end
+      local made = not root_file and h.exists("/x.db")
+      if made then
+        for _, mgr in ipairs(managers) do pcall(mgr.close, mgr) end
+        for _, suffix in ipairs({ "", "-wal", "-shm" }) do os.remove("/x.db" .. suffix) end
+      end
+      for _, r in ipairs(results) do
+        assert.is_false(r.ok, r.uri .. " opened a store")
+        assert.is_true(agentsession.is_error(r.err, "invalid"), r.uri .. ": expected invalid, got " .. tostring(r.err))
+      end
+      assert.is_false(made, "/x.db was created")
+      -- the same forms naming a file in this test's directory ("//tmp/…" and "///tmp/…")
+      error_of("invalid", agentsession.open, "sqlite://" .. dir:sub(2) .. "/host.db")
+      error_of("invalid", agentsession.open, "sqlite://" .. dir .. "/triple.db")
+      error_of("invalid", agentsession.open, "sqlite://" .. dir .. "/opts.db", { busy_timeout_ms = 100 })
+      assert.are.equal("", h.must("ls -A " .. h.q(dir)), "files were created")
+    end)
   end)
 
   describe("options", function()
     local bad = {
       { "durability = \"fast\"", { durability = "fast" } },
       { "durability = 1", { durability = 1 } },
+      { "durability = \"full\\0x\"", { durability = "full\0x" } },
+      { "durability = \"normal\\0\"", { durability = "normal\0" } },
       { "busy_timeout_ms = -1", { busy_timeout_ms = -1 } },
       { "busy_timeout_ms = 1.5", { busy_timeout_ms = 1.5 } },
       { "busy_timeout_ms = NaN", { busy_timeout_ms = 0 / 0 } },

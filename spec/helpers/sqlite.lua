@@ -267,6 +267,22 @@ function M.message_key(row)
   return "(" .. row .. "slot >> 32)", "(" .. row .. "slot & 4294967295)"
 end
 
+--- The key of message `pos` (0-based) of the session whose row id is `rid`.
+function M.slot(rid, pos)
+  return (rid << 32) + pos
+end
+
+--- The sessions row of `id` (every column), or nil.
+function M.session_row(path, id)
+  return M.query(path, "SELECT * FROM sessions WHERE id = '" .. id:gsub("'", "''") .. "'")[1]
+end
+
+--- The number of message rows of the session whose row id is `rid`.
+function M.message_rows(path, rid)
+  return M.value(path, "SELECT count(*) FROM messages WHERE slot >= " .. M.slot(rid, 0)
+    .. " AND slot < " .. M.slot(rid, 0) + (1 << 32))
+end
+
 --- Problems with the documented schema's invariants (an empty array when there are none):
 --- no orphan tags or messages, nmsgs = number of message rows with positions 0..nmsgs-1,
 --- and counter.seq at least every session's and tag's seq.

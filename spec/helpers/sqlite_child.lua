@@ -359,6 +359,47 @@ function commands.big_save(path, bytes)
   print("END")
 end
 
+-- relative NAME: from the working directory, opens the store at the relative path NAME,
+-- saves session "rel" with two messages, prints "MODE <mode or missing>" of NAME,
+-- closes it, opens NAME again and prints "RESUMED <messages>" (or the error), "LIST <n>", "END".
+function commands.relative(name)
+  local mgr = agentsession.sqlite(name)
+  mgr:save(agentsession.session({ id = "rel", agent_name = "rel", messages = { "one", "two" } }))
+  print("MODE " .. (h.mode(name) or "missing"))
+  mgr:close()
+  local again = agentsession.sqlite(name)
+  local ok, s = pcall(again.resume, again, "rel")
+  print("RESUMED " .. (ok and table.concat(s.messages, ",") or outcome(ok, s)))
+  print("LIST " .. #again:list())
+  again:close()
+  print("END")
+end
+
+-- ops PATH ID OP…: runs each operation on session ID of the store at PATH and prints
+-- "<op> ok" or "<op> error <kind> <message>" for each, then "END". Operations:
+-- resume, resume_last (the last 2 messages), fork, rewind (to 1), tag, rename, list,
+-- save (a session of that id with one message).
+function commands.ops(path, id, ...)
+  local mgr = agentsession.sqlite(path)
+  local calls = {
+    resume = function() return mgr:resume(id) end,
+    resume_last = function() return mgr:resume(id, { last = 2 }) end,
+    fork = function() return mgr:fork(id) end,
+    rewind = function() return mgr:rewind(id, 1) end,
+    tag = function() return mgr:tag(id, "ops") end,
+    rename = function() return mgr:rename(id, "ops") end,
+    list = function() return mgr:list() end,
+    save = function()
+      return mgr:save(agentsession.session({ id = id, agent_name = "ops", messages = { "saved" } }))
+    end,
+  }
+  for _, op in ipairs({ ... }) do
+    print(op .. " " .. outcome(pcall(assert(calls[op], op))))
+  end
+  mgr:close()
+  print("END")
+end
+
 local command = commands[arg[1]]
 if not command then
   io.stderr:write("sqlite_child.lua: unknown command ", tostring(arg[1]), "\n")
