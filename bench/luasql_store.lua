@@ -36,24 +36,9 @@ local cjson = require "cjson"
 local Store = {}
 Store.__index = Store
 
-local META_FIELDS = { "id", "name", "agent_name", "created_at", "updated_at", "turn_count",
-  "total_tokens" }
-
-local function copy_metadata(md)
-  local c = {}
-  for _, k in ipairs(META_FIELDS) do c[k] = md[k] end
-  local tags = md.tags
-  if tags then
-    local t = {}
-    for i = 1, #tags do t[i] = tags[i] end
-    c.tags = t
-  end
-  return c
-end
-
-local function now_ms()
-  return os.time() * 1000
-end
+-- Metadata stamping and copying exactly as the in-memory plain-Lua rival does it.
+local PlainManager = require "plain_manager"
+local copy_metadata, now_ms = PlainManager.copy_metadata, PlainManager.now_ms
 
 -- conn:execute, raising with the statement's first words on failure.
 local function exec(conn, sql)

@@ -37,6 +37,10 @@ local function now_ms()
   return os.time() * 1000
 end
 
+-- Shared with luasql_store.lua, the other plain-Lua rival.
+Manager.copy_metadata = copy_metadata
+Manager.now_ms = now_ms
+
 function Manager.new()
   return setmetatable({ docs = {}, index = {}, seq = 0, last = 0 }, Manager)
 end

@@ -548,30 +548,31 @@ describe("sqlite store", function()
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
     end)
 
-    it("refuses another program's SQLite database and leaves it as it was", function()
-      local path = dir .. "/foreign.db"
-      h.with_db(path, function(conn)
-        h.exec(conn, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
-        h.exec(conn, "INSERT INTO notes (body) VALUES ('keep me')")
-      end, true)
-      local before = h.read(path)
-      local ok, out = probe(path)
-      assert_refused(path, ok, out, "foreign database")
-      assert.is_true(h.read(path) == before, "the foreign database was changed")
-      assert.are.same({ { name = "notes" } }, h.query(path, "SELECT name FROM sqlite_master"))
-    end)
-
-    it("refuses another program's SQLite database that has a sessions table", function()
-      local path = dir .. "/foreign2.db"
-      h.with_db(path, function(conn)
-        h.exec(conn, "CREATE TABLE sessions (id TEXT PRIMARY KEY, data BLOB)")
-        h.exec(conn, "INSERT INTO sessions VALUES ('x', 'y')")
-      end, true)
-      local before = h.read(path)
-      local ok, out = probe(path)
-      assert_refused(path, ok, out, "foreign database with a sessions table")
-      assert.is_true(h.read(path) == before, "the foreign database was changed")
-    end)
+    local foreign = {
+      { what = "another program's SQLite database", tables = { "notes" },
+        sql = { "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+                "INSERT INTO notes (body) VALUES ('keep me')" } },
+      { what = "another program's SQLite database that has a sessions table", tables = { "sessions" },
+        sql = { "CREATE TABLE sessions (id TEXT PRIMARY KEY, data BLOB)",
+                "INSERT INTO sessions VALUES ('x', 'y')" } },
+    }
+    for i, case in ipairs(foreign) do
+      it("refuses " .. case.what .. " and leaves it as it was", function()
+        local path = dir .. "/foreign" .. i .. ".db"
+        h.with_db(path, function(conn)
+          for _, sql in ipairs(case.sql) do h.exec(conn, sql) end
+        end, true)
+        local before = h.read(path)
+        local ok, out = probe(path)
+        assert_refused(path, ok, out, case.what)
+        assert.is_true(h.read(path) == before, "the foreign database was changed")
+        local names = {}
+        for _, r in ipairs(h.query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")) do
+          names[#names + 1] = r.name
+        end
+        assert.are.same(case.tables, names)
+      end)
+    end
 
     it("refuses a directory", function()
       local path = dir .. "/adir.db"
