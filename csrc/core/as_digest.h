@@ -20,7 +20,7 @@
 #define AS_DIGEST_PRIME (((uint64_t)1 << 61) - 1)
 
 typedef struct as_digest_key {
-    uint64_t k[4]; /* the point and its powers 2, 3, 4 */
+    uint64_t k[8]; /* the point and its powers 2..8 */
 } as_digest_key;
 
 /* A key from any 64-bit value (a random one, drawn once per store). */
