@@ -1,4 +1,4 @@
--- Property test of the JSON codec and of a store: thousands of random JSON
+-- Property test of the JSON codec and of every store: thousands of random JSON
 -- values, generated from a fixed seed, must come back exactly as they went in.
 local agentsession = require("agentsession")
 local cjson = require("cjson")
@@ -244,23 +244,26 @@ describe("property (seed " .. SEED .. ", " .. CASES .. " values per set)", funct
     end
   end)
 
-  it("every value round-trips through a memory store as a message and as the state", function()
-    local mgr = agentsession.memory()
-    for _, set in ipairs(SETS) do
-      local name, values = set[1], set[2]
-      for i, v in ipairs(values) do
-        local s = agentsession.session({})
-        s.messages = array({ v, { role = "user", content = v } })
-        s.state = v
-        attempt(name, i, v, mgr.save, mgr, s)
-        local back = attempt(name, i, v, mgr.resume, mgr, s.metadata.id)
-        local ok, why = deep.compare(s.messages, back.messages, { root = "messages" })
-        check(ok, why, name, i, v)
-        ok, why = deep.compare(v, back.state, { root = "state" })
-        check(ok, why, name, i, v)
-        mgr:delete(s.metadata.id)
-      end
-    end
-    mgr:close()
-  end)
+  for _, store in ipairs(require("helpers.stores")) do
+    it("every value round-trips through the " .. store.name .. " store as a message and as the state",
+      function()
+        local mgr = store.new()
+        for _, set in ipairs(SETS) do
+          local name, values = set[1], set[2]
+          for i, v in ipairs(values) do
+            local s = agentsession.session({})
+            s.messages = array({ v, { role = "user", content = v } })
+            s.state = v
+            attempt(name, i, v, mgr.save, mgr, s)
+            local back = attempt(name, i, v, mgr.resume, mgr, s.metadata.id)
+            local ok, why = deep.compare(s.messages, back.messages, { root = "messages" })
+            check(ok, why, name, i, v)
+            ok, why = deep.compare(v, back.state, { root = "state" })
+            check(ok, why, name, i, v)
+            mgr:delete(s.metadata.id)
+          end
+        end
+        mgr:close()
+      end)
+  end
 end)

@@ -466,16 +466,15 @@ static void bind_meta(sqlite3_stmt *s, const as_meta *m, int64_t seq, int64_t nm
     sqlite3_bind_int64(s, 11, nmsgs);
 }
 
+/* Replaces the session's tag rows (each carries the session's updated_at and seq). */
 static as_status write_tags(sqlite_store *ss, int64_t rid, const as_meta *m, int64_t seq,
-                            int fresh, as_error *err) {
+                            as_error *err) {
     sqlite3_stmt *s;
     as_status st;
     size_t i;
-    if (!fresh) {
-        if ((st = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return st;
-        sqlite3_bind_int64(s, 1, rid);
-        if ((st = run(ss, s, err)) != AS_OK) return st;
-    }
+    if ((st = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, rid);
+    if ((st = run(ss, s, err)) != AS_OK) return st;
     if (m->ntags == 0) return AS_OK;
     if ((st = prepare(ss, S_INSERT_TAG, &s, err)) != AS_OK) return st;
     for (i = 0; i < m->ntags; i++) {
@@ -596,7 +595,10 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
     rid = sqlite3_last_insert_rowid(ss->db);
     if (rid < 1 || rid > RID_MAX)
         return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
-    if ((st = write_tags(ss, rid, w->meta, seq, 1, err)) != AS_OK) return st;
+    /* a reused row id may find debris of damage in its tag rows and slots */
+    if ((st = write_tags(ss, rid, w->meta, seq, err)) != AS_OK
+        || (st = delete_messages(ss, rid, 0, err)) != AS_OK)
+        return st;
     return put_messages(ss, rid, 0, 0, w->append, w->nappend, err);
 }
 
@@ -637,7 +639,7 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
             || (status = run(ss, s, err)) != AS_OK)
             return status;
     }
-    return write_tags(ss, rid, w->meta, seq, 0, err);
+    return write_tags(ss, rid, w->meta, seq, err);
 }
 
 static as_status sq_remove(as_store *st, const char *id, as_error *err) {
