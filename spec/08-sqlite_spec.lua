@@ -517,25 +517,24 @@ describe("sqlite store", function()
   end)
 
   describe("damaged and wrong files", function()
-    it("refuses a text file with storage and leaves it as it was", function()
-      local path = dir .. "/text.db"
-      local text = string.rep("This is not a database, only some text.\n", 500)
-      h.write(path, text)
-      local ok, out = probe(path)
-      assert_refused(path, ok, out, "text file")
-      assert.is_true(h.read(path) == text, "the text file was changed")
-    end)
-
-    it("refuses a file of random bytes with storage and leaves it as it was", function()
-      local path = dir .. "/random.db"
+    local function random_bytes(n)
       local bytes = {}
-      for i = 1, 65536 do bytes[i] = string.char(math.random(0, 255)) end
-      local data = table.concat(bytes)
-      h.write(path, data)
-      local ok, out = probe(path)
-      assert_refused(path, ok, out, "random bytes")
-      assert.is_true(h.read(path) == data, "the file was changed")
-    end)
+      for i = 1, n do bytes[i] = string.char(math.random(0, 255)) end
+      return table.concat(bytes)
+    end
+    local not_databases = {
+      { what = "a text file", data = string.rep("This is not a database, only some text.\n", 500) },
+      { what = "a file of random bytes", data = random_bytes(65536) },
+    }
+    for i, case in ipairs(not_databases) do
+      it("refuses " .. case.what .. " with storage and leaves it as it was", function()
+        local path = dir .. "/notdb" .. i .. ".db"
+        h.write(path, case.data)
+        local ok, out = probe(path)
+        assert_refused(path, ok, out, case.what)
+        assert.is_true(h.read(path) == case.data, "the file was changed")
+      end)
+    end
 
     it("makes a zero-length file a new store", function()
       local path = dir .. "/zero.db"
