@@ -103,11 +103,7 @@ local function messages(n)
   return list
 end
 
-local function ids_of(list)
-  local ids = {}
-  for i, meta in ipairs(list) do ids[i] = meta.id end
-  return ids
-end
+local ids_of = stores.ids
 
 local function nested(depth)
   local v = {}

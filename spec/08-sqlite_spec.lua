@@ -6,6 +6,7 @@ local agentsession = require("agentsession")
 local deep = require("helpers.deep")
 local error_of = require("helpers.expect").error_of
 local h = require("helpers.sqlite")
+local ids_of = require("helpers.stores").ids
 
 local dir          -- this test's temporary directory
 local children     -- pids of the children started in the background
@@ -225,8 +226,7 @@ describe("sqlite store", function()
         assert.are.equal(s.metadata.created_at, got.metadata.created_at)
         assert.are.equal(s.metadata.total_tokens, got.metadata.total_tokens)
       end
-      local ids = {}
-      for i, m in ipairs(mine:list()) do ids[i] = m.id end
+      local ids = ids_of(mine:list())
       assert.are.equal(7, #ids)
       -- another process sees the same, then writes
       local ok2, out2 = h.run_child({ "check_samples", path, "d", "7" })
@@ -1053,12 +1053,6 @@ describe("sqlite store", function()
       }
     end
 
-    local function ids(list)
-      local out = {}
-      for i, m in ipairs(list) do out[i] = m.id end
-      return out
-    end
-
     it("opens a version-1 file without loss and upgrades it to version 2", function()
       local path = dir .. "/v1.db"
       h.with_db(path, function(conn)
@@ -1069,12 +1063,12 @@ describe("sqlite store", function()
       for id, want in pairs(expected()) do
         deep.assert_same(want, mgr:resume(id), { root = id })
       end
-      assert.are.same({ "v1-beta", "v1-gamma", "v1-alpha" }, ids(mgr:list()))
-      assert.are.same({ "v1-beta", "v1-alpha" }, ids(mgr:list({ tag = "prod" })))
-      assert.are.same({ "v1-alpha" }, ids(mgr:list({ tags = { "prod", "blue" } })))
-      assert.are.same({ "v1-beta", "v1-alpha" }, ids(mgr:list({ agent_name = "coder" })))
-      assert.are.same({ "v1-beta" }, ids(mgr:list({ parent_id = "v1-alpha" })))
-      assert.are.same({ "v1-gamma" }, ids(mgr:list({ limit = 1, offset = 1 })))
+      assert.are.same({ "v1-beta", "v1-gamma", "v1-alpha" }, ids_of(mgr:list()))
+      assert.are.same({ "v1-beta", "v1-alpha" }, ids_of(mgr:list({ tag = "prod" })))
+      assert.are.same({ "v1-alpha" }, ids_of(mgr:list({ tags = { "prod", "blue" } })))
+      assert.are.same({ "v1-beta", "v1-alpha" }, ids_of(mgr:list({ agent_name = "coder" })))
+      assert.are.same({ "v1-beta" }, ids_of(mgr:list({ parent_id = "v1-alpha" })))
+      assert.are.same({ "v1-gamma" }, ids_of(mgr:list({ limit = 1, offset = 1 })))
       deep.assert_same(agentsession.array({ "just a string" }), mgr:resume("v1-beta", { last = 5 }).messages)
       assert.are.equal(2, h.value(path, "PRAGMA user_version"))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
@@ -1097,8 +1091,8 @@ describe("sqlite store", function()
       assert.are.equal(2, mgr:save(beta).version)
       want["v1-beta"].messages[2] = "second"
       mgr:save(session({ id = "v2-new", agent_name = "coder", tags = { "prod" } }))
-      assert.are.same({ "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids(mgr:list()))
-      assert.are.same({ "v2-new", "v1-beta", "v1-alpha" }, ids(mgr:list({ tag = "prod" })))
+      assert.are.same({ "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids_of(mgr:list()))
+      assert.are.same({ "v2-new", "v1-beta", "v1-alpha" }, ids_of(mgr:list({ tag = "prod" })))
       local forked = mgr:fork("v1-alpha", "alpha again", { at = 2 })
       assert.are.equal(2, forked.turn_count)
       mgr:close()
@@ -1111,7 +1105,7 @@ describe("sqlite store", function()
         deep.assert_same(w.state, got.state, { root = id .. ".state" })
         deep.assert_same(w.metadata.tags, got.metadata.tags, { root = id .. ".tags" })
       end
-      assert.are.same({ forked.id, "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids(again:list()))
+      assert.are.same({ forked.id, "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids_of(again:list()))
       assert.are.equal(2, h.value(path, "PRAGMA user_version"))
       assert_sound(path, "after writing to the migrated file")
     end)

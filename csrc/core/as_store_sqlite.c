@@ -622,12 +622,11 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     total = keep + (int64_t)w->nappend;
     if ((status = next_seq(ss, &seq, err)) != AS_OK) return status;
     if (w->create) return create(ss, w, seq, err);
-    /* rows past the stored count can only be debris of damage: cleared first, so
-    ** they neither survive nor collide with the rows appended */
-    if ((status = delete_messages(ss, rid, stored, err)) != AS_OK
+    /* one delete clears the rows past the new end and any debris of damage past
+    ** the stored count, which would otherwise survive or collide with appends */
+    if ((status = delete_messages(ss, rid, total < stored ? total : stored, err)) != AS_OK
         || (status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
         return status;
-    if (total < stored && (status = delete_messages(ss, rid, total, err)) != AS_OK) return status;
     if ((status = prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
     bind_meta(s, w->meta, seq, total);

@@ -37,15 +37,21 @@ static const char *check_id(lua_State *L, int arg) {
     return lbind_check_text(L, arg, "id");
 }
 
-const char *lbind_check_text(lua_State *L, int arg, const char *path) {
+/* The string at idx, which the core takes as a C string: a NUL in it would
+** cut it short, so it is refused as the control character it is. */
+static const char *text_without_nul(lua_State *L, int idx, const char *path) {
     size_t len;
-    const char *s;
-    luaL_checktype(L, arg, LUA_TSTRING);
-    s = lua_tolstring(L, arg, &len);
-    if (memchr(s, '\0', len) != NULL)
+    const char *s = lua_tolstring(L, idx, &len);
+    const char *nul = memchr(s, '\0', len);
+    if (nul != NULL)
         lbind_errorf(L, AS_EINVALID, path, "control character (NUL) at byte %d",
-                     (int)((const char *)memchr(s, '\0', len) - s) + 1);
+                     (int)(nul - s) + 1);
     return s;
+}
+
+const char *lbind_check_text(lua_State *L, int arg, const char *path) {
+    luaL_checktype(L, arg, LUA_TSTRING);
+    return text_without_nul(L, arg, path);
 }
 
 int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
@@ -128,23 +134,11 @@ static int m_resume(lua_State *L) {
     return 1;
 }
 
-/* The string at the top of the stack, which the core matches as a C string:
-** a NUL in it would cut it short, so it is refused as the control character
-** it is. */
-static const char *filter_string(lua_State *L, const char *path) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (memchr(s, '\0', len) != NULL)
-        lbind_errorf(L, AS_EINVALID, path, "control character (NUL) at byte %d",
-                     (int)((const char *)memchr(s, '\0', len) - s) + 1);
-    return s;
-}
-
 /* A text option of list's filter: NULL when absent. */
 static const char *filter_text(lua_State *L, int tbl, const char *field, const char *path) {
     const char *s = NULL;
     int t = lbind_rawfield(L, tbl, field);
-    if (t == LUA_TSTRING) s = filter_string(L, path);
+    if (t == LUA_TSTRING) s = text_without_nul(L, -1, path);
     else if (t != LUA_TNIL)
         lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));
     lua_pop(L, 1); /* the string stays alive in the filter table */
@@ -191,7 +185,7 @@ static int m_list(lua_State *L) {
             snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
             if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
                 lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
-            tags[f.ntags++] = filter_string(L, path);
+            tags[f.ntags++] = text_without_nul(L, -1, path);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);

@@ -47,9 +47,7 @@ function commands.check_samples(path, prefix, count)
       print("DIFF " .. s.metadata.id .. " " .. one_line(why1 or why2))
     end
   end
-  local ids = {}
-  for i, m in ipairs(mgr:list()) do ids[i] = m.id end
-  print("LIST " .. table.concat(ids, ","))
+  print("LIST " .. table.concat(require("helpers.stores").ids(mgr:list()), ","))
   mgr:tag(prefix .. "-01", "from-child")
   print("FORK " .. mgr:fork(prefix .. "-02", "forked by a child").id)
   mgr:close()

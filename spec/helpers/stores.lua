@@ -24,6 +24,13 @@ function M.new_file()
   return M.tmpdir() .. "/store" .. files .. ".db"
 end
 
+--- The ids of a list() result, in its order.
+function M.ids(list)
+  local ids = {}
+  for i, meta in ipairs(list) do ids[i] = meta.id end
+  return ids
+end
+
 M[1] = { name = "memory", new = function(opts) return agentsession.memory(opts) end }
 M[2] = { name = "sqlite", new = function(opts) return agentsession.sqlite(M.new_file(), opts) end }
 
