@@ -10,7 +10,7 @@ CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 ALL_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -fPIC -fvisibility=hidden $(WARN) $(CFLAGS)
-LDLIBS = -luuid -lsqlite3
+LDLIBS = -luuid -lsqlite3 -lhiredis
 
 CORE_SRC = $(wildcard csrc/core/*.c)
 LUA_SRC = $(wildcard csrc/lua/*.c)
@@ -19,7 +19,7 @@ LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
 MODULE = build/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks
+DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
@@ -53,7 +53,7 @@ lint:
 	luacheck -q lua spec examples bench
 
 spec: all
-	$(LUA) /usr/bin/busted -o spec/helpers/summary.lua
+	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
 
 ctest: $(CORE_TEST)
 	$(CORE_TEST)

@@ -8,8 +8,8 @@ description = {
   summary = "Sessions of AI agents for Lua: create, persist, resume, fork, rewind, tag and list conversations",
   detailed = [[
     A C library with a Lua 5.4 binding that keeps the sessions of AI agents:
-    an exact JSON codec, one store interface with an in-memory and a SQLite
-    store, and a manager userdata with save, resume, list, fork, rewind, tag,
+    an exact JSON codec, one store interface with an in-memory, a SQLite and a
+    Redis store, and a manager userdata with save, resume, list, fork, rewind, tag,
     untag, rename and delete.
   ]],
   license = "MIT",
@@ -20,6 +20,7 @@ dependencies = {
 external_dependencies = {
   UUID = { header = "uuid/uuid.h", library = "uuid" },
   SQLITE = { header = "sqlite3.h", library = "sqlite3" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
   type = "builtin",
@@ -35,18 +36,20 @@ build = {
         "csrc/core/as_manager.c",
         "csrc/core/as_session.c",
         "csrc/core/as_store_memory.c",
+        "csrc/core/as_store_redis.c",
         "csrc/core/as_store_sqlite.c",
         "csrc/lua/lerror.c",
         "csrc/lua/ljson.c",
         "csrc/lua/lmanager.c",
         "csrc/lua/lmodule.c",
+        "csrc/lua/lredis.c",
         "csrc/lua/lsession.c",
         "csrc/lua/lsqlite.c",
       },
       defines = { "_POSIX_C_SOURCE=200809L" },
-      incdirs = { "$(UUID_INCDIR)", "$(SQLITE_INCDIR)" },
-      libdirs = { "$(UUID_LIBDIR)", "$(SQLITE_LIBDIR)" },
-      libraries = { "uuid", "sqlite3" },
+      incdirs = { "$(UUID_INCDIR)", "$(SQLITE_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(UUID_LIBDIR)", "$(SQLITE_LIBDIR)", "$(HIREDIS_LIBDIR)" },
+      libraries = { "uuid", "sqlite3", "hiredis" },
     },
   },
 }

@@ -488,7 +488,13 @@ local function report_writes()
   end
 end
 
-local ok, err = xpcall(function() run_rows(); report_writes() end, debug.traceback)
+local function report_redis()
+  local name = "redis store operations per second"
+  if not selected(name) then return end
+  require("redis_bench").report(h, session, cycled_messages)
+end
+
+local ok, err = xpcall(function() run_rows(); report_writes(); report_redis() end, debug.traceback)
 close_stores() -- whatever is still open (the list fixture, or a failed row's stores)
 if not ok then error(err, 0) end
 

@@ -27,5 +27,7 @@ lua5.4 -e '
   m = as.open(path)
   assert(m:resume(id).messages[1].n == 2)
   m:close()
+  local ok, err = pcall(as.redis, { host = "127.0.0.1", port = 1, timeout_ms = 500 })
+  assert(not ok and as.is_error(err, "unavailable"), tostring(err))
   print("rock: installed with luarocks and loaded from " .. os.getenv("ROCK_TREE"))
 ' 

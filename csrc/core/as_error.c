@@ -94,6 +94,7 @@ const char *as_status_kind(as_status status) {
     case AS_EUNAVAILABLE: return "unavailable";
     case AS_ECLOSED: return "closed";
     case AS_ENOMEM: return "storage";
+    case AS_ERETRY: return "unavailable";
     }
     return "storage";
 }

@@ -19,7 +19,11 @@ typedef enum as_status {
     AS_ESTORAGE,
     AS_EUNAVAILABLE,
     AS_ECLOSED,
-    AS_ENOMEM
+    AS_ENOMEM,
+    /* Between a store and the manager only: another client changed what the
+    ** operation read before it could commit, so the manager runs it again.
+    ** The store decides when to stop (and fails with AS_EUNAVAILABLE). */
+    AS_ERETRY
 } as_status;
 
 #define AS_ERROR_MESSAGE_MAX 512

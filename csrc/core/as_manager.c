@@ -3,7 +3,10 @@
 **
 ** Each operation runs inside one store transaction (begin ... commit, or
 ** rollback on any failure), reads what it needs, computes the new metadata
-** here, and hands the store a single as_write.
+** here, and hands the store a single as_write. A store with optimistic
+** transactions (Redis) may answer AS_ERETRY when another client changed what
+** the operation read; the operation then runs again from the start, so each
+** attempt starts from the caller's arguments, never from a previous attempt.
 */
 #include <stdio.h>
 #include <string.h>
@@ -65,6 +68,11 @@ int as_manager_canonical(const as_manager *m) {
 
 const char *as_manager_location(const as_manager *m) {
     return m->store->location;
+}
+
+void as_manager_stats(const as_manager *m, as_store_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (m->store->ops->stats) m->store->ops->stats(m->store, out);
 }
 
 static int64_t stamp(as_manager *m) {
@@ -192,8 +200,11 @@ as_status as_manager_save(as_manager *m, const as_session *s, as_meta *stored, a
         st = as_error_nomem(err);
         goto done;
     }
-    if ((st = begin(m, 1, err)) != AS_OK) goto done;
-    st = finish(m, save_in(m, s, state, &meta, err), err);
+    do {
+        meta.created_at = s->meta.created_at;
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        st = finish(m, save_in(m, s, state, &meta, err), err);
+    } while (st == AS_ERETRY);
 done:
     if (state != s->state) as_blob_unref(state);
     if (st == AS_OK) *stored = meta;
@@ -206,19 +217,26 @@ as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_sessi
     size_t count;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
-    if ((st = begin(m, 0, err)) != AS_OK) return st;
-    st = m->store->ops->load(m->store, id, last, out, &count, err);
-    if (st == AS_ENOTFOUND) {
-        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-        as_error_set_id(err, id);
-    }
-    return finish(m, st, err);
+    do {
+        if ((st = begin(m, 0, err)) != AS_OK) break;
+        st = m->store->ops->load(m->store, id, last, out, &count, err);
+        if (st == AS_ENOTFOUND) {
+            as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
+            as_error_set_id(err, id);
+        }
+        if ((st = finish(m, st, err)) != AS_OK) as_session_clear(out);
+    } while (st == AS_ERETRY);
+    return st;
 }
 
 as_status as_manager_list(as_manager *m, const as_filter *f, as_meta_list *out, as_error *err) {
     as_status st;
-    if ((st = begin(m, 0, err)) != AS_OK) return st;
-    return finish(m, m->store->ops->list(m->store, f, out, err), err);
+    do {
+        if ((st = begin(m, 0, err)) != AS_OK) break;
+        if ((st = finish(m, m->store->ops->list(m->store, f, out, err), err)) != AS_OK)
+            as_meta_list_clear(out);
+    } while (st == AS_ERETRY);
+    return st;
 }
 
 static as_status fork_name(const char *given, const char *source, char **out, as_error *err) {
@@ -283,39 +301,52 @@ as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     if (name && (st = as_check_name(name, strlen(name), "name", err)) != AS_OK) return st;
-    if ((st = begin(m, 1, err)) != AS_OK) return st;
-    st = finish(m, fork_in(m, id, name, at, &meta, err), err);
+    do {
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = finish(m, fork_in(m, id, name, at, &meta, err), err)) != AS_OK)
+            as_meta_clear(&meta);
+    } while (st == AS_ERETRY);
     if (st == AS_OK) *out = meta;
-    else as_meta_clear(&meta);
     return st;
 }
 
-as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
-                            as_error *err) {
-    as_session cur = { 0 };
-    size_t count, keep;
+/* Reads the whole session (its texts are checked and returned), then keeps
+** the first messages in the store. */
+static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
+                           as_error *err) {
+    size_t count, keep, i;
     as_write w;
-    as_status st;
-    if ((st = check_id(id, err)) != AS_OK) return st;
-    if ((st = begin(m, 1, err)) != AS_OK) return st;
-    if ((st = load_meta(m, id, &cur, &count, err)) != AS_OK) goto done;
-    keep = turn_index < count ? (size_t)turn_index : count;
-    cur.meta.turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
-    cur.meta.updated_at = stamp(m);
-    cur.meta.version++;
-    w.meta = &cur.meta;
+    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err);
+    if (st == AS_ENOTFOUND) {
+        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
+        as_error_set_id(err, id);
+    }
+    if (st != AS_OK) return st;
+    keep = turn_index < out->nmsgs ? (size_t)turn_index : out->nmsgs;
+    for (i = keep; i < out->nmsgs; i++) as_blob_unref(out->msgs[i]);
+    out->nmsgs = keep;
+    if ((st = check_texts(m, out, keep, err)) != AS_OK) return st;
+    out->meta.turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
+    out->meta.updated_at = stamp(m);
+    out->meta.version++;
+    w.meta = &out->meta;
     w.create = 0;
     w.keep = keep;
     w.append = NULL;
     w.nappend = 0;
     w.state = NULL;
-    if ((st = m->store->ops->write(m->store, &w, err)) != AS_OK) goto done;
-    if ((st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err)) == AS_OK)
-        st = check_texts(m, out, out->nmsgs, err);
-done:
-    as_session_clear(&cur);
-    st = finish(m, st, err);
-    if (st != AS_OK) as_session_clear(out);
+    return m->store->ops->write(m->store, &w, err);
+}
+
+as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
+                            as_error *err) {
+    as_status st;
+    if ((st = check_id(id, err)) != AS_OK) return st;
+    do {
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = finish(m, rewind_in(m, id, turn_index, out, err), err)) != AS_OK)
+            as_session_clear(out);
+    } while (st == AS_ERETRY);
     return st;
 }
 
@@ -370,11 +401,14 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
         snprintf(what, sizeof what, "tags[%zu]", i + 1);
         if ((st = as_check_tag(tags[i], strlen(tags[i]), what, err)) != AS_OK) return st;
     }
-    if ((st = begin(m, 1, err)) != AS_OK) return st;
-    if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK
-        && (st = change_tags(&cur.meta, tags, ntags, remove, err)) == AS_OK)
-        st = write_meta(m, &cur.meta, err);
-    st = finish(m, st, err);
+    do {
+        as_session_clear(&cur);
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK
+            && (st = change_tags(&cur.meta, tags, ntags, remove, err)) == AS_OK)
+            st = write_meta(m, &cur.meta, err);
+        st = finish(m, st, err);
+    } while (st == AS_ERETRY);
     if (st == AS_OK) {
         *out = cur.meta;
         memset(&cur.meta, 0, sizeof cur.meta);
@@ -389,29 +423,35 @@ as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     if ((st = as_check_name(name, strlen(name), "name", err)) != AS_OK) return st;
-    if ((st = begin(m, 1, err)) != AS_OK) return st;
-    if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK) {
-        char *copy = as_strdup(name);
-        if (copy == NULL) st = as_error_nomem(err);
-        else {
-            as_free(cur.meta.name);
-            cur.meta.name = copy;
-            if ((st = as_meta_check(&cur.meta, err)) == AS_OK)
-                st = write_meta(m, &cur.meta, err);
+    do {
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK) {
+            char *copy = as_strdup(name);
+            if (copy == NULL) st = as_error_nomem(err);
+            else {
+                as_free(cur.meta.name);
+                cur.meta.name = copy;
+                if ((st = as_meta_check(&cur.meta, err)) == AS_OK)
+                    st = write_meta(m, &cur.meta, err);
+            }
         }
-    }
-    as_session_clear(&cur);
-    return finish(m, st, err);
+        as_session_clear(&cur);
+        st = finish(m, st, err);
+    } while (st == AS_ERETRY);
+    return st;
 }
 
 as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
-    if ((st = begin(m, 1, err)) != AS_OK) return st;
-    st = m->store->ops->remove(m->store, id, err);
-    if (st == AS_ENOTFOUND) {
-        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-        as_error_set_id(err, id);
-    }
-    return finish(m, st, err);
+    do {
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        st = m->store->ops->remove(m->store, id, err);
+        if (st == AS_ENOTFOUND) {
+            as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
+            as_error_set_id(err, id);
+        }
+        st = finish(m, st, err);
+    } while (st == AS_ERETRY);
+    return st;
 }

@@ -32,6 +32,9 @@ int as_manager_canonical(const as_manager *m);
 /* Where the store keeps its data (as_store.location), or NULL. */
 const char *as_manager_location(const as_manager *m);
 
+/* The store's counters (zero when it keeps none). */
+void as_manager_stats(const as_manager *m, as_store_stats *out);
+
 /* Unix milliseconds from the wall clock. */
 int64_t as_now_ms(void);
 /* A random (version 4) UUID in lowercase: 36 characters and a NUL. */

@@ -15,6 +15,7 @@
 #define AS_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "as_error.h"
 #include "as_session.h"
@@ -34,11 +35,25 @@ typedef struct as_write {
     as_blob *state;        /* NULL: the stored state stays */
 } as_write;
 
+/* Counters a store may keep of its work (all zero when it keeps none). */
+typedef struct as_store_stats {
+    uint64_t round_trips; /* requests sent to a server and answered */
+    uint64_t connects;    /* connections made to a server */
+    uint64_t retries;     /* operations run again after another client changed their session */
+} as_store_stats;
+
 typedef struct as_store_ops {
     const char *kind; /* "memory", "sqlite", ... */
     /* An operation's reads and writes between begin and commit are one atomic
     ** step for every other user of the store. A store whose every call is
-    ** already atomic for its users leaves all three NULL. */
+    ** already atomic for its users leaves all three NULL.
+    **
+    ** The manager's operations read first and write last: a store may defer
+    ** its writes to commit. Before writing an existing session the manager
+    ** has loaded it in the same transaction. An optimistic store may fail any
+    ** step with AS_ERETRY (see as_error.h); the manager then rolls back and
+    ** runs the whole operation again, beginning anew, and the store bounds
+    ** how long that goes on. */
     as_status (*begin)(as_store *st, int write, as_error *err);
     as_status (*commit)(as_store *st, as_error *err);
     void (*rollback)(as_store *st);
@@ -54,6 +69,8 @@ typedef struct as_store_ops {
     ** most recent write, after `offset` and at most `limit` of them. */
     as_status (*list)(as_store *st, const as_filter *f, as_meta_list *out, as_error *err);
     void (*close)(as_store *st);
+    /* NULL when the store keeps no counters. */
+    void (*stats)(as_store *st, as_store_stats *out);
     /* 1 when the store compares message texts to find what changed, and so
     ** wants them canonical: object keys in byte order, so that an unchanged
     ** message gives the same text however its table was built. */

@@ -87,6 +87,7 @@ int lbind_manager_start(lua_State *L, struct as_store *store, const struct as_ma
 
 void lbind_manager_open(lua_State *L);
 void lbind_sqlite_open(lua_State *L);
+void lbind_redis_open(lua_State *L);
 
 /* The only exported symbol. */
 __attribute__((visibility("default"))) int luaopen_agentsession_core(lua_State *L);

@@ -334,6 +334,28 @@ static int m_close(lua_State *L) {
     return 0;
 }
 
+/* {kind=, location=, round_trips=, connects=, retries=} */
+static int m_stats(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *where = as_manager_location(m);
+    as_store_stats s;
+    as_manager_stats(m, &s);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, as_manager_kind(m));
+    lua_setfield(L, -2, "kind");
+    if (where) {
+        lua_pushstring(L, where);
+        lua_setfield(L, -2, "location");
+    }
+    lua_pushinteger(L, (lua_Integer)s.round_trips);
+    lua_setfield(L, -2, "round_trips");
+    lua_pushinteger(L, (lua_Integer)s.connects);
+    lua_setfield(L, -2, "connects");
+    lua_pushinteger(L, (lua_Integer)s.retries);
+    lua_setfield(L, -2, "retries");
+    return 1;
+}
+
 static int m_tostring(lua_State *L) {
     lmanager *lm = check_manager(L);
     if (lm->m) lua_pushfstring(L, "%s (%s): %p", LBIND_MANAGER_MT, as_manager_kind(lm->m), (void *)lm);
@@ -395,6 +417,7 @@ void lbind_manager_open(lua_State *L) {
         { "untag", m_untag },
         { "rename", m_rename },
         { "delete", m_delete },
+        { "stats", m_stats },
         { "close", m_close },
         { NULL, NULL }
     };
@@ -414,4 +437,5 @@ void lbind_manager_open(lua_State *L) {
     lua_pushcfunction(L, new_memory);
     lua_setfield(L, -2, "memory");
     lbind_sqlite_open(L);
+    lbind_redis_open(L);
 }

@@ -16,6 +16,7 @@ local M = {
   is_error = core.is_error,
   memory = core.memory,
   sqlite = core.sqlite,
+  redis = core.redis,
 }
 
 local function fail(kind, message, level)
@@ -90,6 +91,66 @@ function M.session(fields)
   }
 end
 
+local function uri_decode(s, what)
+  if s:gsub("%%%x%x", ""):find("%", 1, true) then
+    fail("invalid", "uri: " .. what .. " has a % not followed by two hex digits", 3)
+  end
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+-- "redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]" as
+-- the options of agentsession.redis, over those in `opts`.
+local function redis_options(rest, opts)
+  local function bad(why) fail("invalid", "uri: " .. why, 4) end
+  if rest:sub(1, 2) ~= "//" then bad("write \"redis://host:port/db\"") end
+  local authority, path, query = rest:sub(3):match("^([^/?#]*)([^?#]*)(.*)$")
+  if authority == nil or query:find("#", 1, true) then bad("a fragment (#) is not part of this form") end
+  local o = {}
+  local userinfo, hostport = authority:match("^(.*)@([^@]*)$")
+  if userinfo then
+    local user, password = userinfo:match("^([^:]*):(.*)$")
+    if user == nil then bad("write the password as \":password@\"") end
+    if user ~= "" then o.username = uri_decode(user, "the username") end
+    o.password = uri_decode(password, "the password")
+  else
+    hostport = authority
+  end
+  local host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")
+  if host == nil then host, port = hostport:match("^([^:%[%]]*):?(%d*)$") end
+  if host == nil or (port == "" and hostport:sub(-1) == ":") then
+    bad("cannot read host and port in \"" .. hostport .. "\"")
+  end
+  if host ~= "" then o.host = uri_decode(host, "the host") end
+  if port ~= "" then o.port = tonumber(port) end
+  if path ~= "" and path ~= "/" then
+    local db = path:match("^/(%d+)$")
+    if db == nil then bad("the path must be a db number, as in \"/0\"") end
+    o.db = tonumber(db)
+  end
+  for pair in query:sub(2):gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if k == "prefix" then
+      o.prefix = uri_decode(v, "prefix")
+    elseif k == "timeout_ms" and v:match("^%d+$") then
+      o.timeout_ms = tonumber(v)
+    else
+      bad("unknown or malformed parameter \"" .. pair .. "\" (prefix=, timeout_ms=)")
+    end
+  end
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 3)
+    end
+    for k, v in pairs(opts) do
+      if o[k] ~= nil then
+        fail("invalid", "options." .. tostring(k) .. ": given both in the uri and in options", 3)
+      end
+      o[k] = v
+    end
+  end
+  return o
+end
+
 --- A manager from a URI: "memory:", "sqlite:PATH" or a bare path (no "scheme:"
 --- prefix), "redis://…". `opts` goes to the store's constructor.
 function M.open(uri, opts)
@@ -109,6 +170,10 @@ function M.open(uri, opts)
       fail("invalid", "uri: write \"sqlite:PATH\" (\"sqlite://\" is not a form this takes)", 2)
     end
     return M.sqlite(rest, opts)
+  elseif scheme == "redis" then
+    return M.redis(redis_options(rest, opts))
+  elseif scheme == "rediss" or scheme == "redis+unix" or scheme == "unix" then
+    fail("invalid", "uri: \"" .. scheme .. ":\" is not supported: write \"redis://host:port/db\"", 2)
   end
   fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 2)
 end

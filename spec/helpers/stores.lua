@@ -31,7 +31,26 @@ function M.ids(list)
   return ids
 end
 
+-- One redis-server for the contract specs, started by the first Redis store
+-- made (it raises, failing the spec, when no server can start). Each manager
+-- gets a prefix of its own, so each starts empty.
+local server
+function M.redis_server()
+  if server == nil then server = require("helpers.redis_server").start() end
+  return server
+end
+
+local prefixes = 0
+function M.new_redis(opts)
+  local srv = M.redis_server()
+  prefixes = prefixes + 1
+  local o = { host = srv.host, port = srv.port, prefix = "spec" .. prefixes .. ":" }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return agentsession.redis(o), o.prefix
+end
+
 M[1] = { name = "memory", new = function(opts) return agentsession.memory(opts) end }
 M[2] = { name = "sqlite", new = function(opts) return agentsession.sqlite(M.new_file(), opts) end }
+M[3] = { name = "redis", new = function(opts) return (M.new_redis(opts)) end }
 
 return M

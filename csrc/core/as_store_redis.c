@@ -1,0 +1,1063 @@
+/*
+** The Redis store: sessions on a Redis server, shared by processes on many
+** machines.
+**
+** Keys (P is the prefix, "agentsession:" unless told otherwise):
+**
+**   P{<id>}:meta     hash: the metadata (tags joined by "\n", which no tag
+**                    holds) and `seq`, the session's last write number
+**   P{<id>}:msgs     list: one JSON text per message
+**   P{<id>}:state    string: the state's JSON text
+**   Pall             sorted set of every session
+**   Ptag:<tag>       sorted set of the sessions carrying the tag
+**   Pagent:<name>    sorted set of the sessions of an agent
+**   Pparent:<id>     sorted set of the forks of a session
+**   Pseq             the store's write counter
+**
+** A session's keys share the hash tag {<id>}. In every sorted set a session's
+** score is its updated_at and its member is its write number (16 hex digits)
+** followed by its id, so ZREVRANGE walks list order, ties to the latest write.
+** Sorted sets left empty vanish; only Pseq outlives the sessions.
+**
+** Transactions are optimistic. A write transaction WATCHes the meta key of
+** the session it reads (every write changes that key), reads through a
+** script (atomic, and it leaves the WATCH in place), and sends its writes at
+** commit as one MULTI ... EXEC; when EXEC finds the session changed, it fails
+** with AS_ERETRY and the manager runs the operation again. A read is one
+** script call: one round trip. Writes are two: the read, then the EXEC.
+**
+** The connection is made when the store opens and again by the first call
+** after a failure. Requests are written with MSG_NOSIGNAL (a closed socket
+** must not kill the host with SIGPIPE) and replies read by hiredis; every
+** call ends within timeout_ms.
+*/
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "as_alloc.h"
+#include "as_store_redis.h"
+
+/* ---------------------------------------------------------------- scripts */
+
+/* KEYS: meta, msgs, state. ARGV[1]: "m" (metadata and count), "a" (all) or
+** the number of last messages. Returns nil, {meta, count} or {meta, count,
+** messages, state}. */
+static const char load_script[] =
+    "local m = redis.call('HGETALL', KEYS[1])\n"
+    "if #m == 0 then return false end\n"
+    "local len = redis.call('LLEN', KEYS[2])\n"
+    "local want = ARGV[1]\n"
+    "if want == 'm' then return {m, len} end\n"
+    "local first = 0\n"
+    "if want ~= 'a' then\n"
+    "  local n = tonumber(want)\n"
+    "  if n < len then first = len - n end\n"
+    "end\n"
+    "local msgs = {}\n"
+    "if first < len then msgs = redis.call('LRANGE', KEYS[2], first, -1) end\n"
+    "return {m, len, msgs, redis.call('GET', KEYS[3])}\n";
+
+/* KEYS[1]: the index walked. ARGV: prefix, offset, limit (-1: none), exact
+** ("1": the index is the whole filter), agent flag and agent, parent flag and
+** parent, then the tags every session must carry. Returns the meta hashes. */
+static const char list_script[] =
+    "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local exact = ARGV[4] == '1'\n"
+    "local function field(h, name)\n"
+    "  for i = 1, #h, 2 do if h[i] == name then return h[i + 1] end end\n"
+    "end\n"
+    "local function matches(h)\n"
+    "  if ARGV[5] == '1' and field(h, 'agent_name') ~= ARGV[6] then return false end\n"
+    "  if ARGV[7] == '1' and field(h, 'parent_id') ~= ARGV[8] then return false end\n"
+    "  if #ARGV > 8 then\n"
+    "    local tags = '\\n' .. (field(h, 'tags') or '') .. '\\n'\n"
+    "    for i = 9, #ARGV do\n"
+    "      if not string.find(tags, '\\n' .. ARGV[i] .. '\\n', 1, true) then return false end\n"
+    "    end\n"
+    "  end\n"
+    "  return true\n"
+    "end\n"
+    "local out, pos, step = {}, 0, 256\n"
+    "if exact then\n"
+    "  pos, skip = skip, 0\n"
+    "  if limit >= 0 then step = limit end\n"
+    "end\n"
+    "while step > 0 and (limit < 0 or #out < limit) do\n"
+    "  local ms = redis.call('ZREVRANGE', KEYS[1], pos, pos + step - 1)\n"
+    "  for _, member in ipairs(ms) do\n"
+    "    local id = string.sub(member, 17)\n"
+    "    local h = redis.call('HGETALL', prefix .. '{' .. id .. '}:meta')\n"
+    "    if #h == 0 then\n"
+    "      return redis.error_reply('DAMAGED ' .. KEYS[1] .. ' names session \"' ..\n"
+    "                               string.sub(id, 1, 64) .. '\", which has no metadata')\n"
+    "    end\n"
+    "    if exact or matches(h) then\n"
+    "      if skip > 0 then skip = skip - 1\n"
+    "      else\n"
+    "        out[#out + 1] = h\n"
+    "        if #out == limit then break end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if #ms < step then break end\n"
+    "  pos = pos + step\n"
+    "end\n"
+    "return out\n";
+
+/* Run inside a write's MULTI, after the other writes. KEYS: the counter, the
+** meta key, then the indexes the session belongs to. ARGV: score (updated_at),
+** id. Numbers the write and files the session under that number. */
+static const char index_script[] =
+    "local s = redis.call('INCR', KEYS[1])\n"
+    "local m = string.format('%016x', s) .. ARGV[2]\n"
+    "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[1], m) end\n"
+    "redis.call('HSET', KEYS[2], 'seq', string.format('%d', s))\n"
+    "return s\n";
+
+/* ---------------------------------------------------------------- the store */
+
+typedef struct redis_store {
+    as_store base;
+    redisContext *c;
+    char *host, *username, *password, *prefix;
+    size_t plen;
+    int port, db, timeout_ms;
+    char where[300];      /* "redis at host:port": base.location */
+    char load_sha[41], list_sha[41];
+    uint64_t generation;  /* connections made so far */
+    as_store_stats stats;
+    int sock_ms;          /* the socket timeout now set; -1: none yet */
+    int64_t deadline;     /* monotonic microseconds by which the call ends */
+    int retries;          /* AS_ERETRY answers in a row */
+    int again;            /* the next begin runs the same operation again */
+    uint32_t jitter;      /* xorshift state for the waits between attempts */
+    int write;            /* the transaction under way writes */
+    int watching;         /* keys are watched on the connection */
+    uint64_t watch_gen;   /* the connection that watches them */
+    as_buf req;           /* the request being built */
+    size_t req_skip;      /* replies to skip before the request's own */
+    as_buf q;             /* writes queued for commit, after a MULTI */
+    size_t nq;            /* commands in q */
+    /* the session this write transaction loaded, for its old index entries */
+    int cached, old_found;
+    char *old_id;
+    as_meta old;
+    int64_t old_seq;
+    size_t old_count;
+} redis_store;
+
+static int64_t mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static as_status fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static as_status fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...) {
+    char what[AS_ERROR_MESSAGE_MAX - 64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return as_error_set(err, st, "%s: %s", rs->where, what);
+}
+
+static as_status damaged(redis_store *rs, const char *id, const char *what, as_error *err) {
+    as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\": %s", rs->where, id,
+                 what);
+    as_error_set_id(err, id);
+    return AS_ESTORAGE;
+}
+
+static void drop(redis_store *rs) {
+    if (rs->c) redisFree(rs->c);
+    rs->c = NULL;
+    rs->watching = 0;
+}
+
+/* ---------------------------------------------------------------- requests */
+
+/* Commands in the unified protocol, written straight into a buffer. Each
+** returns -1 when memory runs out; callers or them together. */
+static int put_head(as_buf *b, size_t nargs) {
+    char head[32];
+    int k = snprintf(head, sizeof head, "*%zu\r\n", nargs);
+    return as_buf_put(b, head, (size_t)k);
+}
+
+static int put_bulk_head(as_buf *b, size_t len) {
+    char head[32];
+    int k = snprintf(head, sizeof head, "$%zu\r\n", len);
+    return as_buf_put(b, head, (size_t)k);
+}
+
+static int put_bulk(as_buf *b, const char *s, size_t len) {
+    return put_bulk_head(b, len) | as_buf_put(b, s, len) | as_buf_puts(b, "\r\n");
+}
+
+static int put_str(as_buf *b, const char *s) {
+    return put_bulk(b, s, strlen(s));
+}
+
+static int put_int(as_buf *b, int64_t v) {
+    char num[24];
+    int k = snprintf(num, sizeof num, "%" PRId64, v);
+    return put_bulk(b, num, (size_t)k);
+}
+
+/* P{id}:suffix */
+static int put_skey(redis_store *rs, as_buf *b, const char *id, const char *suffix) {
+    size_t idlen = strlen(id), slen = strlen(suffix);
+    return put_bulk_head(b, rs->plen + idlen + slen + 3) | as_buf_put(b, rs->prefix, rs->plen)
+           | as_buf_putc(b, '{') | as_buf_put(b, id, idlen) | as_buf_puts(b, "}:")
+           | as_buf_put(b, suffix, slen) | as_buf_puts(b, "\r\n");
+}
+
+/* P<name><value> */
+static int put_ikey(redis_store *rs, as_buf *b, const char *name, const char *value) {
+    size_t nlen = strlen(name), vlen = value ? strlen(value) : 0;
+    return put_bulk_head(b, rs->plen + nlen + vlen) | as_buf_put(b, rs->prefix, rs->plen)
+           | as_buf_put(b, name, nlen) | as_buf_put(b, value, vlen) | as_buf_puts(b, "\r\n");
+}
+
+/* A session's member in the sorted sets. */
+static int put_member(as_buf *b, int64_t seq, const char *id) {
+    char num[20];
+    size_t idlen = strlen(id);
+    snprintf(num, sizeof num, "%016" PRIx64, (uint64_t)seq);
+    return put_bulk_head(b, 16 + idlen) | as_buf_put(b, num, 16) | as_buf_put(b, id, idlen)
+           | as_buf_puts(b, "\r\n");
+}
+
+/* Starts a request: an UNWATCH first when keys are still watched from an
+** operation that did not commit. */
+static int req_start(redis_store *rs) {
+    rs->req.len = 0;
+    rs->req_skip = 0;
+    if (!rs->watching) return 0;
+    rs->req_skip = 1;
+    return put_head(&rs->req, 1) | put_str(&rs->req, "UNWATCH");
+}
+
+/* ---------------------------------------------------------------- the connection */
+
+static as_status lost(redis_store *rs, int e, as_error *err) {
+    char why[200];
+    int ioerr = rs->c && rs->c->err;
+    if (ioerr && rs->c->err == REDIS_ERR_OOM) {
+        drop(rs);
+        return as_error_nomem(err);
+    }
+    if (e == EAGAIN || e == EWOULDBLOCK)
+        snprintf(why, sizeof why, "no reply within %d ms", rs->timeout_ms);
+    else if (ioerr && rs->c->err == REDIS_ERR_EOF)
+        snprintf(why, sizeof why, "the server closed the connection");
+    else if (ioerr)
+        snprintf(why, sizeof why, "%s", rs->c->errstr);
+    else
+        snprintf(why, sizeof why, "%s", strerror(e));
+    drop(rs);
+    return fail(rs, AS_EUNAVAILABLE, err, "%s", why);
+}
+
+/* Sets the socket timeout to what is left of the call's time. */
+static as_status set_timeout(redis_store *rs, as_error *err) {
+    int64_t left = rs->deadline - mono_us();
+    int ms;
+    if (left <= 0) {
+        drop(rs);
+        return fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
+    }
+    ms = (int)((left + 999) / 1000);
+    if (ms != rs->sock_ms) {
+        struct timeval tv;
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+        if (redisSetTimeout(rs->c, tv) != REDIS_OK) return lost(rs, errno, err);
+        rs->sock_ms = ms;
+    }
+    return AS_OK;
+}
+
+static as_status send_all(redis_store *rs, const char *p, size_t n, as_error *err) {
+    while (n > 0) {
+        ssize_t k = send(rs->c->fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return lost(rs, errno, err);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return AS_OK;
+}
+
+static void free_replies(redisReply **r, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (r[i]) freeReplyObject(r[i]);
+        r[i] = NULL;
+    }
+}
+
+/* Sends `n` commands and reads their replies into r[0..n-1], skipping `skip`
+** replies first (to commands sent before them). */
+static as_status exchange(redis_store *rs, const as_buf *req, size_t skip, size_t n,
+                          redisReply **r, as_error *err) {
+    size_t i;
+    as_status st;
+    if ((st = set_timeout(rs, err)) != AS_OK) return st;
+    if ((st = send_all(rs, req->data, req->len, err)) != AS_OK) return st;
+    rs->stats.round_trips++;
+    for (i = 0; i < skip + n; i++) {
+        void *reply = NULL;
+        if (redisGetReply(rs->c, &reply) != REDIS_OK) {
+            int e = errno;
+            free_replies(r, i > skip ? i - skip : 0);
+            return lost(rs, e, err);
+        }
+        if (i < skip) freeReplyObject(reply);
+        else r[i - skip] = reply;
+    }
+    return AS_OK;
+}
+
+static int has_prefix(const redisReply *r, const char *p) {
+    size_t n = strlen(p);
+    return r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, p, n) == 0;
+}
+
+/* What an error reply means for the caller. */
+static as_status reply_error(redis_store *rs, const redisReply *r, const char *id,
+                             as_error *err) {
+    static const char *const not_ready[] = { "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN",
+                                             "CLUSTERDOWN", NULL };
+    int i;
+    for (i = 0; not_ready[i]; i++)
+        if (has_prefix(r, not_ready[i]))
+            return fail(rs, AS_EUNAVAILABLE, err, "the server is not ready: %.300s", r->str);
+    if (has_prefix(r, "NOAUTH") || has_prefix(r, "WRONGPASS")) {
+        fail(rs, AS_EINVALID, err, "the server refuses the password: %.300s", r->str);
+        as_error_prefix(err, "password");
+        return AS_EINVALID;
+    }
+    if (has_prefix(r, "WRONGTYPE") && id)
+        return damaged(rs, id, "one of its keys holds another kind of value", err);
+    if (has_prefix(r, "DAMAGED "))
+        return fail(rs, AS_ESTORAGE, err, "damaged store: %.300s", r->str + 8);
+    if (has_prefix(r, "MOVED") || has_prefix(r, "ASK"))
+        return fail(rs, AS_ESTORAGE, err, "the server is a Redis Cluster node that does not hold "
+                    "these keys (%.200s): give the prefix a hash tag (see README)", r->str);
+    if (has_prefix(r, "READONLY"))
+        return fail(rs, AS_ESTORAGE, err, "the server is a read-only replica: %.300s", r->str);
+    if (has_prefix(r, "OOM"))
+        return fail(rs, AS_ESTORAGE, err, "the server is out of memory: %.300s", r->str);
+    return fail(rs, AS_ESTORAGE, err, "the server answers: %.300s",
+                r->type == REDIS_REPLY_ERROR ? r->str : "(an unexpected reply)");
+}
+
+static int is_sha(const redisReply *r) {
+    return r->type == REDIS_REPLY_STRING && r->len == 40;
+}
+
+/* Connects, authenticates, selects the db and loads the scripts: one round
+** trip after the TCP connect. */
+static as_status connect_server(redis_store *rs, as_error *err) {
+    int64_t left = rs->deadline - mono_us();
+    struct timeval tv;
+    redisReply *r[4] = { NULL, NULL, NULL, NULL };
+    size_t n = 0, i;
+    as_buf b = AS_BUF_INIT;
+    as_status st;
+    int bad = 0;
+    if (left <= 0) return fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
+    tv.tv_sec = (time_t)(left / 1000000);
+    tv.tv_usec = (suseconds_t)(left % 1000000);
+    rs->c = redisConnectWithTimeout(rs->host, rs->port, tv);
+    if (rs->c == NULL) return as_error_nomem(err);
+    if (rs->c->err) {
+        st = fail(rs, AS_EUNAVAILABLE, err, "cannot connect: %s", rs->c->errstr);
+        drop(rs);
+        return st;
+    }
+    rs->generation++;
+    rs->stats.connects++;
+    rs->sock_ms = -1;
+    rs->watching = 0;
+    if (rs->password) {
+        bad |= put_head(&b, rs->username ? 3 : 2) | put_str(&b, "AUTH");
+        if (rs->username) bad |= put_str(&b, rs->username);
+        bad |= put_str(&b, rs->password);
+        n++;
+    }
+    bad |= put_head(&b, 2) | put_str(&b, "SELECT") | put_int(&b, rs->db);
+    bad |= put_head(&b, 3) | put_str(&b, "SCRIPT") | put_str(&b, "LOAD") | put_str(&b, load_script);
+    bad |= put_head(&b, 3) | put_str(&b, "SCRIPT") | put_str(&b, "LOAD") | put_str(&b, list_script);
+    n += 3;
+    if (bad) {
+        as_buf_free(&b);
+        drop(rs);
+        return as_error_nomem(err);
+    }
+    st = exchange(rs, &b, 0, n, r, err);
+    as_buf_free(&b);
+    if (st != AS_OK) return st;
+    for (i = 0; i < n && st == AS_OK; i++) {
+        if (r[i]->type != REDIS_REPLY_ERROR) continue;
+        if (rs->password && i == 0) {
+            fail(rs, AS_EINVALID, err, "the server refuses it: %.300s", r[i]->str);
+            as_error_prefix(err, "password");
+            st = AS_EINVALID;
+        } else if (has_prefix(r[i], "NOAUTH")) {
+            fail(rs, AS_EINVALID, err, "the server requires one: %.300s", r[i]->str);
+            as_error_prefix(err, "password");
+            st = AS_EINVALID;
+        } else if (i == n - 3) {
+            fail(rs, AS_EINVALID, err, "the server refuses db %d: %.300s", rs->db, r[i]->str);
+            as_error_prefix(err, "db");
+            st = AS_EINVALID;
+        } else st = reply_error(rs, r[i], NULL, err);
+    }
+    if (st == AS_OK && (!is_sha(r[n - 2]) || !is_sha(r[n - 1])))
+        st = fail(rs, AS_ESTORAGE, err, "SCRIPT LOAD gave no script hash");
+    if (st == AS_OK) {
+        memcpy(rs->load_sha, r[n - 2]->str, 40);
+        memcpy(rs->list_sha, r[n - 1]->str, 40);
+    } else drop(rs);
+    free_replies(r, n);
+    return st;
+}
+
+/* One round trip: the request in rs->req (its `n` commands, after what
+** req_start put first). A request that changes nothing (`reads`) is sent
+** again once on a new connection when the connection an earlier call left
+** turns out to be broken (a restarted server, a dropped idle client). */
+static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
+    int again = 0;
+    for (;;) {
+        int fresh = rs->c == NULL;
+        as_status st;
+        if (fresh && (st = connect_server(rs, err)) != AS_OK) return st;
+        if (fresh && rs->req_skip) {
+            /* the new connection watches nothing: drop the UNWATCH in front */
+            static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
+            memmove(rs->req.data, rs->req.data + sizeof unwatch - 1,
+                    rs->req.len - (sizeof unwatch - 1));
+            rs->req.len -= sizeof unwatch - 1;
+            rs->req_skip = 0;
+        }
+        st = exchange(rs, &rs->req, rs->req_skip, n, r, err);
+        if (st == AS_OK) rs->watching = 0;
+        if (st != AS_EUNAVAILABLE || !reads || fresh || again) return st;
+        again = 1;
+    }
+}
+
+/* ---------------------------------------------------------------- reading */
+
+static as_status parse_int(redis_store *rs, const char *id, const redisReply *v, const char *name,
+                           int64_t lo, int64_t hi, int64_t *out, as_error *err) {
+    char buf[24], what[96];
+    char *end;
+    long long x;
+    if (v->type == REDIS_REPLY_STRING && v->len > 0 && v->len < sizeof buf) {
+        memcpy(buf, v->str, v->len);
+        buf[v->len] = '\0';
+        errno = 0;
+        x = strtoll(buf, &end, 10);
+        if (errno == 0 && *end == '\0' && (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9'))
+            && x >= lo && x <= hi) {
+            *out = (int64_t)x;
+            return AS_OK;
+        }
+    }
+    snprintf(what, sizeof what, "%s is not an integer in range", name);
+    return damaged(rs, id, what, err);
+}
+
+static as_status parse_text(redis_store *rs, const char *id, const redisReply *v,
+                            const char *name, char **out, as_error *err) {
+    char what[96];
+    if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL) {
+        snprintf(what, sizeof what, "%s is not text", name);
+        return damaged(rs, id, what, err);
+    }
+    if ((*out = as_strndup(v->str, v->len)) == NULL) return as_error_nomem(err);
+    return AS_OK;
+}
+
+static as_status parse_tags(redis_store *rs, const char *id, const redisReply *v, as_meta *m,
+                            as_error *err) {
+    size_t i, n = 1, start = 0;
+    if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL)
+        return damaged(rs, id, "tags is not text", err);
+    if (v->len == 0) return AS_OK;
+    for (i = 0; i < v->len; i++) n += v->str[i] == '\n';
+    if ((m->tags = as_calloc(n, sizeof(char *))) == NULL) return as_error_nomem(err);
+    for (i = 0; i <= v->len; i++) {
+        if (i < v->len && v->str[i] != '\n') continue;
+        if ((m->tags[m->ntags] = as_strndup(v->str + start, i - start)) == NULL)
+            return as_error_nomem(err);
+        m->ntags++;
+        start = i + 1;
+    }
+    return AS_OK;
+}
+
+enum { F_ID, F_NAME, F_AGENT, F_PARENT, F_TAGS, F_CREATED, F_UPDATED, F_TURNS, F_TOKENS,
+       F_VERSION, F_SEQ, F_COUNT };
+
+static const char *const field_names[F_COUNT] = {
+    "id", "name", "agent_name", "parent_id", "tags", "created_at", "updated_at", "turn_count",
+    "total_tokens", "version", "seq"
+};
+
+/* The metadata from a meta hash (HGETALL's flat array). `id`: the id it must
+** have (NULL: any). */
+static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h, as_meta *m,
+                            int64_t *seq, as_error *err) {
+    const redisReply *f[F_COUNT] = { NULL };
+    const char *who = id ? id : "?";
+    size_t i, ntags;
+    int k;
+    int64_t v;
+    as_status st;
+    char what[AS_ERROR_MESSAGE_MAX];
+    memset(m, 0, sizeof *m);
+    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
+        return damaged(rs, who, "its metadata is not a hash", err);
+    for (i = 0; i < h->elements; i += 2) {
+        const redisReply *name = h->element[i];
+        if (name->type != REDIS_REPLY_STRING) continue;
+        for (k = 0; k < F_COUNT; k++)
+            if (strlen(field_names[k]) == name->len && memcmp(field_names[k], name->str, name->len) == 0)
+                f[k] = h->element[i + 1];
+    }
+    if (f[F_ID] && f[F_ID]->type == REDIS_REPLY_STRING && id == NULL) {
+        snprintf(what, sizeof what, "%.*s", (int)(f[F_ID]->len > 64 ? 64 : f[F_ID]->len),
+                 f[F_ID]->str);
+        who = what;
+    }
+    for (k = 0; k < F_COUNT; k++) {
+        if (f[k] || k == F_NAME || k == F_PARENT) continue;
+        snprintf(what, sizeof what, "its metadata has no %s", field_names[k]);
+        return damaged(rs, who, what, err);
+    }
+    if ((st = parse_text(rs, who, f[F_ID], "id", &m->id, err)) != AS_OK) goto fail;
+    who = m->id;
+    if (id && strcmp(m->id, id) != 0) {
+        st = damaged(rs, id, "its metadata names another id", err);
+        goto fail;
+    }
+    if ((f[F_NAME] && (st = parse_text(rs, who, f[F_NAME], "name", &m->name, err)) != AS_OK)
+        || (st = parse_text(rs, who, f[F_AGENT], "agent_name", &m->agent_name, err)) != AS_OK
+        || (f[F_PARENT]
+            && (st = parse_text(rs, who, f[F_PARENT], "parent_id", &m->parent_id, err)) != AS_OK)
+        || (st = parse_tags(rs, who, f[F_TAGS], m, err)) != AS_OK
+        || (st = parse_int(rs, who, f[F_CREATED], "created_at", INT64_MIN, INT64_MAX,
+                           &m->created_at, err)) != AS_OK
+        || (st = parse_int(rs, who, f[F_UPDATED], "updated_at", INT64_MIN, INT64_MAX,
+                           &m->updated_at, err)) != AS_OK)
+        goto fail;
+    if ((st = parse_int(rs, who, f[F_TURNS], "turn_count", 0, UINT32_MAX, &v, err)) != AS_OK)
+        goto fail;
+    m->turn_count = (uint32_t)v;
+    if ((st = parse_int(rs, who, f[F_TOKENS], "total_tokens", 0, INT64_MAX, &v, err)) != AS_OK)
+        goto fail;
+    m->total_tokens = (uint64_t)v;
+    if ((st = parse_int(rs, who, f[F_VERSION], "version", 1, INT64_MAX, &m->version, err))
+            != AS_OK
+        || (st = parse_int(rs, who, f[F_SEQ], "seq", 1, INT64_MAX, seq, err)) != AS_OK)
+        goto fail;
+    ntags = m->ntags;
+    st = as_meta_check(m, err);
+    if (st == AS_EINVALID || (st == AS_OK && m->ntags != ntags)) {
+        char why[320];
+        if (st == AS_OK) snprintf(why, sizeof why, "it repeats a tag");
+        else snprintf(why, sizeof why, "%.100s: %.200s", err->path, err->message);
+        st = damaged(rs, who, why, err);
+    }
+    if (st == AS_OK) return AS_OK;
+fail:
+    as_meta_clear(m);
+    return st;
+}
+
+static int put_script_call(as_buf *b, const char *sha, const char *text,
+                           size_t nargs) {
+    if (sha[0]) return put_head(b, nargs + 2) | put_str(b, "EVALSHA") | put_str(b, sha);
+    return put_head(b, nargs + 2) | put_str(b, "EVAL") | put_str(b, text);
+}
+
+static void forget_loaded(redis_store *rs) {
+    if (rs->cached) {
+        as_free(rs->old_id);
+        as_meta_clear(&rs->old);
+    }
+    rs->old_id = NULL;
+    rs->cached = rs->old_found = 0;
+}
+
+static as_status rd_load(as_store *st, const char *id, size_t last, as_session *out,
+                         size_t *count, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[2] = { NULL, NULL }, *res;
+    char want[24];
+    size_t ncmd = rs->write ? 2 : 1, i;
+    int64_t seq, len;
+    int by_text = 0;
+    as_status status;
+    memset(out, 0, sizeof *out);
+    if (last == AS_LOAD_META) snprintf(want, sizeof want, "m");
+    else if (last == AS_LOAD_ALL) snprintf(want, sizeof want, "a");
+    else snprintf(want, sizeof want, "%zu", last);
+    for (;;) {
+        int bad = req_start(rs);
+        if (rs->write)
+            bad |= put_head(&rs->req, 2) | put_str(&rs->req, "WATCH")
+                   | put_skey(rs, &rs->req, id, "meta");
+        bad |= put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
+               | put_str(&rs->req, "3") | put_skey(rs, &rs->req, id, "meta")
+               | put_skey(rs, &rs->req, id, "msgs") | put_skey(rs, &rs->req, id, "state")
+               | put_str(&rs->req, want);
+        if (bad) return as_error_nomem(err);
+        if ((status = roundtrip(rs, ncmd, r, 1, err)) != AS_OK) return status;
+        if (rs->write) {
+            rs->watching = 1;
+            rs->watch_gen = rs->generation;
+        }
+        res = r[ncmd - 1];
+        if (by_text || !has_prefix(res, "NOSCRIPT")) break;
+        free_replies(r, ncmd);
+        by_text = 1; /* the server lost its scripts (SCRIPT FLUSH): send the text */
+    }
+    if (rs->write) forget_loaded(rs);
+    if (res->type == REDIS_REPLY_NIL) {
+        status = AS_ENOTFOUND;
+        if (rs->write && (rs->old_id = as_strdup(id)) == NULL) status = as_error_nomem(err);
+        else if (rs->write) rs->cached = 1;
+        goto done;
+    }
+    if (res->type == REDIS_REPLY_ERROR) {
+        status = reply_error(rs, res, id, err);
+        goto done;
+    }
+    if (res->type != REDIS_REPLY_ARRAY || res->elements < 2
+        || (res->elements != 2 && res->elements != 4)
+        || res->element[1]->type != REDIS_REPLY_INTEGER) {
+        status = damaged(rs, id, "the load script gave an unexpected reply", err);
+        goto done;
+    }
+    if ((status = parse_meta(rs, id, res->element[0], &out->meta, &seq, err)) != AS_OK) goto done;
+    len = res->element[1]->integer;
+    if (res->elements == 4) {
+        const redisReply *msgs = res->element[2], *state = res->element[3];
+        if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements > (uint64_t)len) {
+            status = damaged(rs, id, "its messages are not a list of texts", err);
+            goto done;
+        }
+        if (state->type != REDIS_REPLY_STRING) {
+            status = damaged(rs, id, state->type == REDIS_REPLY_NIL ? "its state is missing"
+                                                                     : "its state is not text",
+                             err);
+            goto done;
+        }
+        if (msgs->elements > 0
+            && (out->msgs = as_calloc(msgs->elements, sizeof(as_blob *))) == NULL) {
+            status = as_error_nomem(err);
+            goto done;
+        }
+        for (i = 0; i < msgs->elements; i++) {
+            const redisReply *t = msgs->element[i];
+            if (t->type != REDIS_REPLY_STRING) {
+                status = damaged(rs, id, "a message is not text", err);
+                goto done;
+            }
+            if ((out->msgs[i] = as_blob_new(t->str, t->len)) == NULL) {
+                status = as_error_nomem(err);
+                goto done;
+            }
+            out->nmsgs++;
+        }
+        if ((out->state = as_blob_new(state->str, state->len)) == NULL) {
+            status = as_error_nomem(err);
+            goto done;
+        }
+    }
+    *count = (size_t)len;
+    if (rs->write) {
+        if ((rs->old_id = as_strdup(id)) == NULL
+            || as_meta_copy(&rs->old, &out->meta, err) != AS_OK) {
+            as_free(rs->old_id);
+            rs->old_id = NULL;
+            status = as_error_nomem(err);
+            goto done;
+        }
+        rs->cached = rs->old_found = 1;
+        rs->old_seq = seq;
+        rs->old_count = (size_t)len;
+    }
+done:
+    free_replies(r, ncmd);
+    if (status != AS_OK) as_session_clear(out);
+    return status;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* Makes sure the session about to be written was loaded in this transaction
+** (and so is watched), and knows its old index entries. */
+static as_status ensure_loaded(redis_store *rs, const char *id, as_error *err) {
+    as_session s;
+    size_t count;
+    as_status st;
+    if (rs->cached && strcmp(rs->old_id, id) == 0) return rs->old_found ? AS_OK : AS_ENOTFOUND;
+    st = rd_load(&rs->base, id, AS_LOAD_META, &s, &count, err);
+    if (st == AS_OK) as_session_clear(&s);
+    return st;
+}
+
+static int queue_start(redis_store *rs) {
+    if (rs->nq > 0) return 0;
+    rs->q.len = 0;
+    rs->nq = 1;
+    return put_head(&rs->q, 1) | put_str(&rs->q, "MULTI");
+}
+
+/* ZREM of the old member from every index the loaded session was in. */
+static int queue_unindex(redis_store *rs) {
+    as_buf *q = &rs->q;
+    const as_meta *m = &rs->old;
+    int bad = 0;
+    size_t i;
+    if (!rs->old_found) return 0;
+    bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "all", NULL)
+           | put_member(q, rs->old_seq, m->id);
+    bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "agent:", m->agent_name)
+           | put_member(q, rs->old_seq, m->id);
+    rs->nq += 2;
+    if (m->parent_id) {
+        bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "parent:", m->parent_id)
+               | put_member(q, rs->old_seq, m->id);
+        rs->nq++;
+    }
+    for (i = 0; i < m->ntags; i++) {
+        bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "tag:", m->tags[i])
+               | put_member(q, rs->old_seq, m->id);
+        rs->nq++;
+    }
+    return bad;
+}
+
+static int queue_meta(redis_store *rs, const as_meta *m) {
+    as_buf *q = &rs->q;
+    size_t i, tlen = 0, pairs = 8 + (m->name != NULL) + (m->parent_id != NULL);
+    int bad = put_head(q, 2) | put_str(q, "DEL") | put_skey(rs, q, m->id, "meta");
+    bad |= put_head(q, 2 + 2 * pairs) | put_str(q, "HSET") | put_skey(rs, q, m->id, "meta");
+    bad |= put_str(q, "id") | put_str(q, m->id) | put_str(q, "agent_name")
+           | put_str(q, m->agent_name);
+    if (m->name) bad |= put_str(q, "name") | put_str(q, m->name);
+    if (m->parent_id) bad |= put_str(q, "parent_id") | put_str(q, m->parent_id);
+    for (i = 0; i < m->ntags; i++) tlen += strlen(m->tags[i]) + (i > 0);
+    bad |= put_str(q, "tags") | put_bulk_head(q, tlen);
+    for (i = 0; i < m->ntags; i++)
+        bad |= (i > 0 ? as_buf_putc(q, '\n') : 0) | as_buf_put(q, m->tags[i], strlen(m->tags[i]));
+    bad |= as_buf_puts(q, "\r\n");
+    bad |= put_str(q, "created_at") | put_int(q, m->created_at) | put_str(q, "updated_at")
+           | put_int(q, m->updated_at) | put_str(q, "turn_count") | put_int(q, m->turn_count)
+           | put_str(q, "total_tokens") | put_int(q, (int64_t)m->total_tokens)
+           | put_str(q, "version") | put_int(q, m->version);
+    rs->nq += 2;
+    return bad;
+}
+
+/* The index script: numbers the write and files the session in its indexes. */
+static int queue_index(redis_store *rs, const as_meta *m) {
+    as_buf *q = &rs->q;
+    size_t i, nkeys = 4 + (m->parent_id != NULL) + m->ntags;
+    int bad = put_head(q, 3 + nkeys + 2) | put_str(q, "EVAL") | put_str(q, index_script)
+              | put_int(q, (int64_t)nkeys) | put_ikey(rs, q, "seq", NULL)
+              | put_skey(rs, q, m->id, "meta") | put_ikey(rs, q, "all", NULL)
+              | put_ikey(rs, q, "agent:", m->agent_name);
+    if (m->parent_id) bad |= put_ikey(rs, q, "parent:", m->parent_id);
+    for (i = 0; i < m->ntags; i++) bad |= put_ikey(rs, q, "tag:", m->tags[i]);
+    bad |= put_int(q, m->updated_at) | put_str(q, m->id);
+    rs->nq++;
+    return bad;
+}
+
+static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    const as_meta *m = w->meta;
+    as_buf *q = &rs->q;
+    size_t i;
+    int bad;
+    as_status status;
+    if (!w->create) {
+        if ((status = ensure_loaded(rs, m->id, err)) != AS_OK) return status;
+    } else if (!(rs->cached && strcmp(rs->old_id, m->id) == 0)) {
+        forget_loaded(rs); /* a new id (a fork): nothing to unindex */
+    }
+    bad = queue_start(rs) | queue_meta(rs, m);
+    if (w->keep == 0) {
+        bad |= put_head(q, 2) | put_str(q, "DEL") | put_skey(rs, q, m->id, "msgs");
+        rs->nq++;
+    } else if (w->keep != AS_KEEP_ALL && rs->old_found && w->keep < rs->old_count) {
+        bad |= put_head(q, 4) | put_str(q, "LTRIM") | put_skey(rs, q, m->id, "msgs")
+               | put_str(q, "0") | put_int(q, (int64_t)w->keep - 1);
+        rs->nq++;
+    }
+    if (w->nappend > 0) {
+        bad |= put_head(q, 2 + w->nappend) | put_str(q, "RPUSH") | put_skey(rs, q, m->id, "msgs");
+        for (i = 0; i < w->nappend; i++) bad |= put_bulk(q, w->append[i]->text, w->append[i]->len);
+        rs->nq++;
+    }
+    if (w->state) {
+        bad |= put_head(q, 3) | put_str(q, "SET") | put_skey(rs, q, m->id, "state")
+               | put_bulk(q, w->state->text, w->state->len);
+        rs->nq++;
+    }
+    bad |= queue_unindex(rs) | queue_index(rs, m);
+    return bad ? as_error_nomem(err) : AS_OK;
+}
+
+static as_status rd_remove(as_store *st, const char *id, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    as_buf *q = &rs->q;
+    as_status status = ensure_loaded(rs, id, err);
+    int bad;
+    if (status != AS_OK) return status;
+    bad = queue_start(rs) | put_head(q, 4) | put_str(q, "DEL") | put_skey(rs, q, id, "meta")
+          | put_skey(rs, q, id, "msgs") | put_skey(rs, q, id, "state");
+    rs->nq++;
+    bad |= queue_unindex(rs);
+    return bad ? as_error_nomem(err) : AS_OK;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static as_status rd_begin(as_store *st, int write, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    int64_t now = mono_us();
+    if (!rs->again) {
+        rs->retries = 0;
+        rs->deadline = now + (int64_t)rs->timeout_ms * 1000;
+    } else if (rs->again = 0, now >= rs->deadline) {
+        return fail(rs, AS_EUNAVAILABLE, err, "other clients kept changing the session for "
+                    "%d ms", rs->timeout_ms);
+    } else if (rs->retries > 2) {
+        /* contention: wait up to a millisecond, at random, before the next attempt */
+        struct timespec ts = { 0, 0 };
+        rs->jitter ^= rs->jitter << 13;
+        rs->jitter ^= rs->jitter >> 17;
+        rs->jitter ^= rs->jitter << 5;
+        ts.tv_nsec = (long)(rs->jitter % 1000) * 1000L;
+        nanosleep(&ts, NULL);
+    }
+    rs->write = write;
+    rs->nq = 0;
+    forget_loaded(rs);
+    return AS_OK;
+}
+
+static void rd_rollback(as_store *st) {
+    redis_store *rs = (redis_store *)st;
+    rs->nq = 0;
+    forget_loaded(rs);
+    /* the watched keys stay watched until the next request's UNWATCH */
+}
+
+static as_status retry(redis_store *rs) {
+    rs->retries++;
+    rs->stats.retries++;
+    rs->again = 1;
+    rs->nq = 0;
+    forget_loaded(rs);
+    return AS_ERETRY;
+}
+
+static as_status rd_commit(as_store *st, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply **r = NULL, *exec;
+    const char *id = rs->old_id;
+    size_t n = rs->nq + 1, i;
+    as_status status = AS_OK;
+    if (rs->nq == 0) {
+        forget_loaded(rs);
+        return AS_OK;
+    }
+    /* the session was read on a connection since lost: what it watched is gone */
+    if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return retry(rs);
+    if (put_head(&rs->q, 1) | put_str(&rs->q, "EXEC")
+        || (r = as_calloc(n, sizeof *r)) == NULL) {
+        rd_rollback(st);
+        return as_error_nomem(err);
+    }
+    rs->req_skip = 0;
+    status = exchange(rs, &rs->q, 0, n, r, err);
+    rs->watching = 0;
+    rs->nq = 0;
+    if (status == AS_EUNAVAILABLE) {
+        static const char note[] = " (the write was made whole or not at all)";
+        size_t have = strlen(err->message);
+        if (have + sizeof note <= sizeof err->message) memcpy(err->message + have, note, sizeof note);
+    }
+    if (status != AS_OK) goto done;
+    exec = r[n - 1];
+    if (exec->type == REDIS_REPLY_NIL) {
+        status = retry(rs);
+        goto done;
+    }
+    if (exec->type == REDIS_REPLY_ERROR) {
+        /* EXECABORT: a command was refused as it was queued; nothing ran */
+        for (i = 1; i < n - 1 && r[i]->type != REDIS_REPLY_ERROR; i++) continue;
+        status = reply_error(rs, i < n - 1 ? r[i] : exec, id, err);
+        goto done;
+    }
+    for (i = 0; exec->type == REDIS_REPLY_ARRAY && i < exec->elements; i++)
+        if (exec->element[i]->type == REDIS_REPLY_ERROR) {
+            status = reply_error(rs, exec->element[i], id, err);
+            break;
+        }
+done:
+    forget_loaded(rs);
+    if (r) {
+        free_replies(r, n);
+        as_free(r);
+    }
+    return status;
+}
+
+/* ---------------------------------------------------------------- listing */
+
+static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[1] = { NULL }, *res;
+    int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
+    int exact = tagged + agent + parent <= 1 && f->ntags <= 1, by_text = 0;
+    char num[24];
+    size_t i;
+    as_status status;
+    for (;;) {
+        as_buf *b = &rs->req;
+        int bad = req_start(rs) | put_script_call(b, by_text ? "" : rs->list_sha, list_script,
+                                                  10 + f->ntags)
+                  | put_str(b, "1");
+        if (tagged) bad |= put_ikey(rs, b, "tag:", f->tags[0]);
+        else if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
+        else if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
+        else bad |= put_ikey(rs, b, "all", NULL);
+        snprintf(num, sizeof num, "%zu", f->offset);
+        bad |= put_bulk(b, rs->prefix, rs->plen) | put_str(b, num);
+        if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");
+        else {
+            snprintf(num, sizeof num, "%zu", f->limit);
+            bad |= put_str(b, num);
+        }
+        bad |= put_str(b, exact ? "1" : "0") | put_str(b, agent ? "1" : "0")
+               | put_str(b, agent ? f->agent_name : "") | put_str(b, parent ? "1" : "0")
+               | put_str(b, parent ? f->parent_id : "");
+        for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
+        if (bad) return as_error_nomem(err);
+        if ((status = roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
+        res = r[0];
+        if (by_text || !has_prefix(res, "NOSCRIPT")) break;
+        free_replies(r, 1);
+        by_text = 1;
+    }
+    if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, NULL, err);
+    else if (res->type != REDIS_REPLY_ARRAY)
+        status = fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+    for (i = 0; status == AS_OK && i < res->elements; i++) {
+        as_meta m;
+        int64_t seq;
+        if ((status = parse_meta(rs, NULL, res->element[i], &m, &seq, err)) != AS_OK) break;
+        status = as_meta_list_push(out, &m, err);
+        as_meta_clear(&m);
+    }
+    free_replies(r, 1);
+    if (status != AS_OK) as_meta_list_clear(out);
+    return status;
+}
+
+/* ---------------------------------------------------------------- opening and closing */
+
+static void rd_close(as_store *st) {
+    redis_store *rs = (redis_store *)st;
+    drop(rs);
+    forget_loaded(rs);
+    as_buf_free(&rs->req);
+    as_buf_free(&rs->q);
+    as_free(rs->host);
+    as_free(rs->username);
+    as_free(rs->password);
+    as_free(rs->prefix);
+    as_free(rs);
+}
+
+static void rd_stats(as_store *st, as_store_stats *out) {
+    *out = ((redis_store *)st)->stats;
+}
+
+static const as_store_ops redis_ops = {
+    .kind = "redis",
+    .begin = rd_begin,
+    .commit = rd_commit,
+    .rollback = rd_rollback,
+    .load = rd_load,
+    .write = rd_write,
+    .remove = rd_remove,
+    .list = rd_list,
+    .close = rd_close,
+    .stats = rd_stats,
+    .canonical = 0,
+};
+
+static int copy_opt(char **dst, const char *src) {
+    if (src == NULL) return 0;
+    return (*dst = as_strdup(src)) == NULL ? -1 : 0;
+}
+
+as_status as_store_redis_open(const as_redis_opts *o, as_store **out, as_error *err) {
+    redis_store *rs = as_calloc(1, sizeof *rs);
+    const char *host = o->host ? o->host : AS_REDIS_DEFAULT_HOST;
+    as_status st;
+    if (rs == NULL) return as_error_nomem(err);
+    rs->base.ops = &redis_ops;
+    rs->port = o->port ? o->port : AS_REDIS_DEFAULT_PORT;
+    rs->db = o->db;
+    rs->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : AS_REDIS_DEFAULT_TIMEOUT_MS;
+    rs->sock_ms = -1;
+    rs->jitter = (uint32_t)mono_us() | 1u;
+    if (copy_opt(&rs->host, host) | copy_opt(&rs->username, o->username)
+        | copy_opt(&rs->password, o->password)
+        | copy_opt(&rs->prefix, o->prefix ? o->prefix : AS_REDIS_DEFAULT_PREFIX)) {
+        rd_close(&rs->base);
+        return as_error_nomem(err);
+    }
+    rs->plen = strlen(rs->prefix);
+    snprintf(rs->where, sizeof rs->where, strchr(host, ':') ? "redis at [%.200s]:%d"
+                                                             : "redis at %.200s:%d",
+             host, rs->port);
+    rs->base.location = rs->where;
+    rs->deadline = mono_us() + (int64_t)rs->timeout_ms * 1000;
+    if ((st = connect_server(rs, err)) != AS_OK) {
+        rd_close(&rs->base);
+        return st;
+    }
+    *out = &rs->base;
+    return AS_OK;
+}

@@ -1,0 +1,567 @@
+-- The Redis store's own rules: options and URIs, the key layout, round trips,
+-- failures of the server and of its data, and processes sharing a server.
+-- The contract every store keeps runs on Redis in specs 03-07. Every server
+-- here is a real redis-server the spec starts itself; none is ever skipped.
+local agentsession = require("agentsession")
+local stores = require("helpers.stores")
+local rs = require("helpers.redis_server")
+local h = require("helpers.sqlite")
+local error_of = require("helpers.expect").error_of
+
+local session = agentsession.session
+
+local function sorted(t)
+  table.sort(t)
+  return t
+end
+
+-- Round trips to the server during fn, as the store counts them.
+local function trips_during(m, fn)
+  local before = m:stats().round_trips
+  fn()
+  return m:stats().round_trips - before
+end
+
+-- A fresh manager with a prefix of its own for each test of the enclosing
+-- block: t.m, t.prefix, and t.key(id, suffix) for the keys of a session.
+local function fresh_store()
+  local t = {}
+  before_each(function()
+    t.m, t.prefix = stores.new_redis()
+  end)
+  after_each(function()
+    t.m:close()
+  end)
+  function t.key(id, suffix)
+    return t.prefix .. "{" .. id .. "}:" .. suffix
+  end
+  return t
+end
+
+describe("redis store", function()
+  local srv
+
+  setup(function()
+    srv = stores.redis_server()
+  end)
+
+  describe("options", function()
+    local rows = {
+      { { port = 0 }, "options.port" },
+      { { port = 65536 }, "options.port" },
+      { { port = 1.5 }, "options.port" },
+      { { port = "6379" }, "options.port" },
+      { { db = -1 }, "options.db" },
+      { { timeout_ms = 0 }, "options.timeout_ms" },
+      { { host = "" }, "options.host" },
+      { { host = 5 }, "options.host" },
+      { { host = "a\0b" }, "options.host" },
+      { { prefix = "p\0" }, "options.prefix" },
+      { { prefix = string.rep("p", 256) }, "options.prefix" },
+      { { password = 5 }, "options.password" },
+      { { username = "u" }, "options.username" },
+      { { max_session_bytes = 0 }, "options.max_session_bytes" },
+      { { hostname = "x" }, "hostname" },
+    }
+    for _, row in ipairs(rows) do
+      local opts, field = row[1], row[2]
+      it("refuses " .. field .. " = " .. tostring(select(2, next(opts))):gsub("%z", "\\0"), function()
+        opts.port = opts.port or srv.port
+        local err = error_of("invalid", agentsession.redis, opts)
+        assert.truthy(tostring(err):find(field, 1, true), tostring(err))
+      end)
+    end
+
+    it("takes a prefix of up to 255 bytes, and an empty one", function()
+      for _, prefix in ipairs({ string.rep("p", 255), "" }) do
+        local m = agentsession.redis{ port = srv.port, prefix = prefix }
+        local id = m:save(session{ id = "prefix-" .. #prefix }).id
+        assert.are.same({ id }, stores.ids(m:list()))
+        m:delete(id)
+        m:close()
+      end
+    end)
+
+    it("is an argument error when the options are not a table", function()
+      assert.has_error(function() agentsession.redis("localhost") end)
+    end)
+  end)
+
+  describe("URIs", function()
+    it("open a store on the db and prefix they name", function()
+      local m = agentsession.open(srv:url(3, "uri test:"))
+      local id = m:save(session{ name = "in db 3" }).id
+      local keys = srv:cli("-n", "3", "KEYS", "uri test:*")
+      assert.truthy(keys:find("uri test:{" .. id .. "}:meta", 1, true), keys)
+      assert.are.equal("", srv:cli("-n", "0", "KEYS", "uri test:*"))
+      m:delete(id)
+      m:close()
+    end)
+
+    it("take host, port and timeout_ms, and options beside them", function()
+      local m = agentsession.open("redis://127.0.0.1:" .. srv.port .. "?timeout_ms=500",
+        { prefix = "uri-opts:" })
+      local id = m:save(session{}).id
+      -- no messages: no list
+      assert.are.same(sorted({ "uri-opts:agent:", "uri-opts:all", "uri-opts:seq",
+        "uri-opts:{" .. id .. "}:meta", "uri-opts:{" .. id .. "}:state" }),
+        srv:keys("uri-opts:*"))
+      m:delete(id)
+      m:close()
+    end)
+
+    local bad = {
+      "redis:/host",
+      "redis://host:port",
+      "redis://host:",
+      "redis://user@host",
+      "redis://:pw@host/db",
+      "redis://host/0?foo=1",
+      "redis://host/0?timeout_ms=x",
+      "redis://host/0#frag",
+      "redis://:%zz@host",
+      "rediss://host",
+      "unix:///tmp/redis.sock",
+    }
+    for _, uri in ipairs(bad) do
+      it("refuse " .. uri, function()
+        local err = error_of("invalid", agentsession.open, uri)
+        assert.truthy(tostring(err):find("uri", 1, true), tostring(err))
+      end)
+    end
+
+    it("refuse an option given both in the URI and in options", function()
+      local err = error_of("invalid", agentsession.open, srv:url(0, "x:"), { prefix = "y:" })
+      assert.truthy(tostring(err):find("options.prefix", 1, true), tostring(err))
+    end)
+  end)
+
+  describe("key layout", function()
+    local t = fresh_store()
+
+    it("keeps a session in three keys sharing the hash tag {id}, and indexes it", function()
+      local id = t.m:save(session{ id = "s1", name = "n", tags = { "a", "b" }, agent_name = "bot",
+        messages = { { role = "user", content = "hi" }, 2 }, state = { cwd = "/" } }).id
+      assert.are.same(sorted({ t.key(id, "meta"), t.key(id, "msgs"), t.key(id, "state"), t.prefix .. "all",
+        t.prefix .. "agent:bot", t.prefix .. "tag:a", t.prefix .. "tag:b", t.prefix .. "seq" }),
+        srv:keys(t.prefix .. "*"))
+      assert.are.equal("hash", srv:cli("TYPE", t.key(id, "meta")))
+      assert.are.equal("list", srv:cli("TYPE", t.key(id, "msgs")))
+      assert.are.equal("string", srv:cli("TYPE", t.key(id, "state")))
+      assert.are.equal("2", srv:cli("LLEN", t.key(id, "msgs")))
+      assert.are.same({ role = "user", content = "hi" },
+        agentsession.json.decode(srv:cli("LINDEX", t.key(id, "msgs"), "0")))
+      assert.are.same({ cwd = "/" }, agentsession.json.decode(srv:cli("GET", t.key(id, "state"))))
+      assert.are.equal("a\nb", srv:cli("HGET", t.key(id, "meta"), "tags"))
+      assert.are.equal("bot", srv:cli("HGET", t.key(id, "meta"), "agent_name"))
+      for _, index in ipairs({ "all", "agent:bot", "tag:a", "tag:b" }) do
+        assert.are.equal("1", srv:cli("ZCARD", t.prefix .. index))
+      end
+    end)
+
+    it("orders the indexes by updated_at, then by write", function()
+      for i = 1, 5 do t.m:save(session{ id = "o" .. i, tags = { "t" } }) end
+      t.m:rename("o2", "latest")
+      local members = {}
+      for line in srv:cli("ZREVRANGE", t.prefix .. "tag:t", "0", "-1"):gmatch("[^\n]+") do
+        members[#members + 1] = line:sub(17)
+      end
+      assert.are.same({ "o2", "o5", "o4", "o3", "o1" }, members)
+      assert.are.same(members, stores.ids(t.m:list{ tag = "t" }))
+    end)
+
+    it("files forks under their parent", function()
+      local id = t.m:save(session{ id = "p" }).id
+      local fork = t.m:fork(id)
+      assert.are.equal("1", srv:cli("ZCARD", t.prefix .. "parent:p"))
+      assert.are.same({ fork.id }, stores.ids(t.m:list{ parent_id = id }))
+    end)
+
+    it("trims the list on rewind and moves index entries on tag and untag", function()
+      local id = t.m:save(session{ id = "r", tags = { "old" }, messages = { 1, 2, 3, 4 } }).id
+      t.m:rewind(id, 1)
+      assert.are.equal("1", srv:cli("LLEN", t.key(id, "msgs")))
+      t.m:tag(id, "new")
+      t.m:untag(id, "old")
+      assert.are.equal("0", srv:cli("EXISTS", t.prefix .. "tag:old"))
+      assert.are.equal("1", srv:cli("ZCARD", t.prefix .. "tag:new"))
+      t.m:rewind(id, 0)
+      assert.are.equal("0", srv:cli("EXISTS", t.key(id, "msgs")))
+    end)
+
+    it("leaves no key of a deleted session, and only the counter once all are gone", function()
+      local a = t.m:save(session{ tags = { "x" }, agent_name = "a", messages = { 1 } }).id
+      local b = t.m:fork(a).id
+      t.m:tag(b, "y")
+      t.m:delete(a)
+      -- the fork still names its parent, and so is filed under it
+      assert.are.same(sorted({ t.prefix .. "all", t.prefix .. "seq", t.prefix .. "agent:a",
+        t.prefix .. "tag:x", t.prefix .. "tag:y", t.prefix .. "parent:" .. a, t.key(b, "meta"),
+        t.key(b, "msgs"), t.key(b, "state") }), srv:keys(t.prefix .. "*"))
+      t.m:delete(b)
+      assert.are.same({ t.prefix .. "seq" }, srv:keys(t.prefix .. "*"))
+    end)
+  end)
+
+  describe("ids and prefixes", function()
+    it("keep ids with braces, quotes, spaces and any UTF-8 apart, and leave no key behind", function()
+      local m, prefix = stores.new_redis()
+      local ids = { "a}b", "{x}", "}", "{", "with space", "quote\"'", "日本語", "x}:meta", "all" }
+      for i, id in ipairs(ids) do
+        m:save(session{ id = id, tags = { "t" .. i, "}" }, agent_name = id, messages = { i } })
+      end
+      for i, id in ipairs(ids) do
+        local s = m:resume(id)
+        assert.are.same({ i }, s.messages)
+        assert.are.same({ "t" .. i, "}" }, s.metadata.tags)
+        assert.are.same({ id }, stores.ids(m:list{ agent_name = id }))
+      end
+      assert.are.equal(#ids, #m:list{ tag = "}" })
+      for _, id in ipairs(ids) do m:delete(id) end
+      assert.are.same({ prefix .. "seq" }, srv:keys(prefix .. "*"))
+      m:close()
+    end)
+
+    it("work with a prefix that carries a hash tag, as on Redis Cluster", function()
+      local m = agentsession.redis{ port = srv.port, prefix = "{tenant-a}:" }
+      local id = m:save(session{ tags = { "t" }, messages = { 1, 2 } }).id
+      local fork = m:fork(id, "f", { at = 1 })
+      m:rewind(id, 1)
+      assert.are.same({ id, fork.id }, stores.ids(m:list())) -- the rewind came last
+      for _, k in ipairs(srv:keys("*tenant-a*")) do
+        assert.are.equal("{tenant-a}:", k:sub(1, 11), k)
+      end
+      m:delete(fork.id)
+      m:delete(id)
+      assert.are.same({ "{tenant-a}:seq" }, srv:keys("*tenant-a*"))
+      m:close()
+    end)
+
+    it("keep stores with different prefixes or dbs apart", function()
+      local a = agentsession.redis{ port = srv.port, prefix = "apart-a:" }
+      local b = agentsession.redis{ port = srv.port, prefix = "apart-b:" }
+      local c = agentsession.redis{ port = srv.port, prefix = "apart-a:", db = 1 }
+      a:save(session{ id = "same" })
+      assert.are.same({}, b:list())
+      assert.are.same({}, c:list())
+      error_of("not_found", b.resume, b, "same")
+      a:delete("same")
+      for _, m in ipairs({ a, b, c }) do m:close() end
+    end)
+  end)
+
+  describe("round trips", function()
+    local m
+
+    before_each(function()
+      m = stores.new_redis()
+      m:list() -- connected and warm
+    end)
+
+    after_each(function()
+      m:close()
+    end)
+
+    it("are one for resume and list, two for save and each other write", function()
+      local s = session{ tags = { "t" }, messages = { 1, 2, 3 } }
+      assert.are.equal(2, trips_during(m, function() m:save(s) end))
+      local id = s.metadata.id
+      assert.are.equal(1, trips_during(m, function() m:resume(id) end))
+      assert.are.equal(1, trips_during(m, function() m:resume(id, { last = 1 }) end))
+      assert.are.equal(1, trips_during(m, function() m:list() end))
+      assert.are.equal(1, trips_during(m, function() m:list{ tags = { "t", "u" }, limit = 5 } end))
+      assert.are.equal(2, trips_during(m, function() m:save(s) end))
+      local fork
+      assert.are.equal(2, trips_during(m, function() fork = m:fork(id) end))
+      assert.are.equal(2, trips_during(m, function() m:rewind(id, 1) end))
+      assert.are.equal(2, trips_during(m, function() m:tag(id, "u") end))
+      assert.are.equal(2, trips_during(m, function() m:untag(id, "u") end))
+      assert.are.equal(2, trips_during(m, function() m:rename(id, "n") end))
+      assert.are.equal(2, trips_during(m, function() m:delete(fork.id) end))
+    end)
+
+    it("are counted by stats(), with connections and retries", function()
+      local st = m:stats()
+      assert.are.equal("redis", st.kind)
+      assert.are.equal("redis at 127.0.0.1:" .. srv.port, st.location)
+      assert.are.equal(1, st.connects)
+      assert.are.equal(0, st.retries)
+      assert.is_true(st.round_trips >= 2) -- the handshake and the list
+      srv:cli("CLIENT", "KILL", "USER", "default", "SKIPME", "yes")
+      m:list()
+      assert.are.equal(2, m:stats().connects)
+    end)
+
+    it("do not grow with the number of messages", function()
+      local msgs = {}
+      for i = 1, 500 do msgs[i] = { i = i } end
+      local s = session{ messages = msgs }
+      m:save(s)
+      assert.are.equal(1, trips_during(m, function() m:resume(s.metadata.id, { last = 10 }) end))
+      assert.are.equal(2, trips_during(m, function() m:rewind(s.metadata.id, 100) end))
+    end)
+  end)
+
+  describe("a server that fails", function()
+    local own
+
+    setup(function()
+      own = rs.start()
+    end)
+
+    after_each(function()
+      if not own.running then own:restart() end
+    end)
+
+    local function where()
+      return "127.0.0.1:" .. own.port
+    end
+
+    -- a manager on the failing server, with a prefix of its own
+    local made = 0
+    local function open(opts)
+      made = made + 1
+      opts.port, opts.prefix = own.port, "fail" .. made .. ":"
+      return agentsession.redis(opts)
+    end
+
+    it("gives unavailable naming host and port when nothing listens", function()
+      own:stop()
+      local err = error_of("unavailable", agentsession.redis, { port = own.port, timeout_ms = 500 })
+      assert.truthy(err.message:find(where(), 1, true), err.message)
+    end)
+
+    it("gives unavailable when stopped mid-run, and the next call reconnects", function()
+      local m = open{ timeout_ms = 1000 }
+      local id = m:save(session{ name = "before" }).id
+      own:stop()
+      for _, call in ipairs({
+        function() return m:resume(id) end,
+        function() return m:save(session{ name = "lost" }) end,
+        function() return m:list() end,
+        function() return m:rename(id, "x") end,
+      }) do
+        local err = error_of("unavailable", call)
+        assert.truthy(err.message:find(where(), 1, true), err.message)
+      end
+      own:restart() -- persistence is off: the server comes back empty
+      local again = m:save(session{ name = "after" }).id
+      assert.are.same({ again }, stores.ids(m:list()))
+      m:close()
+    end)
+
+    it("gives unavailable when killed mid-run, and the next call reconnects", function()
+      local m = open{}
+      m:save(session{})
+      own:kill()
+      error_of("unavailable", m.list, m)
+      own:restart()
+      assert.are.same({}, m:list())
+      m:close()
+    end)
+
+    it("gives unavailable within timeout_ms when the server does not answer, and writes nothing", function()
+      local m = open{ timeout_ms = 300 }
+      local id = m:save(session{ name = "kept" }).id
+      own:pause(3)
+      local t0 = h.monotime()
+      local err = error_of("unavailable", m.save, m, session{ id = id, name = "changed" })
+      local took = h.monotime() - t0
+      assert.truthy(err.message:find("300 ms", 1, true), err.message)
+      assert.truthy(err.message:find(where(), 1, true), err.message)
+      -- the server sleeps 3 s: the call returned long before it woke
+      assert.is_true(took < 2.5, "the call took " .. took .. " s")
+      -- once the server answers again, the next call reconnects
+      local deadline = h.monotime() + 10
+      local ok, s
+      repeat
+        ok, s = pcall(m.resume, m, id)
+        if not ok then h.sleep(0.1) end
+      until ok or h.monotime() > deadline
+      assert.is_true(ok, tostring(s))
+      assert.are.equal("kept", s.metadata.name)
+      m:close()
+    end)
+
+    it("reconnects by itself when the server dropped an idle connection", function()
+      local m = open{}
+      local id = m:save(session{ name = "idle" }).id
+      own:cli("CLIENT", "KILL", "TYPE", "normal")
+      assert.are.equal("idle", m:resume(id).metadata.name)
+      own:cli("CLIENT", "KILL", "TYPE", "normal")
+      assert.are.equal(2, m:save(m:resume(id)).version)
+      own:cli("CLIENT", "KILL", "TYPE", "normal")
+      assert.are.equal(1, #m:list())
+      m:close()
+    end)
+
+    it("sends a script's text when the server lost its scripts", function()
+      local m = open{}
+      local id = m:save(session{ tags = { "t" } }).id
+      own:cli("SCRIPT", "FLUSH")
+      assert.are.equal(id, m:resume(id).metadata.id)
+      assert.are.same({ id }, stores.ids(m:list{ tag = "t" }))
+      m:tag(id, "u")
+      assert.are.same({ "t", "u" }, m:resume(id).metadata.tags)
+      m:close()
+    end)
+  end)
+
+  describe("passwords and databases", function()
+    local locked
+
+    setup(function()
+      locked = rs.start{ password = "s3cret:/@?" }
+    end)
+
+    it("connects with the right password, in options and in a URI", function()
+      local m = agentsession.redis{ port = locked.port, password = "s3cret:/@?" }
+      local id = m:save(session{}).id
+      m:close()
+      m = agentsession.open(locked:url(0))
+      assert.are.equal(id, m:resume(id).metadata.id)
+      m:close()
+    end)
+
+    it("gives invalid naming the password when it is wrong or missing", function()
+      for _, pw in ipairs({ "wrong", false }) do
+        local err = error_of("invalid", agentsession.redis, { port = locked.port, password = pw or nil })
+        assert.truthy(tostring(err):find("invalid: password: ", 1, true), tostring(err))
+        assert.truthy(tostring(err):find("127.0.0.1:" .. locked.port, 1, true), tostring(err))
+      end
+    end)
+
+    it("gives invalid naming the db when the server has no such db", function()
+      local err = error_of("invalid", agentsession.redis, { port = srv.port, db = 16 })
+      assert.truthy(tostring(err):find("db", 1, true), tostring(err))
+      assert.truthy(tostring(err):find("16", 1, true), tostring(err))
+    end)
+  end)
+
+  describe("damaged data", function()
+    local t = fresh_store()
+
+    local function damage_is_storage(fn)
+      local err = error_of("storage", fn)
+      assert.truthy(err.message:find("127.0.0.1:" .. srv.port, 1, true), err.message)
+      return err
+    end
+
+    local cases = {
+      { "a field of the metadata that is not a number", function(id)
+        srv:cli("HSET", t.key(id, "meta"), "turn_count", "many")
+      end },
+      { "a field of the metadata out of range", function(id)
+        srv:cli("HSET", t.key(id, "meta"), "turn_count", "4294967296")
+      end },
+      { "a missing field of the metadata", function(id)
+        srv:cli("HDEL", t.key(id, "meta"), "version")
+      end },
+      { "metadata naming another id", function(id)
+        srv:cli("HSET", t.key(id, "meta"), "id", "other")
+      end },
+      { "a tag with a control character", function(id)
+        srv:cli("HSET", t.key(id, "meta"), "tags", "a\tb")
+      end },
+      { "a repeated tag", function(id)
+        srv:cli("HSET", t.key(id, "meta"), "tags", "a\na")
+      end },
+      { "messages that are not a list", function(id)
+        srv:cli("DEL", t.key(id, "msgs"))
+        srv:cli("SET", t.key(id, "msgs"), "x")
+      end },
+      { "a missing state", function(id)
+        srv:cli("DEL", t.key(id, "state"))
+      end },
+    }
+    for _, case in ipairs(cases) do
+      it("reports " .. case[1] .. " as storage, and changes nothing", function()
+        local s = session{ id = "d", tags = { "a" }, messages = { 1, 2 } }
+        t.m:save(s)
+        case[2]("d")
+        local before = srv:cli("DUMP", t.key("d", "meta"))
+        damage_is_storage(function() return t.m:resume("d") end)
+        damage_is_storage(function() return t.m:fork("d") end)
+        damage_is_storage(function() return t.m:rewind("d", 1) end)
+        assert.are.equal(before, srv:cli("DUMP", t.key("d", "meta")))
+        assert.are.equal("1", (srv:cli("ZCARD", t.prefix .. "all")))
+      end)
+    end
+
+    it("reports a message that is not JSON when it is read, forked or rewound over", function()
+      t.m:save(session{ id = "j", messages = { 1, 2, 3 } })
+      srv:cli("LSET", t.key("j", "msgs"), "1", "{not json")
+      damage_is_storage(function() return t.m:resume("j") end)
+      damage_is_storage(function() return t.m:fork("j") end)
+      damage_is_storage(function() return t.m:rewind("j", 3) end)
+      assert.are.equal("3", srv:cli("LLEN", t.key("j", "msgs")))
+      assert.are.equal("1", srv:cli("HGET", t.key("j", "meta"), "version"))
+      assert.are.equal(1, #t.m:list())
+      -- what comes before the damage can still be kept
+      assert.are.same({ 1 }, t.m:rewind("j", 1).messages)
+    end)
+
+    it("reports an index naming a session that does not exist", function()
+      t.m:save(session{ id = "real" })
+      srv:cli("ZADD", t.prefix .. "all", "99999999999999", "0000000000000001ghost")
+      local err = damage_is_storage(function() return t.m:list() end)
+      assert.truthy(err.message:find("ghost", 1, true), err.message)
+    end)
+  end)
+
+  describe("processes sharing a server", function()
+    local function child(args)
+      local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4",
+        h.q(h.root .. "/spec/helpers/redis_child.lua") }
+      for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
+      return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
+    end
+
+    local function finish(pipe)
+      local out = pipe:read("a")
+      pipe:close()
+      return out
+    end
+
+    it("lose no tag and no session when two write at once", function()
+      local m, prefix = stores.new_redis()
+      m:save(session{ id = "shared" })
+      local n = 150
+      local a = child({ "tagger", srv.host, srv.port, prefix, "shared", "a", n })
+      local b = child({ "tagger", srv.host, srv.port, prefix, "shared", "b", n })
+      local out_a, out_b = finish(a), finish(b)
+      assert.truthy(out_a:find("DONE " .. n, 1, true), out_a)
+      assert.truthy(out_b:find("DONE " .. n, 1, true), out_b)
+      local tags = m:resume("shared").metadata.tags
+      assert.are.equal(2 * n, #tags)
+      local seen = {}
+      for _, t in ipairs(tags) do seen[t] = true end
+      for i = 1, n do
+        assert.is_true(seen["a-" .. i] and seen["b-" .. i], "tag " .. i .. " lost")
+      end
+      -- the tags of each process stay in the order it added them
+      local last = { a = 0, b = 0 }
+      for _, t in ipairs(tags) do
+        local who, i = t:match("^(%a)%-(%d+)$")
+        assert.are.equal(last[who] + 1, tonumber(i))
+        last[who] = tonumber(i)
+      end
+      assert.are.equal(2 * n + 1, #m:list())
+      assert.are.equal(n, #m:list{ agent_name = "a" })
+      assert.are.equal(n, #m:list{ tag = "b" })
+      assert.are.equal(tostring(2 * n + 1), srv:cli("ZCARD", prefix .. "all"))
+      m:close()
+    end)
+
+    it("never show a reader half of a save", function()
+      local m, prefix = stores.new_redis()
+      local w = child({ "writer", srv.host, srv.port, prefix, "torn", 200 })
+      local r = child({ "reader", srv.host, srv.port, prefix, "torn", 2000 })
+      local out_w, out_r = finish(w), finish(r)
+      assert.truthy(out_w:find("DONE 200", 1, true), out_w)
+      assert.truthy(out_r:match("DONE %d+"), out_r)
+      assert.are.equal(200, #m:resume("torn").messages)
+      m:close()
+    end)
+  end)
+end)

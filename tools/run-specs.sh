@@ -1,0 +1,62 @@
+#!/bin/sh
+# Runs the command given as arguments with AGENTSESSION_TEST_TMP set to a fresh
+# private directory, where spec/helpers/redis_server.lua puts its servers.
+# Afterwards, however the command ended (failed, killed, or this script
+# interrupted by INT or TERM, which are passed on to it as TERM), kills every
+# redis-server whose pid is in a *.pid file under that directory, removes the
+# directory, and exits with the command's status.
+#   sh tools/run-specs.sh lua5.4 /usr/bin/busted [args...]
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentsession-test.XXXXXX") || {
+    echo "run-specs: cannot create a temporary directory" >&2
+    exit 1
+}
+chmod 700 "$tmp"
+export AGENTSESSION_TEST_TMP="$tmp"
+status=1
+
+is_redis() {
+    comm=$(cat "/proc/$1/comm" 2>/dev/null || ps -p "$1" -o comm= 2>/dev/null)
+    case "$comm" in
+        *redis*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+cleanup() {
+    trap - EXIT INT TERM
+    find "$tmp" -type f -name '*.pid' 2>/dev/null | while IFS= read -r f; do
+        pid=$(tr -cd '0-9' < "$f" 2>/dev/null)
+        [ -n "$pid" ] || continue
+        if is_redis "$pid"; then
+            kill -9 "$pid" 2>/dev/null
+        fi
+    done
+    rm -rf "$tmp"
+    exit "$status"
+}
+
+# On INT or TERM: pass TERM on to the command, wait for it, then clean up.
+child=
+# shellcheck disable=SC2317 # called from the traps below
+interrupted() {
+    status=$1
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
+    cleanup
+}
+trap cleanup EXIT
+trap 'interrupted 130' INT
+trap 'interrupted 143' TERM
+
+# In the background so that a signal to this script is handled at once (a
+# foreground command would delay the trap until it ends); the command then
+# has stdin from /dev/null and ignores SIGINT, which arrives as TERM instead.
+"$@" &
+child=$!
+wait "$child"
+status=$?
+child=
+cleanup
