@@ -24,7 +24,8 @@
 ** script (atomic, and it leaves the WATCH in place), and sends its writes at
 ** commit as one MULTI ... EXEC; when EXEC finds the session changed, it fails
 ** with AS_ERETRY and the manager runs the operation again. A read is one
-** script call: one round trip. Writes are two: the read, then the EXEC.
+** MULTI ... EXEC of plain reads, a list one script call: one round trip each.
+** Writes are two: the read, then the EXEC.
 **
 ** The connection is made when the store opens and again by the first call
 ** after a failure. Requests are written with MSG_NOSIGNAL (a closed socket
@@ -611,68 +612,126 @@ static void forget_loaded(redis_store *rs) {
     rs->cached = rs->old_found = 0;
 }
 
-static as_status rd_load(as_store *st, const char *id, size_t last, as_session *out,
-                         size_t *count, as_error *err) {
-    redis_store *rs = (redis_store *)st;
-    redisReply *r[2] = { NULL, NULL }, *res;
+/* A read-only load: MULTI, the reads, EXEC. Atomic, and the texts go from the
+** server's keys to the reply without passing through a script. Fills r[]
+** (up to 6 replies) and points the parts at the EXEC reply's elements. */
+static as_status load_read(redis_store *rs, const char *id, size_t last, redisReply **r,
+                           size_t *n, const redisReply **parts, as_error *err) {
+    as_buf *b = &rs->req;
+    int range = last != AS_LOAD_META && last != 0, state = last != AS_LOAD_META;
+    size_t k = 4 + (size_t)range + (size_t)state, i;
+    const redisReply *exec;
+    as_status status;
+    int bad = req_start(rs) | put_head(b, 1) | put_str(b, "MULTI") | put_head(b, 2)
+              | put_str(b, "HGETALL") | put_skey(rs, b, id, "meta") | put_head(b, 2)
+              | put_str(b, "LLEN") | put_skey(rs, b, id, "msgs");
+    if (range) {
+        char from[24];
+        if (last == AS_LOAD_ALL || last > (size_t)INT64_MAX) snprintf(from, sizeof from, "0");
+        else snprintf(from, sizeof from, "-%zu", last);
+        bad |= put_head(b, 4) | put_str(b, "LRANGE") | put_skey(rs, b, id, "msgs")
+               | put_str(b, from) | put_str(b, "-1");
+    }
+    if (state) bad |= put_head(b, 2) | put_str(b, "GET") | put_skey(rs, b, id, "state");
+    bad |= put_head(b, 1) | put_str(b, "EXEC");
+    if (bad) return as_error_nomem(err);
+    *n = k;
+    if ((status = roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
+    exec = r[k - 1];
+    if (exec->type == REDIS_REPLY_ERROR) return reply_error(rs, exec, id, err);
+    if (exec->type != REDIS_REPLY_ARRAY || exec->elements != k - 2)
+        return damaged(rs, id, "EXEC gave an unexpected reply", err);
+    for (i = 0; i < exec->elements; i++)
+        if (exec->element[i]->type == REDIS_REPLY_ERROR)
+            return reply_error(rs, exec->element[i], id, err);
+    parts[0] = exec->element[0];
+    parts[1] = exec->element[1];
+    parts[2] = range ? exec->element[2] : NULL;
+    parts[3] = state ? exec->element[2 + range] : NULL;
+    if (parts[0]->type == REDIS_REPLY_ARRAY && parts[0]->elements == 0) return AS_ENOTFOUND;
+    return AS_OK;
+}
+
+/* A load in a write transaction: WATCH the metadata key, then read through
+** the load script (atomic, and it leaves the WATCH in place). */
+static as_status load_watched(redis_store *rs, const char *id, size_t last, redisReply **r,
+                              size_t *n, const redisReply **parts, as_error *err) {
     char want[24];
-    size_t ncmd = rs->write ? 2 : 1, i;
-    int64_t seq, len;
+    const redisReply *res;
     int by_text = 0;
     as_status status;
-    memset(out, 0, sizeof *out);
     if (last == AS_LOAD_META) snprintf(want, sizeof want, "m");
     else if (last == AS_LOAD_ALL) snprintf(want, sizeof want, "a");
     else snprintf(want, sizeof want, "%zu", last);
+    *n = 2;
     for (;;) {
-        int bad = req_start(rs);
-        if (rs->write)
-            bad |= put_head(&rs->req, 2) | put_str(&rs->req, "WATCH")
-                   | put_skey(rs, &rs->req, id, "meta");
-        bad |= put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
-               | put_str(&rs->req, "3") | put_skey(rs, &rs->req, id, "meta")
-               | put_skey(rs, &rs->req, id, "msgs") | put_skey(rs, &rs->req, id, "state")
-               | put_str(&rs->req, want);
+        int bad = req_start(rs) | put_head(&rs->req, 2) | put_str(&rs->req, "WATCH")
+                  | put_skey(rs, &rs->req, id, "meta")
+                  | put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
+                  | put_str(&rs->req, "3") | put_skey(rs, &rs->req, id, "meta")
+                  | put_skey(rs, &rs->req, id, "msgs") | put_skey(rs, &rs->req, id, "state")
+                  | put_str(&rs->req, want);
         if (bad) return as_error_nomem(err);
-        if ((status = roundtrip(rs, ncmd, r, 1, err)) != AS_OK) return status;
-        if (rs->write) {
-            rs->watching = 1;
-            rs->watch_gen = rs->generation;
-        }
-        res = r[ncmd - 1];
-        if (by_text || !has_prefix(res, "NOSCRIPT")) break;
-        free_replies(r, ncmd);
+        if ((status = roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
+        rs->watching = 1;
+        rs->watch_gen = rs->generation;
+        if (by_text || !has_prefix(r[1], "NOSCRIPT")) break;
+        free_replies(r, 2);
         by_text = 1; /* the server lost its scripts (SCRIPT FLUSH): send the text */
     }
-    if (rs->write) forget_loaded(rs);
-    if (res->type == REDIS_REPLY_NIL) {
-        status = AS_ENOTFOUND;
-        if (rs->write && (rs->old_id = as_strdup(id)) == NULL) status = as_error_nomem(err);
-        else if (rs->write) rs->cached = 1;
+    res = r[1];
+    if (res->type == REDIS_REPLY_NIL) return AS_ENOTFOUND;
+    if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, id, err);
+    if (res->type != REDIS_REPLY_ARRAY || (res->elements != 2 && res->elements != 4))
+        return damaged(rs, id, "the load script gave an unexpected reply", err);
+    parts[0] = res->element[0];
+    parts[1] = res->element[1];
+    parts[2] = res->elements == 4 ? res->element[2] : NULL;
+    parts[3] = res->elements == 4 ? res->element[3] : NULL;
+    return AS_OK;
+}
+
+static as_status rd_load(as_store *st, const char *id, size_t last, as_session *out,
+                         size_t *count, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
+    const redisReply *parts[4] = { NULL, NULL, NULL, NULL };
+    size_t n = 0, i;
+    int64_t seq, len;
+    as_status status;
+    memset(out, 0, sizeof *out);
+    if (rs->write) {
+        forget_loaded(rs);
+        status = load_watched(rs, id, last, r, &n, parts, err);
+    } else status = load_read(rs, id, last, r, &n, parts, err);
+    if (status == AS_ENOTFOUND && rs->write) {
+        if ((rs->old_id = as_strdup(id)) == NULL) status = as_error_nomem(err);
+        else rs->cached = 1;
+    }
+    if (status != AS_OK) goto done;
+    if (parts[1]->type != REDIS_REPLY_INTEGER || parts[1]->integer < 0) {
+        status = damaged(rs, id, "its message count is not a number", err);
         goto done;
     }
-    if (res->type == REDIS_REPLY_ERROR) {
-        status = reply_error(rs, res, id, err);
-        goto done;
-    }
-    if (res->type != REDIS_REPLY_ARRAY || res->elements < 2
-        || (res->elements != 2 && res->elements != 4)
-        || res->element[1]->type != REDIS_REPLY_INTEGER) {
-        status = damaged(rs, id, "the load script gave an unexpected reply", err);
-        goto done;
-    }
-    if ((status = parse_meta(rs, id, res->element[0], &out->meta, &seq, err)) != AS_OK) goto done;
-    len = res->element[1]->integer;
-    if (res->elements == 4) {
-        const redisReply *msgs = res->element[2], *state = res->element[3];
-        if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements > (uint64_t)len) {
-            status = damaged(rs, id, "its messages are not a list of texts", err);
-            goto done;
-        }
+    if ((status = parse_meta(rs, id, parts[0], &out->meta, &seq, err)) != AS_OK) goto done;
+    len = parts[1]->integer;
+    if (parts[3]) {
+        const redisReply *state = parts[3];
         if (state->type != REDIS_REPLY_STRING) {
             status = damaged(rs, id, state->type == REDIS_REPLY_NIL ? "its state is missing"
                                                                      : "its state is not text",
                              err);
+            goto done;
+        }
+        if ((out->state = as_blob_new(state->str, state->len)) == NULL) {
+            status = as_error_nomem(err);
+            goto done;
+        }
+    }
+    if (parts[2]) {
+        const redisReply *msgs = parts[2];
+        if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements > (uint64_t)len) {
+            status = damaged(rs, id, "its messages are not a list of texts", err);
             goto done;
         }
         if (msgs->elements > 0
@@ -692,10 +751,6 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
             }
             out->nmsgs++;
         }
-        if ((out->state = as_blob_new(state->str, state->len)) == NULL) {
-            status = as_error_nomem(err);
-            goto done;
-        }
     }
     *count = (size_t)len;
     if (rs->write) {
@@ -711,7 +766,7 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
         rs->old_count = (size_t)len;
     }
 done:
-    free_replies(r, ncmd);
+    free_replies(r, n);
     if (status != AS_OK) as_session_clear(out);
     return status;
 }
