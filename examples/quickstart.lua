@@ -2,8 +2,9 @@
 -- create, save, resume, list, fork, rewind, tag, rename and delete sessions.
 --
 -- The sessions outlive the script: run it twice and the second run resumes,
--- lists and forks what the first one left. The file is ./agentsession-demo.db,
--- or the path in $AGENTSESSION_STORE.
+-- lists and forks what the first one left. The store is ./agentsession-demo.db,
+-- or the one $AGENTSESSION_STORE names for agentsession.open: a path, or a URI
+-- such as "redis://127.0.0.1:6379/0?prefix=demo:".
 --
 -- Run from the repository root with `make demo`.
 
@@ -15,7 +16,7 @@ end
 
 local path = os.getenv("AGENTSESSION_STORE")
 if path == nil or path == "" then path = "agentsession-demo.db" end
-local mgr <close> = agentsession.sqlite(path)
+local mgr <close> = agentsession.open(path)
 show("store", path)
 
 -- What earlier runs left in the file: sessions survive the process.

@@ -11,25 +11,32 @@ local function run(command)
 end
 
 describe("examples", function()
-  it("quickstart.lua runs the whole walkthrough, and a second run resumes the first's sessions", function()
-    local store = require("helpers.stores").new_file()
-    local command = "AGENTSESSION_STORE='" .. store .. "' lua5.4 examples/quickstart.lua"
-    local ok, output = run(command)
-    assert.is_true(ok, output)
-    for _, step in ipairs({ "store", "save", "resume", "list", "fork", "rewind", "tag", "rename", "delete" }) do
-      assert.truthy(output:find("\n" .. step .. " ", 1, true) or output:find("^" .. step .. " "), step)
-    end
-    assert.truthy(output:find("agentsession: not_found:", 1, true))
-    assert.truthy(output:find("earlier  none yet", 1, true), output)
-    local first_id = output:match("\nsave +(%x+%-[%x-]+) ")
-    assert.truthy(first_id, output)
+  local stores = require("helpers.stores")
+  local where = {
+    { "a SQLite file", function() return stores.new_file() end },
+    { "Redis", function() return stores.redis_server():url(0, "quickstart:") end },
+  }
+  for _, w in ipairs(where) do
+    it("quickstart.lua runs the whole walkthrough on " .. w[1]
+      .. ", and a second run resumes the first's sessions", function()
+      local command = "AGENTSESSION_STORE='" .. w[2]() .. "' lua5.4 examples/quickstart.lua"
+      local ok, output = run(command)
+      assert.is_true(ok, output)
+      for _, step in ipairs({ "store", "save", "resume", "list", "fork", "rewind", "tag", "rename", "delete" }) do
+        assert.truthy(output:find("\n" .. step .. " ", 1, true) or output:find("^" .. step .. " "), step)
+      end
+      assert.truthy(output:find("agentsession: not_found:", 1, true))
+      assert.truthy(output:find("earlier  none yet", 1, true), output)
+      local first_id = output:match("\nsave +(%x+%-[%x-]+) ")
+      assert.truthy(first_id, output)
 
-    ok, output = run(command)
-    assert.is_true(ok, output)
-    assert.truthy(output:find("earlier  1 session(s) left by earlier runs", 1, true), output)
-    assert.truthy(output:find("\nresume   \"final%-delivery\" from an earlier run: 3 messages"), output)
-    assert.truthy(output:find("parent=" .. first_id, 1, true), output)
-  end)
+      ok, output = run(command)
+      assert.is_true(ok, output)
+      assert.truthy(output:find("earlier  1 session(s) left by earlier runs", 1, true), output)
+      assert.truthy(output:find("\nresume   \"final%-delivery\" from an earlier run: 3 messages"), output)
+      assert.truthy(output:find("parent=" .. first_id, 1, true), output)
+    end)
+  end
 
   it("the benchmark runs in its short mode", function()
     local ok, output = run("BENCH_QUICK=1 lua5.4 bench/bench.lua")

@@ -192,7 +192,8 @@ static void drop(redis_store *rs) {
 /* ---------------------------------------------------------------- requests */
 
 /* Commands in the unified protocol, written straight into a buffer. Each
-** returns -1 when memory runs out; callers or them together. */
+** returns non-zero when memory runs out; callers chain them with ||, which
+** also keeps them in order. */
 static int put_head(as_buf *b, size_t nargs) {
     char head[32];
     int k = snprintf(head, sizeof head, "*%zu\r\n", nargs);
@@ -206,7 +207,7 @@ static int put_bulk_head(as_buf *b, size_t len) {
 }
 
 static int put_bulk(as_buf *b, const char *s, size_t len) {
-    return put_bulk_head(b, len) | as_buf_put(b, s, len) | as_buf_puts(b, "\r\n");
+    return put_bulk_head(b, len) || as_buf_put(b, s, len) || as_buf_puts(b, "\r\n");
 }
 
 static int put_str(as_buf *b, const char *s) {
@@ -222,16 +223,16 @@ static int put_int(as_buf *b, int64_t v) {
 /* P{id}:suffix */
 static int put_skey(redis_store *rs, as_buf *b, const char *id, const char *suffix) {
     size_t idlen = strlen(id), slen = strlen(suffix);
-    return put_bulk_head(b, rs->plen + idlen + slen + 3) | as_buf_put(b, rs->prefix, rs->plen)
-           | as_buf_putc(b, '{') | as_buf_put(b, id, idlen) | as_buf_puts(b, "}:")
-           | as_buf_put(b, suffix, slen) | as_buf_puts(b, "\r\n");
+    return put_bulk_head(b, rs->plen + idlen + slen + 3) || as_buf_put(b, rs->prefix, rs->plen)
+           || as_buf_putc(b, '{') || as_buf_put(b, id, idlen) || as_buf_puts(b, "}:")
+           || as_buf_put(b, suffix, slen) || as_buf_puts(b, "\r\n");
 }
 
 /* P<name><value> */
 static int put_ikey(redis_store *rs, as_buf *b, const char *name, const char *value) {
     size_t nlen = strlen(name), vlen = value ? strlen(value) : 0;
-    return put_bulk_head(b, rs->plen + nlen + vlen) | as_buf_put(b, rs->prefix, rs->plen)
-           | as_buf_put(b, name, nlen) | as_buf_put(b, value, vlen) | as_buf_puts(b, "\r\n");
+    return put_bulk_head(b, rs->plen + nlen + vlen) || as_buf_put(b, rs->prefix, rs->plen)
+           || as_buf_put(b, name, nlen) || as_buf_put(b, value, vlen) || as_buf_puts(b, "\r\n");
 }
 
 /* A session's member in the sorted sets. */
@@ -239,8 +240,8 @@ static int put_member(as_buf *b, int64_t seq, const char *id) {
     char num[20];
     size_t idlen = strlen(id);
     snprintf(num, sizeof num, "%016" PRIx64, (uint64_t)seq);
-    return put_bulk_head(b, 16 + idlen) | as_buf_put(b, num, 16) | as_buf_put(b, id, idlen)
-           | as_buf_puts(b, "\r\n");
+    return put_bulk_head(b, 16 + idlen) || as_buf_put(b, num, 16) || as_buf_put(b, id, idlen)
+           || as_buf_puts(b, "\r\n");
 }
 
 /* Starts a request: an UNWATCH first when keys are still watched from an
@@ -250,7 +251,7 @@ static int req_start(redis_store *rs) {
     rs->req_skip = 0;
     if (!rs->watching) return 0;
     rs->req_skip = 1;
-    return put_head(&rs->req, 1) | put_str(&rs->req, "UNWATCH");
+    return put_head(&rs->req, 1) || put_str(&rs->req, "UNWATCH");
 }
 
 /* ---------------------------------------------------------------- the connection */
@@ -262,10 +263,10 @@ static as_status lost(redis_store *rs, int e, as_error *err) {
         drop(rs);
         return as_error_nomem(err);
     }
-    if (e == EAGAIN || e == EWOULDBLOCK)
-        snprintf(why, sizeof why, "no reply within %d ms", rs->timeout_ms);
-    else if (ioerr && rs->c->err == REDIS_ERR_EOF)
+    if (ioerr && rs->c->err == REDIS_ERR_EOF)
         snprintf(why, sizeof why, "the server closed the connection");
+    else if (e == EAGAIN || e == EWOULDBLOCK)
+        snprintf(why, sizeof why, "no reply within %d ms", rs->timeout_ms);
     else if (ioerr)
         snprintf(why, sizeof why, "%s", rs->c->errstr);
     else
@@ -399,14 +400,14 @@ static as_status connect_server(redis_store *rs, as_error *err) {
     rs->sock_ms = -1;
     rs->watching = 0;
     if (rs->password) {
-        bad |= put_head(&b, rs->username ? 3 : 2) | put_str(&b, "AUTH");
+        bad |= put_head(&b, rs->username ? 3 : 2) || put_str(&b, "AUTH");
         if (rs->username) bad |= put_str(&b, rs->username);
         bad |= put_str(&b, rs->password);
         n++;
     }
-    bad |= put_head(&b, 2) | put_str(&b, "SELECT") | put_int(&b, rs->db);
-    bad |= put_head(&b, 3) | put_str(&b, "SCRIPT") | put_str(&b, "LOAD") | put_str(&b, load_script);
-    bad |= put_head(&b, 3) | put_str(&b, "SCRIPT") | put_str(&b, "LOAD") | put_str(&b, list_script);
+    bad |= put_head(&b, 2) || put_str(&b, "SELECT") || put_int(&b, rs->db);
+    bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, load_script);
+    bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, list_script);
     n += 3;
     if (bad) {
         as_buf_free(&b);
@@ -599,8 +600,8 @@ fail:
 
 static int put_script_call(as_buf *b, const char *sha, const char *text,
                            size_t nargs) {
-    if (sha[0]) return put_head(b, nargs + 2) | put_str(b, "EVALSHA") | put_str(b, sha);
-    return put_head(b, nargs + 2) | put_str(b, "EVAL") | put_str(b, text);
+    if (sha[0]) return put_head(b, nargs + 2) || put_str(b, "EVALSHA") || put_str(b, sha);
+    return put_head(b, nargs + 2) || put_str(b, "EVAL") || put_str(b, text);
 }
 
 static void forget_loaded(redis_store *rs) {
@@ -622,18 +623,18 @@ static as_status load_read(redis_store *rs, const char *id, size_t last, redisRe
     size_t k = 4 + (size_t)range + (size_t)state, i;
     const redisReply *exec;
     as_status status;
-    int bad = req_start(rs) | put_head(b, 1) | put_str(b, "MULTI") | put_head(b, 2)
-              | put_str(b, "HGETALL") | put_skey(rs, b, id, "meta") | put_head(b, 2)
-              | put_str(b, "LLEN") | put_skey(rs, b, id, "msgs");
+    int bad = req_start(rs) || put_head(b, 1) || put_str(b, "MULTI") || put_head(b, 2)
+              || put_str(b, "HGETALL") || put_skey(rs, b, id, "meta") || put_head(b, 2)
+              || put_str(b, "LLEN") || put_skey(rs, b, id, "msgs");
     if (range) {
         char from[24];
         if (last == AS_LOAD_ALL || last > (size_t)INT64_MAX) snprintf(from, sizeof from, "0");
         else snprintf(from, sizeof from, "-%zu", last);
-        bad |= put_head(b, 4) | put_str(b, "LRANGE") | put_skey(rs, b, id, "msgs")
-               | put_str(b, from) | put_str(b, "-1");
+        bad |= put_head(b, 4) || put_str(b, "LRANGE") || put_skey(rs, b, id, "msgs")
+               || put_str(b, from) || put_str(b, "-1");
     }
-    if (state) bad |= put_head(b, 2) | put_str(b, "GET") | put_skey(rs, b, id, "state");
-    bad |= put_head(b, 1) | put_str(b, "EXEC");
+    if (state) bad |= put_head(b, 2) || put_str(b, "GET") || put_skey(rs, b, id, "state");
+    bad |= put_head(b, 1) || put_str(b, "EXEC");
     if (bad) return as_error_nomem(err);
     *n = k;
     if ((status = roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
@@ -665,12 +666,12 @@ static as_status load_watched(redis_store *rs, const char *id, size_t last, redi
     else snprintf(want, sizeof want, "%zu", last);
     *n = 2;
     for (;;) {
-        int bad = req_start(rs) | put_head(&rs->req, 2) | put_str(&rs->req, "WATCH")
-                  | put_skey(rs, &rs->req, id, "meta")
-                  | put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
-                  | put_str(&rs->req, "3") | put_skey(rs, &rs->req, id, "meta")
-                  | put_skey(rs, &rs->req, id, "msgs") | put_skey(rs, &rs->req, id, "state")
-                  | put_str(&rs->req, want);
+        int bad = req_start(rs) || put_head(&rs->req, 2) || put_str(&rs->req, "WATCH")
+                  || put_skey(rs, &rs->req, id, "meta")
+                  || put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
+                  || put_str(&rs->req, "3") || put_skey(rs, &rs->req, id, "meta")
+                  || put_skey(rs, &rs->req, id, "msgs") || put_skey(rs, &rs->req, id, "state")
+                  || put_str(&rs->req, want);
         if (bad) return as_error_nomem(err);
         if ((status = roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
         rs->watching = 1;
@@ -789,7 +790,7 @@ static int queue_start(redis_store *rs) {
     if (rs->nq > 0) return 0;
     rs->q.len = 0;
     rs->nq = 1;
-    return put_head(&rs->q, 1) | put_str(&rs->q, "MULTI");
+    return put_head(&rs->q, 1) || put_str(&rs->q, "MULTI");
 }
 
 /* ZREM of the old member from every index the loaded session was in. */
@@ -799,19 +800,19 @@ static int queue_unindex(redis_store *rs) {
     int bad = 0;
     size_t i;
     if (!rs->old_found) return 0;
-    bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "all", NULL)
-           | put_member(q, rs->old_seq, m->id);
-    bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "agent:", m->agent_name)
-           | put_member(q, rs->old_seq, m->id);
+    bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "all", NULL)
+           || put_member(q, rs->old_seq, m->id);
+    bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "agent:", m->agent_name)
+           || put_member(q, rs->old_seq, m->id);
     rs->nq += 2;
     if (m->parent_id) {
-        bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "parent:", m->parent_id)
-               | put_member(q, rs->old_seq, m->id);
+        bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "parent:", m->parent_id)
+               || put_member(q, rs->old_seq, m->id);
         rs->nq++;
     }
     for (i = 0; i < m->ntags; i++) {
-        bad |= put_head(q, 3) | put_str(q, "ZREM") | put_ikey(rs, q, "tag:", m->tags[i])
-               | put_member(q, rs->old_seq, m->id);
+        bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "tag:", m->tags[i])
+               || put_member(q, rs->old_seq, m->id);
         rs->nq++;
     }
     return bad;
@@ -820,21 +821,21 @@ static int queue_unindex(redis_store *rs) {
 static int queue_meta(redis_store *rs, const as_meta *m) {
     as_buf *q = &rs->q;
     size_t i, tlen = 0, pairs = 8 + (m->name != NULL) + (m->parent_id != NULL);
-    int bad = put_head(q, 2) | put_str(q, "DEL") | put_skey(rs, q, m->id, "meta");
-    bad |= put_head(q, 2 + 2 * pairs) | put_str(q, "HSET") | put_skey(rs, q, m->id, "meta");
-    bad |= put_str(q, "id") | put_str(q, m->id) | put_str(q, "agent_name")
-           | put_str(q, m->agent_name);
-    if (m->name) bad |= put_str(q, "name") | put_str(q, m->name);
-    if (m->parent_id) bad |= put_str(q, "parent_id") | put_str(q, m->parent_id);
+    int bad = put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "meta");
+    bad |= put_head(q, 2 + 2 * pairs) || put_str(q, "HSET") || put_skey(rs, q, m->id, "meta");
+    bad |= put_str(q, "id") || put_str(q, m->id) || put_str(q, "agent_name")
+           || put_str(q, m->agent_name);
+    if (m->name) bad |= put_str(q, "name") || put_str(q, m->name);
+    if (m->parent_id) bad |= put_str(q, "parent_id") || put_str(q, m->parent_id);
     for (i = 0; i < m->ntags; i++) tlen += strlen(m->tags[i]) + (i > 0);
-    bad |= put_str(q, "tags") | put_bulk_head(q, tlen);
+    bad |= put_str(q, "tags") || put_bulk_head(q, tlen);
     for (i = 0; i < m->ntags; i++)
-        bad |= (i > 0 ? as_buf_putc(q, '\n') : 0) | as_buf_put(q, m->tags[i], strlen(m->tags[i]));
+        bad |= (i > 0 ? as_buf_putc(q, '\n') : 0) || as_buf_put(q, m->tags[i], strlen(m->tags[i]));
     bad |= as_buf_puts(q, "\r\n");
-    bad |= put_str(q, "created_at") | put_int(q, m->created_at) | put_str(q, "updated_at")
-           | put_int(q, m->updated_at) | put_str(q, "turn_count") | put_int(q, m->turn_count)
-           | put_str(q, "total_tokens") | put_int(q, (int64_t)m->total_tokens)
-           | put_str(q, "version") | put_int(q, m->version);
+    bad |= put_str(q, "created_at") || put_int(q, m->created_at) || put_str(q, "updated_at")
+           || put_int(q, m->updated_at) || put_str(q, "turn_count") || put_int(q, m->turn_count)
+           || put_str(q, "total_tokens") || put_int(q, (int64_t)m->total_tokens)
+           || put_str(q, "version") || put_int(q, m->version);
     rs->nq += 2;
     return bad;
 }
@@ -843,13 +844,13 @@ static int queue_meta(redis_store *rs, const as_meta *m) {
 static int queue_index(redis_store *rs, const as_meta *m) {
     as_buf *q = &rs->q;
     size_t i, nkeys = 4 + (m->parent_id != NULL) + m->ntags;
-    int bad = put_head(q, 3 + nkeys + 2) | put_str(q, "EVAL") | put_str(q, index_script)
-              | put_int(q, (int64_t)nkeys) | put_ikey(rs, q, "seq", NULL)
-              | put_skey(rs, q, m->id, "meta") | put_ikey(rs, q, "all", NULL)
-              | put_ikey(rs, q, "agent:", m->agent_name);
+    int bad = put_head(q, 3 + nkeys + 2) || put_str(q, "EVAL") || put_str(q, index_script)
+              || put_int(q, (int64_t)nkeys) || put_ikey(rs, q, "seq", NULL)
+              || put_skey(rs, q, m->id, "meta") || put_ikey(rs, q, "all", NULL)
+              || put_ikey(rs, q, "agent:", m->agent_name);
     if (m->parent_id) bad |= put_ikey(rs, q, "parent:", m->parent_id);
     for (i = 0; i < m->ntags; i++) bad |= put_ikey(rs, q, "tag:", m->tags[i]);
-    bad |= put_int(q, m->updated_at) | put_str(q, m->id);
+    bad |= put_int(q, m->updated_at) || put_str(q, m->id);
     rs->nq++;
     return bad;
 }
@@ -866,26 +867,26 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     } else if (!(rs->cached && strcmp(rs->old_id, m->id) == 0)) {
         forget_loaded(rs); /* a new id (a fork): nothing to unindex */
     }
-    bad = queue_start(rs) | queue_meta(rs, m);
+    bad = queue_start(rs) || queue_meta(rs, m);
     if (w->keep == 0) {
-        bad |= put_head(q, 2) | put_str(q, "DEL") | put_skey(rs, q, m->id, "msgs");
+        bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "msgs");
         rs->nq++;
     } else if (w->keep != AS_KEEP_ALL && rs->old_found && w->keep < rs->old_count) {
-        bad |= put_head(q, 4) | put_str(q, "LTRIM") | put_skey(rs, q, m->id, "msgs")
-               | put_str(q, "0") | put_int(q, (int64_t)w->keep - 1);
+        bad |= put_head(q, 4) || put_str(q, "LTRIM") || put_skey(rs, q, m->id, "msgs")
+               || put_str(q, "0") || put_int(q, (int64_t)w->keep - 1);
         rs->nq++;
     }
     if (w->nappend > 0) {
-        bad |= put_head(q, 2 + w->nappend) | put_str(q, "RPUSH") | put_skey(rs, q, m->id, "msgs");
+        bad |= put_head(q, 2 + w->nappend) || put_str(q, "RPUSH") || put_skey(rs, q, m->id, "msgs");
         for (i = 0; i < w->nappend; i++) bad |= put_bulk(q, w->append[i]->text, w->append[i]->len);
         rs->nq++;
     }
     if (w->state) {
-        bad |= put_head(q, 3) | put_str(q, "SET") | put_skey(rs, q, m->id, "state")
-               | put_bulk(q, w->state->text, w->state->len);
+        bad |= put_head(q, 3) || put_str(q, "SET") || put_skey(rs, q, m->id, "state")
+               || put_bulk(q, w->state->text, w->state->len);
         rs->nq++;
     }
-    bad |= queue_unindex(rs) | queue_index(rs, m);
+    bad |= queue_unindex(rs) || queue_index(rs, m);
     return bad ? as_error_nomem(err) : AS_OK;
 }
 
@@ -895,8 +896,8 @@ static as_status rd_remove(as_store *st, const char *id, as_error *err) {
     as_status status = ensure_loaded(rs, id, err);
     int bad;
     if (status != AS_OK) return status;
-    bad = queue_start(rs) | put_head(q, 4) | put_str(q, "DEL") | put_skey(rs, q, id, "meta")
-          | put_skey(rs, q, id, "msgs") | put_skey(rs, q, id, "state");
+    bad = queue_start(rs) || put_head(q, 4) || put_str(q, "DEL") || put_skey(rs, q, id, "meta")
+          || put_skey(rs, q, id, "msgs") || put_skey(rs, q, id, "state");
     rs->nq++;
     bad |= queue_unindex(rs);
     return bad ? as_error_nomem(err) : AS_OK;
@@ -956,7 +957,7 @@ static as_status rd_commit(as_store *st, as_error *err) {
     }
     /* the session was read on a connection since lost: what it watched is gone */
     if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return retry(rs);
-    if (put_head(&rs->q, 1) | put_str(&rs->q, "EXEC")
+    if (put_head(&rs->q, 1) || put_str(&rs->q, "EXEC")
         || (r = as_calloc(n, sizeof *r)) == NULL) {
         rd_rollback(st);
         return as_error_nomem(err);
@@ -1008,23 +1009,23 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     as_status status;
     for (;;) {
         as_buf *b = &rs->req;
-        int bad = req_start(rs) | put_script_call(b, by_text ? "" : rs->list_sha, list_script,
+        int bad = req_start(rs) || put_script_call(b, by_text ? "" : rs->list_sha, list_script,
                                                   10 + f->ntags)
-                  | put_str(b, "1");
+                  || put_str(b, "1");
         if (tagged) bad |= put_ikey(rs, b, "tag:", f->tags[0]);
         else if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
         else if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
         else bad |= put_ikey(rs, b, "all", NULL);
         snprintf(num, sizeof num, "%zu", f->offset);
-        bad |= put_bulk(b, rs->prefix, rs->plen) | put_str(b, num);
+        bad |= put_bulk(b, rs->prefix, rs->plen) || put_str(b, num);
         if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");
         else {
             snprintf(num, sizeof num, "%zu", f->limit);
             bad |= put_str(b, num);
         }
-        bad |= put_str(b, exact ? "1" : "0") | put_str(b, agent ? "1" : "0")
-               | put_str(b, agent ? f->agent_name : "") | put_str(b, parent ? "1" : "0")
-               | put_str(b, parent ? f->parent_id : "");
+        bad |= put_str(b, exact ? "1" : "0") || put_str(b, agent ? "1" : "0")
+               || put_str(b, agent ? f->agent_name : "") || put_str(b, parent ? "1" : "0")
+               || put_str(b, parent ? f->parent_id : "");
         for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
         if (bad) return as_error_nomem(err);
         if ((status = roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
@@ -1097,9 +1098,9 @@ as_status as_store_redis_open(const as_redis_opts *o, as_store **out, as_error *
     rs->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : AS_REDIS_DEFAULT_TIMEOUT_MS;
     rs->sock_ms = -1;
     rs->jitter = (uint32_t)mono_us() | 1u;
-    if (copy_opt(&rs->host, host) | copy_opt(&rs->username, o->username)
-        | copy_opt(&rs->password, o->password)
-        | copy_opt(&rs->prefix, o->prefix ? o->prefix : AS_REDIS_DEFAULT_PREFIX)) {
+    if (copy_opt(&rs->host, host) || copy_opt(&rs->username, o->username)
+        || copy_opt(&rs->password, o->password)
+        || copy_opt(&rs->prefix, o->prefix ? o->prefix : AS_REDIS_DEFAULT_PREFIX)) {
         rd_close(&rs->base);
         return as_error_nomem(err);
     }
