@@ -26,6 +26,7 @@ build = {
   type = "builtin",
   modules = {
     ["agentsession"] = "lua/agentsession/init.lua",
+    ["agentsession.conformance"] = "lua/agentsession/conformance.lua",
     ["agentsession.core"] = {
       sources = {
         "csrc/core/as_alloc.c",
@@ -38,6 +39,7 @@ build = {
         "csrc/core/as_store_memory.c",
         "csrc/core/as_store_redis.c",
         "csrc/core/as_store_sqlite.c",
+        "csrc/lua/lcustom.c",
         "csrc/lua/lerror.c",
         "csrc/lua/ljson.c",
         "csrc/lua/lmanager.c",

@@ -38,6 +38,14 @@ describe("examples", function()
     end)
   end
 
+  it("file_store.lua, run as a script, passes the conformance suite", function()
+    local ok, output = run("lua5.4 examples/file_store.lua")
+    assert.is_true(ok, output)
+    local passed, failed = output:match("file store: (%d+) passed, (%d+) failed")
+    assert.are.equal("0", failed, output)
+    assert.are.equal(#require("agentsession.conformance").checks, tonumber(passed), output)
+  end)
+
   it("the benchmark runs in its short mode", function()
     local ok, output = run("BENCH_QUICK=1 lua5.4 bench/bench.lua")
     assert.is_true(ok, output)

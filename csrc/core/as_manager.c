@@ -103,13 +103,18 @@ static as_status check_id(const char *id, as_error *err) {
     return as_check_id(id, strlen(id), "id", err);
 }
 
+/* The error of an id the store does not have, unless the store told its own
+** (a custom store's backend may raise not_found with a message of its own). */
+static void not_found(as_error *err, const char *id) {
+    if (err->status == AS_ENOTFOUND && err->message[0]) return;
+    as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
+    as_error_set_id(err, id);
+}
+
 static as_status load_meta(as_manager *m, const char *id, as_session *out, size_t *count,
                            as_error *err) {
     as_status st = m->store->ops->load(m->store, id, AS_LOAD_META, out, count, err);
-    if (st == AS_ENOTFOUND) {
-        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-        as_error_set_id(err, id);
-    }
+    if (st == AS_ENOTFOUND) not_found(err, id);
     return st;
 }
 
@@ -187,6 +192,7 @@ static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_
     w.append = s->msgs;
     w.nappend = s->nmsgs;
     w.state = state;
+    w.from = NULL;
     return m->store->ops->write(m->store, &w, err);
 }
 
@@ -220,10 +226,7 @@ as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_sessi
     do {
         if ((st = begin(m, 0, err)) != AS_OK) break;
         st = m->store->ops->load(m->store, id, last, out, &count, err);
-        if (st == AS_ENOTFOUND) {
-            as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-            as_error_set_id(err, id);
-        }
+        if (st == AS_ENOTFOUND) not_found(err, id);
         if ((st = finish(m, st, err)) != AS_OK) as_session_clear(out);
     } while (st == AS_ERETRY);
     return st;
@@ -260,10 +263,7 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     char uuid[37];
     as_write w;
     as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, &src, &count, err);
-    if (st == AS_ENOTFOUND) {
-        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-        as_error_set_id(err, id);
-    }
+    if (st == AS_ENOTFOUND) not_found(err, id);
     if (st != AS_OK) goto done;
     keep = at < src.nmsgs ? at : src.nmsgs;
     if ((st = check_texts(m, &src, keep, err)) != AS_OK) goto done;
@@ -289,6 +289,7 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     w.append = src.msgs;
     w.nappend = keep;
     w.state = src.state;
+    w.from = id;
     st = m->store->ops->write(m->store, &w, err);
 done:
     as_session_clear(&src);
@@ -317,10 +318,7 @@ static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, a
     size_t count, keep, i;
     as_write w;
     as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err);
-    if (st == AS_ENOTFOUND) {
-        as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-        as_error_set_id(err, id);
-    }
+    if (st == AS_ENOTFOUND) not_found(err, id);
     if (st != AS_OK) return st;
     keep = turn_index < out->nmsgs ? (size_t)turn_index : out->nmsgs;
     for (i = keep; i < out->nmsgs; i++) as_blob_unref(out->msgs[i]);
@@ -335,6 +333,7 @@ static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, a
     w.append = NULL;
     w.nappend = 0;
     w.state = NULL;
+    w.from = NULL;
     return m->store->ops->write(m->store, &w, err);
 }
 
@@ -361,6 +360,7 @@ static as_status write_meta(as_manager *m, as_meta *meta, as_error *err) {
     w.append = NULL;
     w.nappend = 0;
     w.state = NULL;
+    w.from = NULL;
     return m->store->ops->write(m->store, &w, err);
 }
 
@@ -447,10 +447,7 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
     do {
         if ((st = begin(m, 1, err)) != AS_OK) break;
         st = m->store->ops->remove(m->store, id, err);
-        if (st == AS_ENOTFOUND) {
-            as_error_set(err, AS_ENOTFOUND, "no session with id \"%s\"", id);
-            as_error_set_id(err, id);
-        }
+        if (st == AS_ENOTFOUND) not_found(err, id);
         st = finish(m, st, err);
     } while (st == AS_ERETRY);
     return st;

@@ -33,6 +33,9 @@ typedef struct as_write {
     as_blob *const *append;
     size_t nappend;
     as_blob *state;        /* NULL: the stored state stays */
+    /* Non-NULL for a fork: the appended messages are the first `nappend` of
+    ** this session, so a store may copy them where they lie. */
+    const char *from;
 } as_write;
 
 /* Counters a store may keep of its work (all zero when it keeps none). */

@@ -39,6 +39,9 @@ int lbind_error(lua_State *L, const as_error *err);
 /* Raises an error object of the given status with a message. */
 int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...);
 void lbind_error_open(lua_State *L);
+/* When the value at idx is an agentsession error object, fills err with it and
+** returns 1; else returns 0. Runs no Lua code. */
+int lbind_error_get(lua_State *L, int idx, as_error *err);
 
 /* A buffer kept by the Lua state for encoding and decoding (never held across
 ** calls into Lua code, which the codec does not make). */
@@ -57,6 +60,11 @@ void lbind_json_open(lua_State *L);
 /* With `sorted`, messages and state are encoded with sorted keys (see lbind_encode). */
 as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                            as_error *err);
+/* The metadata of a session table, and how many messages it has (not encoded). */
+as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, size_t *nmsgs,
+                                as_error *err);
+/* A metadata table (as list() gives) to core metadata. */
+as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err);
 void lbind_push_meta(lua_State *L, const as_meta *m);
 void lbind_push_tags(lua_State *L, const as_meta *m);
 /* Pushes {metadata, messages, state}; raises a storage error when a stored value
@@ -83,11 +91,17 @@ struct as_store;
 void lbind_manager_opts(lua_State *L, int arg, const char *const *names,
                         struct as_manager_opts *opts);
 void lbind_manager_new(lua_State *L);
+/* A store whose work calls into Lua learns, before every method runs, which
+** Lua state (thread) calls it; `enter` returns non-zero when the store is
+** busy (a backend function called its own manager), and the method raises. */
+typedef int (*lbind_enter_fn)(void *store, lua_State *L);
+void lbind_manager_set_enter(lua_State *L, int idx, lbind_enter_fn enter, void *store);
 int lbind_manager_start(lua_State *L, struct as_store *store, const struct as_manager_opts *opts);
 
 void lbind_manager_open(lua_State *L);
 void lbind_sqlite_open(lua_State *L);
 void lbind_redis_open(lua_State *L);
+void lbind_custom_open(lua_State *L);
 
 /* The only exported symbol. */
 __attribute__((visibility("default"))) int luaopen_agentsession_core(lua_State *L);

@@ -76,6 +76,38 @@ static int error_new(lua_State *L) {
     return 1;
 }
 
+int lbind_error_get(lua_State *L, int idx, as_error *err) {
+    static const char *const kinds[] = {
+        "not_found", "invalid", "too_large", "conflict", "storage", "unavailable", "closed", NULL
+    };
+    static const as_status statuses[] = {
+        AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE,
+        AS_ECLOSED
+    };
+    int yes = 0, i;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, LBIND_ERROR_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!yes) return 0;
+    as_error_clear(err);
+    err->status = AS_ESTORAGE;
+    lua_pushliteral(L, "kind");
+    if (lua_rawget(L, idx) == LUA_TSTRING)
+        for (i = 0; kinds[i]; i++)
+            if (strcmp(lua_tostring(L, -1), kinds[i]) == 0) err->status = statuses[i];
+    lua_pop(L, 1);
+    lua_pushliteral(L, "message");
+    if (lua_rawget(L, idx) == LUA_TSTRING)
+        snprintf(err->message, sizeof err->message, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_pushliteral(L, "id");
+    if (lua_rawget(L, idx) == LUA_TSTRING) as_error_set_id(err, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 1;
+}
+
 void lbind_error_open(lua_State *L) {
     if (luaL_newmetatable(L, LBIND_ERROR_MT)) {
         lua_pushcfunction(L, error_tostring);

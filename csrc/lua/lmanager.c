@@ -15,6 +15,8 @@
 
 typedef struct lmanager {
     as_manager *m; /* NULL once closed */
+    lbind_enter_fn enter;
+    void *store;
 } lmanager;
 
 static lmanager *check_manager_at(lua_State *L, int arg) {
@@ -25,9 +27,15 @@ static lmanager *check_manager(lua_State *L) {
     return check_manager_at(L, 1);
 }
 
+static void enter(lua_State *L, lmanager *lm) {
+    if (lm->m && lm->enter && lm->enter(lm->store, L))
+        lbind_errorf(L, AS_EINVALID, NULL, "the manager is busy: a function of its backend called it");
+}
+
 static as_manager *check_open(lua_State *L) {
     lmanager *lm = check_manager(L);
     if (lm->m == NULL) return (lbind_errorf(L, AS_ECLOSED, NULL, "the manager is closed"), NULL);
+    enter(L, lm);
     return lm->m;
 }
 
@@ -329,6 +337,7 @@ static int m_delete(lua_State *L) {
 static int m_close(lua_State *L) {
     lmanager *lm = check_manager(L);
     as_manager *m = lm->m;
+    enter(L, lm);
     lm->m = NULL;
     as_manager_free(m);
     return 0;
@@ -370,6 +379,8 @@ static int m_tostring(lua_State *L) {
 void lbind_manager_new(lua_State *L) {
     lmanager *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
+    lm->enter = NULL;
+    lm->store = NULL;
     luaL_setmetatable(L, LBIND_MANAGER_MT);
 }
 
@@ -380,6 +391,12 @@ int lbind_manager_start(lua_State *L, as_store *store, const as_manager_opts *op
     as_error_clear(&err);
     if (as_manager_new(store, opts, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
     return 1;
+}
+
+void lbind_manager_set_enter(lua_State *L, int idx, lbind_enter_fn fn, void *store) {
+    lmanager *lm = check_manager_at(L, idx);
+    lm->enter = fn;
+    lm->store = store;
 }
 
 void lbind_manager_opts(lua_State *L, int arg, const char *const *names, as_manager_opts *opts) {
@@ -438,4 +455,5 @@ void lbind_manager_open(lua_State *L) {
     lua_setfield(L, -2, "memory");
     lbind_sqlite_open(L);
     lbind_redis_open(L);
+    lbind_custom_open(L);
 }

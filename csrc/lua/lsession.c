@@ -228,6 +228,33 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int 
     return st;
 }
 
+as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, size_t *nmsgs,
+                                as_error *err) {
+    lua_Integer n = 0;
+    as_status st;
+    idx = lua_absindex(L, idx);
+    if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
+    lbind_rawfield(L, idx, "metadata");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return invalid(err, "metadata", "%s", "must be a table");
+    }
+    st = to_meta(L, lua_gettop(L), m, err);
+    lua_pop(L, 1);
+    if (st != AS_OK) return st;
+    lbind_rawfield(L, idx, "messages");
+    if (!lua_isnil(L, -1) && (!lua_istable(L, -1) || (n = array_len(L, -1)) < 0))
+        st = invalid(err, "messages", "%s", "must be an array");
+    lua_pop(L, 1);
+    *nmsgs = (size_t)n;
+    return st;
+}
+
+as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
+    if (!lua_istable(L, idx)) return invalid(err, "metadata", "%s", "must be a table");
+    return to_meta(L, lua_absindex(L, idx), m, err);
+}
+
 /* ---------------------------------------------------------------- to Lua */
 
 void lbind_push_tags(lua_State *L, const as_meta *m) {

@@ -17,6 +17,7 @@ local M = {
   memory = core.memory,
   sqlite = core.sqlite,
   redis = core.redis,
+  custom = core.custom,
 }
 
 local function fail(kind, message, level)

@@ -52,5 +52,23 @@ end
 M[1] = { name = "memory", new = function(opts) return agentsession.memory(opts) end }
 M[2] = { name = "sqlite", new = function(opts) return agentsession.sqlite(M.new_file(), opts) end }
 M[3] = { name = "redis", new = function(opts) return (M.new_redis(opts)) end }
+M[4] = { name = "custom", new = function(opts)
+  return agentsession.custom(require("helpers.lua_backend").new(), opts)
+end }
+M[5] = { name = "custom with every optional function", new = function(opts)
+  return agentsession.custom(require("helpers.lua_backend").new{ fast = true }, opts)
+end }
+
+-- examples/file_store.lua: a folder of JSON files, each store in a new folder.
+local folders = 0
+function M.new_folder()
+  folders = folders + 1
+  local path = M.tmpdir() .. "/folder" .. folders
+  assert(os.execute("mkdir '" .. path .. "'"), "cannot create " .. path)
+  return path
+end
+M[6] = { name = "file store example", new = function(opts)
+  return dofile("examples/file_store.lua").open(M.new_folder(), opts)
+end }
 
 return M

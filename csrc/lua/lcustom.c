@@ -1,0 +1,615 @@
+/*
+** agentsession.custom(backend [, opts]): a store written in Lua.
+**
+** The backend is a table of plain functions, called as backend.load(id):
+**
+**   load(id [, { last = n }]) -> session | nil   (required)
+**   store(session)                                (required; creates or replaces)
+**   remove(id) -> existed                         (required)
+**   list() -> { metadata, ... }                   (required; any order)
+**   query(filter) -> { metadata, ... }            (optional: a filtered list)
+**   update(metadata)                              (optional: tag, untag, rename)
+**   rewind(id, keep, metadata)                    (optional: keep the first messages)
+**   fork(source_id, metadata, count)              (optional: copy a session's first messages)
+**   close()                                       (optional)
+**
+** This file is a store like the others, behind the store interface: the
+** manager keeps every rule of the contract and this store keeps what it is
+** told, by calling the backend. Every call into Lua runs under lua_pcall, so
+** an error raised by a backend (or a Lua memory error) never jumps over the
+** manager's C frames; it becomes a storage error carrying the backend's
+** message, or, when the backend raised an agentsession error, that error.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lbind.h"
+#include "../core/as_alloc.h"
+#include "../core/as_manager.h"
+
+typedef struct custom_store {
+    as_store base;
+    lua_State *L;      /* the thread of the method under way */
+    int backend;       /* registry references */
+    int order;         /* id -> number of this manager's last write to it */
+    int loaded;        /* the session table loaded in this transaction, or LUA_NOREF */
+    char *loaded_id;   /* its id; NULL when nothing was loaded */
+    int loaded_found;  /* 0: load said there is no such session */
+    int64_t seq;       /* writes made through this store */
+    int write;         /* the transaction under way writes */
+    int busy;          /* a backend function is running */
+    as_buf buf;
+} custom_store;
+
+/* What a protected step works on. */
+typedef struct step {
+    custom_store *cs;
+    as_error *err;
+    as_status st;
+    const char *id;
+    size_t last;
+    int write;
+    as_session *out;
+    size_t *count;
+    const as_write *w;
+    const as_filter *f;
+    as_meta_list *list;
+    /* list's gathered entries, freed by whoever runs the step */
+    struct entry *entries;
+    size_t nentries;
+} step;
+
+typedef struct entry {
+    as_meta meta;
+    int64_t seq;  /* this manager's last write to it; 0 when none */
+    size_t index; /* where the backend listed it */
+} entry;
+
+static as_status fail(as_error *err, as_status st, const char *fmt, const char *a, const char *b) {
+    return as_error_set(err, st, fmt, a, b);
+}
+
+/* Pushes backend[name] (raw); returns its type. */
+static int backend_fn(lua_State *L, custom_store *cs, const char *name) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->backend);
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+/* Calls backend[name] with the nargs values on the stack (the function was
+** pushed below them), keeping one result. On failure fills s->err: the
+** backend's own agentsession error as it is, anything else as storage. */
+static as_status call(lua_State *L, step *s, const char *name, int nargs) {
+    if (lua_pcall(L, nargs, 1, 0) == LUA_OK) return AS_OK;
+    if (!lbind_error_get(L, -1, s->err)) {
+        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                         : luaL_typename(L, -1);
+        fail(s->err, AS_ESTORAGE, "custom store: backend.%s raised: %.400s", name, msg);
+    }
+    lua_pop(L, 1);
+    return s->err->status;
+}
+
+static as_status garbage(step *s, const char *name, const as_error *why) {
+    char what[AS_ERROR_MESSAGE_MAX];
+    snprintf(what, sizeof what, "%.200s%s%.300s", why->path, why->path[0] ? ": " : "",
+             why->message);
+    return fail(s->err, AS_ESTORAGE, "custom store: backend.%s returned %.400s", name, what);
+}
+
+static void forget_loaded(lua_State *L, custom_store *cs) {
+    luaL_unref(L, LUA_REGISTRYINDEX, cs->loaded);
+    cs->loaded = LUA_NOREF;
+    as_free(cs->loaded_id);
+    cs->loaded_id = NULL;
+}
+
+/* Pushes the table of the session loaded in this transaction. */
+static int push_loaded(lua_State *L, custom_store *cs, const char *id) {
+    if (cs->loaded_id == NULL || !cs->loaded_found || strcmp(cs->loaded_id, id) != 0) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->loaded);
+    return 1;
+}
+
+/* ---------------------------------------------------------------- load */
+
+static int step_load(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    custom_store *cs = s->cs;
+    as_session *out = s->out;
+    int nargs = 1, t;
+    size_t n, i, drop;
+    as_error why;
+    backend_fn(L, cs, "load");
+    lua_pushstring(L, s->id);
+    if (!s->write && s->last != AS_LOAD_ALL && s->last != AS_LOAD_META) {
+        /* a hint: the backend may give only the last n messages */
+        lua_createtable(L, 0, 1);
+        lua_pushinteger(L, (lua_Integer)(s->last > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER
+                                                                           : (lua_Integer)s->last));
+        lua_setfield(L, -2, "last");
+        nargs = 2;
+    }
+    if ((s->st = call(L, s, "load", nargs)) != AS_OK) return 0;
+    t = lua_type(L, -1);
+    if (s->write) {
+        forget_loaded(L, cs);
+        if ((cs->loaded_id = as_strdup(s->id)) == NULL) return (s->st = as_error_nomem(s->err)), 0;
+        cs->loaded_found = 0;
+    }
+    if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+        s->st = AS_ENOTFOUND;
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        as_error_set(&why, AS_ESTORAGE, "a %s, not a session table or nil", lua_typename(L, t));
+        s->st = garbage(s, "load", &why);
+        return 0;
+    }
+    as_error_clear(&why);
+    if (s->last == AS_LOAD_META) s->st = lbind_to_session_meta(L, -1, &out->meta, &n, &why);
+    else {
+        s->st = lbind_to_session(L, -1, out, &cs->buf, 0, &why);
+        n = out->nmsgs;
+    }
+    if (s->st != AS_OK) {
+        if (s->st != AS_ENOMEM) s->st = garbage(s, "load", &why);
+        else *s->err = why;
+        return 0;
+    }
+    if (strcmp(out->meta.id, s->id) != 0) {
+        as_error_set(&why, AS_ESTORAGE, "the session \"%.64s\" for the id asked", out->meta.id);
+        s->st = garbage(s, "load", &why);
+        return 0;
+    }
+    if (s->last != AS_LOAD_META) {
+        if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
+            return (s->st = as_error_nomem(s->err)), 0;
+        drop = s->last < out->nmsgs ? out->nmsgs - s->last : 0;
+        for (i = 0; i < drop; i++) as_blob_unref(out->msgs[i]);
+        if (drop > 0) {
+            memmove(out->msgs, out->msgs + drop, (out->nmsgs - drop) * sizeof(as_blob *));
+            out->nmsgs -= drop;
+        }
+    }
+    *s->count = n;
+    if (s->write) {
+        lua_pushvalue(L, -1);
+        cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
+        cs->loaded_found = 1;
+    }
+    s->st = AS_OK;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- running a step */
+
+/* Runs fn(s) under lua_pcall on the calling thread, restoring its stack. */
+static as_status run(custom_store *cs, lua_CFunction fn, step *s) {
+    lua_State *L = cs->L;
+    int top = lua_gettop(L), rc;
+    if (!lua_checkstack(L, 30)) return as_error_nomem(s->err);
+    s->cs = cs;
+    s->st = AS_OK;
+    cs->busy = 1;
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, s);
+    rc = lua_pcall(L, 1, 0, 0);
+    cs->busy = 0;
+    if (rc != LUA_OK) {
+        /* a Lua error outside a backend call: out of memory, or an error
+        ** object whose __tostring failed */
+        if (rc == LUA_ERRMEM) s->st = as_error_nomem(s->err);
+        else s->st = as_error_set(s->err, AS_ESTORAGE, "custom store: %.400s",
+                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                 : "an error in Lua");
+    }
+    lua_settop(L, top);
+    return s->st;
+}
+
+static as_status cu_load(as_store *st, const char *id, size_t last, as_session *out,
+                         size_t *count, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    step s = { 0 };
+    memset(out, 0, sizeof *out);
+    s.err = err;
+    s.id = id;
+    s.last = last;
+    s.write = cs->write;
+    s.out = out;
+    s.count = count;
+    if (run(cs, step_load, &s) != AS_OK) as_session_clear(out);
+    return s.st;
+}
+
+/* ---------------------------------------------------------------- write */
+
+/* Pushes a new array of the first `n` entries of the array at idx. */
+static void push_prefix(lua_State *L, int idx, size_t n) {
+    size_t i;
+    idx = lua_absindex(L, idx);
+    lua_createtable(L, n < 100000 ? (int)n : 0, 0);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        lua_rawseti(L, -2, (lua_Integer)i);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+}
+
+static as_status push_decoded(lua_State *L, step *s, const as_blob *b) {
+    as_error why;
+    as_error_clear(&why);
+    if (lbind_decode(L, b->text, b->len, NULL, &why) == AS_OK) return AS_OK;
+    *s->err = why;
+    return why.status;
+}
+
+static int step_write(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    custom_store *cs = s->cs;
+    const as_write *w = s->w;
+    const char *id = w->meta->id;
+    int have, session;
+    size_t i, keep = w->keep;
+    have = w->create ? 0 : push_loaded(L, cs, id);
+    if (!w->create && !have) {
+        /* not loaded in this transaction: load it now */
+        as_session tmp = { 0 };
+        size_t count;
+        step inner = *s;
+        inner.id = id;
+        inner.last = AS_LOAD_META;
+        inner.write = 1;
+        inner.out = &tmp;
+        inner.count = &count;
+        lua_pushcfunction(L, step_load);
+        lua_pushlightuserdata(L, &inner);
+        lua_call(L, 1, 0);
+        as_session_clear(&tmp);
+        if (inner.st != AS_OK) return (s->st = inner.st), 0;
+        if (!push_loaded(L, cs, id)) return (s->st = AS_ENOTFOUND), 0;
+    }
+    have = !w->create;
+    session = lua_gettop(L); /* the loaded session, when have */
+    if (!w->create && w->nappend == 0 && w->state == NULL) {
+        if (keep == AS_KEEP_ALL && backend_fn(L, cs, "update") == LUA_TFUNCTION) {
+            lbind_push_meta(L, w->meta);
+            return (s->st = call(L, s, "update", 1)), 0;
+        }
+        lua_settop(L, session);
+        if (keep != AS_KEEP_ALL && backend_fn(L, cs, "rewind") == LUA_TFUNCTION) {
+            lua_pushstring(L, id);
+            lua_pushinteger(L, (lua_Integer)keep);
+            lbind_push_meta(L, w->meta);
+            return (s->st = call(L, s, "rewind", 3)), 0;
+        }
+        lua_settop(L, session);
+    }
+    if (w->create && w->from && backend_fn(L, cs, "fork") == LUA_TFUNCTION) {
+        lua_pushstring(L, w->from);
+        lbind_push_meta(L, w->meta);
+        lua_pushinteger(L, (lua_Integer)w->nappend);
+        return (s->st = call(L, s, "fork", 3)), 0;
+    }
+    lua_settop(L, session);
+    /* the whole session, for backend.store */
+    backend_fn(L, cs, "store");
+    lua_createtable(L, 0, 3);
+    lbind_push_meta(L, w->meta);
+    lua_setfield(L, -2, "metadata");
+    if (have && keep > 0) {
+        lua_getfield(L, session, "messages");
+        if (keep == AS_KEEP_ALL) keep = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
+        if (lua_istable(L, -1)) push_prefix(L, -1, keep);
+        else lua_createtable(L, 0, 0);
+        lua_remove(L, -2);
+    } else {
+        keep = 0;
+        lua_createtable(L, w->nappend < 100000 ? (int)w->nappend : 0, 0);
+        luaL_setmetatable(L, LBIND_ARRAY_MT);
+    }
+    for (i = 0; i < w->nappend; i++) {
+        if ((s->st = push_decoded(L, s, w->append[i])) != AS_OK) return 0;
+        lua_rawseti(L, -2, (lua_Integer)(keep + i + 1));
+    }
+    lua_setfield(L, -2, "messages");
+    if (w->state) {
+        if ((s->st = push_decoded(L, s, w->state)) != AS_OK) return 0;
+    } else if (have) {
+        lua_getfield(L, session, "state");
+    } else {
+        lua_newtable(L);
+    }
+    lua_setfield(L, -2, "state");
+    s->st = call(L, s, "store", 1);
+    return 0;
+}
+
+static int step_written(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    custom_store *cs = s->cs;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
+    lua_pushstring(L, s->id);
+    if (s->write) lua_pushinteger(L, (lua_Integer)++cs->seq);
+    else lua_pushnil(L);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+static as_status cu_write(as_store *st, const as_write *w, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    step s = { 0 };
+    s.err = err;
+    s.w = w;
+    if (run(cs, step_write, &s) != AS_OK) return s.st;
+    s.id = w->meta->id;
+    s.write = 1;
+    return run(cs, step_written, &s);
+}
+
+static int step_remove(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    backend_fn(L, s->cs, "remove");
+    lua_pushstring(L, s->id);
+    if ((s->st = call(L, s, "remove", 1)) != AS_OK) return 0;
+    s->st = lua_toboolean(L, -1) ? AS_OK : AS_ENOTFOUND;
+    return 0;
+}
+
+static as_status cu_remove(as_store *st, const char *id, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    step s = { 0 };
+    s.err = err;
+    s.id = id;
+    if (run(cs, step_remove, &s) != AS_OK) return s.st;
+    s.write = 0;
+    return run(cs, step_written, &s);
+}
+
+/* ---------------------------------------------------------------- list */
+
+static int newer_first(const void *a, const void *b) {
+    const entry *x = a, *y = b;
+    if (x->meta.updated_at != y->meta.updated_at) return x->meta.updated_at > y->meta.updated_at ? -1 : 1;
+    if (x->seq != y->seq) return x->seq > y->seq ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static void push_filter(lua_State *L, const as_filter *f) {
+    size_t i;
+    lua_createtable(L, 0, 3);
+    if (f->ntags > 0) {
+        lua_createtable(L, (int)(f->ntags < 1000 ? f->ntags : 1000), 0);
+        for (i = 0; i < f->ntags; i++) {
+            lua_pushstring(L, f->tags[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        luaL_setmetatable(L, LBIND_ARRAY_MT);
+        lua_setfield(L, -2, "tags");
+    }
+    if (f->agent_name) {
+        lua_pushstring(L, f->agent_name);
+        lua_setfield(L, -2, "agent_name");
+    }
+    if (f->parent_id) {
+        lua_pushstring(L, f->parent_id);
+        lua_setfield(L, -2, "parent_id");
+    }
+}
+
+static int step_list(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    custom_store *cs = s->cs;
+    const as_filter *f = s->f;
+    const char *name = "list";
+    lua_Integer n, i;
+    int list, order;
+    size_t skip = f->offset, k;
+    if ((f->ntags > 0 || f->agent_name || f->parent_id)
+        && backend_fn(L, cs, "query") == LUA_TFUNCTION) {
+        name = "query";
+        push_filter(L, f);
+        if ((s->st = call(L, s, name, 1)) != AS_OK) return 0;
+    } else {
+        lua_settop(L, 1);
+        backend_fn(L, cs, "list");
+        if ((s->st = call(L, s, name, 0)) != AS_OK) return 0;
+    }
+    list = lua_gettop(L);
+    if (!lua_istable(L, list)) {
+        as_error why;
+        as_error_set(&why, AS_ESTORAGE, "a %s, not an array of metadata", luaL_typename(L, list));
+        s->st = garbage(s, name, &why);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
+    order = lua_gettop(L);
+    n = (lua_Integer)lua_rawlen(L, list);
+    if (n > 0 && (size_t)n <= SIZE_MAX / sizeof(entry)
+        && (s->entries = as_calloc((size_t)n, sizeof(entry))) == NULL)
+        return (s->st = as_error_nomem(s->err)), 0;
+    for (i = 1; i <= n; i++) {
+        /* counted before it is filled, so that whatever it holds is freed
+        ** even if a Lua error cuts its conversion short */
+        entry *e = &s->entries[s->nentries++];
+        as_error why;
+        as_error_clear(&why);
+        lua_rawgeti(L, list, i);
+        if ((s->st = lbind_to_meta(L, -1, &e->meta, &why)) != AS_OK) {
+            char where[32];
+            if (s->st == AS_ENOMEM) return (*s->err = why), 0;
+            snprintf(where, sizeof where, "[%lld]", (long long)i);
+            as_error_prefix(&why, where);
+            as_error_set(s->err, AS_ESTORAGE, "custom store: backend.%s returned an entry that is "
+                         "not metadata: %.200s: %.200s", name, why.path, why.message);
+            s->st = AS_ESTORAGE;
+            return 0;
+        }
+        lua_pop(L, 1);
+        if (!as_meta_matches(&e->meta, f)) {
+            as_meta_clear(&e->meta);
+            s->nentries--;
+            continue;
+        }
+        lua_pushstring(L, e->meta.id);
+        e->seq = lua_rawget(L, order) == LUA_TNUMBER ? (int64_t)lua_tointeger(L, -1) : 0;
+        lua_pop(L, 1);
+        e->index = (size_t)i;
+    }
+    if (s->nentries > 1) qsort(s->entries, s->nentries, sizeof(entry), newer_first);
+    for (k = 0; k < s->nentries && s->list->n < f->limit; k++) {
+        if (k > 0 && strcmp(s->entries[k].meta.id, s->entries[k - 1].meta.id) == 0) continue;
+        if (skip > 0) {
+            skip--;
+            continue;
+        }
+        if ((s->st = as_meta_list_push(s->list, &s->entries[k].meta, s->err)) != AS_OK) return 0;
+    }
+    return 0;
+}
+
+static as_status cu_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    step s = { 0 };
+    size_t i;
+    s.err = err;
+    s.f = f;
+    s.list = out;
+    run(cs, step_list, &s);
+    for (i = 0; i < s.nentries; i++) as_meta_clear(&s.entries[i].meta);
+    as_free(s.entries);
+    if (s.st != AS_OK) as_meta_list_clear(out);
+    return s.st;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static int step_forget(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    forget_loaded(L, s->cs);
+    return 0;
+}
+
+static void end_txn(custom_store *cs) {
+    as_error ignored;
+    step s = { 0 };
+    if (cs->loaded == LUA_NOREF && cs->loaded_id == NULL) return;
+    s.err = &ignored;
+    run(cs, step_forget, &s);
+}
+
+static as_status cu_begin(as_store *st, int write, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    (void)err;
+    end_txn(cs);
+    cs->write = write;
+    return AS_OK;
+}
+
+static as_status cu_commit(as_store *st, as_error *err) {
+    (void)err;
+    end_txn((custom_store *)st);
+    return AS_OK;
+}
+
+static void cu_rollback(as_store *st) {
+    end_txn((custom_store *)st);
+}
+
+static int step_close(lua_State *L) {
+    step *s = lua_touserdata(L, 1);
+    custom_store *cs = s->cs;
+    forget_loaded(L, cs);
+    if (backend_fn(L, cs, "close") == LUA_TFUNCTION) lua_pcall(L, 0, 0, 0);
+    luaL_unref(L, LUA_REGISTRYINDEX, cs->backend);
+    luaL_unref(L, LUA_REGISTRYINDEX, cs->order);
+    cs->backend = cs->order = LUA_NOREF;
+    return 0;
+}
+
+static void cu_close(as_store *st) {
+    custom_store *cs = (custom_store *)st;
+    as_error ignored;
+    step s = { 0 };
+    s.err = &ignored;
+    if (cs->L) run(cs, step_close, &s);
+    as_free(cs->loaded_id);
+    as_buf_free(&cs->buf);
+    as_free(cs);
+}
+
+static const as_store_ops custom_ops = {
+    .kind = "custom",
+    .begin = cu_begin,
+    .commit = cu_commit,
+    .rollback = cu_rollback,
+    .load = cu_load,
+    .write = cu_write,
+    .remove = cu_remove,
+    .list = cu_list,
+    .close = cu_close,
+    .canonical = 0,
+};
+
+/* ---------------------------------------------------------------- the constructor */
+
+static int enter(void *store, lua_State *L) {
+    custom_store *cs = store;
+    if (cs->busy) return 1;
+    cs->L = L;
+    return 0;
+}
+
+static void check_backend(lua_State *L) {
+    static const char *const required[] = { "load", "store", "remove", "list", NULL };
+    static const char *const optional[] = { "query", "update", "rewind", "fork", "close", NULL };
+    int i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    for (i = 0; required[i]; i++) {
+        int t = lbind_rawfield(L, 1, required[i]);
+        if (t != LUA_TFUNCTION)
+            lbind_errorf(L, AS_EINVALID, NULL, "backend.%s: must be a function (got %s)",
+                         required[i], lua_typename(L, t));
+        lua_pop(L, 1);
+    }
+    for (i = 0; optional[i]; i++) {
+        int t = lbind_rawfield(L, 1, optional[i]);
+        if (t != LUA_TFUNCTION && t != LUA_TNIL)
+            lbind_errorf(L, AS_EINVALID, NULL, "backend.%s: must be a function or nil (got %s)",
+                         optional[i], lua_typename(L, t));
+        lua_pop(L, 1);
+    }
+}
+
+static int new_custom(lua_State *L) {
+    static const char *const names[] = { "max_session_bytes", NULL };
+    as_manager_opts opts;
+    custom_store *cs;
+    check_backend(L);
+    lbind_manager_opts(L, 2, names, &opts);
+    lbind_manager_new(L);
+    if ((cs = as_calloc(1, sizeof *cs)) == NULL) {
+        as_error err;
+        return lbind_error(L, (as_error_nomem(&err), &err));
+    }
+    cs->base.ops = &custom_ops;
+    cs->backend = cs->order = cs->loaded = LUA_NOREF;
+    /* from here the manager owns the store and closes it, also on error */
+    lbind_manager_start(L, &cs->base, &opts);
+    lbind_manager_set_enter(L, -1, enter, cs);
+    cs->L = L;
+    lua_pushvalue(L, 1);
+    cs->backend = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    cs->order = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 1;
+}
+
+void lbind_custom_open(lua_State *L) {
+    lua_pushcfunction(L, new_custom);
+    lua_setfield(L, -2, "custom");
+}

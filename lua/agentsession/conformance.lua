@@ -1,0 +1,1809 @@
+-- agentsession.conformance: the behavioural suite of the contract (API.md),
+-- runnable against any manager.
+--
+--   local conformance = require("agentsession.conformance")
+--   local passed, failed, failures = conformance.run(function() return make_my_manager() end)
+--
+-- `run(new_manager [, opts])` calls `new_manager()` once per check for a
+-- fresh, empty manager, runs the check against it and closes it. It raises
+-- nothing (except when `new_manager` is not a function) and prints nothing
+-- unless `opts.verbose`. It returns the number of checks passed, the number
+-- failed, and an array of one-line descriptions "<check name>: <why>".
+--
+-- opts:
+--   verbose  print "ok  <name>" / "FAIL <name>: <why>" per check and a summary
+--   only     a Lua pattern: run only the checks whose name matches
+--   skip     a Lua pattern: do not run the checks whose name matches
+--            (for example skip = "^too_large:" leaves out the 17 MiB session)
+-- Other keys are ignored.
+--
+-- Pure Lua 5.4; depends on require("agentsession") only (and, when present,
+-- the standard `debug` library to find a protected `__close` metamethod).
+
+local agentsession = require("agentsession")
+
+local null = agentsession.null
+local array_mt = agentsession.array_mt
+local is_error = agentsession.is_error
+local now = agentsession.now
+
+local M = { VERSION = 1 }
+
+---------------------------------------------------------------------------
+-- Describing values and failing
+---------------------------------------------------------------------------
+
+-- Assertion failures raised by the helpers carry this metatable, so that
+-- run() can tell them from errors the store raised.
+local Failure = {}
+
+local function fail(message, ...)
+  if select("#", ...) > 0 then message = string.format(message, ...) end
+  error(setmetatable({ message = message }, Failure), 0)
+end
+
+local function safe_tostring(v)
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  return "<" .. type(v) .. " whose tostring fails>"
+end
+
+local function show(v)
+  if rawequal(v, null) then return "null" end
+  local t = type(v)
+  if t == "string" then
+    local s, cut = v, false
+    if #s > 48 then s, cut = s:sub(1, 48), true end
+    s = string.format("%q", s):gsub("\\\n", "\\n")
+    if cut then s = s .. "... (" .. #v .. " bytes)" end
+    return s
+  elseif t == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    return string.format("%.17g", v) .. " (float)"
+  elseif t == "table" then
+    if is_error(v) then return "error {" .. safe_tostring(v) .. "}" end
+    local count = 0
+    for _ in next, v do count = count + 1 end
+    local marked = getmetatable(v) == array_mt
+    if count == 0 then return marked and "[] (an empty array_mt table)" or "{} (an empty table)" end
+    if rawlen(v) == count then return "an array of " .. count end
+    return "a table of " .. count .. " keys"
+  end
+  return safe_tostring(v)
+end
+
+local function key_path(path, k)
+  if math.type(k) == "integer" then return path .. "[" .. k .. "]" end
+  if type(k) == "string" and k:match("^[%a_][%w_]*$") then return path .. "." .. k end
+  return path .. "[" .. show(k) .. "]"
+end
+
+-- Deep equality. Numbers must have the same math.type and value (so 1 ~= 1.0;
+-- -0.0 == 0.0); null is compared as a value; tables structurally. mode:
+--   nil     metatables ignored
+--   "json"  an empty table must be [] (array_mt) or {} (no array_mt) alike
+--   "meta"  every table must have the same metatable
+local function same(exp, act, path, mode, depth)
+  depth = depth or 0
+  local te, ta = type(exp), type(act)
+  local function differ()
+    return false, string.format("%s: expected %s, got %s", path, show(exp), show(act))
+  end
+  if te ~= ta then return differ() end
+  if te == "number" then
+    if math.type(exp) ~= math.type(act) or exp ~= act then return differ() end
+    return true
+  elseif te ~= "table" then
+    if not rawequal(exp, act) then return differ() end
+    return true
+  end
+  if rawequal(exp, act) then return true end
+  if depth > 300 then return false, path .. ": nested too deeply to compare" end
+  if mode == "meta" then
+    if getmetatable(exp) ~= getmetatable(act) then
+      return false, string.format("%s: expected metatable %s, got %s", path,
+        safe_tostring(getmetatable(exp)), safe_tostring(getmetatable(act)))
+    end
+  elseif mode == "json" and next(exp) == nil and next(act) == nil then
+    if (getmetatable(exp) == array_mt) ~= (getmetatable(act) == array_mt) then return differ() end
+  end
+  for k, v in next, exp do
+    local ok, why = same(v, rawget(act, k), key_path(path, k), mode, depth + 1)
+    if not ok then return false, why end
+  end
+  for k, v in next, act do
+    if rawget(exp, k) == nil then
+      return false, string.format("%s: unexpected %s", key_path(path, k), show(v))
+    end
+  end
+  return true
+end
+
+local function eq(exp, act, what)
+  local ok, why = same(exp, act, what or "value")
+  if not ok then fail(why) end
+end
+
+local function eq_json(exp, act, what)
+  local ok, why = same(exp, act, what or "value", "json")
+  if not ok then fail(why) end
+end
+
+local function eq_exact(exp, act, what)
+  local ok, why = same(exp, act, what or "value", "meta")
+  if not ok then fail(why) end
+end
+
+local function truthy(cond, message, ...)
+  if not cond then fail(message, ...) end
+  return cond
+end
+
+local function describe_error(err)
+  if is_error(err) then return "error {" .. safe_tostring(err) .. "}" end
+  return "a non-agentsession error: " .. safe_tostring(err)
+end
+
+--- Calls fn(...) and returns the error it raised, failing unless it is an
+--- agentsession error of `kind`.
+local function expect_error(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then fail("expected a %s error, but the call succeeded (returned %s)", kind, show(err)) end
+  if not is_error(err, kind) then fail("expected a %s error, got %s", kind, describe_error(err)) end
+  return err
+end
+
+--- Like expect_error, naming the call in the failure.
+local function expect_error_in(what, kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then fail("%s: expected a %s error, but it succeeded (returned %s)", what, kind, show(err)) end
+  if not is_error(err, kind) then fail("%s: expected a %s error, got %s", what, kind, describe_error(err)) end
+  return err
+end
+
+--- Misuse (an argument of the wrong Lua type): a standard Lua error or an
+--- `invalid` error are both accepted; success or another kind is not.
+local function expect_refused(what, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then fail("%s: expected an argument error or invalid, but it succeeded (returned %s)", what, show(err)) end
+  if is_error(err) and not is_error(err, "invalid") then
+    fail("%s: expected an argument error or invalid, got %s", what, describe_error(err))
+  end
+  return err
+end
+
+local function no_values(what, ...)
+  local n = select("#", ...)
+  if n ~= 0 then fail("%s returned %d value(s) (%s), expected none", what, n, show((...))) end
+end
+
+---------------------------------------------------------------------------
+-- Sessions, clocks, snapshots
+---------------------------------------------------------------------------
+
+local counter = 0
+local function new_id()
+  counter = counter + 1
+  return string.format("conformance-%d-%s", counter, agentsession.uuid():sub(1, 8))
+end
+
+local MISSING = "0b9f6a2e-1c3d-4e5f-8a7b-9c0d1e2f3a4b"
+
+-- A valid session: `meta` overrides metadata fields, `messages` and `state`
+-- replace the defaults when given.
+local function make_session(meta, messages, state)
+  local s = {
+    metadata = {
+      id = new_id(), name = "my-task", tags = { "production" }, agent_name = "code-agent",
+      created_at = 0, updated_at = 0, turn_count = 0, total_tokens = 0,
+    },
+    messages = messages or { { role = "user", content = "hello" }, { role = "assistant", content = "hi" } },
+    state = { cwd = "/home/user" },
+  }
+  if state ~= nil then s.state = state end
+  for k, v in pairs(meta or {}) do s.metadata[k] = v end
+  return s
+end
+
+local function unnamed(s)
+  s.metadata.name = nil
+  return s
+end
+
+local function messages(n)
+  local list = {}
+  for i = 1, n do
+    list[i] = { role = i % 2 == 1 and "user" or "assistant", content = "message " .. i, n = i }
+  end
+  return list
+end
+
+local function deep_copy(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local copy = {}
+  seen[v] = copy
+  for k, x in next, v do copy[deep_copy(k, seen)] = deep_copy(x, seen) end
+  return setmetatable(copy, getmetatable(v))
+end
+
+local function nested(depth)
+  local v = { leaf = true }
+  for i = 2, depth do v = i % 2 == 0 and { v } or { child = v } end
+  return v
+end
+
+--- Returns once agentsession.now() is past `t`, so the next write gets a
+--- strictly later time (at most about a millisecond).
+local function wait_past(t)
+  local deadline = os.clock() + 1
+  while now() <= t do
+    if os.clock() > deadline then fail("agentsession.now() did not move past %d within a second", t) end
+  end
+end
+
+local function between(v, low, high, what)
+  if math.type(v) ~= "integer" then fail("%s is %s, not an integer", what, show(v)) end
+  if v < low or v > high then
+    fail("%s = %d, expected now (between %d and %d)", what, v, low, high)
+  end
+end
+
+local function is_table(v, what)
+  if type(v) ~= "table" then fail("%s is %s, not a table", what, show(v)) end
+  return v
+end
+
+local function resume(mgr, id, opts)
+  local s
+  if opts == nil then s = mgr:resume(id) else s = mgr:resume(id, opts) end
+  is_table(s, "resume(" .. show(id) .. ")")
+  is_table(s.metadata, "resume().metadata")
+  is_table(s.messages, "resume().messages")
+  return s
+end
+
+local function meta_of(mgr, id)
+  return resume(mgr, id).metadata
+end
+
+local function list(mgr, filter)
+  local l
+  if filter == nil then l = mgr:list() else l = mgr:list(filter) end
+  is_table(l, "list()")
+  for i, m in ipairs(l) do is_table(m, "list()[" .. i .. "]") end
+  return l
+end
+
+local function ids(l)
+  local out = {}
+  for i, m in ipairs(l) do out[i] = m.id end
+  return out
+end
+
+local function list_ids(mgr, filter)
+  return ids(list(mgr, filter))
+end
+
+local function save(mgr, s)
+  local meta = mgr:save(s)
+  is_table(meta, "save()'s result")
+  return meta
+end
+
+-- The store as list() and resume() show it.
+local function snapshot(mgr)
+  local l = list(mgr)
+  local sessions = {}
+  for i, m in ipairs(l) do sessions[i] = resume(mgr, m.id) end
+  return { list = l, sessions = sessions }
+end
+
+local function unchanged(mgr, before, what)
+  local after = snapshot(mgr)
+  local ok, why = same(before.list, after.list, "list()")
+  if ok then ok, why = same(before.sessions, after.sessions, "sessions") end
+  if not ok then fail("%s changed the store: %s", what, why) end
+end
+
+-- A store holding two sessions, the second one (returned) most recent.
+local function two_sessions(mgr)
+  save(mgr, make_session({ tags = { "other" } }, messages(2)))
+  local s = make_session({ tags = { "a", "b" }, created_at = 1000, turn_count = 3, total_tokens = 10 },
+    messages(3), { cwd = "/home/user", depth = 1 })
+  save(mgr, s)
+  return s
+end
+
+---------------------------------------------------------------------------
+-- The checks
+---------------------------------------------------------------------------
+
+local checks = {}
+M.checks = checks
+
+local function check(name, fn, extra)
+  local c = { name = name, fn = fn }
+  for k, v in pairs(extra or {}) do c[k] = v end
+  checks[#checks + 1] = c
+end
+
+local METADATA_FIELDS = {
+  id = true, name = true, tags = true, agent_name = true, created_at = true, updated_at = true,
+  turn_count = true, total_tokens = true, version = true, parent_id = true,
+}
+local INTEGER_FIELDS = { "created_at", "updated_at", "turn_count", "total_tokens", "version" }
+
+------------------------------------------------------------------ save
+
+check("save: returns the stored metadata, equal to resume(id).metadata", function(mgr)
+  local s = make_session({ tags = { "a", "b" }, turn_count = 4, total_tokens = 1234 })
+  local meta = save(mgr, s)
+  eq(s.metadata.id, meta.id, "save().id")
+  eq("my-task", meta.name, "save().name")
+  eq({ "a", "b" }, meta.tags, "save().tags")
+  eq("code-agent", meta.agent_name, "save().agent_name")
+  eq(4, meta.turn_count, "save().turn_count")
+  eq(1234, meta.total_tokens, "save().total_tokens")
+  eq(1, meta.version, "save().version")
+  eq(nil, meta.parent_id, "save().parent_id")
+  eq(meta_of(mgr, s.metadata.id), meta, "save() vs resume().metadata")
+end)
+
+check("save: metadata has the documented fields, its numbers integers", function(mgr)
+  local meta = save(mgr, make_session({ created_at = 5000.0, turn_count = 2.0 }))
+  for _, m in ipairs({ meta, meta_of(mgr, meta.id), list(mgr)[1] }) do
+    for k in pairs(m) do
+      truthy(METADATA_FIELDS[k], "metadata has an unknown field %s", show(k))
+    end
+    for _, field in ipairs(INTEGER_FIELDS) do
+      truthy(math.type(m[field]) == "integer", "metadata.%s is %s, not an integer", field, show(m[field]))
+    end
+    is_table(m.tags, "metadata.tags")
+    truthy(type(m.agent_name) == "string", "metadata.agent_name is %s", show(m.agent_name))
+  end
+  eq(5000, meta.created_at, "created_at given as 5000.0")
+  eq(2, meta.turn_count, "turn_count given as 2.0")
+end)
+
+check("save: keeps id, name, agent_name, tags and counts exactly", function(mgr)
+  local s = make_session({
+    id = "séance-🙂-" .. new_id(), name = "naïve 名前 \u{1F600}", agent_name = "",
+    tags = { "ünïcode", "标签", "b", "a" }, turn_count = (1 << 32) - 1, total_tokens = math.maxinteger,
+  })
+  save(mgr, s)
+  local m = meta_of(mgr, s.metadata.id)
+  eq(s.metadata.id, m.id, "id")
+  eq(s.metadata.name, m.name, "name")
+  eq("", m.agent_name, "agent_name")
+  eq({ "ünïcode", "标签", "b", "a" }, m.tags, "tags")
+  eq((1 << 32) - 1, m.turn_count, "turn_count")
+  eq(math.maxinteger, m.total_tokens, "total_tokens")
+  eq(m, list(mgr)[1], "list()[1]")
+end)
+
+check("save: keeps a 255-byte id, 255-byte tag and 1024-byte name", function(mgr)
+  local s = make_session({ id = string.rep("i", 255), tags = { string.rep("t", 255) }, name = string.rep("n", 1024) })
+  save(mgr, s)
+  local m = meta_of(mgr, s.metadata.id)
+  eq(string.rep("i", 255), m.id, "id")
+  eq({ string.rep("t", 255) }, m.tags, "tags")
+  eq(string.rep("n", 1024), m.name, "name")
+end)
+
+check("save: an unset name stays nil", function(mgr)
+  local s = unnamed(make_session())
+  local meta = save(mgr, s)
+  eq(nil, meta.name, "save().name")
+  eq(nil, meta_of(mgr, s.metadata.id).name, "resume().metadata.name")
+  eq(nil, list(mgr)[1].name, "list()[1].name")
+end)
+
+check("save: drops repeated tags, keeping the first of each", function(mgr)
+  local s = make_session({ tags = { "x", "y", "x", "z", "y" } })
+  eq({ "x", "y", "z" }, save(mgr, s).tags, "save().tags")
+  eq({ "x", "y", "z" }, meta_of(mgr, s.metadata.id).tags, "resume().metadata.tags")
+end)
+
+check("save: does not modify the caller's table", function(mgr)
+  local s = make_session({ tags = { "b", "a", "b" }, version = 7 },
+    { { role = "user", content = "x", n = 1, f = 1.5 }, agentsession.array(), {}, null },
+    { nested = { list = { 1, 2, 3 } } })
+  s.metadata.created_at = nil
+  local copy = deep_copy(s)
+  local inner, meta_table, msgs = s.messages[1], s.metadata, s.messages
+  save(mgr, s)
+  eq_exact(copy, s, "session after save")
+  truthy(rawequal(inner, s.messages[1]) and rawequal(meta_table, s.metadata) and rawequal(msgs, s.messages),
+    "save replaced tables inside the caller's session")
+  save(mgr, s)
+  eq_exact(copy, s, "session after a second save")
+end)
+
+check("save: nil messages are [] and a nil state an empty object", function(mgr)
+  local s = make_session()
+  s.messages, s.state = nil, nil
+  save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  truthy(next(r.messages) == nil, "messages: expected [], got %s", show(r.messages))
+  truthy(getmetatable(r.messages) == array_mt, "messages: expected [] (array_mt), got %s", show(r.messages))
+  truthy(type(r.state) == "table" and next(r.state) == nil and getmetatable(r.state) ~= array_mt,
+    "state: expected {} (an empty object), got %s", show(r.state))
+end)
+
+check("save: keeps every message, the last one included", function(mgr)
+  local s = make_session(nil, messages(7))
+  save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  eq(7, #r.messages, "#messages")
+  eq(messages(7)[7], r.messages[7], "messages[7]")
+  eq(messages(7), r.messages, "messages")
+end)
+
+check("save: keeps a one-message history", function(mgr)
+  local s = make_session(nil, { { role = "user", content = "only" } })
+  save(mgr, s)
+  eq({ { role = "user", content = "only" } }, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("save: keeps the state", function(mgr)
+  local state = { cwd = "/work", step = 3, ratio = 0.25, list = { 1, "two", null }, nested = { ok = true, n = {} } }
+  local s = make_session(nil, nil, state)
+  save(mgr, s)
+  eq(deep_copy(state), resume(mgr, s.metadata.id).state, "state")
+end)
+
+check("save: saving again replaces the messages with fewer", function(mgr)
+  local s = make_session(nil, messages(5))
+  save(mgr, s)
+  s.messages = { "only one" }
+  save(mgr, s)
+  eq({ "only one" }, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("save: saving again replaces the messages with more", function(mgr)
+  local s = make_session(nil, messages(2))
+  save(mgr, s)
+  s.messages = messages(6)
+  save(mgr, s)
+  eq(messages(6), resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("save: saving again replaces state, name, tags, agent_name and counts", function(mgr)
+  local s = make_session({ tags = { "a" }, turn_count = 1, total_tokens = 5 })
+  save(mgr, s)
+  s.metadata.name, s.metadata.tags, s.metadata.agent_name = "renamed", { "x", "y" }, "other-agent"
+  s.metadata.turn_count, s.metadata.total_tokens = 9, 99
+  s.state = { step = 2 }
+  local meta = save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  eq(meta, r.metadata, "save() vs resume().metadata")
+  eq("renamed", r.metadata.name, "name")
+  eq({ "x", "y" }, r.metadata.tags, "tags")
+  eq("other-agent", r.metadata.agent_name, "agent_name")
+  eq(9, r.metadata.turn_count, "turn_count")
+  eq(99, r.metadata.total_tokens, "total_tokens")
+  eq({ step = 2 }, r.state, "state")
+end)
+
+check("save: saving again can remove the name", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  unnamed(s)
+  eq(nil, save(mgr, s).name, "save().name")
+  eq(nil, meta_of(mgr, s.metadata.id).name, "resume().metadata.name")
+end)
+
+check("save: saving again keeps one session per id", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  local other = save(mgr, make_session())
+  s.messages = { "again" }
+  save(mgr, s)
+  eq({ s.metadata.id, other.id }, list_ids(mgr), "list() ids")
+end)
+
+check("save: a resumed session saved again comes back the same", function(mgr)
+  local s = make_session({ tags = { "a", "b" }, turn_count = 2, total_tokens = 7 }, messages(3),
+    { k = { 1, 2.5, "x", null, true } })
+  local first = save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  local again = save(mgr, r)
+  local r2 = resume(mgr, s.metadata.id)
+  eq(r.messages, r2.messages, "messages")
+  eq(r.state, r2.state, "state")
+  eq(first.version + 1, again.version, "version")
+  for _, field in ipairs({ "id", "name", "tags", "agent_name", "created_at", "turn_count", "total_tokens" }) do
+    eq(first[field], r2.metadata[field], "metadata." .. field)
+  end
+end)
+
+------------------------------------------------------------------ resume
+
+check("resume: returns a table of exactly metadata, messages and state", function(mgr)
+  local s = make_session({ tags = { "a" }, turn_count = 2, total_tokens = 99 })
+  local meta = save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  for k in pairs(r) do
+    truthy(k == "metadata" or k == "messages" or k == "state", "the session has an unknown key %s", show(k))
+  end
+  eq(meta, r.metadata, "metadata")
+  eq(s.messages, r.messages, "messages")
+  eq(s.state, r.state, "state")
+end)
+
+check("resume: returns an independent copy (changing it changes nothing stored)", function(mgr)
+  local s = make_session(nil, messages(3), { cwd = "/home/user", list = { 1, 2 } })
+  save(mgr, s)
+  local first = resume(mgr, s.metadata.id)
+  local expected = deep_copy(first)
+  first.metadata.name = "changed"
+  first.metadata.tags[1] = "changed"
+  first.metadata.turn_count = 99
+  first.messages[1].content = "changed"
+  first.messages[#first.messages + 1] = "added"
+  first.state.cwd = "/changed"
+  first.state.list[1] = 42
+  eq(expected, resume(mgr, s.metadata.id), "resume() after changing an earlier result")
+end)
+
+check("resume: returns new tables on each call", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  local a, b = resume(mgr, s.metadata.id), resume(mgr, s.metadata.id)
+  for _, part in ipairs({ { "session", a, b }, { "metadata", a.metadata, b.metadata },
+    { "metadata.tags", a.metadata.tags, b.metadata.tags }, { "messages", a.messages, b.messages },
+    { "messages[1]", a.messages[1], b.messages[1] }, { "state", a.state, b.state } }) do
+    truthy(not rawequal(part[2], part[3]), "two resume() calls returned the same %s table", part[1])
+  end
+  eq(a, b, "second resume()")
+end)
+
+check("resume: changing the caller's table after save changes nothing stored", function(mgr)
+  local s = make_session({ tags = { "a" } }, messages(2), { cwd = "/a", list = { 1 } })
+  local meta = save(mgr, s)
+  local expected = { metadata = deep_copy(meta), messages = deep_copy(s.messages), state = deep_copy(s.state) }
+  s.metadata.name = "changed"
+  s.metadata.tags[2] = "b"
+  s.messages[1].content = "changed"
+  s.messages[3] = "added"
+  s.state.cwd = "/changed"
+  s.state.list[2] = 2
+  eq(expected, resume(mgr, s.metadata.id), "resume()")
+end)
+
+check("resume: gives back what was saved, on a store of many sessions", function(mgr)
+  local saved = {}
+  for i = 1, 12 do
+    local s = make_session({ name = "s" .. i, tags = { "t" .. i }, turn_count = i }, messages(i), { i = i })
+    saved[i] = s
+    save(mgr, s)
+  end
+  for i, s in ipairs(saved) do
+    local r = resume(mgr, s.metadata.id)
+    eq(s.metadata.id, r.metadata.id, "session " .. i .. " id")
+    eq("s" .. i, r.metadata.name, "session " .. i .. " name")
+    eq({ "t" .. i }, r.metadata.tags, "session " .. i .. " tags")
+    eq(messages(i), r.messages, "session " .. i .. " messages")
+    eq({ i = i }, r.state, "session " .. i .. " state")
+  end
+end)
+
+------------------------------------------------------------------ values
+
+local function round_trip(mgr, msgs, state)
+  local s = make_session(nil, msgs, state)
+  save(mgr, s)
+  return resume(mgr, s.metadata.id)
+end
+
+check("values: integers stay integers, with all 64 bits", function(mgr)
+  local values = { 0, 1, -1, 42, math.maxinteger, math.mininteger, (1 << 53) + 1, 1 << 53, -(1 << 53) - 1,
+    1 << 62, 4294967296 }
+  local r = round_trip(mgr, values, { n = math.maxinteger, m = math.mininteger, list = values })
+  eq(values, r.messages, "messages")
+  eq({ n = math.maxinteger, m = math.mininteger, list = values }, r.state, "state")
+end)
+
+check("values: floats stay floats, exactly", function(mgr)
+  local values = { 1.0, 0.1, -2.5, 0.0, 1e300, 5e-324, 2.0 ^ 63, 1 / 3, math.pi, 1e-7, 123456789.125,
+    2.0 ^ 53 + 2.0, -1e-300, 1.7976931348623157e308 }
+  local r = round_trip(mgr, values, { f = 1.0, g = 0.1, list = values })
+  eq(values, r.messages, "messages")
+  eq({ f = 1.0, g = 0.1, list = values }, r.state, "state")
+  local z = round_trip(mgr, { -0.0 }).messages[1]
+  truthy(math.type(z) == "float" and z == 0, "-0.0 came back as %s", show(z))
+end)
+
+check("values: strings keep every byte (UTF-8, NUL, escapes)", function(mgr)
+  local values = { "", "plain", "héllo wörld", "😀 \u{10FFFF} 名前", "a\0b", "\0", "quote \" backslash \\ slash /",
+    "\n\r\t\b\f\1\31\127", "</script>", "\u{2028}\u{2029}", string.rep("long ", 4000) }
+  local r = round_trip(mgr, values, { s = "a\0b", list = values })
+  eq(values, r.messages, "messages")
+  eq({ s = "a\0b", list = values }, r.state, "state")
+end)
+
+check("values: booleans and null round trip", function(mgr)
+  local values = { true, false, null, { a = null, b = false }, { null, null, true } }
+  local r = round_trip(mgr, values, { yes = true, no = false, none = null })
+  eq(values, r.messages, "messages")
+  truthy(rawequal(r.messages[3], null), "messages[3] is %s, not agentsession.null", show(r.messages[3]))
+  eq({ yes = true, no = false, none = null }, r.state, "state")
+end)
+
+check("values: [] and {} stay apart (array_mt marks [])", function(mgr)
+  local msgs = { agentsession.array(), {}, { list = agentsession.array(), object = {} } }
+  local state = { list = agentsession.array(), object = {} }
+  local r = round_trip(mgr, msgs, state)
+  eq_json(msgs, r.messages, "messages")
+  eq_json(state, r.state, "state")
+end)
+
+check("values: an array marked with array_mt comes back an array with array_mt", function(mgr)
+  local r = round_trip(mgr, { agentsession.array({ 1, 2, 3 }), { "a", "b" } })
+  eq({ 1, 2, 3 }, r.messages[1], "messages[1]")
+  truthy(getmetatable(r.messages[1]) == array_mt, "messages[1] has no array_mt")
+  truthy(getmetatable(r.messages[2]) == array_mt, "messages[2] has no array_mt")
+  truthy(getmetatable(r.messages) == array_mt, "messages has no array_mt")
+end)
+
+check("values: nested arrays and objects keep their shape", function(mgr)
+  local msgs = {
+    nested(60),
+    { role = "tool", content = { files = { "a.lua", "b.lua" }, count = 2,
+      meta = { { k = { { 1 }, { 2, { 3 } } } } } } },
+    { { { {} } } },
+  }
+  local r = round_trip(mgr, msgs, nested(40))
+  eq_json(msgs, r.messages, "messages")
+  eq_json(nested(40), r.state, "state")
+end)
+
+check("values: object keys keep every byte and stay strings", function(mgr)
+  local state = { [""] = 1, ["ключ"] = 2, ["a b"] = 3, ["1"] = "string key one", ["\0"] = 4, ["2"] = { ["0"] = 0 } }
+  local r = round_trip(mgr, { { ["1"] = "x" } }, state)
+  eq(state, r.state, "state")
+  eq({ { ["1"] = "x" } }, r.messages, "messages")
+end)
+
+check("values: the state may be any JSON value", function(mgr)
+  for i, state in ipairs({ "text", 42, 1.5, true, false, null, agentsession.array({ 1, 2 }), agentsession.array() }) do
+    local s = make_session(nil, nil, state)
+    save(mgr, s)
+    local got = resume(mgr, s.metadata.id).state
+    local ok, why = same(state, got, "state #" .. i, "json")
+    truthy(ok, "%s", why)
+  end
+end)
+
+check("values: empty tags come back as an array (array_mt)", function(mgr)
+  local s = make_session({ tags = {} })
+  local meta = save(mgr, s)
+  for what, tags in pairs({ ["save().tags"] = meta.tags, ["resume().metadata.tags"] = meta_of(mgr, meta.id).tags,
+    ["list()[1].tags"] = list(mgr)[1].tags }) do
+    truthy(type(tags) == "table" and next(tags) == nil and getmetatable(tags) == array_mt,
+      "%s: expected [] (array_mt), got %s", what, show(tags))
+  end
+end)
+
+------------------------------------------------------------------ timestamps
+
+check("timestamps: save sets created_at to now when it is 0", function(mgr)
+  local before = now()
+  local meta = save(mgr, make_session({ created_at = 0 }))
+  local after = now()
+  between(meta.created_at, before, after, "save().created_at")
+  eq(meta.created_at, meta_of(mgr, meta.id).created_at, "resume().metadata.created_at")
+end)
+
+check("timestamps: save sets created_at to now when it is nil", function(mgr)
+  local s = make_session()
+  s.metadata.created_at = nil
+  local before = now()
+  local meta = save(mgr, s)
+  local after = now()
+  between(meta.created_at, before, after, "save().created_at")
+end)
+
+check("timestamps: save keeps a non-zero created_at as given", function(mgr)
+  local meta = save(mgr, make_session({ created_at = 1000 }))
+  eq(1000, meta.created_at, "save().created_at")
+  eq(1000, meta_of(mgr, meta.id).created_at, "resume().metadata.created_at")
+end)
+
+check("timestamps: re-saving with created_at 0 keeps the stored created_at", function(mgr)
+  local s = make_session({ created_at = 1000 })
+  save(mgr, s)
+  s.metadata.created_at = 0
+  eq(1000, save(mgr, s).created_at, "save().created_at")
+  eq(1000, meta_of(mgr, s.metadata.id).created_at, "resume().metadata.created_at")
+  local t = make_session({ created_at = 0 })
+  local first = save(mgr, t)
+  wait_past(first.updated_at)
+  eq(first.created_at, save(mgr, t).created_at, "created_at of a second save")
+end)
+
+check("timestamps: re-saving with created_at nil keeps the stored created_at", function(mgr)
+  local s = make_session({ created_at = 1000 })
+  save(mgr, s)
+  s.metadata.created_at = nil
+  eq(1000, save(mgr, s).created_at, "save().created_at")
+  eq(1000, meta_of(mgr, s.metadata.id).created_at, "resume().metadata.created_at")
+end)
+
+check("timestamps: re-saving with a non-zero created_at keeps the one given", function(mgr)
+  local s = make_session({ created_at = 1000 })
+  save(mgr, s)
+  s.metadata.created_at = 2000
+  eq(2000, save(mgr, s).created_at, "save().created_at")
+  eq(2000, meta_of(mgr, s.metadata.id).created_at, "resume().metadata.created_at")
+end)
+
+check("timestamps: save sets updated_at to now, whatever is given", function(mgr)
+  local s = make_session({ updated_at = 12345 })
+  local before = now()
+  local first = save(mgr, s)
+  between(first.updated_at, before, now(), "save().updated_at")
+  wait_past(first.updated_at)
+  before = now()
+  local second = save(mgr, s)
+  local after = now()
+  between(second.updated_at, before, after, "updated_at of a second save")
+  between(meta_of(mgr, s.metadata.id).updated_at, before, after, "resume().metadata.updated_at")
+end)
+
+local function updated_by(name, op)
+  check("timestamps: " .. name .. " sets updated_at to now", function(mgr)
+    local s = make_session({ tags = { "a", "b" } }, messages(4))
+    local meta = save(mgr, s)
+    wait_past(meta.updated_at)
+    local before = now()
+    op(mgr, s.metadata.id)
+    local after = now()
+    between(meta_of(mgr, s.metadata.id).updated_at, before, after, "updated_at after " .. name)
+    between(list(mgr)[1].updated_at, before, after, "list()[1].updated_at after " .. name)
+  end)
+end
+updated_by("rewind", function(mgr, id) mgr:rewind(id, 2) end)
+updated_by("tag", function(mgr, id) mgr:tag(id, "new") end)
+updated_by("untag", function(mgr, id) mgr:untag(id, "a") end)
+updated_by("rename", function(mgr, id) mgr:rename(id, "renamed") end)
+
+check("timestamps: rewind, tag, untag and rename keep created_at", function(mgr)
+  local s = make_session({ created_at = 1000, tags = { "a" } }, messages(4))
+  save(mgr, s)
+  local id = s.metadata.id
+  eq(1000, mgr:rewind(id, 2).metadata.created_at, "rewind().metadata.created_at")
+  mgr:tag(id, "b")
+  eq(1000, meta_of(mgr, id).created_at, "created_at after tag")
+  mgr:untag(id, "a")
+  eq(1000, meta_of(mgr, id).created_at, "created_at after untag")
+  mgr:rename(id, "n")
+  eq(1000, meta_of(mgr, id).created_at, "created_at after rename")
+end)
+
+check("timestamps: a later write never gets an earlier updated_at", function(mgr)
+  local stamps = {}
+  local a = make_session(nil, messages(30))
+  local b = make_session()
+  local function stamp(what, v)
+    stamps[#stamps + 1] = { what, v }
+  end
+  for i = 1, 30 do
+    stamp("save a #" .. i, save(mgr, a).updated_at)
+    stamp("save b #" .. i, save(mgr, b).updated_at)
+    stamp("rewind #" .. i, mgr:rewind(a.metadata.id, 30 - i).metadata.updated_at)
+    mgr:tag(b.metadata.id, "t" .. i)
+    stamp("tag #" .. i, meta_of(mgr, b.metadata.id).updated_at)
+    stamp("fork #" .. i, mgr:fork(b.metadata.id).updated_at)
+    mgr:rename(a.metadata.id, "n" .. i)
+    stamp("rename #" .. i, meta_of(mgr, a.metadata.id).updated_at)
+    mgr:untag(b.metadata.id, "t" .. i)
+    stamp("untag #" .. i, meta_of(mgr, b.metadata.id).updated_at)
+  end
+  for i = 2, #stamps do
+    local prev, cur = stamps[i - 1], stamps[i]
+    if math.type(cur[2]) ~= "integer" then fail("%s: updated_at is %s", cur[1], show(cur[2])) end
+    if cur[2] < prev[2] then
+      fail("%s got updated_at %d, earlier than %d of the write before (%s)", cur[1], cur[2], prev[2], prev[1])
+    end
+  end
+end)
+
+------------------------------------------------------------------ version
+
+check("version: is 1 on creation", function(mgr)
+  local s = make_session({ version = 42 })
+  eq(1, save(mgr, s).version, "save().version")
+  eq(1, meta_of(mgr, s.metadata.id).version, "resume().metadata.version")
+  eq(1, list(mgr)[1].version, "list()[1].version")
+end)
+
+check("version: grows by one with each save", function(mgr)
+  local s = make_session()
+  for i = 1, 4 do eq(i, save(mgr, s).version, "version of save #" .. i) end
+  eq(4, meta_of(mgr, s.metadata.id).version, "resume().metadata.version")
+end)
+
+local function bumped_by(name, op)
+  check("version: grows by one with " .. name, function(mgr)
+    local s = make_session({ tags = { "a", "b" } }, messages(4))
+    save(mgr, s)
+    save(mgr, s)
+    op(mgr, s.metadata.id)
+    eq(3, meta_of(mgr, s.metadata.id).version, "version after save, save, " .. name)
+    eq(3, list(mgr)[1].version, "list()[1].version after save, save, " .. name)
+  end)
+end
+bumped_by("rewind", function(mgr, id) eq(3, mgr:rewind(id, 1).metadata.version, "rewind().metadata.version") end)
+bumped_by("tag", function(mgr, id) mgr:tag(id, "c") end)
+bumped_by("untag", function(mgr, id) mgr:untag(id, "a") end)
+bumped_by("rename", function(mgr, id) mgr:rename(id, "renamed") end)
+
+check("version: tag, untag and rename are writes even when nothing changes", function(mgr)
+  local s = make_session({ tags = { "a" } })
+  save(mgr, s)
+  local id = s.metadata.id
+  mgr:tag(id, "a")
+  eq(2, meta_of(mgr, id).version, "version after tag of a present tag")
+  mgr:untag(id, "absent")
+  eq(3, meta_of(mgr, id).version, "version after untag of an absent tag")
+  mgr:rename(id, "my-task")
+  eq(4, meta_of(mgr, id).version, "version after rename to the same name")
+end)
+
+check("version: a fork starts at 1 and the source keeps its version", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  save(mgr, s)
+  local fork = mgr:fork(s.metadata.id)
+  eq(1, fork.version, "fork().version")
+  eq(1, meta_of(mgr, fork.id).version, "resume(fork).metadata.version")
+  eq(2, meta_of(mgr, s.metadata.id).version, "source version")
+end)
+
+check("version: reads do not change it", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  resume(mgr, s.metadata.id)
+  resume(mgr, s.metadata.id, { last = 1 })
+  list(mgr)
+  list(mgr, { tag = "production" })
+  eq(1, meta_of(mgr, s.metadata.id).version, "version after reads")
+end)
+
+------------------------------------------------------------------ list
+
+check("list: an empty store lists nothing", function(mgr)
+  local l = list(mgr)
+  truthy(next(l) == nil, "list() of an empty store gave %s", show(l))
+end)
+
+check("list: gives metadata equal to resume(id).metadata", function(mgr)
+  local a = save(mgr, make_session({ tags = { "x", "y" }, turn_count = 3, total_tokens = 5 }))
+  local f = mgr:fork(a.id, "copy")
+  local l = list(mgr)
+  eq(2, #l, "#list()")
+  eq(meta_of(mgr, f.id), l[1], "list()[1]")
+  eq(meta_of(mgr, a.id), l[2], "list()[2]")
+end)
+
+check("list: lists every session once", function(mgr)
+  local want = {}
+  for i = 1, 25 do want[save(mgr, make_session({ name = "s" .. i })).id] = true end
+  local seen = {}
+  for i, id in ipairs(list_ids(mgr)) do
+    truthy(want[id], "list()[%d] is %s, not a saved session", i, show(id))
+    truthy(not seen[id], "list() gives %s twice", show(id))
+    seen[id] = true
+  end
+  for id in pairs(want) do truthy(seen[id], "list() is missing %s", show(id)) end
+end)
+
+check("list: puts the most recently updated first", function(mgr)
+  local saved = {}
+  for i = 1, 4 do
+    local meta = save(mgr, make_session({ name = "s" .. i }))
+    saved[i] = meta.id
+    wait_past(meta.updated_at)
+  end
+  local l = list(mgr)
+  eq({ saved[4], saved[3], saved[2], saved[1] }, ids(l), "list() ids")
+  for i = 2, #l do
+    truthy(l[i - 1].updated_at > l[i].updated_at, "list()[%d].updated_at %s is not after list()[%d].updated_at %s",
+      i - 1, show(l[i - 1].updated_at), i, show(l[i].updated_at))
+  end
+end)
+
+check("list: ties on updated_at go to the most recent write", function(mgr)
+  local saved = {}
+  for i = 1, 100 do saved[i] = save(mgr, make_session(nil, { i })).id end
+  local expected = {}
+  for i = 100, 1, -1 do expected[#expected + 1] = saved[i] end
+  local l = list(mgr)
+  eq(expected, ids(l), "list() ids (saved in a tight loop, newest first)")
+  for i = 2, #l do
+    truthy(l[i - 1].updated_at >= l[i].updated_at, "list()[%d] is older than list()[%d]", i - 1, i)
+  end
+end)
+
+check("list: a write moves the session to the front", function(mgr)
+  local a = save(mgr, make_session(nil, messages(3))).id
+  local b = save(mgr, make_session()).id
+  local c = save(mgr, make_session()).id
+  eq({ c, b, a }, list_ids(mgr), "list() after saving a, b, c")
+  save(mgr, resume(mgr, a))
+  eq({ a, c, b }, list_ids(mgr), "list() after saving a again")
+  mgr:tag(b, "t")
+  eq({ b, a, c }, list_ids(mgr), "list() after tagging b")
+  mgr:rename(c, "new name")
+  eq({ c, b, a }, list_ids(mgr), "list() after renaming c")
+  mgr:rewind(a, 1)
+  eq({ a, c, b }, list_ids(mgr), "list() after rewinding a")
+  mgr:untag(b, "t")
+  eq({ b, a, c }, list_ids(mgr), "list() after untagging b")
+end)
+
+check("list: a fork comes first", function(mgr)
+  local a = save(mgr, make_session()).id
+  local b = save(mgr, make_session()).id
+  local f = mgr:fork(a).id
+  eq({ f, b, a }, list_ids(mgr), "list() after forking a")
+end)
+
+-- Four sessions saved s1..s4 (s4 most recent).
+local function filter_sessions(mgr)
+  local s1 = save(mgr, make_session({ tags = { "a", "b" }, agent_name = "x" })).id
+  local s2 = save(mgr, make_session({ tags = { "a" }, agent_name = "y" })).id
+  local s3 = save(mgr, make_session({ tags = { "b" }, agent_name = "x" })).id
+  local s4 = save(mgr, make_session({ tags = {}, agent_name = "x" })).id
+  return s1, s2, s3, s4
+end
+
+check("list: an empty filter lists everything", function(mgr)
+  local s1, s2, s3, s4 = filter_sessions(mgr)
+  eq({ s4, s3, s2, s1 }, list_ids(mgr, {}), "list{}")
+end)
+
+check("list: filter tag", function(mgr)
+  local s1, s2, s3 = filter_sessions(mgr)
+  eq({ s2, s1 }, list_ids(mgr, { tag = "a" }), "list{ tag = 'a' }")
+  eq({ s3, s1 }, list_ids(mgr, { tag = "b" }), "list{ tag = 'b' }")
+  eq({}, list_ids(mgr, { tag = "missing" }), "list{ tag = 'missing' }")
+end)
+
+check("list: filter tags needs every one of them", function(mgr)
+  local s1, s2 = filter_sessions(mgr)
+  eq({ s1 }, list_ids(mgr, { tags = { "a", "b" } }), "list{ tags = { 'a', 'b' } }")
+  eq({ s1 }, list_ids(mgr, { tags = { "b", "a" } }), "list{ tags = { 'b', 'a' } }")
+  eq({ s2, s1 }, list_ids(mgr, { tags = { "a" } }), "list{ tags = { 'a' } }")
+  eq({}, list_ids(mgr, { tags = { "a", "missing" } }), "list{ tags = { 'a', 'missing' } }")
+end)
+
+check("list: filter agent_name", function(mgr)
+  local s1, s2, s3, s4 = filter_sessions(mgr)
+  eq({ s4, s3, s1 }, list_ids(mgr, { agent_name = "x" }), "list{ agent_name = 'x' }")
+  eq({ s2 }, list_ids(mgr, { agent_name = "y" }), "list{ agent_name = 'y' }")
+  eq({}, list_ids(mgr, { agent_name = "" }), "list{ agent_name = '' }")
+end)
+
+check("list: filter parent_id finds the forks of a session", function(mgr)
+  local a = save(mgr, make_session()).id
+  local b = save(mgr, make_session()).id
+  local f1 = mgr:fork(a, "one").id
+  mgr:fork(b, "other")
+  local f2 = mgr:fork(a, "two").id
+  local g = mgr:fork(f1, "grandchild").id
+  eq({ f2, f1 }, list_ids(mgr, { parent_id = a }), "list{ parent_id = a }")
+  eq({ g }, list_ids(mgr, { parent_id = f1 }), "list{ parent_id = fork }")
+  eq({}, list_ids(mgr, { parent_id = g }), "list{ parent_id = a session without forks }")
+end)
+
+check("list: limit", function(mgr)
+  local s1, s2, s3, s4 = filter_sessions(mgr)
+  eq({ s4, s3 }, list_ids(mgr, { limit = 2 }), "list{ limit = 2 }")
+  eq({ s4 }, list_ids(mgr, { limit = 1 }), "list{ limit = 1 }")
+  eq({ s4, s3, s2, s1 }, list_ids(mgr, { limit = 10 }), "list{ limit = 10 }")
+end)
+
+check("list: offset", function(mgr)
+  local s1, s2, s3 = filter_sessions(mgr)
+  eq({ s3, s2, s1 }, list_ids(mgr, { offset = 1 }), "list{ offset = 1 }")
+  eq({ s1 }, list_ids(mgr, { offset = 3 }), "list{ offset = 3 }")
+  eq({ s3, s2 }, list_ids(mgr, { limit = 2, offset = 1 }), "list{ limit = 2, offset = 1 }")
+end)
+
+check("list: limit and offset page through the whole list", function(mgr)
+  for i = 1, 10 do save(mgr, make_session({ name = "s" .. i })) end
+  local all, paged = list_ids(mgr), {}
+  for offset = 0, 9, 3 do
+    for _, id in ipairs(list_ids(mgr, { limit = 3, offset = offset })) do paged[#paged + 1] = id end
+  end
+  eq(all, paged, "pages of 3")
+end)
+
+check("list: limit 0 gives nothing", function(mgr)
+  filter_sessions(mgr)
+  eq({}, list_ids(mgr, { limit = 0 }), "list{ limit = 0 }")
+end)
+
+check("list: an offset past the end gives nothing", function(mgr)
+  filter_sessions(mgr)
+  eq({}, list_ids(mgr, { offset = 4 }), "list{ offset = 4 } of 4")
+  eq({}, list_ids(mgr, { offset = 100 }), "list{ offset = 100 }")
+end)
+
+check("list: filters combine, limit and offset counted after them", function(mgr)
+  local s1, _, s3 = filter_sessions(mgr)
+  eq({ s3, s1 }, list_ids(mgr, { agent_name = "x", tag = "b" }), "list{ agent_name = 'x', tag = 'b' }")
+  eq({ s3 }, list_ids(mgr, { agent_name = "x", tag = "b", limit = 1 }), "... limit = 1")
+  eq({ s1 }, list_ids(mgr, { agent_name = "x", tag = "b", offset = 1 }), "... offset = 1")
+  eq({ s1 }, list_ids(mgr, { agent_name = "x", tags = { "a", "b" } }), "list{ agent_name = 'x', tags = { a, b } }")
+  eq({}, list_ids(mgr, { agent_name = "y", tag = "b" }), "list{ agent_name = 'y', tag = 'b' }")
+end)
+
+check("list: deleted sessions are not listed", function(mgr)
+  local s1, s2, s3, s4 = filter_sessions(mgr)
+  mgr:delete(s3)
+  eq({ s4, s2, s1 }, list_ids(mgr), "list() after a delete")
+  eq({ s1 }, list_ids(mgr, { tag = "b" }), "list{ tag = 'b' } after a delete")
+  mgr:delete(s1)
+  mgr:delete(s2)
+  mgr:delete(s4)
+  eq({}, list_ids(mgr), "list() after deleting all")
+end)
+
+check("list: changing the result changes nothing stored", function(mgr)
+  local s = make_session({ tags = { "a" } })
+  save(mgr, s)
+  local l = list(mgr)
+  local expected = deep_copy(l)
+  l[1].name = "changed"
+  l[1].tags[1] = "changed"
+  l[1].id = "changed"
+  l[2] = { id = "added" }
+  eq(expected, list(mgr), "list()")
+  eq("my-task", meta_of(mgr, s.metadata.id).name, "name")
+end)
+
+check("list: has_tag works on listed metadata", function(mgr)
+  save(mgr, make_session({ tags = { "production", "eu" } }))
+  local meta = list(mgr)[1]
+  truthy(agentsession.has_tag(meta, "eu"), "has_tag(list()[1], 'eu') is false")
+  truthy(not agentsession.has_tag(meta, "us"), "has_tag(list()[1], 'us') is true")
+end)
+
+------------------------------------------------------------------ fork
+
+local UUID_V4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+
+local function fork_source(mgr)
+  local s = make_session({ tags = { "a", "b" }, turn_count = 4, total_tokens = 500, created_at = 1000 },
+    messages(4), { cwd = "/src", n = 1, list = { 1, 2 } })
+  save(mgr, s)
+  return s
+end
+
+check("fork: gives the copy a new UUID v4 id", function(mgr)
+  local src = fork_source(mgr)
+  local a = mgr:fork(src.metadata.id, "copy")
+  local b = mgr:fork(src.metadata.id, "copy")
+  for _, meta in ipairs({ a, b }) do
+    truthy(type(meta) == "table" and type(meta.id) == "string", "fork() returned %s", show(meta))
+    truthy(#meta.id == 36 and meta.id:match(UUID_V4) and meta.id == meta.id:lower(),
+      "%s is not a lowercase UUID v4", show(meta.id))
+    truthy(meta.id ~= src.metadata.id, "the fork has the id of its source")
+  end
+  truthy(a.id ~= b.id, "two forks got the same id %s", show(a.id))
+end)
+
+check("fork: copies messages, state, tags, agent_name, turn_count and total_tokens", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, "copy")
+  local copy = resume(mgr, meta.id)
+  eq(messages(4), copy.messages, "messages")
+  eq({ cwd = "/src", n = 1, list = { 1, 2 } }, copy.state, "state")
+  eq({ "a", "b" }, copy.metadata.tags, "tags")
+  eq("code-agent", copy.metadata.agent_name, "agent_name")
+  eq(4, copy.metadata.turn_count, "turn_count")
+  eq(500, copy.metadata.total_tokens, "total_tokens")
+end)
+
+check("fork: uses the name given", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, "experiment-branch")
+  eq("experiment-branch", meta.name, "fork().name")
+  eq("experiment-branch", meta_of(mgr, meta.id).name, "resume(fork).metadata.name")
+end)
+
+check("fork: names the copy '<name> (fork)' when no name is given", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id)
+  eq("my-task (fork)", meta.name, "fork().name")
+  eq("my-task (fork)", meta_of(mgr, meta.id).name, "resume(fork).metadata.name")
+  eq("my-task (fork) (fork)", mgr:fork(meta.id).name, "name of a fork of the fork")
+end)
+
+check("fork: leaves the copy unnamed when the source is unnamed and no name is given", function(mgr)
+  local s = unnamed(make_session())
+  save(mgr, s)
+  local meta = mgr:fork(s.metadata.id)
+  eq(nil, meta.name, "fork().name")
+  eq(nil, meta_of(mgr, meta.id).name, "resume(fork).metadata.name")
+end)
+
+check("fork: uses the name given when the source is unnamed", function(mgr)
+  local s = unnamed(make_session())
+  save(mgr, s)
+  eq("given", mgr:fork(s.metadata.id, "given").name, "fork().name")
+end)
+
+check("fork: sets parent_id to the source id", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id)
+  eq(src.metadata.id, meta.parent_id, "fork().parent_id")
+  eq(src.metadata.id, meta_of(mgr, meta.id).parent_id, "resume(fork).metadata.parent_id")
+  eq(nil, meta_of(mgr, src.metadata.id).parent_id, "the source's parent_id")
+  eq(meta.id, mgr:fork(meta.id).parent_id, "parent_id of a fork of the fork")
+end)
+
+check("fork: sets created_at and updated_at to now", function(mgr)
+  local src = fork_source(mgr)
+  local before = now()
+  local meta = mgr:fork(src.metadata.id)
+  local after = now()
+  between(meta.created_at, before, after, "fork().created_at")
+  between(meta.updated_at, before, after, "fork().updated_at")
+  eq(meta.created_at, meta.updated_at, "fork().updated_at vs created_at")
+end)
+
+check("fork: returns the stored metadata of the copy", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, "copy")
+  is_table(meta, "fork()'s result")
+  eq(meta_of(mgr, meta.id), meta, "fork() vs resume(fork).metadata")
+end)
+
+check("fork: leaves the source untouched", function(mgr)
+  local src = fork_source(mgr)
+  local before = snapshot(mgr)
+  mgr:fork(src.metadata.id, "copy")
+  mgr:fork(src.metadata.id, nil, { at = 1 })
+  eq(before.sessions[1], resume(mgr, src.metadata.id), "source")
+end)
+
+check("fork: changing the copy does not change the source", function(mgr)
+  local src = fork_source(mgr)
+  local source_before = resume(mgr, src.metadata.id)
+  local meta = mgr:fork(src.metadata.id, "copy")
+  local copy = resume(mgr, meta.id)
+  copy.messages[#copy.messages + 1] = "only in the copy"
+  copy.messages[1].content = "changed in the copy"
+  copy.state.cwd = "/copy"
+  copy.state.list[1] = 9
+  save(mgr, copy)
+  mgr:rewind(meta.id, 2)
+  mgr:tag(meta.id, "copy-only")
+  mgr:untag(meta.id, "a")
+  mgr:rename(meta.id, "renamed copy")
+  eq(source_before, resume(mgr, src.metadata.id), "source")
+end)
+
+check("fork: changing the source does not change the copy", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, "copy")
+  local copy_before = resume(mgr, meta.id)
+  local original = resume(mgr, src.metadata.id)
+  original.messages[1].content = "changed in the source"
+  original.messages[5] = "only in the source"
+  original.state.list[2] = 7
+  save(mgr, original)
+  mgr:tag(src.metadata.id, "source-only")
+  mgr:rewind(src.metadata.id, 1)
+  eq(copy_before, resume(mgr, meta.id), "copy")
+  mgr:delete(src.metadata.id)
+  eq(copy_before, resume(mgr, meta.id), "copy after deleting the source")
+end)
+
+check("fork: with {at = k} keeps the first k messages", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, "early", { at = 2 })
+  eq(2, meta.turn_count, "fork().turn_count")
+  eq("early", meta.name, "fork().name")
+  local copy = resume(mgr, meta.id)
+  eq({ messages(4)[1], messages(4)[2] }, copy.messages, "messages")
+  eq(2, copy.metadata.turn_count, "resume(fork).metadata.turn_count")
+  eq(messages(4), resume(mgr, src.metadata.id).messages, "source messages")
+end)
+
+check("fork: with {at = k} past the end keeps every message", function(mgr)
+  local s = make_session({ turn_count = 9 }, messages(4))
+  save(mgr, s)
+  local meta = mgr:fork(s.metadata.id, nil, { at = 10 })
+  eq(4, meta.turn_count, "fork().turn_count")
+  eq("my-task (fork)", meta.name, "fork().name")
+  eq(messages(4), resume(mgr, meta.id).messages, "messages")
+end)
+
+check("fork: with {at = 0} keeps no message", function(mgr)
+  local src = fork_source(mgr)
+  local meta = mgr:fork(src.metadata.id, nil, { at = 0 })
+  eq(0, meta.turn_count, "fork().turn_count")
+  local copy = resume(mgr, meta.id)
+  truthy(next(copy.messages) == nil, "messages: expected none, got %s", show(copy.messages))
+  eq({ cwd = "/src", n = 1, list = { 1, 2 } }, copy.state, "state")
+end)
+
+------------------------------------------------------------------ rewind
+
+local function rewind_source(mgr)
+  local s = make_session({ turn_count = 7, total_tokens = 70, tags = { "a", "b" }, created_at = 1000 },
+    messages(5), { cwd = "/r", list = { 1 } })
+  save(mgr, s)
+  return s.metadata.id
+end
+
+check("rewind: rewind(id, 3) keeps the first 3 messages", function(mgr)
+  local id = rewind_source(mgr)
+  mgr:rewind(id, 3)
+  local r = resume(mgr, id)
+  eq({ messages(5)[1], messages(5)[2], messages(5)[3] }, r.messages, "messages")
+  eq(3, r.metadata.turn_count, "turn_count")
+end)
+
+check("rewind: returns the rewound session, equal to a later resume", function(mgr)
+  local id = rewind_source(mgr)
+  local rewound = mgr:rewind(id, 2)
+  is_table(rewound, "rewind()'s result")
+  is_table(rewound.metadata, "rewind().metadata")
+  eq({ messages(5)[1], messages(5)[2] }, rewound.messages, "rewind().messages")
+  eq(2, rewound.metadata.turn_count, "rewind().metadata.turn_count")
+  eq(resume(mgr, id), rewound, "rewind() vs resume()")
+end)
+
+check("rewind: past the end keeps every message", function(mgr)
+  local id = rewind_source(mgr)
+  local rewound = mgr:rewind(id, 10)
+  eq(messages(5), rewound.messages, "rewind().messages")
+  eq(5, rewound.metadata.turn_count, "rewind().metadata.turn_count")
+  eq(messages(5), resume(mgr, id).messages, "resume().messages")
+end)
+
+check("rewind: to 0 keeps no message", function(mgr)
+  local id = rewind_source(mgr)
+  local rewound = mgr:rewind(id, 0)
+  truthy(next(rewound.messages) == nil, "rewind().messages: expected none, got %s", show(rewound.messages))
+  eq(0, rewound.metadata.turn_count, "rewind().metadata.turn_count")
+  local r = resume(mgr, id)
+  truthy(next(r.messages) == nil and getmetatable(r.messages) == array_mt,
+    "resume().messages: expected [], got %s", show(r.messages))
+  eq({ cwd = "/r", list = { 1 } }, r.state, "state")
+end)
+
+check("rewind: keeps state, tags, name, agent_name, total_tokens and created_at", function(mgr)
+  local id = rewind_source(mgr)
+  local before = resume(mgr, id)
+  local r = mgr:rewind(id, 2)
+  eq(before.state, r.state, "state")
+  for _, field in ipairs({ "id", "name", "tags", "agent_name", "total_tokens", "created_at" }) do
+    eq(before.metadata[field], r.metadata[field], "metadata." .. field)
+  end
+end)
+
+check("rewind: a negative index is invalid and changes nothing", function(mgr)
+  local id = rewind_source(mgr)
+  local before = snapshot(mgr)
+  expect_error_in("rewind(id, -1)", "invalid", function() return mgr:rewind(id, -1) end)
+  unchanged(mgr, before, "rewind(id, -1)")
+end)
+
+check("rewind: a fractional index is invalid and changes nothing", function(mgr)
+  local id = rewind_source(mgr)
+  local before = snapshot(mgr)
+  expect_error_in("rewind(id, 1.5)", "invalid", function() return mgr:rewind(id, 1.5) end)
+  unchanged(mgr, before, "rewind(id, 1.5)")
+end)
+
+check("rewind: an integral float index counts as that integer", function(mgr)
+  local id = rewind_source(mgr)
+  local r = mgr:rewind(id, 2.0)
+  eq(2, #r.messages, "#rewind(id, 2.0).messages")
+  eq(2, r.metadata.turn_count, "rewind(id, 2.0).metadata.turn_count")
+end)
+
+------------------------------------------------------------------ tag
+
+local function tag_source(mgr, tags)
+  local s = make_session({ tags = tags or { "a" } })
+  save(mgr, s)
+  return s.metadata.id
+end
+
+check("tag: a string is appended and the tag array returned", function(mgr)
+  local id = tag_source(mgr)
+  eq({ "a", "b" }, mgr:tag(id, "b"), "tag(id, 'b')")
+  eq({ "a", "b" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+end)
+
+check("tag: an array appends those missing, in order, without repeats", function(mgr)
+  local id = tag_source(mgr)
+  eq({ "a", "c", "b", "d" }, mgr:tag(id, { "c", "a", "b", "c", "d" }), "tag(id, { c, a, b, c, d })")
+  eq({ "a", "c", "b", "d" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+  eq({ "a", "c", "b", "d" }, list(mgr)[1].tags, "list()[1].tags")
+end)
+
+check("tag: tags already present are left as they are", function(mgr)
+  local id = tag_source(mgr, { "a", "b" })
+  eq({ "a", "b" }, mgr:tag(id, "a"), "tag(id, 'a')")
+  eq({ "a", "b" }, mgr:tag(id, { "b", "a" }), "tag(id, { b, a })")
+  eq({ "a", "b" }, mgr:tag(id, {}), "tag(id, {})")
+  eq({ "a", "b" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+end)
+
+check("tag: changes nothing but tags, updated_at and version", function(mgr)
+  local id = tag_source(mgr)
+  local before = resume(mgr, id)
+  mgr:tag(id, "z")
+  local after = resume(mgr, id)
+  eq(before.messages, after.messages, "messages")
+  eq(before.state, after.state, "state")
+  for _, field in ipairs({ "id", "name", "agent_name", "created_at", "turn_count", "total_tokens" }) do
+    eq(before.metadata[field], after.metadata[field], "metadata." .. field)
+  end
+end)
+
+local function refused_tag(name, method, arg, misuse)
+  check(name, function(mgr)
+    local id = tag_source(mgr, { "a", "b" })
+    local before = snapshot(mgr)
+    local what = method .. "(id, " .. show(arg) .. ")"
+    local call = function() return mgr[method](mgr, id, arg) end
+    if misuse then expect_refused(what, call) else expect_error_in(what, "invalid", call) end
+    unchanged(mgr, before, what)
+  end)
+end
+refused_tag("tag: an empty tag is invalid and changes nothing", "tag", "")
+refused_tag("tag: an empty tag in an array is invalid and changes nothing", "tag", { "c", "" })
+refused_tag("tag: a non-string entry is invalid and changes nothing", "tag", { "c", 5 })
+refused_tag("tag: a control character is invalid and changes nothing", "tag", { "c", "d\ne" })
+refused_tag("untag: a non-string entry is invalid and changes nothing", "untag", { "a", 5 })
+refused_tag("tag: a number instead of tags is refused and changes nothing", "tag", 5, true)
+
+------------------------------------------------------------------ untag
+
+check("untag: a string is removed and the rest returned", function(mgr)
+  local id = tag_source(mgr, { "a", "b", "c", "d" })
+  eq({ "a", "c", "d" }, mgr:untag(id, "b"), "untag(id, 'b')")
+  eq({ "a", "c", "d" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+end)
+
+check("untag: an array removes them, ignoring absent ones", function(mgr)
+  local id = tag_source(mgr, { "a", "b", "c", "d" })
+  eq({ "b", "d" }, mgr:untag(id, { "c", "missing", "a" }), "untag(id, { c, missing, a })")
+  eq({ "b", "d" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+  eq({ "b", "d" }, list(mgr)[1].tags, "list()[1].tags")
+end)
+
+check("untag: an absent tag is fine and removes nothing", function(mgr)
+  local id = tag_source(mgr, { "a", "b" })
+  eq({ "a", "b" }, mgr:untag(id, "missing"), "untag(id, 'missing')")
+  eq({ "a", "b" }, meta_of(mgr, id).tags, "resume().metadata.tags")
+end)
+
+check("untag: removing every tag leaves an empty array", function(mgr)
+  local id = tag_source(mgr, { "a", "b" })
+  local tags = mgr:untag(id, { "a", "b" })
+  truthy(type(tags) == "table" and next(tags) == nil, "untag(id, { a, b }) returned %s", show(tags))
+  local stored = meta_of(mgr, id).tags
+  truthy(type(stored) == "table" and next(stored) == nil, "resume().metadata.tags is %s", show(stored))
+  eq({}, list_ids(mgr, { tag = "a" }), "list{ tag = 'a' }")
+end)
+
+------------------------------------------------------------------ rename
+
+check("rename: sets the name", function(mgr)
+  local id = tag_source(mgr)
+  mgr:rename(id, "final-delivery")
+  eq("final-delivery", meta_of(mgr, id).name, "resume().metadata.name")
+  eq("final-delivery", list(mgr)[1].name, "list()[1].name")
+end)
+
+check("rename: returns no value", function(mgr)
+  local id = tag_source(mgr)
+  no_values("rename()", mgr:rename(id, "x"))
+end)
+
+check("rename: names an unnamed session", function(mgr)
+  local s = unnamed(make_session())
+  save(mgr, s)
+  mgr:rename(s.metadata.id, "named")
+  eq("named", meta_of(mgr, s.metadata.id).name, "resume().metadata.name")
+end)
+
+check("rename: changes nothing but name, updated_at and version", function(mgr)
+  local id = rewind_source(mgr)
+  local before = resume(mgr, id)
+  mgr:rename(id, "renamed")
+  local after = resume(mgr, id)
+  eq(before.messages, after.messages, "messages")
+  eq(before.state, after.state, "state")
+  for _, field in ipairs({ "id", "tags", "agent_name", "created_at", "turn_count", "total_tokens" }) do
+    eq(before.metadata[field], after.metadata[field], "metadata." .. field)
+  end
+end)
+
+check("rename: a non-string name is refused and changes nothing", function(mgr)
+  local id = tag_source(mgr)
+  local before = snapshot(mgr)
+  expect_refused("rename(id, 5)", function() return mgr:rename(id, 5) end)
+  expect_refused("rename(id, {})", function() return mgr:rename(id, {}) end)
+  unchanged(mgr, before, "rename with a non-string name")
+end)
+
+check("rename: a name with a control character is invalid and changes nothing", function(mgr)
+  local id = tag_source(mgr)
+  local before = snapshot(mgr)
+  expect_error_in("rename(id, 'two\\nlines')", "invalid", function() return mgr:rename(id, "two\nlines") end)
+  unchanged(mgr, before, "rename with a control character")
+end)
+
+------------------------------------------------------------------ delete
+
+check("delete: removes the session", function(mgr)
+  local keep = save(mgr, make_session()).id
+  local gone = save(mgr, make_session()).id
+  mgr:delete(gone)
+  expect_error_in("resume of the deleted id", "not_found", function() return mgr:resume(gone) end)
+  eq({ keep }, list_ids(mgr), "list() ids")
+end)
+
+check("delete: returns no value", function(mgr)
+  local id = save(mgr, make_session()).id
+  no_values("delete()", mgr:delete(id))
+end)
+
+check("delete: leaves the other sessions as they were", function(mgr)
+  local a = save(mgr, make_session({ tags = { "t" } }, messages(3))).id
+  local b = save(mgr, make_session({ tags = { "t" } }, messages(2))).id
+  local c = save(mgr, make_session({ tags = { "t" } }, messages(1))).id
+  local ra, rc = resume(mgr, a), resume(mgr, c)
+  mgr:delete(b)
+  eq(ra, resume(mgr, a), "session a")
+  eq(rc, resume(mgr, c), "session c")
+  eq({ c, a }, list_ids(mgr, { tag = "t" }), "list{ tag = 't' }")
+end)
+
+check("delete: deleting twice, the second is not_found", function(mgr)
+  local keep = save(mgr, make_session()).id
+  local id = save(mgr, make_session()).id
+  mgr:delete(id)
+  expect_error_in("the second delete", "not_found", function() return mgr:delete(id) end)
+  eq({ keep }, list_ids(mgr), "list() ids")
+end)
+
+check("delete: the id can be saved again, as a new session", function(mgr)
+  local s = make_session({ created_at = 1000 }, messages(3))
+  save(mgr, s)
+  save(mgr, s)
+  mgr:delete(s.metadata.id)
+  s.messages = { "again" }
+  local meta = save(mgr, s)
+  eq(1, meta.version, "version of the new session")
+  eq({ "again" }, resume(mgr, s.metadata.id).messages, "messages")
+  eq({ s.metadata.id }, list_ids(mgr), "list() ids")
+end)
+
+------------------------------------------------------------------ resume last
+
+check("resume last: {last = n} gives the last n messages and the stored metadata", function(mgr)
+  local id = rewind_source(mgr)
+  local full = resume(mgr, id)
+  local r = resume(mgr, id, { last = 2 })
+  eq({ messages(5)[4], messages(5)[5] }, r.messages, "messages")
+  eq(full.metadata, r.metadata, "metadata")
+  eq(7, r.metadata.turn_count, "turn_count")
+  eq(full.state, r.state, "state")
+  eq(messages(5), resume(mgr, id).messages, "a later full resume")
+end)
+
+check("resume last: n past the end gives every message", function(mgr)
+  local id = rewind_source(mgr)
+  eq(messages(5), resume(mgr, id, { last = 10 }).messages, "messages with last = 10")
+  eq(messages(5), resume(mgr, id, { last = 5 }).messages, "messages with last = 5")
+end)
+
+check("resume last: n = 0 gives no message but the state", function(mgr)
+  local id = rewind_source(mgr)
+  local r = resume(mgr, id, { last = 0 })
+  truthy(next(r.messages) == nil, "messages: expected none, got %s", show(r.messages))
+  eq({ cwd = "/r", list = { 1 } }, r.state, "state")
+  eq(meta_of(mgr, id), r.metadata, "metadata")
+end)
+
+------------------------------------------------------------------ errors
+
+check("errors: are tables with kind and message, and id for not_found", function(mgr)
+  local err = expect_error("not_found", function() return mgr:resume(MISSING) end)
+  truthy(type(err) == "table", "the error is a %s", type(err))
+  eq("not_found", err.kind, "err.kind")
+  truthy(type(err.message) == "string" and err.message ~= "", "err.message is %s", show(err.message))
+  eq(MISSING, err.id, "err.id")
+  local bad = expect_error("invalid", function() return mgr:save(make_session({ id = "" })) end)
+  eq("invalid", bad.kind, "err.kind of an invalid save")
+  truthy(type(bad.message) == "string" and bad.message ~= "", "err.message is %s", show(bad.message))
+end)
+
+check("errors: tostring gives 'agentsession: <kind>: <message>'", function(mgr)
+  local err = expect_error("not_found", function() return mgr:resume(MISSING) end)
+  eq("agentsession: not_found: " .. tostring(err.message), tostring(err), "tostring(err)")
+  local bad = expect_error("invalid", function() return mgr:save(make_session({ id = "" })) end)
+  eq("agentsession: invalid: " .. tostring(bad.message), tostring(bad), "tostring(err)")
+end)
+
+check("errors: is_error recognises them, with and without a kind", function(mgr)
+  local ok, err = pcall(function() return mgr:resume(MISSING) end)
+  truthy(not ok, "resume of a missing id succeeded")
+  truthy(is_error(err), "is_error(err) is false for %s", show(err))
+  truthy(is_error(err, "not_found"), "is_error(err, 'not_found') is false for %s", show(err))
+  truthy(not is_error(err, "invalid"), "is_error(err, 'invalid') is true for a not_found error")
+  truthy(not is_error("agentsession: not_found: x"), "is_error of a string is true")
+  truthy(not is_error({ kind = "not_found", message = "x" }), "is_error of a plain table is true")
+end)
+
+local missing_calls = {
+  { "resume", function(m) return m:resume(MISSING) end },
+  { "fork", function(m) return m:fork(MISSING) end },
+  { "rewind", function(m) return m:rewind(MISSING, 1) end },
+  { "tag", function(m) return m:tag(MISSING, "t") end },
+  { "untag", function(m) return m:untag(MISSING, "t") end },
+  { "rename", function(m) return m:rename(MISSING, "n") end },
+  { "delete", function(m) return m:delete(MISSING) end },
+}
+for _, row in ipairs(missing_calls) do
+  local name, call = row[1], row[2]
+  check("errors: " .. name .. " of a missing id is not_found and changes nothing", function(mgr)
+    two_sessions(mgr)
+    local before = snapshot(mgr)
+    local err = expect_error_in(name .. " of a missing id", "not_found", call, mgr)
+    eq(MISSING, err.id, "err.id")
+    unchanged(mgr, before, "a failed " .. name)
+  end)
+end
+
+-- A save that breaks one rule: refused as invalid on an existing id (the
+-- stored session stays) and on a new id (nothing is stored).
+local function refused_save(name, mutate, opts)
+  opts = opts or {}
+  check("errors: invalid: " .. name, function(mgr)
+    local known = two_sessions(mgr)
+    local before = snapshot(mgr)
+    if not opts.new_only then
+      local s = deep_copy(known)
+      mutate(s, s.metadata)
+      local err = expect_error_in("save of the stored id with " .. name, "invalid", function() return mgr:save(s) end)
+      if opts.path then
+        truthy(type(err.message) == "string" and err.message:find(opts.path, 1, true),
+          "the message %s does not name %s", show(err.message), opts.path)
+      end
+      unchanged(mgr, before, "a failed save")
+    end
+    if not opts.existing_only then
+      local s = make_session({ tags = { "a", "b" } }, messages(3), { cwd = "/home/user", depth = 1 })
+      local id = s.metadata.id
+      mutate(s, s.metadata)
+      expect_error_in("save of a new id with " .. name, "invalid", function() return mgr:save(s) end)
+      unchanged(mgr, before, "a failed save of a new id")
+      if type(id) == "string" then
+        expect_error_in("resume after the failed save", "not_found", function() return mgr:resume(id) end)
+      end
+    end
+  end)
+end
+
+local function cycle()
+  local t = { role = "user" }
+  t.self = t
+  return t
+end
+
+refused_save("no id", function(_, m) m.id = nil end, { new_only = true })
+refused_save("an empty id", function(_, m) m.id = "" end, { new_only = true })
+refused_save("a control character in the id", function(_, m) m.id = m.id .. "\n" end, { new_only = true })
+refused_save("a 256-byte id", function(_, m) m.id = string.rep("i", 256) end, { new_only = true })
+refused_save("a non-string name", function(_, m) m.name = 5 end)
+refused_save("a function in a message", function(s) s.messages[3].content = print end,
+  { path = "messages[3].content" })
+refused_save("NaN in a message", function(s) s.messages[2].score = 0 / 0 end, { path = "messages[2]" })
+refused_save("infinity in the state", function(s) s.state.depth = math.huge end, { path = "state" })
+refused_save("a sparse table in a message", function(s) s.messages[2] = { [1] = "a", [3] = "c" } end,
+  { path = "messages[2]" })
+refused_save("a mixed table in a message", function(s) s.messages[1] = { "a", role = "user" } end,
+  { path = "messages[1]" })
+refused_save("a cycle in a message", function(s) s.messages[2] = cycle() end, { path = "messages[2]" })
+refused_save("invalid UTF-8 in a message", function(s) s.messages[3].content = "caf\xe9" end,
+  { path = "messages[3].content" })
+refused_save("invalid UTF-8 in the state", function(s) s.state.cwd = "\x80" end, { path = "state.cwd" })
+refused_save("a function in the state", function(s) s.state.cwd = print end, { path = "state.cwd" })
+refused_save("an unknown metadata key", function(_, m) m.bogus = 1 end, { path = "bogus" })
+refused_save("an unknown session key", function(s) s.extra = true end, { path = "extra" })
+refused_save("a non-string tag", function(_, m) m.tags = { "a", 5 } end, { path = "tags" })
+
+------------------------------------------------------------------ too_large
+
+local SEVENTEEN_MIB = 17 * 1024 * 1024
+
+check("too_large: a session over 16 MiB is refused and nothing is stored", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local s = make_session(nil, { string.rep("x", SEVENTEEN_MIB) })
+  local id = s.metadata.id
+  expect_error_in("save of a 17 MiB session", "too_large", function() return mgr:save(s) end)
+  s = nil -- luacheck: ignore 311
+  collectgarbage()
+  expect_error_in("resume after the failed save", "not_found", function() return mgr:resume(id) end)
+  unchanged(mgr, before, "a too_large save")
+end, { slow = true })
+
+check("too_large: replacing a session with one over 16 MiB keeps the stored one", function(mgr)
+  local known = two_sessions(mgr)
+  local before = snapshot(mgr)
+  local s = deep_copy(known)
+  s.state = { blob = string.rep("y", SEVENTEEN_MIB) }
+  expect_error_in("save of a 17 MiB state", "too_large", function() return mgr:save(s) end)
+  s = nil -- luacheck: ignore 311
+  collectgarbage()
+  unchanged(mgr, before, "a too_large save")
+end, { slow = true })
+
+------------------------------------------------------------------ close
+
+check("close: returns nothing and can be called again", function(mgr)
+  save(mgr, make_session())
+  no_values("close()", mgr:close())
+  no_values("a second close()", mgr:close())
+  no_values("a third close()", mgr:close())
+end)
+
+check("close: every method raises closed after close", function(mgr)
+  local id = two_sessions(mgr).metadata.id
+  mgr:close()
+  local calls = {
+    { "save", function() return mgr:save(make_session()) end },
+    { "resume", function() return mgr:resume(id) end },
+    { "list", function() return mgr:list() end },
+    { "fork", function() return mgr:fork(id) end },
+    { "rewind", function() return mgr:rewind(id, 1) end },
+    { "tag", function() return mgr:tag(id, "x") end },
+    { "untag", function() return mgr:untag(id, "a") end },
+    { "rename", function() return mgr:rename(id, "n") end },
+    { "delete", function() return mgr:delete(id) end },
+    { "list again", function() return mgr:list() end },
+  }
+  for _, row in ipairs(calls) do
+    local err = expect_error_in(row[1] .. " after close", "closed", row[2])
+    eq("agentsession: closed: " .. tostring(err.message), tostring(err), "tostring of the closed error")
+  end
+  no_values("close() after the calls", mgr:close())
+end)
+
+check("close: closing one manager leaves another working", function(mgr, ctx)
+  save(mgr, make_session())
+  local other = ctx.open()
+  local s = make_session()
+  save(other, s)
+  mgr:close()
+  eq(s.metadata.id, meta_of(other, s.metadata.id).id, "resume on another manager after close")
+end)
+
+check("close: <close> closes the manager at the end of its scope", function(_, ctx)
+  local probe = ctx.open()
+  local mt
+  if debug and debug.getmetatable then mt = debug.getmetatable(probe) else mt = getmetatable(probe) end
+  if type(mt) ~= "table" or mt.__close == nil then
+    -- No __close: what can be checked is close() itself.
+    probe:close()
+    expect_error_in("list after close", "closed", function() return probe:list() end)
+    return
+  end
+  local escaped
+  do
+    local scoped <close> = ctx.open()
+    escaped = scoped
+    save(scoped, make_session())
+  end
+  expect_error_in("list after the scope ended", "closed", function() return escaped:list() end)
+  no_values("close() after <close>", escaped:close())
+end)
+
+---------------------------------------------------------------------------
+-- Running
+---------------------------------------------------------------------------
+
+local MAX_LINE = 300
+
+local function one_line(s)
+  s = s:gsub("[\r\n\t]+", " ")
+  if #s > MAX_LINE then s = s:sub(1, MAX_LINE - 3) .. "..." end
+  return s
+end
+
+local function reason_of(err)
+  if getmetatable(err) == Failure then return err.message end
+  return "raised " .. (is_error(err) and describe_error(err) or safe_tostring(err))
+end
+
+local function close_quietly(m)
+  if m ~= nil then pcall(function() return m:close() end) end
+end
+
+local function run_one(c, new_manager)
+  local ok, mgr = pcall(new_manager)
+  if not ok then return false, "new_manager() raised " .. safe_tostring(mgr) end
+  if mgr == nil then return false, "new_manager() returned nil" end
+  local extra = {}
+  local ctx = {
+    new_manager = new_manager,
+    open = function()
+      local m = new_manager()
+      if m == nil then fail("new_manager() returned nil") end
+      extra[#extra + 1] = m
+      return m
+    end,
+  }
+  local passed, err = xpcall(c.fn, function(e) return e end, mgr, ctx)
+  close_quietly(mgr)
+  for _, m in ipairs(extra) do close_quietly(m) end
+  if passed then return true end
+  return false, reason_of(err)
+end
+
+local function matches(name, pattern)
+  if type(pattern) ~= "string" then return nil end
+  local ok, found = pcall(string.find, name, pattern)
+  if not ok then return nil, found end
+  return found ~= nil
+end
+
+--- Runs the checks against managers made by `new_manager()`; returns
+--- passed, failed, failures.
+function M.run(new_manager, opts)
+  if type(new_manager) ~= "function" then
+    error("bad argument #1 to 'run' (function expected, got " .. type(new_manager) .. ")", 2)
+  end
+  if type(opts) ~= "table" then opts = {} end
+  local verbose = opts.verbose and true or false
+  local out = verbose and print or function() end
+  local passed, failed, failures = 0, 0, {}
+  local function record_failure(line)
+    failed = failed + 1
+    failures[#failures + 1] = line
+    out("FAIL " .. line)
+  end
+  for _, c in ipairs(checks) do
+    local selected = true
+    if opts.only ~= nil then
+      local m, bad = matches(c.name, opts.only)
+      if bad then record_failure(one_line("opts.only: " .. safe_tostring(bad))) return passed, failed, failures end
+      selected = m == true
+    end
+    if selected and opts.skip ~= nil then
+      local m, bad = matches(c.name, opts.skip)
+      if bad then record_failure(one_line("opts.skip: " .. safe_tostring(bad))) return passed, failed, failures end
+      selected = m ~= true
+    end
+    if selected then
+      local ok, why = run_one(c, new_manager)
+      if ok then
+        passed = passed + 1
+        out("ok  " .. c.name)
+      else
+        record_failure(one_line(c.name .. ": " .. tostring(why)))
+      end
+    end
+  end
+  out(string.format("agentsession.conformance: %d passed, %d failed", passed, failed))
+  return passed, failed, failures
+end
+
+return M

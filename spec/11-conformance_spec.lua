@@ -1,0 +1,754 @@
+-- agentsession.conformance: it passes our stores, it fails stores broken on
+-- purpose (one rule at a time), and run() keeps its own contract.
+local agentsession = require("agentsession")
+local conformance = require("agentsession.conformance")
+local stores = require("helpers.stores")
+
+local array_mt = agentsession.array_mt
+local is_error = agentsession.is_error
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
+-- A deep copy of v with every value passed through leaf(v) and every table
+-- through node(t) (after its children).
+local function map(v, leaf, node)
+  if type(v) ~= "table" then return leaf(v) end
+  local out = {}
+  for k, x in pairs(v) do out[k] = map(x, leaf, node) end
+  setmetatable(out, getmetatable(v))
+  return node and node(out) or out
+end
+
+local METHODS = { "save", "resume", "list", "fork", "rewind", "tag", "untag", "rename", "delete", "close" }
+local WRITES = { "save", "fork", "rewind", "tag", "untag", "rename", "delete" }
+
+-- A factory of managers that are plain Lua tables calling through to a real
+-- memory manager, except for the methods that `make(real)` returns.
+local function proxy(make, opts)
+  return function()
+    local real = agentsession.memory(opts)
+    local over = make and make(real) or {}
+    local p = {}
+    for _, name in ipairs(METHODS) do
+      local f = over[name]
+      if f then
+        p[name] = function(_, ...) return f(...) end
+      else
+        p[name] = function(_, ...) return real[name](real, ...) end
+      end
+    end
+    return p
+  end
+end
+
+-- Overrides passing every metadata table the manager returns through fix.
+local function patch_metadata(real, fix)
+  local function fix_session(s)
+    if type(s) == "table" and type(s.metadata) == "table" then fix(s.metadata) end
+    return s
+  end
+  return {
+    save = function(...) return fix(real:save(...)) end,
+    resume = function(...) return fix_session(real:resume(...)) end,
+    list = function(...)
+      local l = real:list(...)
+      for _, m in ipairs(l) do fix(m) end
+      return l
+    end,
+    fork = function(...) return fix(real:fork(...)) end,
+    rewind = function(...) return fix_session(real:rewind(...)) end,
+  }
+end
+
+local MISSING_ID = "0b9f6a2e-1c3d-4e5f-8a7b-9c0d1e2f3a4b"
+
+local function exists(real, id)
+  return (pcall(real.resume, real, id))
+end
+
+-- Each: a name, the substrings of which at least one failure line must
+-- contain (the rule family that should catch it), the overrides, and the
+-- options of the memory manager underneath.
+local broken = {
+  { "drops the last message on save", { "save:" }, function(real)
+    return { save = function(s)
+      local c = copy(s)
+      if type(c) == "table" and type(c.messages) == "table" and #c.messages > 0 then table.remove(c.messages) end
+      return real:save(c)
+    end }
+  end },
+  { "drops the last message on resume", { "save:", "resume:" }, function(real)
+    return { resume = function(...)
+      local r = real:resume(...)
+      table.remove(r.messages)
+      return r
+    end }
+  end },
+  { "loses the state", { "save: keeps the state", "values:" }, function(real)
+    return { resume = function(...)
+      local r = real:resume(...)
+      r.state = {}
+      return r
+    end }
+  end },
+  { "ignores a second save of an id", { "save: saving again" }, function(real)
+    return { save = function(s)
+      local ok, r = pcall(real.resume, real, s.metadata.id)
+      if ok then return r.metadata end
+      return real:save(s)
+    end }
+  end },
+  { "keeps a reference to the caller's table", { "resume: changing the caller's table" }, function(real)
+    local saved = {}
+    return {
+      save = function(s)
+        local m = real:save(s)
+        saved[m.id] = s
+        return m
+      end,
+      resume = function(id, ...)
+        local r = real:resume(id, ...)
+        local s = saved[id]
+        if s and select("#", ...) == 0 then r.messages, r.state = s.messages, s.state end
+        return r
+      end,
+    }
+  end },
+  { "writes the times into the caller's table", { "save: does not modify" }, function(real)
+    return { save = function(s)
+      local m = real:save(s)
+      s.metadata.created_at, s.metadata.updated_at = m.created_at, m.updated_at
+      return m
+    end }
+  end },
+  { "rename does nothing", { "rename:" }, function()
+    return { rename = function() end }
+  end },
+  { "claims to delete what is not there", { "delete" }, function(real)
+    return { delete = function(id)
+      local ok, err = pcall(real.delete, real, id)
+      if not ok and not is_error(err, "not_found") then error(err, 0) end
+    end }
+  end },
+  { "lists oldest first", { "list:" }, function(real)
+    return { list = function(...)
+      local l, r = real:list(...), setmetatable({}, array_mt)
+      for i = #l, 1, -1 do r[#r + 1] = l[i] end
+      return r
+    end }
+  end },
+  { "breaks ties on updated_at by the oldest write", { "list: ties" }, function(real)
+    return { list = function(...)
+      local l, r = real:list(...), setmetatable({}, array_mt)
+      local i = 1
+      while i <= #l do
+        local j = i
+        while j < #l and l[j + 1].updated_at == l[i].updated_at do j = j + 1 end
+        for k = j, i, -1 do r[#r + 1] = l[k] end
+        i = j + 1
+      end
+      return r
+    end }
+  end },
+  { "lists nothing", { "list:" }, function()
+    return { list = function() return setmetatable({}, array_mt) end }
+  end },
+  { "ignores the tag filter of list", { "list: filter tag" }, function(real)
+    return { list = function(filter)
+      local f = copy(filter)
+      if type(f) == "table" then f.tag = nil end
+      return real:list(f)
+    end }
+  end },
+  { "forks without the messages", { "fork:" }, function(real)
+    return { fork = function(id, name) return real:fork(id, name, { at = 0 }) end }
+  end },
+  { "names a fork '<name> fork'", { "fork: names" }, function(real)
+    return { fork = function(id, name, o)
+      if name == nil then
+        local ok, src = pcall(real.resume, real, id)
+        if ok and src.metadata.name then name = src.metadata.name .. " fork" end
+      end
+      if o == nil then return real:fork(id, name) end
+      return real:fork(id, name, o)
+    end }
+  end },
+  { "touches the source of a fork", { "fork: leaves the source" }, function(real)
+    return { fork = function(id, ...)
+      local m = real:fork(id, ...)
+      real:tag(id, {})
+      return m
+    end }
+  end },
+  { "rewinds one message short", { "rewind:" }, function(real)
+    return { rewind = function(id, k)
+      if math.type(k) == "integer" and k > 0 then k = k - 1 end
+      return real:rewind(id, k)
+    end }
+  end },
+  { "takes a negative rewind index as 0", { "rewind: a negative" }, function(real)
+    return { rewind = function(id, k) return real:rewind(id, math.max(k, 0)) end }
+  end },
+  { "returns repeated tags from tag", { "tag:" }, function(real)
+    return { tag = function(id, tags)
+      local r = real:tag(id, tags)
+      for _, t in ipairs(type(tags) == "table" and tags or { tags }) do r[#r + 1] = t end
+      return r
+    end }
+  end },
+  { "accepts an empty tag", { "tag: an empty tag" }, function(real)
+    return { tag = function(id, tags)
+      if tags == "" then return real:resume(id).metadata.tags end
+      return real:tag(id, tags)
+    end }
+  end },
+  { "untag removes nothing", { "untag:" }, function(real)
+    return { untag = function(id) return real:resume(id).metadata.tags end }
+  end },
+  { "never moves version past 1", { "version:" }, function(real)
+    return patch_metadata(real, function(m) m.version = 1 return m end)
+  end },
+  { "never moves updated_at", { "timestamps:" }, function(real)
+    local first = {}
+    return patch_metadata(real, function(m)
+      first[m.id] = first[m.id] or m.updated_at
+      m.updated_at = first[m.id]
+      return m
+    end)
+  end },
+  { "overwrites created_at on a re-save", { "timestamps: re-saving" }, function(real)
+    return { save = function(s)
+      local c = copy(s)
+      if type(c) == "table" and type(c.metadata) == "table" and exists(real, c.metadata.id) then
+        c.metadata.created_at = agentsession.now()
+      end
+      return real:save(c)
+    end }
+  end },
+  { "returns the same table from every resume", { "resume:" }, function(real)
+    local cache = {}
+    local over = {
+      resume = function(id, ...)
+        if select("#", ...) > 0 then return real:resume(id, ...) end
+        cache[id] = cache[id] or real:resume(id)
+        return cache[id]
+      end,
+    }
+    for _, name in ipairs(WRITES) do
+      over[name] = function(...)
+        cache = {}
+        return real[name](real, ...)
+      end
+    end
+    return over
+  end },
+  { "turns integers into floats", { "values: integers" }, function(real)
+    local function floats(v) return math.type(v) == "integer" and v + 0.0 or v end
+    return { resume = function(...)
+      local r = real:resume(...)
+      r.messages, r.state = map(r.messages, floats), map(r.state, floats)
+      return r
+    end }
+  end },
+  { "gives {} for []", { "values: [] and {}" }, function(real)
+    local function same(v) return v end
+    local function unmark(t)
+      if next(t) == nil then setmetatable(t, nil) end
+      return t
+    end
+    return { resume = function(...)
+      local r = real:resume(...)
+      r.messages, r.state = map(r.messages, same, unmark), map(r.state, same, unmark)
+      return r
+    end }
+  end },
+  { "ignores {last = n}", { "resume last:" }, function(real)
+    return { resume = function(id) return real:resume(id) end }
+  end },
+  { "raises strings for not_found", { "errors:" }, function(real)
+    local over = {}
+    for _, name in ipairs(METHODS) do
+      over[name] = function(...)
+        local res = table.pack(pcall(real[name], real, ...))
+        if not res[1] then
+          local err = res[2]
+          if is_error(err, "not_found") then error("no such session: " .. tostring(err.id), 0) end
+          error(err, 0)
+        end
+        return table.unpack(res, 2, res.n)
+      end
+    end
+    return over
+  end },
+  { "leaves a session behind after a failed save", { "errors: invalid" }, function(real)
+    return { save = function(s)
+      local ok, res = pcall(real.save, real, s)
+      if ok then return res end
+      if type(s) == "table" and type(s.metadata) == "table" and type(s.metadata.id) == "string" then
+        pcall(real.save, real, { metadata = { id = s.metadata.id, agent_name = "" } })
+      end
+      error(res, 0)
+    end }
+  end },
+  { "has no size limit", { "too_large:" }, nil, { max_session_bytes = 64 * 1024 * 1024 } },
+  { "close does nothing", { "close:" }, function()
+    return { close = function() end }
+  end },
+  { "fails a second close", { "close:" }, function(real)
+    local closed = false
+    return { close = function()
+      if closed then error("already closed", 0) end
+      closed = true
+      real:close()
+    end }
+  end },
+}
+
+
+-- Subtler breakage, each run against one family only (opts.only) and each
+-- expected to fail one named check.
+local subtle = {
+  { "returns metadata without its version from save", "save: returns the stored metadata", function(real)
+    return { save = function(...)
+      local m = real:save(...)
+      m.version = nil
+      return m
+    end }
+  end },
+  { "adds a field of its own to the metadata", "save: metadata has the documented fields", function(real)
+    return patch_metadata(real, function(m) m.seq = 1 return m end)
+  end },
+  { "cuts names at 1000 bytes", "save: keeps a 255-byte id", function(real)
+    return patch_metadata(real, function(m)
+      if type(m.name) == "string" then m.name = m.name:sub(1, 1000) end
+      return m
+    end)
+  end },
+  { "returns the given tags, repeats included, from save", "save: drops repeated tags", function(real)
+    return { save = function(s)
+      local m = real:save(s)
+      m.tags = copy(s.metadata.tags)
+      return m
+    end }
+  end },
+  { "leaves created_at 0 as 1", "timestamps: save sets created_at to now when it is 0", function(real)
+    return { save = function(s)
+      local c = copy(s)
+      if c.metadata.created_at == 0 then c.metadata.created_at = 1 end
+      return real:save(c)
+    end }
+  end },
+  { "takes created_at nil as 1", "timestamps: save sets created_at to now when it is nil", function(real)
+    return { save = function(s)
+      local c = copy(s)
+      if c.metadata.created_at == nil then c.metadata.created_at = 1 end
+      return real:save(c)
+    end }
+  end },
+  { "replaces a given created_at by now", "timestamps: save keeps a non-zero created_at", function(real)
+    return { save = function(s)
+      local c = copy(s)
+      if exists(real, c.metadata.id) == false then c.metadata.created_at = 0 end
+      return real:save(c)
+    end }
+  end },
+  { "resets created_at on rename", "timestamps: rewind, tag, untag and rename keep created_at", function(real)
+    return { rename = function(id, name)
+      real:rename(id, name)
+      local s = real:resume(id)
+      s.metadata.created_at = agentsession.now()
+      real:save(s)
+    end }
+  end },
+  { "bumps the version on resume", "version: reads do not change it", function(real)
+    local reads = {}
+    return { resume = function(id, ...)
+      local r = real:resume(id, ...)
+      reads[id] = (reads[id] or 0) + 1
+      r.metadata.version = r.metadata.version + reads[id] - 1
+      return r
+    end }
+  end },
+  { "is not empty when made", "list: an empty store lists nothing", function(real)
+    real:save(agentsession.session{ name = "left over" })
+    return {}
+  end },
+  { "takes limit 0 as no limit", "list: limit 0 gives nothing", function(real)
+    return { list = function(filter)
+      local f = copy(filter)
+      if type(f) == "table" and f.limit == 0 then f.limit = nil end
+      if f == nil then return real:list() end
+      return real:list(f)
+    end }
+  end },
+  { "gives the last session for an offset past the end", "list: an offset past the end", function(real)
+    return { list = function(filter)
+      local l = real:list(filter)
+      if type(filter) == "table" and filter.offset and #l == 0 then return real:list{ limit = 1 } end
+      return l
+    end }
+  end },
+  { "gives forks uppercase ids", "fork: gives the copy a new UUID v4 id", function(real)
+    return { fork = function(...)
+      local m = real:fork(...)
+      local s = real:resume(m.id)
+      real:delete(m.id)
+      s.metadata.id = m.id:upper()
+      return real:save(s)
+    end }
+  end },
+  { "ignores the name given to fork", "fork: uses the name given", function(real)
+    return { fork = function(id) return real:fork(id) end }
+  end },
+  { "names a fork of an unnamed session ' (fork)'", "fork: leaves the copy unnamed", function(real)
+    return { fork = function(id, name, ...)
+      if name == nil and real:resume(id).metadata.name == nil then name = " (fork)" end
+      return real:fork(id, name, ...)
+    end }
+  end },
+  { "names every fork of an unnamed session ' (fork)'", "fork: uses the name given when the source is unnamed",
+    function(real)
+      return { fork = function(id, name, ...)
+        if real:resume(id).metadata.name == nil then name = " (fork)" end
+        return real:fork(id, name, ...)
+      end }
+    end },
+  { "forgets parent_id", "fork: sets parent_id", function(real)
+    return patch_metadata(real, function(m) m.parent_id = nil return m end)
+  end },
+  { "gives a fork the created_at of its source", "fork: sets created_at and updated_at to now", function(real)
+    return { fork = function(id, ...)
+      local src = real:resume(id).metadata
+      local m = real:fork(id, ...)
+      m.created_at = src.created_at
+      return m
+    end }
+  end },
+  { "returns the source's metadata from fork", "fork: returns the stored metadata of the copy", function(real)
+    return { fork = function(id, ...)
+      local m = real:fork(id, ...)
+      local src = real:resume(id).metadata
+      src.id = m.id
+      return src
+    end }
+  end },
+  { "rounds a fractional rewind index down", "rewind: a fractional index", function(real)
+    return { rewind = function(id, k) return real:rewind(id, math.floor(k)) end }
+  end },
+  { "refuses an integral float rewind index", "rewind: an integral float index", function(real)
+    return { rewind = function(id, k)
+      if math.type(k) == "float" then return real:rewind(id, -1) end
+      return real:rewind(id, k)
+    end }
+  end },
+  { "counts a turn on tag", "tag: changes nothing but tags", function(real)
+    return { tag = function(id, tags)
+      local r = real:tag(id, tags)
+      local s = real:resume(id)
+      s.metadata.turn_count = s.metadata.turn_count + 1
+      real:save(s)
+      return r
+    end }
+  end },
+  { "drops empty tags from an array silently", "tag: an empty tag in an array", function(real)
+    return { tag = function(id, tags)
+      if type(tags) == "table" then
+        local kept = {}
+        for _, t in ipairs(tags) do if t ~= "" then kept[#kept + 1] = t end end
+        tags = kept
+      end
+      return real:tag(id, tags)
+    end }
+  end },
+  { "turns tags into strings", "tag: a non-string entry", function(real)
+    return { tag = function(id, tags)
+      if type(tags) == "table" then tags = map(tags, tostring) end
+      return real:tag(id, tags)
+    end }
+  end },
+  { "strips control characters from tags", "tag: a control character", function(real)
+    return { tag = function(id, tags)
+      if type(tags) == "table" then tags = map(tags, function(t) return (t:gsub("%c", "")) end) end
+      return real:tag(id, tags)
+    end }
+  end },
+  { "raises for an absent tag on untag", "untag: an absent tag is fine", function(real)
+    return { untag = function(id, tags)
+      if tags == "missing" then return real:untag(MISSING_ID, tags) end
+      return real:untag(id, tags)
+    end }
+  end },
+  { "returns the id from rename", "rename: returns no value", function(real)
+    return { rename = function(id, name)
+      real:rename(id, name)
+      return id
+    end }
+  end },
+  { "resets the state on rename", "rename: changes nothing but name", function(real)
+    return { rename = function(id, name)
+      real:rename(id, name)
+      local s = real:resume(id)
+      s.state = {}
+      real:save(s)
+    end }
+  end },
+  { "returns true from delete", "delete: returns no value", function(real)
+    return { delete = function(id)
+      real:delete(id)
+      return true
+    end }
+  end },
+  { "lets resume see deleted sessions", "delete: removes the session", function(real)
+    local gone = {}
+    return {
+      delete = function(id)
+        gone[id] = real:resume(id)
+        real:delete(id)
+      end,
+      resume = function(id, ...)
+        if gone[id] then return copy(gone[id]) end
+        return real:resume(id, ...)
+      end,
+    }
+  end },
+}
+
+local function mentions(failures, wanted)
+  for _, line in ipairs(failures) do
+    for _, w in ipairs(wanted) do
+      if line:find(w, 1, true) then return true end
+    end
+  end
+  return false
+end
+
+-- print replaced while fn runs; returns the printed lines and fn's results.
+local function capture_print(fn)
+  local lines, saved = {}, _G.print
+  _G.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    lines[#lines + 1] = table.concat(parts, "\t")
+  end
+  local res = table.pack(pcall(fn))
+  _G.print = saved
+  assert(res[1], res[2])
+  return lines, table.unpack(res, 2, res.n)
+end
+
+local function memory() return agentsession.memory() end
+
+describe("agentsession.conformance", function()
+  it("exports VERSION 1 and the checks, each with a unique name and a function", function()
+    assert.are.equal(1, conformance.VERSION)
+    assert.is_true(#conformance.checks >= 80)
+    local seen = {}
+    for i, c in ipairs(conformance.checks) do
+      assert.are.equal("string", type(c.name), "checks[" .. i .. "].name")
+      assert.are.equal("function", type(c.fn), c.name)
+      assert.is_truthy(c.name:match("^[%w_ ]+: "), "no family prefix: " .. c.name)
+      assert.is_nil(seen[c.name], "two checks named " .. c.name)
+      seen[c.name] = true
+    end
+  end)
+
+  describe("passes our stores:", function()
+    for _, store in ipairs(stores) do
+      it(store.name, function()
+        local passed, failed, failures = conformance.run(function() return store.new() end)
+        assert.are.equal(0, failed,
+          store.name .. " failed " .. failed .. " check(s):\n" .. table.concat(failures, "\n"))
+        assert.are.equal(#conformance.checks, passed)
+      end)
+    end
+
+    it("a faithful Lua-table proxy of a memory manager", function()
+      local passed, failed, failures = conformance.run(proxy())
+      assert.are.equal(0, failed, table.concat(failures, "\n"))
+      assert.are.equal(#conformance.checks, passed)
+    end)
+  end)
+
+  describe("fails a store that", function()
+    for _, row in ipairs(broken) do
+      local name, wanted, make, opts = row[1], row[2], row[3], row[4]
+      it(name, function()
+        local passed, failed, failures = conformance.run(proxy(make, opts))
+        assert.is_true(failed > 0, "no check failed")
+        assert.are.equal(#conformance.checks, passed + failed)
+        assert.are.equal(failed, #failures)
+        assert.is_true(mentions(failures, wanted), "no failure mentions " .. table.concat(wanted, " or ")
+          .. "; the failures were:\n" .. table.concat(failures, "\n"))
+      end)
+    end
+  end)
+
+  describe("fails, in the family it belongs to, a store that", function()
+    for _, row in ipairs(subtle) do
+      local name, wanted, make = row[1], row[2], row[3]
+      local family = wanted:match("^([^:]+):")
+      it(name, function()
+        local _, failed, failures = conformance.run(proxy(make), { only = "^" .. family .. ":" })
+        assert.is_true(failed > 0, "no check of " .. family .. " failed")
+        assert.is_true(mentions(failures, { wanted }), "the check \"" .. wanted
+          .. "\" did not fail; the failures were:\n" .. table.concat(failures, "\n"))
+      end)
+    end
+  end)
+
+  describe("run", function()
+    it("returns exactly three values: two counts and an array of strings", function()
+      local n = select("#", conformance.run(memory, { only = "^rename:" }))
+      assert.are.equal(3, n)
+      local passed, failed, failures = conformance.run(proxy(function()
+        return { rename = function() end }
+      end), { only = "^rename:" })
+      assert.are.equal("integer", math.type(passed))
+      assert.are.equal("integer", math.type(failed))
+      assert.is_true(passed > 0 and failed > 0)
+      assert.are.equal(failed, #failures)
+      for _, line in ipairs(failures) do
+        assert.are.equal("string", type(line))
+        assert.is_truthy(line:match("^rename: [^:]+: "), line)
+        assert.is_nil(line:find("\n", 1, true), line)
+        assert.is_true(#line <= 300, line)
+      end
+    end)
+
+    it("prints nothing without verbose", function()
+      local lines, passed, failed = capture_print(function() return conformance.run(memory) end)
+      assert.are.same({}, lines)
+      assert.are.equal(#conformance.checks, passed)
+      assert.are.equal(0, failed)
+      lines = capture_print(function() return conformance.run(proxy(function()
+        return { close = function() end }
+      end), { only = "^close:", verbose = false }) end)
+      assert.are.same({}, lines)
+    end)
+
+    it("prints a line per check and a summary with verbose", function()
+      local lines, passed, failed = capture_print(function()
+        return conformance.run(proxy(function() return { rename = function() end } end),
+          { verbose = true, only = "^rename:" })
+      end)
+      assert.are.equal(passed + failed + 1, #lines)
+      local oks, fails = 0, 0
+      for i = 1, #lines - 1 do
+        if lines[i]:match("^ok  rename: ") then
+          oks = oks + 1
+        elseif lines[i]:match("^FAIL rename: .+: ") then
+          fails = fails + 1
+        else
+          error("unexpected line: " .. lines[i])
+        end
+      end
+      assert.are.equal(passed, oks)
+      assert.are.equal(failed, fails)
+      assert.is_truthy(lines[#lines]:find(passed .. " passed, " .. failed .. " failed", 1, true), lines[#lines])
+    end)
+
+    it("runs only the checks whose name matches opts.only", function()
+      local expected = 0
+      for _, c in ipairs(conformance.checks) do
+        if c.name:find("^fork:") then expected = expected + 1 end
+      end
+      assert.is_true(expected > 5)
+      local lines, passed, failed = capture_print(function()
+        return conformance.run(memory, { only = "^fork:", verbose = true, unknown_key = true })
+      end)
+      assert.are.equal(expected, passed)
+      assert.are.equal(0, failed)
+      for i = 1, #lines - 1 do assert.is_truthy(lines[i]:match("^ok  fork: "), lines[i]) end
+      local p, f = conformance.run(memory, { only = "no check is named like this" })
+      assert.are.equal(0, p)
+      assert.are.equal(0, f)
+    end)
+
+    it("leaves out the checks whose name matches opts.skip", function()
+      local slow = 0
+      for _, c in ipairs(conformance.checks) do
+        if c.name:find("^too_large:") then
+          slow = slow + 1
+          assert.is_true(c.slow, c.name)
+        end
+      end
+      assert.is_true(slow > 0)
+      local passed, failed = conformance.run(memory, { skip = "^too_large:" })
+      assert.are.equal(#conformance.checks - slow, passed)
+      assert.are.equal(0, failed)
+    end)
+
+    it("reports a malformed pattern as a failure instead of raising", function()
+      local passed, failed, failures = conformance.run(memory, { only = "[" })
+      assert.are.equal(0, passed)
+      assert.are.equal(1, failed)
+      assert.is_truthy(failures[1]:find("opts.only", 1, true), failures[1])
+    end)
+
+    it("raises an argument error when new_manager is not a function", function()
+      for _, v in ipairs({ false, 5, "memory:", {} }) do
+        local ok, err = pcall(conformance.run, v)
+        assert.is_false(ok)
+        assert.are.equal("string", type(err))
+        assert.is_truthy(err:find("bad argument #1 to 'run' (function expected, got " .. type(v) .. ")", 1, true), err)
+      end
+      local ok, err = pcall(conformance.run)
+      assert.is_false(ok)
+      assert.is_truthy(err:find("function expected, got nil", 1, true), err)
+    end)
+
+    it("fails every check, without raising, when new_manager raises", function()
+      local passed, failed, failures = conformance.run(function() error("no store here", 0) end)
+      assert.are.equal(0, passed)
+      assert.are.equal(#conformance.checks, failed)
+      for i, line in ipairs(failures) do
+        assert.are.equal(conformance.checks[i].name .. ": new_manager() raised no store here", line)
+      end
+    end)
+
+    it("fails every check, without raising, when new_manager returns nil", function()
+      local passed, failed, failures = conformance.run(function() end)
+      assert.are.equal(0, passed)
+      assert.are.equal(#conformance.checks, failed)
+      assert.is_truthy(failures[1]:find("new_manager() returned nil", 1, true), failures[1])
+    end)
+
+    it("closes every manager it makes, also after a failed check", function()
+      local made, open = 0, 0
+      local new = proxy(function(real)
+        made, open = made + 1, open + 1
+        local closed = false
+        return {
+          close = function()
+            if not closed then closed, open = true, open - 1 end
+            real:close()
+          end,
+          rename = function() error("boom", 0) end,
+        }
+      end)
+      local passed, failed, failures = conformance.run(new, { only = "^rename:" })
+      assert.is_true(passed > 0 and failed > 0)
+      assert.is_truthy(failures[1]:find("raised", 1, true), failures[1])
+      assert.is_true(made > 0)
+      assert.are.equal(0, open)
+    end)
+
+    it("works from a plain script, outside busted", function()
+      local cmd = "LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 -e '"
+        .. "local as = require(\"agentsession\"); local c = require(\"agentsession.conformance\"); "
+        .. "local p, f = c.run(as.memory, { only = \"^list:\" }); print(p, f)' 2>&1"
+      local pipe = assert(io.popen(cmd))
+      local out = pipe:read("a")
+      pipe:close()
+      local p, f = out:match("^(%d+)\t(%d+)\n$")
+      assert.is_truthy(p, out)
+      assert.is_true(tonumber(p) > 10, out)
+      assert.are.equal("0", f, out)
+    end)
+  end)
+end)

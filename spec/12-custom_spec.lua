@@ -1,0 +1,320 @@
+-- agentsession.custom: what only the wrapper of a Lua backend has. The
+-- contract itself runs through custom stores in specs 03-07 (spec/helpers/stores.lua).
+local agentsession = require("agentsession")
+local backends = require("helpers.lua_backend")
+local stores = require("helpers.stores")
+local error_of = require("helpers.expect").error_of
+
+local session = agentsession.session
+
+-- A backend whose function `name` is replaced by `fn` (the others kept).
+local function with(name, fn, opts)
+  local b = backends.new(opts)
+  b[name] = fn
+  return b
+end
+
+describe("custom store", function()
+  describe("construction", function()
+    it("is the same userdata type as every manager", function()
+      local m = agentsession.custom(backends.new())
+      assert.are.equal("userdata", type(m))
+      assert.truthy(tostring(m):find("agentsession.SessionManager (custom)", 1, true), tostring(m))
+      assert.are.equal("custom", m:stats().kind)
+      assert.is_nil(m:stats().location)
+      m:close()
+    end)
+
+    it("needs a table", function()
+      assert.has_error(function() agentsession.custom("backend") end)
+      assert.has_error(function() agentsession.custom() end)
+    end)
+
+    for _, name in ipairs({ "load", "store", "remove", "list" }) do
+      it("needs backend." .. name .. " to be a function", function()
+        local b = backends.new()
+        b[name] = nil
+        local err = error_of("invalid", agentsession.custom, b)
+        assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
+        b[name] = "x"
+        error_of("invalid", agentsession.custom, b)
+      end)
+    end
+
+    for _, name in ipairs({ "query", "update", "rewind", "fork", "close" }) do
+      it("refuses a backend." .. name .. " that is not a function", function()
+        local err = error_of("invalid", agentsession.custom, with(name, 42))
+        assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
+      end)
+    end
+
+    it("takes max_session_bytes and refuses other options", function()
+      local m = agentsession.custom(backends.new(), { max_session_bytes = 100 })
+      error_of("too_large", m.save, m, session{ messages = { string.rep("x", 200) } })
+      m:close()
+      error_of("invalid", agentsession.custom, backends.new(), { path = "x" })
+    end)
+  end)
+
+  describe("a backend that fails", function()
+    local cases = {
+      { "load", function(m, id) return m:resume(id) end },
+      { "store", function(m) return m:save(session{}) end },
+      { "remove", function(m, id) return m:delete(id) end },
+      { "list", function(m) return m:list() end },
+    }
+    for _, case in ipairs(cases) do
+      local name, call = case[1], case[2]
+      it("gives storage with its message when backend." .. name .. " raises", function()
+        local b = backends.new()
+        local m = agentsession.custom(b)
+        local id = m:save(session{}).id
+        b[name] = function() error("disk on fire") end
+        local err = error_of("storage", call, m, id)
+        assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
+        assert.truthy(err.message:find("disk on fire", 1, true), err.message)
+        m:close()
+      end)
+    end
+
+    for _, name in ipairs({ "update", "rewind", "fork", "query" }) do
+      it("gives storage with its message when the optional backend." .. name .. " raises", function()
+        local b = backends.new{ fast = true }
+        local m = agentsession.custom(b)
+        local id = m:save(session{ tags = { "t" }, messages = { 1, 2 } }).id
+        b[name] = function() error({ code = 7 }) end
+        local calls = {
+          update = function() return m:rename(id, "x") end,
+          rewind = function() return m:rewind(id, 1) end,
+          fork = function() return m:fork(id) end,
+          query = function() return m:list{ tag = "t" } end,
+        }
+        local err = error_of("storage", calls[name])
+        assert.truthy(err.message:find("backend." .. name .. " raised", 1, true), err.message)
+        m:close()
+      end)
+    end
+
+    it("passes an agentsession error raised by the backend through unchanged", function()
+      local other = agentsession.memory()
+      local _, raised = pcall(other.resume, other, "elsewhere")
+      local m = agentsession.custom(with("load", function() error(raised) end))
+      local err = error_of("not_found", m.resume, m, "anything")
+      assert.are.equal(raised.message, err.message)
+      assert.are.equal("elsewhere", err.id)
+      m:close()
+    end)
+
+    local garbage = {
+      { "load returns a number", "load", function() return 42 end, "a number" },
+      { "load returns a session without metadata", "load", function() return { messages = {} } end, "metadata" },
+      { "load returns a session of another id", "load", function()
+        return session{ id = "other" }
+      end, "other" },
+      { "load returns a session with a function in it", "load", function(id)
+        return session{ id = id, messages = { print } }
+      end, "messages[1]" },
+      { "load returns a session with an unknown field", "load", function(id)
+        local s = session{ id = id }
+        s.metadata.extra = 1
+        return s
+      end, "extra" },
+      { "list returns a string", "list", function() return "x" end, "a string" },
+      { "list returns a non-table entry", "list", function() return { 1 } end, "[1]" },
+      { "list returns metadata without an id", "list", function()
+        return { { agent_name = "" } }
+      end, "metadata.id" },
+    }
+    for _, case in ipairs(garbage) do
+      it("gives storage when backend." .. case[1], function()
+        local m = agentsession.custom(with(case[2], case[3]))
+        local err = error_of("storage", function()
+          if case[2] == "load" then return m:resume("s1") end
+          return m:list()
+        end)
+        assert.truthy(err.message:find("backend." .. case[2] .. " returned", 1, true), err.message)
+        assert.truthy(err.message:find(case[4], 1, true), err.message)
+        m:close()
+      end)
+    end
+
+    it("reads nil and false from load as not_found, and a false remove as not_found", function()
+      local m = agentsession.custom(with("load", function() return false end))
+      error_of("not_found", m.resume, m, "x")
+      m:close()
+      m = agentsession.custom(with("remove", function() return false end))
+      error_of("not_found", m.delete, m, "x")
+      m:close()
+    end)
+
+    it("changes nothing of its own when a write fails", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local a = m:save(session{ id = "a" })
+      m:save(session{ id = "b" })
+      local store = b.store
+      b.store = function() error("full") end
+      error_of("storage", m.save, m, session{ id = "a" })
+      error_of("storage", m.tag, m, "a", "x")
+      b.store = store
+      assert.are.same({ "b", "a" }, stores.ids(m:list()))
+      assert.are.same(a, m:resume("a").metadata)
+      m:close()
+    end)
+
+    it("gives storage when a backend function yields", function()
+      local m = agentsession.custom(with("load", function() coroutine.yield() end))
+      local co = coroutine.wrap(function()
+        return pcall(m.resume, m, "x")
+      end)
+      local ok, err = co()
+      assert.is_false(ok)
+      assert.is_true(agentsession.is_error(err, "storage"), tostring(err))
+      m:close()
+    end)
+
+    it("refuses a backend that calls its own manager, and works afterwards", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local id = m:save(session{}).id
+      local load = b.load
+      b.load = function(...)
+        m:list()
+        return load(...)
+      end
+      local err = error_of("invalid", m.resume, m, id)
+      assert.truthy(err.message:find("busy", 1, true), err.message)
+      b.load = function(...)
+        m:close()
+        return load(...)
+      end
+      error_of("invalid", m.resume, m, id)
+      b.load = load
+      assert.are.equal(id, m:resume(id).metadata.id)
+      m:close()
+    end)
+  end)
+
+  describe("what the backend sees", function()
+    it("gets whole sessions in the seed's shape, as its own tables", function()
+      local seen
+      local b = backends.new()
+      local store = b.store
+      b.store = function(s)
+        seen = s
+        return store(s)
+      end
+      local m = agentsession.custom(b)
+      local given = session{ name = "n", tags = { "t" }, messages = { { a = 1 } }, state = { k = {} } }
+      m:save(given)
+      assert.are.same({ "messages", "metadata", "state" }, (function()
+        local keys = {}
+        for k in pairs(seen) do keys[#keys + 1] = k end
+        table.sort(keys)
+        return keys
+      end)())
+      assert.are.equal(1, seen.metadata.version)
+      assert.are.equal(getmetatable(agentsession.array()), getmetatable(seen.messages))
+      assert.are_not.equal(given.messages[1], seen.messages[1])
+      seen.messages[1].a = 99 -- the backend's own copy
+      assert.are.equal(1, given.messages[1].a)
+      m:close()
+    end)
+
+    it("hands resume's caller fresh tables, never the backend's", function()
+      local kept = session{ id = "k", messages = { { a = 1 } } }
+      kept.metadata.version = 1
+      local m = agentsession.custom(with("load", function() return kept end))
+      local s = m:resume("k")
+      s.messages[1].a = 2
+      assert.are.equal(1, kept.messages[1].a)
+      m:close()
+    end)
+
+    it("passes resume's last as a hint, and keeps only the last messages whatever load gives", function()
+      local hints = {}
+      local b = backends.new()
+      local load = b.load
+      b.load = function(id, hint)
+        hints[#hints + 1] = hint or false
+        return load(id)
+      end
+      local m = agentsession.custom(b)
+      local id = m:save(session{ messages = { 1, 2, 3 } }).id
+      hints = {}
+      assert.are.same({ 3 }, m:resume(id, { last = 1 }).messages)
+      assert.are.same({ { last = 1 } }, hints)
+      m:close()
+    end)
+
+    it("orders list by updated_at, then by this manager's writes, then as the backend listed", function()
+      local same = { 5, 5, 5, 7 }
+      local listed = {}
+      for i, t in ipairs(same) do
+        local s = session{ id = "s" .. i }
+        s.metadata.updated_at, s.metadata.created_at, s.metadata.version = t, t, 1
+        listed[i] = s.metadata
+      end
+      local b = backends.new()
+      b.list = function() return listed end
+      b.load = function(id)
+        for _, meta in ipairs(listed) do
+          if meta.id == id then return { metadata = meta, messages = {}, state = {} } end
+        end
+      end
+      local m = agentsession.custom(b)
+      assert.are.same({ "s4", "s1", "s2", "s3" }, stores.ids(m:list()))
+      assert.are.same({ "s1", "s2" }, stores.ids(m:list{ limit = 2, offset = 1 }))
+      m:close()
+    end)
+
+    it("uses the optional functions when present", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local id = m:save(session{ tags = { "t" }, messages = { 1, 2, 3 } }).id
+      assert.are.equal(1, b.calls.store)
+      m:tag(id, "u")
+      m:untag(id, "u")
+      m:rename(id, "r")
+      assert.are.equal(3, b.calls.update)
+      m:rewind(id, 2)
+      assert.are.equal(1, b.calls.rewind)
+      local fork = m:fork(id, "f", { at = 1 })
+      assert.are.equal(1, b.calls.fork)
+      assert.are.same({ 1 }, m:resume(fork.id).messages)
+      assert.are.same({ fork.id }, stores.ids(m:list{ parent_id = id }))
+      assert.are.equal(1, b.calls.query)
+      m:list()
+      assert.are.equal(1, b.calls.list)
+      assert.are.equal(1, b.calls.store) -- no write went through store
+      m:close()
+      assert.are.equal(1, b.calls.close)
+    end)
+
+    it("does without them, through store", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local id = m:save(session{ tags = { "t" }, messages = { 1, 2, 3 } }).id
+      m:tag(id, "u")
+      m:rewind(id, 2)
+      m:fork(id)
+      m:list{ tag = "t" }
+      assert.are.equal(4, b.calls.store)
+      assert.are.equal(1, b.calls.list)
+      m:close()
+    end)
+
+    it("works from coroutines, and is closed by the garbage collector", function()
+      local closed = 0
+      local b = backends.new()
+      b.close = function() closed = closed + 1 end
+      local m = agentsession.custom(b)
+      local id = coroutine.wrap(function() return m:save(session{}).id end)()
+      assert.are.equal(id, coroutine.wrap(function() return m:resume(id).metadata.id end)())
+      m = nil -- luacheck: ignore 311
+      collectgarbage()
+      collectgarbage()
+      assert.are.equal(1, closed)
+    end)
+  end)
+end)

@@ -1,0 +1,99 @@
+-- Backends for agentsession.custom, in plain Lua, for the specs: each session
+-- kept as JSON texts in a table (metadata, each message and the state apart,
+-- so a value nested as deep as the codec allows still fits), so nothing the
+-- wrapper hands over is shared.
+-- new() gives the four required functions; new{ fast = true } adds every
+-- optional one. backend.calls counts the calls of each function.
+local agentsession = require("agentsession")
+local json = agentsession.json
+
+local M = {}
+
+function M.new(opts)
+  opts = opts or {}
+  local data = {}
+  local function encode(s)
+    local msgs = {}
+    for i, m in ipairs(s.messages) do msgs[i] = json.encode(m) end
+    return { metadata = json.encode(s.metadata), messages = msgs, state = json.encode(s.state) }
+  end
+  local function decode(t)
+    local msgs = agentsession.array()
+    for i, m in ipairs(t.messages) do msgs[i] = json.decode(m) end
+    return { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state) }
+  end
+  local b = { calls = setmetatable({}, { __index = function() return 0 end }) }
+  local function count(name) b.calls[name] = b.calls[name] + 1 end
+
+  function b.load(id, hint)
+    count("load")
+    local text = data[id]
+    if text == nil then return nil end
+    local s = decode(text)
+    if opts.fast and hint and hint.last and hint.last < #s.messages then
+      local from = #s.messages - hint.last
+      local kept = agentsession.array()
+      for i = from + 1, #s.messages do kept[#kept + 1] = s.messages[i] end
+      s.messages = kept
+    end
+    return s
+  end
+  function b.store(s)
+    count("store")
+    data[s.metadata.id] = encode(s)
+  end
+  function b.remove(id)
+    count("remove")
+    local had = data[id] ~= nil
+    data[id] = nil
+    return had
+  end
+  function b.list()
+    count("list")
+    local out = {}
+    for _, text in pairs(data) do out[#out + 1] = json.decode(text.metadata) end
+    return out
+  end
+
+  if opts.fast then
+    function b.query(filter)
+      count("query")
+      local out = {}
+      for _, text in pairs(data) do
+        local m = json.decode(text.metadata)
+        local ok = (filter.agent_name == nil or m.agent_name == filter.agent_name)
+          and (filter.parent_id == nil or m.parent_id == filter.parent_id)
+        for _, t in ipairs(filter.tags or {}) do
+          ok = ok and agentsession.has_tag(m, t)
+        end
+        if ok then out[#out + 1] = m end
+      end
+      return out
+    end
+    function b.update(metadata)
+      count("update")
+      local t = assert(data[metadata.id])
+      t.metadata = json.encode(metadata)
+    end
+    function b.rewind(id, keep, metadata)
+      count("rewind")
+      local t = assert(data[id])
+      for i = #t.messages, keep + 1, -1 do t.messages[i] = nil end
+      t.metadata = json.encode(metadata)
+    end
+    function b.fork(source, metadata, n)
+      count("fork")
+      local t = assert(data[source])
+      local msgs = {}
+      for i = 1, n do msgs[i] = t.messages[i] end
+      data[metadata.id] = { metadata = json.encode(metadata), messages = msgs, state = t.state }
+    end
+    function b.close()
+      count("close")
+    end
+  end
+  b.data = data
+  return b
+end
+
+return M
