@@ -201,19 +201,25 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, in
 
 static const char *const session_fields[] = { "metadata", "messages", "state", NULL };
 
-as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
-                           as_error *err) {
+/* The fields of the session table at idx (an absolute index) and its metadata. */
+static as_status session_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
     as_status st;
-    idx = lua_absindex(L, idx);
     if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
     lbind_rawfield(L, idx, "metadata");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return invalid(err, "metadata", "%s", "must be a table");
     }
-    st = to_meta(L, lua_gettop(L), &s->meta, err);
+    st = to_meta(L, lua_gettop(L), m, err);
     lua_pop(L, 1);
-    if (st != AS_OK) return st;
+    return st;
+}
+
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                           as_error *err) {
+    as_status st;
+    idx = lua_absindex(L, idx);
+    if ((st = session_meta(L, idx, &s->meta, err)) != AS_OK) return st;
     lbind_rawfield(L, idx, "messages");
     st = to_messages(L, lua_gettop(L), s, b, sorted, err);
     lua_pop(L, 1);
@@ -233,15 +239,7 @@ as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, size_t *nmsgs
     lua_Integer n = 0;
     as_status st;
     idx = lua_absindex(L, idx);
-    if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
-    lbind_rawfield(L, idx, "metadata");
-    if (!lua_istable(L, -1)) {
-        lua_pop(L, 1);
-        return invalid(err, "metadata", "%s", "must be a table");
-    }
-    st = to_meta(L, lua_gettop(L), m, err);
-    lua_pop(L, 1);
-    if (st != AS_OK) return st;
+    if ((st = session_meta(L, idx, m, err)) != AS_OK) return st;
     lbind_rawfield(L, idx, "messages");
     if (!lua_isnil(L, -1) && (!lua_istable(L, -1) || (n = array_len(L, -1)) < 0))
         st = invalid(err, "messages", "%s", "must be an array");

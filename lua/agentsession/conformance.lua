@@ -1341,16 +1341,23 @@ check("tag: tags already present are left as they are", function(mgr)
   eq({ "a", "b" }, meta_of(mgr, id).tags, "resume().metadata.tags")
 end)
 
-check("tag: changes nothing but tags, updated_at and version", function(mgr)
-  local id = tag_source(mgr)
+-- Runs `write` on session `id` and checks that its messages, its state and
+-- the metadata fields named are as they were.
+local function keeps_all_but(mgr, id, write, fields)
   local before = resume(mgr, id)
-  mgr:tag(id, "z")
+  write()
   local after = resume(mgr, id)
   eq(before.messages, after.messages, "messages")
   eq(before.state, after.state, "state")
-  for _, field in ipairs({ "id", "name", "agent_name", "created_at", "turn_count", "total_tokens" }) do
+  for _, field in ipairs(fields) do
     eq(before.metadata[field], after.metadata[field], "metadata." .. field)
   end
+end
+
+check("tag: changes nothing but tags, updated_at and version", function(mgr)
+  local id = tag_source(mgr)
+  keeps_all_but(mgr, id, function() mgr:tag(id, "z") end,
+    { "id", "name", "agent_name", "created_at", "turn_count", "total_tokens" })
 end)
 
 local function refused_tag(name, method, arg, misuse)
@@ -1423,14 +1430,8 @@ end)
 
 check("rename: changes nothing but name, updated_at and version", function(mgr)
   local id = rewind_source(mgr)
-  local before = resume(mgr, id)
-  mgr:rename(id, "renamed")
-  local after = resume(mgr, id)
-  eq(before.messages, after.messages, "messages")
-  eq(before.state, after.state, "state")
-  for _, field in ipairs({ "id", "tags", "agent_name", "created_at", "turn_count", "total_tokens" }) do
-    eq(before.metadata[field], after.metadata[field], "metadata." .. field)
-  end
+  keeps_all_but(mgr, id, function() mgr:rename(id, "renamed") end,
+    { "id", "tags", "agent_name", "created_at", "turn_count", "total_tokens" })
 end)
 
 check("rename: a non-string name is refused and changes nothing", function(mgr)
