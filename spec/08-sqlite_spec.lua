@@ -120,7 +120,7 @@ describe("sqlite store", function()
   end)
 
   describe("file format", function()
-    it("marks a new file with application_id and user_version 2 and has the documented tables", function()
+    it("marks a new file with application_id and user_version 3 and has the documented tables", function()
       local path = dir .. "/new.db"
       open(path):save(session({ agent_name = "a" }))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
@@ -133,7 +133,7 @@ describe("sqlite store", function()
       end
       assert.are.same({ "one", "seq", "digest_key" }, columns("counter"))
       assert.are.same({ "rid", "id", "name", "agent_name", "parent_id", "created_at", "updated_at", "seq",
-        "turn_count", "total_tokens", "version", "nmsgs", "state" }, columns("sessions"))
+        "turn_count", "total_tokens", "version", "nmsgs", "state", "bytes" }, columns("sessions"))
       assert.are.same({ "rid", "pos", "tag", "updated_at", "seq" }, columns("tags"))
       assert.are.same({ "slot", "digest", "body" }, columns("messages"))
       assert.are.same({ { one = 1, ok = 1 } },
@@ -1053,7 +1053,7 @@ describe("sqlite store", function()
       }
     end
 
-    it("opens a version-1 file without loss and upgrades it to version 2", function()
+    it("opens a version-1 file without loss and upgrades it to version 3", function()
       local path = dir .. "/v1.db"
       h.with_db(path, function(conn)
         for _, sql in ipairs(V1) do h.exec(conn, sql) end
@@ -1070,7 +1070,7 @@ describe("sqlite store", function()
       assert.are.same({ "v1-beta" }, ids_of(mgr:list({ parent_id = "v1-alpha" })))
       assert.are.same({ "v1-gamma" }, ids_of(mgr:list({ limit = 1, offset = 1 })))
       deep.assert_same(agentsession.array({ "just a string" }), mgr:resume("v1-beta", { last = 5 }).messages)
-      assert.are.equal(2, h.value(path, "PRAGMA user_version"))
+      assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
       assert_sound(path, "after the migration")
 
@@ -1106,7 +1106,7 @@ describe("sqlite store", function()
         deep.assert_same(w.metadata.tags, got.metadata.tags, { root = id .. ".tags" })
       end
       assert.are.same({ forked.id, "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids_of(again:list()))
-      assert.are.equal(2, h.value(path, "PRAGMA user_version"))
+      assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
       assert_sound(path, "after writing to the migrated file")
     end)
   end)

@@ -94,7 +94,7 @@ static void test_manager(void) {
     s.nmsgs = 3;
     s.state = blob("{\"cwd\":\"/home/user\"}");
 
-    CHECK(as_manager_save(m, &s, &stored, &err) == AS_OK);
+    CHECK(as_manager_save(m, &s, -1, &stored, &err) == AS_OK);
     CHECK(stored.version == 1 && stored.created_at == stored.updated_at && stored.created_at > 0);
     first_id = stored.id;
 
@@ -213,7 +213,7 @@ static void test_sqlite(void) {
     s.msgs = (as_blob *[]){ blob("{\"n\":1}"), blob("\"two\"") };
     s.nmsgs = 2;
     s.state = blob("{}");
-    CHECK(as_manager_save(m, &s, &stored, &err) == AS_OK);
+    CHECK(as_manager_save(m, &s, -1, &stored, &err) == AS_OK);
     as_meta_clear(&stored);
     as_manager_free(m);
 

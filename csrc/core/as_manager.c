@@ -111,23 +111,35 @@ static void not_found(as_error *err, const char *id) {
     as_error_set_id(err, id);
 }
 
-static as_status load_meta(as_manager *m, const char *id, as_session *out, size_t *count,
+static as_status load_meta(as_manager *m, const char *id, as_session *out, as_stored *info,
                            as_error *err) {
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_META, out, count, err);
+    as_status st = m->store->ops->load(m->store, id, AS_LOAD_META, out, info, err);
     if (st == AS_ENOTFOUND) not_found(err, id);
     return st;
 }
 
-static as_status check_size(as_manager *m, const as_meta *meta, as_blob *const *msgs, size_t n,
-                            as_blob *state, as_error *err) {
-    as_session view;
+static size_t add_size(size_t a, size_t b) {
+    return a > SIZE_MAX - b ? SIZE_MAX : a + b;
+}
+
+/* The stored size of messages and a state (as_stored.bytes). */
+static size_t body_size(as_blob *const *msgs, size_t n, const as_blob *state) {
+    size_t size = state ? state->len : 2, i;
+    for (i = 0; i < n; i++) size = add_size(size, add_size(msgs[i]->len, 1));
+    return size;
+}
+
+/* The session's size as encoded JSON (as as_session_json_size counts it) is
+** its metadata's JSON, 38 bytes of frame, and the body. */
+static as_status check_size(as_manager *m, const as_meta *meta, size_t body, as_error *err) {
+    as_buf b = AS_BUF_INIT;
     size_t size;
-    as_status st;
-    view.meta = *meta;
-    view.msgs = (as_blob **)msgs;
-    view.nmsgs = n;
-    view.state = state;
-    if ((st = as_session_json_size(&view, &size, err)) != AS_OK) return st;
+    if (as_meta_write_json(&b, meta) != 0) {
+        as_buf_free(&b);
+        return as_error_nomem(err);
+    }
+    size = add_size(add_size(b.len, 38), body);
+    as_buf_free(&b);
     if (size > m->max_session_bytes) {
         as_error_set(err, AS_ETOOLARGE, "session of %zu bytes is over the limit of %zu bytes",
                      size, m->max_session_bytes);
@@ -170,22 +182,41 @@ static as_status check_texts(as_manager *m, const as_session *s, size_t n, as_er
 
 /* ---------------------------------------------------------------- operations */
 
+/* AS_ECONFLICT unless the stored version (0: none) is the one expected (< 0: any). */
+static as_status check_version(const char *id, int64_t stored, int64_t expected, as_error *err) {
+    if (expected < 0 || stored == expected) return AS_OK;
+    if (stored == 0) as_error_set(err, AS_ECONFLICT, "session \"%.64s\" does not exist (version "
+                                  "%lld was expected)", id, (long long)expected);
+    else if (expected == 0) as_error_set(err, AS_ECONFLICT, "session \"%.64s\" exists (version "
+                                         "%lld; none was expected)", id, (long long)stored);
+    else as_error_set(err, AS_ECONFLICT, "session \"%.64s\" is at version %lld, not %lld", id,
+                      (long long)stored, (long long)expected);
+    as_error_set_id(err, id);
+    return AS_ECONFLICT;
+}
+
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
-                         as_error *err) {
+                         int64_t expect_version, as_error *err) {
     as_session old = { 0 };
-    size_t count;
+    as_stored info;
     as_write w;
-    as_status st = load_meta(m, meta->id, &old, &count, err);
+    as_status st = load_meta(m, meta->id, &old, &info, err);
     int exists = st == AS_OK;
     int64_t now;
     if (st != AS_OK && st != AS_ENOTFOUND) return st;
     as_error_clear(err);
+    if ((st = check_version(meta->id, exists ? old.meta.version : 0, expect_version, err))
+        != AS_OK) {
+        as_session_clear(&old);
+        return st;
+    }
     now = stamp(m);
     if (meta->created_at == 0) meta->created_at = exists ? old.meta.created_at : now;
     meta->updated_at = now;
     meta->version = exists ? old.meta.version + 1 : 1;
     as_session_clear(&old);
-    if ((st = check_size(m, meta, s->msgs, s->nmsgs, state, err)) != AS_OK) return st;
+    w.bytes = body_size(s->msgs, s->nmsgs, state);
+    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
     w.meta = meta;
     w.create = !exists;
     w.keep = 0;
@@ -196,7 +227,8 @@ static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_
     return m->store->ops->write(m->store, &w, err);
 }
 
-as_status as_manager_save(as_manager *m, const as_session *s, as_meta *stored, as_error *err) {
+as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
+                          as_meta *stored, as_error *err) {
     as_meta meta;
     as_blob *state = s->state;
     as_status st;
@@ -209,7 +241,7 @@ as_status as_manager_save(as_manager *m, const as_session *s, as_meta *stored, a
     do {
         meta.created_at = s->meta.created_at;
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        st = finish(m, save_in(m, s, state, &meta, err), err);
+        st = finish(m, save_in(m, s, state, &meta, expect_version, err), err);
     } while (st == AS_ERETRY);
 done:
     if (state != s->state) as_blob_unref(state);
@@ -220,12 +252,12 @@ done:
 
 as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
                             as_error *err) {
-    size_t count;
+    as_stored info;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
         if ((st = begin(m, 0, err)) != AS_OK) break;
-        st = m->store->ops->load(m->store, id, last, out, &count, err);
+        st = m->store->ops->load(m->store, id, last, out, &info, err);
         if (st == AS_ENOTFOUND) not_found(err, id);
         if ((st = finish(m, st, err)) != AS_OK) as_session_clear(out);
     } while (st == AS_ERETRY);
@@ -259,10 +291,11 @@ static as_status fork_name(const char *given, const char *source, char **out, as
 static as_status fork_in(as_manager *m, const char *id, const char *name, size_t at,
                          as_meta *meta, as_error *err) {
     as_session src = { 0 };
-    size_t count, keep;
+    as_stored info;
+    size_t keep;
     char uuid[37];
     as_write w;
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, &src, &count, err);
+    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, &src, &info, err);
     if (st == AS_ENOTFOUND) not_found(err, id);
     if (st != AS_OK) goto done;
     keep = at < src.nmsgs ? at : src.nmsgs;
@@ -282,7 +315,8 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     if (at != AS_KEEP_ALL) meta->turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
     meta->created_at = meta->updated_at = stamp(m);
     meta->version = 1;
-    if ((st = check_size(m, meta, src.msgs, keep, src.state, err)) != AS_OK) goto done;
+    w.bytes = body_size(src.msgs, keep, src.state);
+    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) goto done;
     w.meta = meta;
     w.create = 1;
     w.keep = 0;
@@ -315,9 +349,10 @@ as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_
 ** the first messages in the store. */
 static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
                            as_error *err) {
-    size_t count, keep, i;
+    as_stored info;
+    size_t keep, i;
     as_write w;
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &count, err);
+    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &info, err);
     if (st == AS_ENOTFOUND) not_found(err, id);
     if (st != AS_OK) return st;
     keep = turn_index < out->nmsgs ? (size_t)turn_index : out->nmsgs;
@@ -327,6 +362,7 @@ static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, a
     out->meta.turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
     out->meta.updated_at = stamp(m);
     out->meta.version++;
+    w.bytes = body_size(out->msgs, keep, out->state);
     w.meta = &out->meta;
     w.create = 0;
     w.keep = keep;
@@ -350,8 +386,9 @@ as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, 
 }
 
 /* Rewrites the metadata only: the messages and state stay as stored. */
-static as_status write_meta(as_manager *m, as_meta *meta, as_error *err) {
+static as_status write_meta(as_manager *m, as_meta *meta, size_t bytes, as_error *err) {
     as_write w;
+    w.bytes = bytes;
     meta->updated_at = stamp(m);
     meta->version++;
     w.meta = meta;
@@ -393,7 +430,8 @@ static as_status change_tags(as_meta *meta, const char *const *tags, size_t ntag
 as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags, size_t ntags,
                          int remove, as_meta *out, as_error *err) {
     as_session cur = { 0 };
-    size_t count, i;
+    as_stored info;
+    size_t i;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     for (i = 0; i < ntags; i++) {
@@ -404,9 +442,9 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
     do {
         as_session_clear(&cur);
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK
+        if ((st = load_meta(m, id, &cur, &info, err)) == AS_OK
             && (st = change_tags(&cur.meta, tags, ntags, remove, err)) == AS_OK)
-            st = write_meta(m, &cur.meta, err);
+            st = write_meta(m, &cur.meta, info.bytes, err);
         st = finish(m, st, err);
     } while (st == AS_ERETRY);
     if (st == AS_OK) {
@@ -419,20 +457,20 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
 
 as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err) {
     as_session cur = { 0 };
-    size_t count;
+    as_stored info;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     if ((st = as_check_name(name, strlen(name), "name", err)) != AS_OK) return st;
     do {
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = load_meta(m, id, &cur, &count, err)) == AS_OK) {
+        if ((st = load_meta(m, id, &cur, &info, err)) == AS_OK) {
             char *copy = as_strdup(name);
             if (copy == NULL) st = as_error_nomem(err);
             else {
                 as_free(cur.meta.name);
                 cur.meta.name = copy;
                 if ((st = as_meta_check(&cur.meta, err)) == AS_OK)
-                    st = write_meta(m, &cur.meta, err);
+                    st = write_meta(m, &cur.meta, info.bytes, err);
             }
         }
         as_session_clear(&cur);
@@ -450,5 +488,137 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
         if (st == AS_ENOTFOUND) not_found(err, id);
         st = finish(m, st, err);
     } while (st == AS_ERETRY);
+    return st;
+}
+
+/* ---------------------------------------------------------------- append */
+
+static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_error *err) {
+    as_session cur = { 0 };
+    as_stored info;
+    as_write w;
+    as_status st = load_meta(m, a->id, &cur, &info, err);
+    if (st != AS_OK) goto done;
+    if ((st = check_version(a->id, cur.meta.version, a->expect_version, err)) != AS_OK) goto done;
+    if (a->nmsgs > (size_t)(AS_TURN_COUNT_MAX - cur.meta.turn_count)) {
+        st = as_error_set(err, AS_EINVALID, "turn_count would pass %lu",
+                          (unsigned long)AS_TURN_COUNT_MAX);
+        goto done;
+    }
+    if (a->tokens > AS_TOTAL_TOKENS_MAX - cur.meta.total_tokens) {
+        st = as_error_set(err, AS_EINVALID, "total_tokens would pass %llu",
+                          (unsigned long long)AS_TOTAL_TOKENS_MAX);
+        goto done;
+    }
+    cur.meta.turn_count += (uint32_t)a->nmsgs;
+    cur.meta.total_tokens += a->tokens;
+    cur.meta.updated_at = a->now;
+    cur.meta.version++;
+    w.bytes = add_size(info.bytes, a->bytes);
+    if ((st = check_size(m, &cur.meta, w.bytes, err)) != AS_OK) goto done;
+    w.meta = &cur.meta;
+    w.create = 0;
+    w.keep = AS_KEEP_ALL;
+    w.append = a->msgs;
+    w.nappend = a->nmsgs;
+    w.state = NULL;
+    w.from = NULL;
+    if ((st = m->store->ops->write(m->store, &w, err)) == AS_OK) {
+        *out = cur.meta;
+        memset(&cur.meta, 0, sizeof cur.meta);
+    }
+done:
+    as_session_clear(&cur);
+    return st;
+}
+
+as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
+                            uint64_t tokens, int64_t expect_version, as_meta *out,
+                            as_error *err) {
+    as_append a;
+    as_status st;
+    size_t i;
+    if ((st = check_id(id, err)) != AS_OK) return st;
+    if (tokens > AS_TOTAL_TOKENS_MAX)
+        return as_error_set(err, AS_EINVALID, "tokens: must be at most %llu",
+                            (unsigned long long)AS_TOTAL_TOKENS_MAX);
+    a.id = id;
+    a.msgs = msgs;
+    a.nmsgs = n;
+    a.tokens = tokens;
+    a.expect_version = expect_version;
+    a.max_bytes = m->max_session_bytes;
+    for (a.bytes = 0, i = 0; i < n; i++) a.bytes = add_size(a.bytes, add_size(msgs[i]->len, 1));
+    do {
+        a.now = stamp(m);
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if (m->store->ops->append) {
+            st = m->store->ops->append(m->store, &a, out, err);
+            if (st == AS_ENOTFOUND) not_found(err, id);
+        } else st = append_in(m, &a, out, err);
+        if ((st = finish(m, st, err)) != AS_OK) as_meta_clear(out);
+    } while (st == AS_ERETRY);
+    return st;
+}
+
+/* ---------------------------------------------------------------- export and import */
+
+as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error *err) {
+    as_session s = { 0 };
+    as_status st = as_manager_resume(m, id, AS_LOAD_ALL, &s, err);
+    if (st == AS_OK) st = check_texts(m, &s, s.nmsgs, err);
+    if (st == AS_OK && as_session_write_seed_json(out, &s) != 0) st = as_error_nomem(err);
+    as_session_clear(&s);
+    return st;
+}
+
+static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
+                           int replace, as_error *err) {
+    as_session old = { 0 };
+    as_stored info;
+    as_write w;
+    as_status st = load_meta(m, meta->id, &old, &info, err);
+    int exists = st == AS_OK;
+    if (st != AS_OK && st != AS_ENOTFOUND) return st;
+    as_error_clear(err);
+    meta->version = exists ? old.meta.version + 1 : 1;
+    as_session_clear(&old);
+    if (exists && !replace) {
+        as_error_set(err, AS_ECONFLICT, "a session with id \"%.64s\" exists (import it with "
+                     "replace = true to overwrite it)", meta->id);
+        as_error_set_id(err, meta->id);
+        return AS_ECONFLICT;
+    }
+    w.bytes = body_size(s->msgs, s->nmsgs, state);
+    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
+    w.meta = meta;
+    w.create = !exists;
+    w.keep = 0;
+    w.append = s->msgs;
+    w.nappend = s->nmsgs;
+    w.state = state;
+    w.from = NULL;
+    return m->store->ops->write(m->store, &w, err);
+}
+
+as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
+                            as_error *err) {
+    as_meta meta;
+    as_blob *state = s->state;
+    as_status st;
+    if ((st = as_meta_copy(&meta, &s->meta, err)) != AS_OK) return st;
+    if ((st = as_meta_check(&meta, err)) != AS_OK) goto done;
+    if (state == NULL && (state = as_blob_new("{}", 2)) == NULL) {
+        st = as_error_nomem(err);
+        goto done;
+    }
+    do {
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        st = finish(m, import_in(m, s, state, &meta, replace, err), err);
+    } while (st == AS_ERETRY);
+done:
+    if (state != s->state) as_blob_unref(state);
+    if (st == AS_OK) *stored = meta;
+    else as_meta_clear(&meta);
     return st;
 }

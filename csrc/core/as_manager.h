@@ -43,7 +43,10 @@ as_status as_uuid_v4(char out[37], as_error *err);
 /* The session's metadata is checked and completed; `s` is not modified.
 ** Its blobs must hold valid JSON (as_json_validate checks one); a NULL state
 ** is an empty object. `stored` receives the metadata as stored. */
-as_status as_manager_save(as_manager *m, const as_session *s, as_meta *stored, as_error *err);
+/* expect_version: the version the stored session must have (0: none may be
+** stored), else AS_ECONFLICT; -1 for any. */
+as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
+                          as_meta *stored, as_error *err);
 as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
                             as_error *err);
 as_status as_manager_list(as_manager *m, const as_filter *f, as_meta_list *out, as_error *err);
@@ -58,4 +61,18 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
                          int remove, as_meta *out, as_error *err);
 as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err);
 as_status as_manager_delete(as_manager *m, const char *id, as_error *err);
+/* Appends messages (valid JSON blobs); turn_count grows by n, total_tokens by
+** tokens. expect_version as for save (but 0 never matches: the session must
+** exist). `out` receives the new metadata. */
+/* The session as one JSON document with the seed's field names
+** (as_session_write_seed_json), appended to out. */
+as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error *err);
+/* Stores a session under its own id with its metadata as given (timestamps
+** and counts kept; version 1, or one more than the stored one). AS_ECONFLICT
+** when the id exists, unless `replace`. */
+as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
+                            as_error *err);
+as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
+                            uint64_t tokens, int64_t expect_version, as_meta *out,
+                            as_error *err);
 #endif

@@ -26,8 +26,15 @@ typedef struct as_store as_store;
 #define AS_LOAD_ALL ((size_t)-1)
 #define AS_LOAD_META ((size_t)-2) /* metadata only: no messages, no state */
 
+/* What a load tells of the stored session besides what it returns. */
+typedef struct as_stored {
+    size_t count; /* messages stored */
+    size_t bytes; /* the stored size: its state's text, and each message's text plus one */
+} as_stored;
+
 typedef struct as_write {
     const as_meta *meta;   /* the complete new metadata */
+    size_t bytes;          /* the session's size after the write, as in as_stored */
     int create;            /* 1: the id must not exist yet; 0: it must exist */
     size_t keep;           /* stored messages kept before `append` (AS_KEEP_ALL: all) */
     as_blob *const *append;
@@ -44,6 +51,24 @@ typedef struct as_store_stats {
     uint64_t connects;    /* connections made to a server */
     uint64_t retries;     /* operations run again after another client changed their session */
 } as_store_stats;
+
+/* An append, for stores that do it in one step: the messages go after the
+** stored ones; turn_count grows by nmsgs (AS_EINVALID past AS_TURN_COUNT_MAX),
+** total_tokens by tokens (AS_EINVALID past AS_TOTAL_TOKENS_MAX), version by
+** one; updated_at becomes now; the size grows by `bytes`, and AS_ETOOLARGE
+** when the session would then pass max_bytes (its size as in
+** as_session_json_size). AS_ECONFLICT when expect_version >= 0 and the stored
+** version differs; AS_ENOTFOUND when there is no such session. */
+typedef struct as_append {
+    const char *id;
+    as_blob *const *msgs;
+    size_t nmsgs;
+    uint64_t tokens;
+    int64_t expect_version; /* -1: none */
+    int64_t now;
+    size_t bytes;
+    size_t max_bytes;
+} as_append;
 
 typedef struct as_store_ops {
     const char *kind; /* "memory", "sqlite", ... */
@@ -62,9 +87,9 @@ typedef struct as_store_ops {
     void (*rollback)(as_store *st);
     /* Loads the metadata, the state and the last `last` messages (AS_LOAD_ALL
     ** for all; AS_LOAD_META for the metadata alone, with msgs and state NULL),
-    ** and tells how many messages are stored. AS_ENOTFOUND if absent. */
-    as_status (*load)(as_store *st, const char *id, size_t last, as_session *out, size_t *count,
-                      as_error *err);
+    ** and tells how many messages are stored and their size. AS_ENOTFOUND if absent. */
+    as_status (*load)(as_store *st, const char *id, size_t last, as_session *out,
+                      as_stored *info, as_error *err);
     as_status (*write)(as_store *st, const as_write *w, as_error *err);
     /* AS_ENOTFOUND if absent. */
     as_status (*remove)(as_store *st, const char *id, as_error *err);
@@ -74,6 +99,10 @@ typedef struct as_store_ops {
     void (*close)(as_store *st);
     /* NULL when the store keeps no counters. */
     void (*stats)(as_store *st, as_store_stats *out);
+    /* Optional: an append as one atomic step of the store's own (for a server,
+    ** one round trip). It does what the manager's append does from the stored
+    ** metadata (see as_append); NULL: the manager loads, then writes. */
+    as_status (*append)(as_store *st, const struct as_append *a, as_meta *out, as_error *err);
     /* 1 when the store compares message texts to find what changed, and so
     ** wants them canonical: object keys in byte order, so that an unchanged
     ** message gives the same text however its table was built. */

@@ -18,6 +18,7 @@ typedef struct entry {
     as_session s;
     size_t msg_cap;
     uint64_t seq; /* write order, for list's ties */
+    size_t bytes; /* as_stored.bytes */
 } entry;
 
 typedef struct memory_store {
@@ -120,12 +121,13 @@ static int reserve_msgs(entry *e, size_t need) {
 /* ---------------------------------------------------------------- operations */
 
 static as_status mem_load(as_store *st, const char *id, size_t last, as_session *out,
-                          size_t *count, as_error *err) {
+                          as_stored *info, as_error *err) {
     memory_store *ms = (memory_store *)st;
     entry *e = find(ms, id);
     size_t from, n;
     if (e == NULL) return AS_ENOTFOUND;
-    *count = e->s.nmsgs;
+    info->count = e->s.nmsgs;
+    info->bytes = e->bytes;
     memset(out, 0, sizeof *out);
     if (as_meta_copy(&out->meta, &e->s.meta, err) != AS_OK) return err->status;
     if (last == AS_LOAD_META) return AS_OK;
@@ -154,6 +156,7 @@ static as_status mem_create(memory_store *ms, const as_write *w, as_error *err) 
         return as_error_nomem(err);
     }
     e->seq = ++ms->seq;
+    e->bytes = w->bytes;
     ms->entries[ms->n] = e;
     ms->n++;
     ms->slots[find_slot(ms, e->s.meta.id)] = ms->n;
@@ -191,6 +194,7 @@ static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     as_meta_clear(&e->s.meta);
     e->s.meta = meta;
     e->seq = ++ms->seq;
+    e->bytes = w->bytes;
     return AS_OK;
 }
 

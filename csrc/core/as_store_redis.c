@@ -113,6 +113,55 @@ static const char list_script[] =
     "end\n"
     "return out\n";
 
+/* append: one atomic step. KEYS: meta, msgs, the counter. ARGV: prefix, id,
+** number of messages, tokens, expected version (-1: any), now, bytes added,
+** size limit, then the messages. Checks first (only the HINCRBY of the tokens
+** writes before the size check, and is undone when it fails); the meta JSON
+** length (`metalen`) follows the counters' digits. Returns {"OK", meta hash}
+** or {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
+static const char append_script[] =
+    "local meta, msgs, seqkey = KEYS[1], KEYS[2], KEYS[3]\n"
+    "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
+    "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
+    "  'bytes', 'metalen', 'seq', 'agent_name', 'parent_id', 'tags')\n"
+    "if not f[1] then return {'NOTFOUND'} end\n"
+    "local version, turns = tonumber(f[1]), tonumber(f[2])\n"
+    "if not (version and turns and f[3] and f[4] and tonumber(f[5]) and tonumber(f[6])\n"
+    "        and tonumber(f[7]) and f[8] and f[10]) then\n"
+    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
+    "    '\": its metadata is not what this store writes')\n"
+    "end\n"
+    "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
+    "if turns + n > 4294967295 then return {'TURNS'} end\n"
+    "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
+    "if type(r) == 'table' and r.err then return {'TOKENS'} end\n"
+    "local new_tokens = redis.call('HGET', meta, 'total_tokens')\n"
+    "local new_turns = string.format('%d', turns + n)\n"
+    "local new_version = string.format('%d', version + 1)\n"
+    "local metalen = tonumber(f[6]) + #new_turns - #f[2] + #new_tokens - #f[3] + #now - #f[4]\n"
+    "  + #new_version - #f[1]\n"
+    "local bytes = tonumber(f[5]) + add\n"
+    "if metalen + 38 + bytes > max then\n"
+    "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
+    "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
+    "end\n"
+    "for i = 9, 8 + n, 1000 do\n"
+    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 8 + n)))\n"
+    "end\n"
+    "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
+    "  'bytes', string.format('%d', bytes), 'metalen', string.format('%d', metalen))\n"
+    "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[8]}\n"
+    "if f[9] then idx[#idx + 1] = prefix .. 'parent:' .. f[9] end\n"
+    "for t in string.gmatch(f[10], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
+    "local old = string.format('%016x', tonumber(f[7])) .. id\n"
+    "for _, k in ipairs(idx) do redis.call('ZREM', k, old) end\n"
+    "local s = redis.call('INCR', seqkey)\n"
+    "local m = string.format('%016x', s) .. id\n"
+    "for _, k in ipairs(idx) do redis.call('ZADD', k, now, m) end\n"
+    "redis.call('HSET', meta, 'seq', string.format('%d', s))\n"
+    "return {'OK', redis.call('HGETALL', meta)}\n";
+
 /* Run inside a write's MULTI, after the other writes. KEYS: the counter, the
 ** meta key, then the indexes the session belongs to. ARGV: score (updated_at),
 ** id. Numbers the write and files the session under that number. */
@@ -132,7 +181,7 @@ typedef struct redis_store {
     size_t plen;
     int port, db, timeout_ms;
     char where[300];      /* "redis at host:port": base.location */
-    char load_sha[41], list_sha[41];
+    char load_sha[41], list_sha[41], append_sha[41];
     uint64_t generation;  /* connections made so far */
     as_store_stats stats;
     int sock_ms;          /* the socket timeout now set; -1: none yet */
@@ -380,7 +429,7 @@ static int is_sha(const redisReply *r) {
 static as_status connect_server(redis_store *rs, as_error *err) {
     int64_t left = rs->deadline - mono_us();
     struct timeval tv;
-    redisReply *r[4] = { NULL, NULL, NULL, NULL };
+    redisReply *r[5] = { NULL, NULL, NULL, NULL, NULL };
     size_t n = 0, i;
     as_buf b = AS_BUF_INIT;
     as_status st;
@@ -408,7 +457,8 @@ static as_status connect_server(redis_store *rs, as_error *err) {
     bad |= put_head(&b, 2) || put_str(&b, "SELECT") || put_int(&b, rs->db);
     bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, load_script);
     bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, list_script);
-    n += 3;
+    bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, append_script);
+    n += 4;
     if (bad) {
         as_buf_free(&b);
         drop(rs);
@@ -427,17 +477,18 @@ static as_status connect_server(redis_store *rs, as_error *err) {
             fail(rs, AS_EINVALID, err, "the server requires one: %.300s", r[i]->str);
             as_error_prefix(err, "password");
             st = AS_EINVALID;
-        } else if (i == n - 3) {
+        } else if (i == n - 4) {
             fail(rs, AS_EINVALID, err, "the server refuses db %d: %.300s", rs->db, r[i]->str);
             as_error_prefix(err, "db");
             st = AS_EINVALID;
         } else st = reply_error(rs, r[i], NULL, err);
     }
-    if (st == AS_OK && (!is_sha(r[n - 2]) || !is_sha(r[n - 1])))
+    if (st == AS_OK && (!is_sha(r[n - 3]) || !is_sha(r[n - 2]) || !is_sha(r[n - 1])))
         st = fail(rs, AS_ESTORAGE, err, "SCRIPT LOAD gave no script hash");
     if (st == AS_OK) {
-        memcpy(rs->load_sha, r[n - 2]->str, 40);
-        memcpy(rs->list_sha, r[n - 1]->str, 40);
+        memcpy(rs->load_sha, r[n - 3]->str, 40);
+        memcpy(rs->list_sha, r[n - 2]->str, 40);
+        memcpy(rs->append_sha, r[n - 1]->str, 40);
     } else drop(rs);
     free_replies(r, n);
     return st;
@@ -447,8 +498,19 @@ static as_status connect_server(redis_store *rs, as_error *err) {
 ** req_start put first). A request that changes nothing (`reads`) is sent
 ** again once on a new connection when the connection an earlier call left
 ** turns out to be broken (a restarted server, a dropped idle client). */
+/* Whether the server closed the connection while it was idle: the socket
+** then reads as ended (or holds bytes nobody asked for) without waiting. */
+static int stale(redis_store *rs) {
+    char c;
+    ssize_t k;
+    if (rs->c == NULL) return 0;
+    k = recv(rs->c->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
     int again = 0;
+    if (stale(rs)) drop(rs); /* reconnect now rather than fail after sending */
     for (;;) {
         int fresh = rs->c == NULL;
         as_status st;
@@ -520,17 +582,17 @@ static as_status parse_tags(redis_store *rs, const char *id, const redisReply *v
 }
 
 enum { F_ID, F_NAME, F_AGENT, F_PARENT, F_TAGS, F_CREATED, F_UPDATED, F_TURNS, F_TOKENS,
-       F_VERSION, F_SEQ, F_COUNT };
+       F_VERSION, F_SEQ, F_BYTES, F_COUNT };
 
 static const char *const field_names[F_COUNT] = {
     "id", "name", "agent_name", "parent_id", "tags", "created_at", "updated_at", "turn_count",
-    "total_tokens", "version", "seq"
+    "total_tokens", "version", "seq", "bytes"
 };
 
 /* The metadata from a meta hash (HGETALL's flat array). `id`: the id it must
 ** have (NULL: any). */
 static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h, as_meta *m,
-                            int64_t *seq, as_error *err) {
+                            int64_t *seq, int64_t *bytes, as_error *err) {
     const redisReply *f[F_COUNT] = { NULL };
     const char *who = id ? id : "?";
     size_t i, ntags;
@@ -582,7 +644,8 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
     m->total_tokens = (uint64_t)v;
     if ((st = parse_int(rs, who, f[F_VERSION], "version", 1, INT64_MAX, &m->version, err))
             != AS_OK
-        || (st = parse_int(rs, who, f[F_SEQ], "seq", 1, INT64_MAX, seq, err)) != AS_OK)
+        || (st = parse_int(rs, who, f[F_SEQ], "seq", 1, INT64_MAX, seq, err)) != AS_OK
+        || (st = parse_int(rs, who, f[F_BYTES], "bytes", 0, INT64_MAX, bytes, err)) != AS_OK)
         goto fail;
     ntags = m->ntags;
     st = as_meta_check(m, err);
@@ -693,12 +756,12 @@ static as_status load_watched(redis_store *rs, const char *id, size_t last, redi
 }
 
 static as_status rd_load(as_store *st, const char *id, size_t last, as_session *out,
-                         size_t *count, as_error *err) {
+                         as_stored *info, as_error *err) {
     redis_store *rs = (redis_store *)st;
     redisReply *r[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
     const redisReply *parts[4] = { NULL, NULL, NULL, NULL };
     size_t n = 0, i;
-    int64_t seq, len;
+    int64_t seq, len, bytes;
     as_status status;
     memset(out, 0, sizeof *out);
     if (rs->write) {
@@ -714,7 +777,8 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
         status = damaged(rs, id, "its message count is not a number", err);
         goto done;
     }
-    if ((status = parse_meta(rs, id, parts[0], &out->meta, &seq, err)) != AS_OK) goto done;
+    if ((status = parse_meta(rs, id, parts[0], &out->meta, &seq, &bytes, err)) != AS_OK)
+        goto done;
     len = parts[1]->integer;
     if (parts[3]) {
         const redisReply *state = parts[3];
@@ -753,7 +817,8 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
             out->nmsgs++;
         }
     }
-    *count = (size_t)len;
+    info->count = (size_t)len;
+    info->bytes = (size_t)bytes;
     if (rs->write) {
         if ((rs->old_id = as_strdup(id)) == NULL
             || as_meta_copy(&rs->old, &out->meta, err) != AS_OK) {
@@ -778,10 +843,10 @@ done:
 ** (and so is watched), and knows its old index entries. */
 static as_status ensure_loaded(redis_store *rs, const char *id, as_error *err) {
     as_session s;
-    size_t count;
+    as_stored info;
     as_status st;
     if (rs->cached && strcmp(rs->old_id, id) == 0) return rs->old_found ? AS_OK : AS_ENOTFOUND;
-    st = rd_load(&rs->base, id, AS_LOAD_META, &s, &count, err);
+    st = rd_load(&rs->base, id, AS_LOAD_META, &s, &info, err);
     if (st == AS_OK) as_session_clear(&s);
     return st;
 }
@@ -818,10 +883,16 @@ static int queue_unindex(redis_store *rs) {
     return bad;
 }
 
-static int queue_meta(redis_store *rs, const as_meta *m) {
+/* The metadata, its size (`bytes`) and the length of its JSON (`metalen`,
+** which the append script keeps up to date as the counters grow). */
+static int queue_meta(redis_store *rs, const as_meta *m, size_t bytes) {
     as_buf *q = &rs->q;
-    size_t i, tlen = 0, pairs = 8 + (m->name != NULL) + (m->parent_id != NULL);
-    int bad = put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "meta");
+    as_buf json = AS_BUF_INIT;
+    size_t i, tlen = 0, pairs = 10 + (m->name != NULL) + (m->parent_id != NULL), metalen;
+    int bad = as_meta_write_json(&json, m);
+    metalen = json.len;
+    as_buf_free(&json);
+    bad = bad || put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "meta");
     bad |= put_head(q, 2 + 2 * pairs) || put_str(q, "HSET") || put_skey(rs, q, m->id, "meta");
     bad |= put_str(q, "id") || put_str(q, m->id) || put_str(q, "agent_name")
            || put_str(q, m->agent_name);
@@ -835,7 +906,9 @@ static int queue_meta(redis_store *rs, const as_meta *m) {
     bad |= put_str(q, "created_at") || put_int(q, m->created_at) || put_str(q, "updated_at")
            || put_int(q, m->updated_at) || put_str(q, "turn_count") || put_int(q, m->turn_count)
            || put_str(q, "total_tokens") || put_int(q, (int64_t)m->total_tokens)
-           || put_str(q, "version") || put_int(q, m->version);
+           || put_str(q, "version") || put_int(q, m->version)
+           || put_str(q, "bytes") || put_int(q, (int64_t)bytes)
+           || put_str(q, "metalen") || put_int(q, (int64_t)metalen);
     rs->nq += 2;
     return bad;
 }
@@ -867,7 +940,7 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     } else if (!(rs->cached && strcmp(rs->old_id, m->id) == 0)) {
         forget_loaded(rs); /* a new id (a fork): nothing to unindex */
     }
-    bad = queue_start(rs) || queue_meta(rs, m);
+    bad = queue_start(rs) || queue_meta(rs, m, w->bytes);
     if (w->keep == 0) {
         bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "msgs");
         rs->nq++;
@@ -956,6 +1029,7 @@ static as_status rd_commit(as_store *st, as_error *err) {
         return AS_OK;
     }
     /* the session was read on a connection since lost: what it watched is gone */
+    if (stale(rs)) drop(rs);
     if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return retry(rs);
     if (put_head(&rs->q, 1) || put_str(&rs->q, "EXEC")
         || (r = as_calloc(n, sizeof *r)) == NULL) {
@@ -994,6 +1068,70 @@ done:
         free_replies(r, n);
         as_free(r);
     }
+    return status;
+}
+
+/* ---------------------------------------------------------------- append */
+
+static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[1] = { NULL }, *res;
+    const char *tag;
+    char num[24];
+    size_t i;
+    int by_text = 0;
+    as_status status;
+    for (;;) {
+        as_buf *b = &rs->req;
+        int bad = req_start(rs)
+                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 12 + a->nmsgs)
+                  || put_str(b, "3") || put_skey(rs, b, a->id, "meta")
+                  || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
+                  || put_bulk(b, rs->prefix, rs->plen) || put_str(b, a->id)
+                  || put_int(b, (int64_t)a->nmsgs);
+        snprintf(num, sizeof num, "%llu", (unsigned long long)a->tokens);
+        bad = bad || put_str(b, num) || put_int(b, a->expect_version) || put_int(b, a->now)
+              || put_int(b, (int64_t)a->bytes) || put_int(b, (int64_t)a->max_bytes);
+        for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
+        if (bad) return as_error_nomem(err);
+        /* NOSCRIPT means the script did not run: sending its text is safe */
+        if ((status = roundtrip(rs, 1, r, 0, err)) != AS_OK) return status;
+        res = r[0];
+        if (by_text || !has_prefix(res, "NOSCRIPT")) break;
+        free_replies(r, 1);
+        by_text = 1;
+    }
+    if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, a->id, err);
+    else if (res->type != REDIS_REPLY_ARRAY || res->elements < 1
+             || res->element[0]->type != REDIS_REPLY_STRING)
+        status = damaged(rs, a->id, "the append script gave an unexpected reply", err);
+    else if (strcmp(tag = res->element[0]->str, "OK") == 0 && res->elements == 2) {
+        int64_t seq, bytes;
+        status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
+    } else if (strcmp(tag, "NOTFOUND") == 0) status = AS_ENOTFOUND;
+    else if (strcmp(tag, "CONFLICT") == 0 && res->elements == 2
+             && res->element[1]->type == REDIS_REPLY_STRING) {
+        if (a->expect_version == 0)
+            as_error_set(err, AS_ECONFLICT, "session \"%.64s\" exists (version %.20s; none was "
+                         "expected)", a->id, res->element[1]->str);
+        else as_error_set(err, AS_ECONFLICT, "session \"%.64s\" is at version %.20s, not %lld",
+                          a->id, res->element[1]->str, (long long)a->expect_version);
+        as_error_set_id(err, a->id);
+        status = AS_ECONFLICT;
+    } else if (strcmp(tag, "TURNS") == 0)
+        status = as_error_set(err, AS_EINVALID, "turn_count would pass %lu",
+                              (unsigned long)AS_TURN_COUNT_MAX);
+    else if (strcmp(tag, "TOKENS") == 0)
+        status = as_error_set(err, AS_EINVALID, "total_tokens would pass %llu",
+                              (unsigned long long)AS_TOTAL_TOKENS_MAX);
+    else if (strcmp(tag, "TOOLARGE") == 0 && res->elements == 2
+             && res->element[1]->type == REDIS_REPLY_STRING) {
+        as_error_set(err, AS_ETOOLARGE, "session of %.20s bytes is over the limit of %zu bytes",
+                     res->element[1]->str, a->max_bytes);
+        as_error_set_id(err, a->id);
+        status = AS_ETOOLARGE;
+    } else status = damaged(rs, a->id, "the append script gave an unexpected reply", err);
+    free_replies(r, 1);
     return status;
 }
 
@@ -1039,8 +1177,9 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
         status = fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
     for (i = 0; status == AS_OK && i < res->elements; i++) {
         as_meta m;
-        int64_t seq;
-        if ((status = parse_meta(rs, NULL, res->element[i], &m, &seq, err)) != AS_OK) break;
+        int64_t seq, bytes;
+        if ((status = parse_meta(rs, NULL, res->element[i], &m, &seq, &bytes, err)) != AS_OK)
+            break;
         status = as_meta_list_push(out, &m, err);
         as_meta_clear(&m);
     }
@@ -1079,6 +1218,7 @@ static const as_store_ops redis_ops = {
     .list = rd_list,
     .close = rd_close,
     .stats = rd_stats,
+    .append = rd_append,
     .canonical = 0,
 };
 

@@ -34,7 +34,7 @@
 #include "as_digest.h"
 #include "as_store_sqlite.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define APPLICATION_ID 1634169715 /* 0x61677373, "agss" */
 #define STR(x) #x
 #define XSTR(x) STR(x)
@@ -55,7 +55,7 @@ enum {
 
 #define META_COLUMNS                                                                        \
     "s.rid, s.id, s.name, s.agent_name, s.parent_id, s.created_at, s.updated_at, "          \
-    "s.turn_count, s.total_tokens, s.version, s.nmsgs"
+    "s.turn_count, s.total_tokens, s.version, s.nmsgs, s.bytes"
 
 static const char *const sql_text[S_COUNT] = {
     "BEGIN",
@@ -72,11 +72,11 @@ static const char *const sql_text[S_COUNT] = {
     "SELECT seq FROM counter",
     "SELECT digest_key FROM counter",
     "INSERT INTO sessions (id, name, agent_name, parent_id, created_at, updated_at, seq, "
-    "turn_count, total_tokens, version, nmsgs, state) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    "turn_count, total_tokens, version, nmsgs, state, bytes) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     "UPDATE sessions SET name = ?2, agent_name = ?3, parent_id = ?4, created_at = ?5, "
-    "updated_at = ?6, seq = ?7, turn_count = ?8, total_tokens = ?9, version = ?10, nmsgs = ?11 "
-    "WHERE rid = ?1",
+    "updated_at = ?6, seq = ?7, turn_count = ?8, total_tokens = ?9, version = ?10, nmsgs = ?11, "
+    "bytes = ?13 WHERE rid = ?1",
     "UPDATE sessions SET state = ?2 WHERE rid = ?1",
     "DELETE FROM sessions WHERE rid = ?1",
     "DELETE FROM tags WHERE rid = ?1",
@@ -94,7 +94,8 @@ static const char schema_tables[] =
     " rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT, agent_name TEXT NOT NULL,"
     " parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     " seq INTEGER NOT NULL, turn_count INTEGER NOT NULL, total_tokens INTEGER NOT NULL,"
-    " version INTEGER NOT NULL, nmsgs INTEGER NOT NULL, state TEXT NOT NULL);"
+    " version INTEGER NOT NULL, nmsgs INTEGER NOT NULL, state TEXT NOT NULL,"
+    " bytes INTEGER NOT NULL);"
     "CREATE TABLE tags ("
     " rid INTEGER NOT NULL, pos INTEGER NOT NULL, tag TEXT NOT NULL,"
     " updated_at INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (rid, pos)) WITHOUT ROWID;"
@@ -121,6 +122,13 @@ static const char migrate_1_to_2[] =
     " SELECT rid * 4294967296 + pos, agentsession_digest(body), body FROM messages;"
     "DROP TABLE messages;"
     "ALTER TABLE messages_v2 RENAME TO messages;";
+
+/* Version 2 did not keep each session's size: it is counted from its rows. */
+static const char migrate_2_to_3[] =
+    "ALTER TABLE sessions ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE sessions SET bytes = length(CAST(state AS BLOB)) + coalesce((SELECT"
+    " sum(length(CAST(body AS BLOB)) + 1) FROM messages WHERE slot >= sessions.rid * 4294967296"
+    " AND slot < (sessions.rid + 1) * 4294967296), 0);";
 
 /* list() statements kept prepared: by filter tag (or none), agent, parent. */
 #define LIST_SHAPES 8
@@ -246,7 +254,7 @@ static as_status col_int(sqlite_store *ss, sqlite3_stmt *s, int i, int64_t lo, i
 
 /* Reads the META_COLUMNS of the current row. */
 static as_status read_meta(sqlite_store *ss, sqlite3_stmt *s, as_meta *m, int64_t *rid,
-                           int64_t *nmsgs, as_error *err) {
+                           int64_t *nmsgs, int64_t *bytes, as_error *err) {
     int64_t turns, tokens;
     as_status st;
     memset(m, 0, sizeof *m);
@@ -260,7 +268,8 @@ static as_status read_meta(sqlite_store *ss, sqlite3_stmt *s, as_meta *m, int64_
         || (st = col_int(ss, s, 7, 0, AS_TURN_COUNT_MAX, &turns, err)) != AS_OK
         || (st = col_int(ss, s, 8, 0, INT64_MAX, &tokens, err)) != AS_OK
         || (st = col_int(ss, s, 9, 1, INT64_MAX - 1, &m->version, err)) != AS_OK
-        || (st = col_int(ss, s, 10, 0, SLOT_SPAN - 1, nmsgs, err)) != AS_OK) {
+        || (st = col_int(ss, s, 10, 0, SLOT_SPAN - 1, nmsgs, err)) != AS_OK
+        || (st = col_int(ss, s, 11, 0, INT64_MAX, bytes, err)) != AS_OK) {
         as_meta_clear(m);
         return st;
     }
@@ -394,17 +403,17 @@ static as_status sq_commit(as_store *st, as_error *err) {
 }
 
 static as_status sq_load(as_store *st, const char *id, size_t last, as_session *out,
-                         size_t *count, as_error *err) {
+                         as_stored *info, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
-    int64_t rid, nmsgs, n;
+    int64_t rid, nmsgs, n, bytes;
     as_status status;
     int rc;
     memset(out, 0, sizeof *out);
     if ((status = prepare(ss, S_META, &s, err)) != AS_OK) return status;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) status = read_meta(ss, s, &out->meta, &rid, &nmsgs, err);
+    if (rc == SQLITE_ROW) status = read_meta(ss, s, &out->meta, &rid, &nmsgs, &bytes, err);
     else status = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
     done(s);
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
@@ -418,7 +427,8 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
         as_session_clear(out);
         return status;
     }
-    *count = (size_t)nmsgs;
+    info->count = (size_t)nmsgs;
+    info->bytes = (size_t)bytes;
     return AS_OK;
 }
 
@@ -590,6 +600,7 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
     if ((st = prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
     sqlite3_bind_text(s, 1, w->meta->id, -1, SQLITE_STATIC);
     bind_meta(s, w->meta, seq, (int64_t)w->nappend);
+    sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
     if ((st = bind_body(ss, s, 12, state, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK)
         return st;
     rid = sqlite3_last_insert_rowid(ss->db);
@@ -630,6 +641,7 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     if ((status = prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
     bind_meta(s, w->meta, seq, total);
+    sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
     if ((status = run(ss, s, err)) != AS_OK) return status;
     if (w->state) {
         if ((status = prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
@@ -700,8 +712,8 @@ static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as
     if (tagged) sqlite3_bind_text(s, 5, f->tags[0], -1, SQLITE_STATIC);
     while (out->n < f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         as_meta m;
-        int64_t rid, nmsgs;
-        if ((status = read_meta(ss, s, &m, &rid, &nmsgs, err)) != AS_OK) break;
+        int64_t rid, nmsgs, bytes;
+        if ((status = read_meta(ss, s, &m, &rid, &nmsgs, &bytes, err)) != AS_OK) break;
         if ((status = read_tags(ss, rid, &m, err)) == AS_OK
             && (status = check_loaded(ss, &m, err)) == AS_OK && has_tags(&m, f)) {
             if (skip > 0) skip--;
@@ -802,6 +814,7 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
             || (st = exec(ss, migrate_1_to_2, err)) != AS_OK)
             return st;
     }
+    if (version <= 2 && (st = exec(ss, migrate_2_to_3, err)) != AS_OK) return st;
     if ((st = exec(ss, schema_indexes, err)) != AS_OK) return st;
     return exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
 }

@@ -60,9 +60,9 @@ void lbind_json_open(lua_State *L);
 /* With `sorted`, messages and state are encoded with sorted keys (see lbind_encode). */
 as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                            as_error *err);
-/* The metadata of a session table, and how many messages it has (not encoded). */
-as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, size_t *nmsgs,
-                                as_error *err);
+/* An array of messages (the value at idx) as blobs appended to s. */
+as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                            as_error *err);
 /* A metadata table (as list() gives) to core metadata. */
 as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err);
 void lbind_push_meta(lua_State *L, const as_meta *m);

@@ -11,6 +11,7 @@
 **   update(metadata)                              (optional: tag, untag, rename)
 **   rewind(id, keep, metadata)                    (optional: keep the first messages)
 **   fork(source_id, metadata, count)              (optional: copy a session's first messages)
+**   append(id, messages, metadata)                (optional: add messages at the end)
 **   close()                                       (optional)
 **
 ** This file is a store like the others, behind the store interface: the
@@ -51,7 +52,7 @@ typedef struct step {
     size_t last;
     int write;
     as_session *out;
-    size_t *count;
+    as_stored *info;
     const as_write *w;
     const as_filter *f;
     as_meta_list *list;
@@ -150,11 +151,10 @@ static int step_load(lua_State *L) {
         return 0;
     }
     as_error_clear(&why);
-    if (s->last == AS_LOAD_META) s->st = lbind_to_session_meta(L, -1, &out->meta, &n, &why);
-    else {
-        s->st = lbind_to_session(L, -1, out, &cs->buf, 0, &why);
-        n = out->nmsgs;
-    }
+    /* the whole session is encoded, also for its metadata alone: its size is
+    ** what the texts of its messages and state come to */
+    s->st = lbind_to_session(L, -1, out, &cs->buf, 0, &why);
+    n = out->nmsgs;
     if (s->st != AS_OK) {
         if (s->st != AS_ENOMEM) s->st = garbage(s, "load", &why);
         else *s->err = why;
@@ -165,9 +165,19 @@ static int step_load(lua_State *L) {
         s->st = garbage(s, "load", &why);
         return 0;
     }
-    if (s->last != AS_LOAD_META) {
-        if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
-            return (s->st = as_error_nomem(s->err)), 0;
+    if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
+        return (s->st = as_error_nomem(s->err)), 0;
+    s->info->count = n;
+    s->info->bytes = out->state->len;
+    for (i = 0; i < n; i++) s->info->bytes += out->msgs[i]->len + 1;
+    if (s->last == AS_LOAD_META) {
+        for (i = 0; i < n; i++) as_blob_unref(out->msgs[i]);
+        as_free(out->msgs);
+        out->msgs = NULL;
+        out->nmsgs = 0;
+        as_blob_unref(out->state);
+        out->state = NULL;
+    } else {
         drop = s->last < out->nmsgs ? out->nmsgs - s->last : 0;
         for (i = 0; i < drop; i++) as_blob_unref(out->msgs[i]);
         if (drop > 0) {
@@ -175,7 +185,6 @@ static int step_load(lua_State *L) {
             out->nmsgs -= drop;
         }
     }
-    *s->count = n;
     if (s->write) {
         lua_pushvalue(L, -1);
         cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -212,7 +221,7 @@ static as_status run(custom_store *cs, lua_CFunction fn, step *s) {
 }
 
 static as_status cu_load(as_store *st, const char *id, size_t last, as_session *out,
-                         size_t *count, as_error *err) {
+                         as_stored *info, as_error *err) {
     custom_store *cs = (custom_store *)st;
     step s = { 0 };
     memset(out, 0, sizeof *out);
@@ -221,7 +230,7 @@ static as_status cu_load(as_store *st, const char *id, size_t last, as_session *
     s.last = last;
     s.write = cs->write;
     s.out = out;
-    s.count = count;
+    s.info = info;
     if (run(cs, step_load, &s) != AS_OK) as_session_clear(out);
     return s.st;
 }
@@ -259,13 +268,13 @@ static int step_write(lua_State *L) {
     if (!w->create && !have) {
         /* not loaded in this transaction: load it now */
         as_session tmp = { 0 };
-        size_t count;
+        as_stored info;
         step inner = *s;
         inner.id = id;
         inner.last = AS_LOAD_META;
         inner.write = 1;
         inner.out = &tmp;
-        inner.count = &count;
+        inner.info = &info;
         lua_pushcfunction(L, step_load);
         lua_pushlightuserdata(L, &inner);
         lua_call(L, 1, 0);
@@ -289,6 +298,19 @@ static int step_write(lua_State *L) {
         }
         lua_settop(L, session);
     }
+    if (!w->create && keep == AS_KEEP_ALL && w->nappend > 0 && w->state == NULL
+        && backend_fn(L, cs, "append") == LUA_TFUNCTION) {
+        lua_pushstring(L, id);
+        lua_createtable(L, w->nappend < 100000 ? (int)w->nappend : 0, 0);
+        for (i = 0; i < w->nappend; i++) {
+            if ((s->st = push_decoded(L, s, w->append[i])) != AS_OK) return 0;
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        luaL_setmetatable(L, LBIND_ARRAY_MT);
+        lbind_push_meta(L, w->meta);
+        return (s->st = call(L, s, "append", 3)), 0;
+    }
+    lua_settop(L, session);
     if (w->create && w->from && backend_fn(L, cs, "fork") == LUA_TFUNCTION) {
         lua_pushstring(L, w->from);
         lbind_push_meta(L, w->meta);
@@ -566,7 +588,8 @@ static int enter(void *store, lua_State *L) {
 
 static void check_backend(lua_State *L) {
     static const char *const required[] = { "load", "store", "remove", "list", NULL };
-    static const char *const optional[] = { "query", "update", "rewind", "fork", "close", NULL };
+    static const char *const optional[] = { "query", "update", "rewind", "fork", "append",
+                                            "close", NULL };
     int i;
     luaL_checktype(L, 1, LUA_TTABLE);
     for (i = 0; required[i]; i++) {

@@ -102,15 +102,29 @@ static size_t opt_size(lua_Integer v) {
 
 /* ---------------------------------------------------------------- methods */
 
+/* options.expect_version: -1 when absent. */
+static int64_t opt_expect_version(lua_State *L, int tbl) {
+    lua_Integer v;
+    if (!lbind_opt_count(L, tbl, "expect_version", "options.expect_version", &v)) return -1;
+    return (int64_t)v;
+}
+
 static int m_save(lua_State *L) {
     as_manager *m = check_open(L);
+    int64_t expect = -1;
     lbind_call *c;
     as_error err;
     luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        static const char *const names[] = { "expect_version", NULL };
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lbind_check_options(L, 3, "options", names);
+        expect = opt_expect_version(L, 3);
+    }
     c = lbind_call_new(L);
     as_error_clear(&err);
     if (lbind_to_session(L, 2, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
-        || as_manager_save(m, &c->session, &c->meta, &err) != AS_OK) {
+        || as_manager_save(m, &c->session, expect, &c->meta, &err) != AS_OK) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
@@ -138,6 +152,117 @@ static int m_resume(lua_State *L) {
         return lbind_error(L, &err);
     }
     lbind_push_session(L, &c->session, as_manager_location(m));
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_append(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    int64_t expect = -1;
+    lua_Integer tokens = 0;
+    lbind_call *c;
+    as_error err;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 4)) {
+        static const char *const names[] = { "tokens", "expect_version", NULL };
+        luaL_checktype(L, 4, LUA_TTABLE);
+        lbind_check_options(L, 4, "options", names);
+        lbind_opt_count(L, 4, "tokens", "options.tokens", &tokens);
+        expect = opt_expect_version(L, 4);
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
+        || as_manager_append(m, id, c->session.msgs, c->session.nmsgs, (uint64_t)tokens, expect,
+                             &c->meta, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_meta(L, &c->meta);
+    lbind_call_done(c);
+    return 1;
+}
+
+static int m_export(lua_State *L) {
+    as_manager *m = check_open(L);
+    const char *id = check_id(L, 2);
+    lbind_call *c = lbind_call_new(L);
+    as_error err;
+    as_error_clear(&err);
+    if (as_manager_export(m, id, &c->buf, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lua_pushlstring(L, c->buf.data, c->buf.len);
+    lbind_call_done(c);
+    return 1;
+}
+
+/* The document of import as a session table: the seed's fields only, and its
+** `"name": null` as no name. Pushes the table. */
+static void import_session(lua_State *L, int doc) {
+    static const char *const seed[] = {
+        "id", "name", "tags", "agent_name", "created_at", "updated_at", "turn_count",
+        "total_tokens", NULL
+    };
+    int meta;
+    if (!lua_istable(L, doc))
+        lbind_errorf(L, AS_EINVALID, "json", "must be an object {\"metadata\", \"messages\", \"state\"}");
+    lbind_check_options(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL });
+    lua_createtable(L, 0, 3);
+    if (lbind_rawfield(L, doc, "metadata") != LUA_TTABLE)
+        lbind_errorf(L, AS_EINVALID, "json.metadata", "must be an object");
+    meta = lua_gettop(L);
+    lbind_check_options(L, meta, "json.metadata", seed);
+    lua_createtable(L, 0, 8);
+    lua_pushnil(L);
+    while (lua_next(L, meta)) {
+        if (lua_type(L, -1) == LUA_TUSERDATA) lua_pop(L, 1); /* null: absent */
+        else {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    lua_setfield(L, -3, "metadata");
+    lua_pop(L, 1);
+    lbind_rawfield(L, doc, "messages");
+    lua_setfield(L, -2, "messages");
+    lbind_rawfield(L, doc, "state");
+    lua_setfield(L, -2, "state");
+}
+
+static int m_import(lua_State *L) {
+    as_manager *m = check_open(L);
+    size_t len;
+    const char *text = luaL_checklstring(L, 2, &len);
+    int replace = 0;
+    lbind_call *c;
+    as_error err;
+    if (!lua_isnoneornil(L, 3)) {
+        static const char *const names[] = { "replace", NULL };
+        int t;
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lbind_check_options(L, 3, "options", names);
+        t = lbind_rawfield(L, 3, "replace");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+            lbind_errorf(L, AS_EINVALID, "options.replace", "must be a boolean (got %s)",
+                         lua_typename(L, t));
+        replace = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 2);
+    as_error_clear(&err);
+    if (lbind_decode(L, text, len, "json", &err) != AS_OK) return lbind_error(L, &err);
+    import_session(L, 3);
+    c = lbind_call_new(L);
+    if (lbind_to_session(L, 4, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
+        || as_manager_import(m, &c->session, replace, &c->meta, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lbind_push_meta(L, &c->meta);
     lbind_call_done(c);
     return 1;
 }
@@ -434,6 +559,9 @@ void lbind_manager_open(lua_State *L) {
         { "untag", m_untag },
         { "rename", m_rename },
         { "delete", m_delete },
+        { "append", m_append },
+        { "export", m_export },
+        { "import", m_import },
         { "stats", m_stats },
         { "close", m_close },
         { NULL, NULL }

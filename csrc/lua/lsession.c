@@ -201,6 +201,12 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, in
 
 static const char *const session_fields[] = { "metadata", "messages", "state", NULL };
 
+as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                            as_error *err) {
+    if (lua_isnil(L, idx)) return invalid(err, "messages", "%s", "must be an array");
+    return to_messages(L, lua_absindex(L, idx), s, b, sorted, err);
+}
+
 /* The fields of the session table at idx (an absolute index) and its metadata. */
 static as_status session_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
     as_status st;
@@ -231,20 +237,6 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int 
         if (st == AS_OK && (s->state = as_blob_from_buf(b)) == NULL) st = as_error_nomem(err);
     }
     lua_pop(L, 1);
-    return st;
-}
-
-as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, size_t *nmsgs,
-                                as_error *err) {
-    lua_Integer n = 0;
-    as_status st;
-    idx = lua_absindex(L, idx);
-    if ((st = session_meta(L, idx, m, err)) != AS_OK) return st;
-    lbind_rawfield(L, idx, "messages");
-    if (!lua_isnil(L, -1) && (!lua_istable(L, -1) || (n = array_len(L, -1)) < 0))
-        st = invalid(err, "messages", "%s", "must be an array");
-    lua_pop(L, 1);
-    *nmsgs = (size_t)n;
     return st;
 }
 

@@ -16,7 +16,7 @@ M.monotime = system.monotime
 
 -- The documented file markers of a store.
 M.APPLICATION_ID = 1634169715
-M.USER_VERSION = 2
+M.USER_VERSION = 3
 
 --------------------------------------------------------------------------
 -- Shell and files
