@@ -252,6 +252,31 @@ local extra_messages = {
 }
 
 
+-- Row f's sessions: `pools` of 3,000 and of 10 messages, each appended to in
+-- turn, so that each grows by only a few messages over the whole run.
+local function append_pools(mgr, tag)
+  local pools = {}
+  for _, spec in ipairs({ { n = 3000, count = 20 }, { n = 10, count = 100 } }) do
+    local ids = {}
+    local msgs = cycled_messages(spec.n)
+    for k = 1, spec.count do
+      local s = agentsession.session{ id = string.format("bench-append-%s-%d-%d", tag, spec.n, k),
+        messages = msgs }
+      ids[k] = mgr:save(s).id
+    end
+    pools[#pools + 1] = ids
+  end
+  local one = { extra_messages[1] }
+  local function appender(ids)
+    local k = 0
+    return function()
+      k = k % #ids + 1
+      sink[1] = mgr:append(ids[k], one)
+    end
+  end
+  return appender(pools[1]), appender(pools[2])
+end
+
 local rows = {
   {
     name = "json.encode / cjson.encode", target = 1.0,
@@ -404,6 +429,44 @@ local rows = {
              function() sink[1] = encode(small) end
     end,
   },
+  {
+    -- Appending hands over only the new message: its cost must not grow with the history.
+    name = "memory append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
+    make = function()
+      local m = agentsession.memory()
+      local big, small = append_pools(m, "memory")
+      return big, small, function() m:close() end
+    end,
+  },
+  {
+    name = "sqlite append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
+    make = function()
+      local m = open_store("ours", "append.db")
+      local big, small = append_pools(m, "sqlite")
+      return big, small
+    end,
+  },
+  {
+    -- A fork shares the stored messages of its source (the delete keeps the store from growing).
+    name = "memory fork+delete / resume: 3000-msg session", target = 0.2,
+    make = function()
+      local m = agentsession.memory()
+      local id3000 = m:save(agentsession.session{ messages = cycled_messages(3000) }).id
+      return function() m:delete(m:fork(id3000).id) end,
+             function() sink[1] = m:resume(id3000) end,
+             function() m:close() end
+    end,
+  },
+  {
+    -- resume{ last = n } reads only the last n message rows.
+    name = "sqlite resume{last=20} / resume: 3000-msg session",
+    make = function()
+      local m = open_store("ours", "last.db")
+      local id3000 = m:save(agentsession.session{ messages = cycled_messages(3000) }).id
+      return function() sink[1] = m:resume(id3000, { last = 20 }) end,
+             function() sink[1] = m:resume(id3000) end
+    end,
+  },
 }
 
 ---------------------------------------------------------------------------------------------------
@@ -432,7 +495,12 @@ local function run_rows()
       if not ours then
         h:printf("%-" .. h.name_width .. "s skipped: %s\n", row.name, tostring(rival))
       else
-        local ours_ns, rival_ns = h:compare(ours, rival)
+        local timer = h
+        if row.count then -- a fixed number of calls per round (the calls change what they time)
+          timer = harness.new{ count = h.quick and math.max(1, row.count // 10) or row.count,
+            rounds = h.rounds, quick = h.quick }
+        end
+        local ours_ns, rival_ns = timer:compare(ours, rival)
         h:ratio(row.name, ours_ns, rival_ns, row.target)
         if cleanup then cleanup() end
         assert(sink[1] ~= nil, row.name .. ": the timed functions produced nothing")
