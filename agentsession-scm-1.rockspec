@@ -9,8 +9,8 @@ description = {
   detailed = [[
     A C library with a Lua 5.4 binding that keeps the sessions of AI agents:
     an exact JSON codec, one store interface with an in-memory, a SQLite and a
-    Redis store, and a manager userdata with save, resume, list, fork, rewind, tag,
-    untag, rename and delete.
+    Redis store, stores written in Lua, and a manager userdata with save, resume,
+    append, list, fork, rewind, tag, untag, rename, delete, export and import.
   ]],
   license = "MIT",
 }

@@ -24,8 +24,9 @@ local function map(v, leaf, node)
   return node and node(out) or out
 end
 
-local METHODS = { "save", "resume", "list", "fork", "rewind", "tag", "untag", "rename", "delete", "close" }
-local WRITES = { "save", "fork", "rewind", "tag", "untag", "rename", "delete" }
+local METHODS = { "save", "resume", "list", "fork", "rewind", "tag", "untag", "rename", "delete", "append",
+  "export", "import", "close" }
+local WRITES = { "save", "fork", "rewind", "tag", "untag", "rename", "delete", "append", "import" }
 
 -- A factory of managers that are plain Lua tables calling through to a real
 -- memory manager, except for the methods that `make(real)` returns.
@@ -62,7 +63,37 @@ local function patch_metadata(real, fix)
     end,
     fork = function(...) return fix(real:fork(...)) end,
     rewind = function(...) return fix_session(real:rewind(...)) end,
+    append = function(...) return fix(real:append(...)) end,
+    import = function(...) return fix(real:import(...)) end,
   }
+end
+
+local json = agentsession.json
+
+-- An export whose text goes through edit(text) first.
+local function edit_export(real, edit)
+  return { export = function(id) return (edit(real:export(id))) end }
+end
+
+-- An import whose document, when it is an object with metadata, goes through
+-- edit(doc) first.
+local function edit_import(real, edit)
+  return { import = function(text, ...)
+    local ok, doc = pcall(json.decode, text)
+    if ok and type(doc) == "table" and type(doc.metadata) == "table" then
+      edit(doc)
+      text = json.encode(doc)
+    end
+    return real:import(text, ...)
+  end }
+end
+
+-- Options without the key named.
+local function without(opts, key)
+  if type(opts) ~= "table" then return opts end
+  local c = copy(opts)
+  c[key] = nil
+  return c
 end
 
 local MISSING_ID = "0b9f6a2e-1c3d-4e5f-8a7b-9c0d1e2f3a4b"
@@ -295,6 +326,63 @@ local broken = {
       error(res, 0)
     end }
   end },
+  { "drops the last appended message", { "append:" }, function(real)
+    return { append = function(id, msgs, ...)
+      local c = copy(msgs)
+      if type(c) == "table" and #c > 0 then table.remove(c) end
+      return real:append(id, c, ...)
+    end }
+  end },
+  { "ignores tokens on append", { "append: total_tokens" }, function(real)
+    return { append = function(id, msgs, o) return real:append(id, msgs, without(o, "tokens")) end }
+  end },
+  { "appends through resume and save, forgetting the counters", { "append:" }, function(real)
+    return { append = function(id, msgs, o)
+      local s = real:resume(id)
+      for _, m in ipairs(msgs) do s.messages[#s.messages + 1] = m end
+      return real:save(s, without(o, "tokens"))
+    end }
+  end },
+  { "ignores expect_version", { "expect_version:" }, function(real)
+    return {
+      save = function(s, o) return real:save(s, without(o, "expect_version")) end,
+      append = function(id, msgs, o) return real:append(id, msgs, without(o, "expect_version")) end,
+    }
+  end },
+  { "exports version and parent_id too", { "export:" }, function(real)
+    return { export = function(id)
+      local m = real:resume(id).metadata
+      local extra = ',"version":' .. m.version .. (m.parent_id and ',"parent_id":' .. json.encode(m.parent_id) or "")
+      return (real:export(id):gsub('("total_tokens":%d+)', "%1" .. extra, 1))
+    end }
+  end },
+  { "exports camelCase field names", { "export:" }, function(real)
+    return edit_export(real, function(text)
+      return text:gsub('"agent_name":', '"agentName":', 1):gsub('"created_at":', '"createdAt":', 1)
+    end)
+  end },
+  { "exports {} for []", { "export:" }, function(real)
+    return edit_export(real, function(text) return text:gsub("%[%]", "{}") end)
+  end },
+  { "imports with the timestamps reset to now", { "import:" }, function(real)
+    return edit_import(real, function(doc)
+      doc.metadata.created_at, doc.metadata.updated_at = agentsession.now(), agentsession.now()
+    end)
+  end },
+  { "ignores replace on import", { "import: replace" }, function(real)
+    return { import = function(text) return real:import(text) end }
+  end },
+  { "lists the forks of a session oldest first", { "lineage: list{ parent_id }" }, function(real)
+    return { list = function(filter)
+      local l = real:list(filter)
+      if type(filter) == "table" and filter.parent_id then
+        local r = setmetatable({}, array_mt)
+        for i = #l, 1, -1 do r[#r + 1] = l[i] end
+        return r
+      end
+      return l
+    end }
+  end },
   { "has no size limit", { "too_large:" }, nil, { max_session_bytes = 64 * 1024 * 1024 } },
   { "close does nothing", { "close:" }, function()
     return { close = function() end }
@@ -495,6 +583,96 @@ local subtle = {
       local s = real:resume(id)
       s.state = {}
       real:save(s)
+    end }
+  end },
+  { "returns the metadata from before the append", "append: returns the new metadata", function(real)
+    return { append = function(id, ...)
+      local m = real:resume(id).metadata
+      real:append(id, ...)
+      return m
+    end }
+  end },
+  { "does nothing for an empty append", "append: an empty array is a write", function(real)
+    return { append = function(id, msgs, ...)
+      if type(msgs) == "table" and next(msgs) == nil then return real:resume(id).metadata end
+      return real:append(id, msgs, ...)
+    end }
+  end },
+  { "takes an object for one message on append", "append: messages that are not an array", function(real)
+    return { append = function(id, msgs, ...)
+      if type(msgs) == "table" and msgs[1] == nil and next(msgs) ~= nil then msgs = { msgs } end
+      return real:append(id, msgs, ...)
+    end }
+  end },
+  { "appends the messages one at a time", "append: a message that cannot be encoded", function(real)
+    return { append = function(id, msgs, o)
+      local m = real:resume(id).metadata
+      for _, msg in ipairs(msgs) do m = real:append(id, { msg }) end
+      if next(msgs) == nil then m = real:append(id, msgs) end
+      if type(o) == "table" and o.tokens then m = real:append(id, {}, { tokens = o.tokens }) end
+      return m
+    end }
+  end },
+  { "forgets a fork's parent_id on append", "lineage: a fork keeps its parent_id", function(real)
+    return { append = function(id, msgs, ...)
+      real:append(id, msgs, ...)
+      local s = real:resume(id)
+      if s.metadata.parent_id == nil then return s.metadata end
+      s.metadata.parent_id = nil
+      real:delete(id)
+      return real:save(s)
+    end }
+  end },
+  { "takes expect_version 0 as no check on save", "expect_version: save with 0 of an existing id", function(real)
+    return { save = function(s, o)
+      if type(o) == "table" and o.expect_version == 0 then o = nil end
+      if o == nil then return real:save(s) end
+      return real:save(s, o)
+    end }
+  end },
+  { "exports the name after the tags", "export: writes the seed's serde form", function(real)
+    return edit_export(real, function(text)
+      return text:gsub('("name":[^,]*),("tags":%b[])', "%2,%1", 1)
+    end)
+  end },
+  { "leaves an unset name out of the export", "export: an unset name is null", function(real)
+    return edit_export(real, function(text) return text:gsub('"name":null,', "", 1) end)
+  end },
+  { "returns nil from the export of a missing id", "export: a missing id", function(real)
+    return { export = function(id)
+      local ok, text = pcall(real.export, real, id)
+      if ok then return text end
+      return nil
+    end }
+  end },
+  { "imports with the timestamps reset to now, precisely", "import: keeps timestamps", function(real)
+    return edit_import(real, function(doc)
+      doc.metadata.created_at, doc.metadata.updated_at = agentsession.now(), agentsession.now()
+    end)
+  end },
+  { "restarts the version at 1 on a replacing import", "import: replace = true", function(real)
+    return { import = function(text, o)
+      if type(o) == "table" and o.replace then
+        local ok, doc = pcall(json.decode, text)
+        if ok and type(doc) == "table" and type(doc.metadata) == "table" then
+          pcall(real.delete, real, doc.metadata.id)
+        end
+        return real:import(text)
+      end
+      return real:import(text, o)
+    end }
+  end },
+  { "drops unknown fields on import", "import: unknown fields", function(real)
+    return edit_import(real, function(doc)
+      doc.extra, doc.metadata.version, doc.metadata.parent_id, doc.metadata.bogus = nil, nil, nil, nil
+    end)
+  end },
+  { "stores an empty session for a malformed import", "import: malformed JSON", function(real)
+    return { import = function(text, ...)
+      local ok, res = pcall(real.import, real, text, ...)
+      if ok then return res end
+      real:save(agentsession.session{ agent_name = "left over" })
+      error(res, 0)
     end }
   end },
   { "returns true from delete", "delete: returns no value", function(real)

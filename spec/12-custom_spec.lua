@@ -41,7 +41,7 @@ describe("custom store", function()
       end)
     end
 
-    for _, name in ipairs({ "query", "update", "rewind", "fork", "close" }) do
+    for _, name in ipairs({ "query", "update", "rewind", "fork", "append", "close" }) do
       it("refuses a backend." .. name .. " that is not a function", function()
         local err = error_of("invalid", agentsession.custom, with(name, 42))
         assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
@@ -77,7 +77,7 @@ describe("custom store", function()
       end)
     end
 
-    for _, name in ipairs({ "update", "rewind", "fork", "query" }) do
+    for _, name in ipairs({ "update", "rewind", "fork", "query", "append" }) do
       it("gives storage with its message when the optional backend." .. name .. " raises", function()
         local b = backends.new{ fast = true }
         local m = agentsession.custom(b)
@@ -88,6 +88,7 @@ describe("custom store", function()
           rewind = function() return m:rewind(id, 1) end,
           fork = function() return m:fork(id) end,
           query = function() return m:list{ tag = "t" } end,
+          append = function() return m:append(id, { 3 }) end,
         }
         local err = error_of("storage", calls[name])
         assert.truthy(err.message:find("backend." .. name .. " raised", 1, true), err.message)
@@ -289,6 +290,49 @@ describe("custom store", function()
       assert.are.equal(1, b.calls.store) -- no write went through store
       m:close()
       assert.are.equal(1, b.calls.close)
+    end)
+
+    it("appends through backend.append, handing over only the new messages", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local id = m:save(session{ tags = { "t" }, messages = { 1, 2, 3 } }).id
+      local seen
+      local real = b.append
+      b.append = function(sid, msgs, meta)
+        seen = { id = sid, messages = msgs, metadata = meta }
+        return real(sid, msgs, meta)
+      end
+      local meta = m:append(id, { { role = "user", n = 4 }, agentsession.array() }, { tokens = 7 })
+      assert.are.equal(1, b.calls.append)
+      assert.are.equal(1, b.calls.store) -- the save only
+      assert.are.equal(id, seen.id)
+      assert.are.same({ { role = "user", n = 4 }, {} }, seen.messages)
+      assert.are.equal(agentsession.array_mt, getmetatable(seen.messages[2]))
+      assert.are.same(meta, seen.metadata)
+      assert.are.equal(2, meta.turn_count) -- 0 as saved, plus the 2 appended
+      assert.are.equal(7, meta.total_tokens)
+      assert.are.equal(2, meta.version)
+      local r = m:resume(id)
+      assert.are.same({ 1, 2, 3, { role = "user", n = 4 }, {} }, r.messages)
+      assert.are.same(meta, r.metadata)
+      -- an empty append changes only the metadata: backend.update, not append or store
+      m:append(id, {})
+      assert.are.equal(1, b.calls.append)
+      assert.are.equal(1, b.calls.update)
+      assert.are.equal(1, b.calls.store)
+      assert.are.equal(3, m:resume(id).metadata.version)
+      m:close()
+    end)
+
+    it("appends through store without backend.append", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local id = m:save(session{ messages = { 1, 2 } }).id
+      m:append(id, { 3 })
+      assert.are.equal(0, b.calls.append)
+      assert.are.equal(2, b.calls.store)
+      assert.are.same({ 1, 2, 3 }, m:resume(id).messages)
+      m:close()
     end)
 
     it("does without them, through store", function()

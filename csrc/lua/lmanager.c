@@ -81,7 +81,8 @@ int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
 }
 
 /* Refuses option keys other than those named. */
-void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
+static void check_keys(lua_State *L, int tbl, const char *what, const char *const *names,
+                       const char *noun) {
     lua_pushnil(L);
     while (lua_next(L, tbl)) {
         int i, known = 0;
@@ -90,10 +91,15 @@ void lbind_check_options(lua_State *L, int tbl, const char *what, const char *co
             for (i = 0; names[i] && !known; i++) known = strcmp(lua_tostring(L, -1), names[i]) == 0;
         if (!known) {
             if (lua_type(L, -1) == LUA_TSTRING)
-                lbind_errorf(L, AS_EINVALID, what, "unknown option \"%s\"", lua_tostring(L, -1));
-            lbind_errorf(L, AS_EINVALID, what, "option keys are strings (got %s)", luaL_typename(L, -1));
+                lbind_errorf(L, AS_EINVALID, what, "unknown %s \"%s\"", noun, lua_tostring(L, -1));
+            lbind_errorf(L, AS_EINVALID, what, "%s keys are strings (got %s)", noun,
+                         luaL_typename(L, -1));
         }
     }
+}
+
+void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
+    check_keys(L, tbl, what, names, "option");
 }
 
 static size_t opt_size(lua_Integer v) {
@@ -209,16 +215,17 @@ static void import_session(lua_State *L, int doc) {
     int meta;
     if (!lua_istable(L, doc))
         lbind_errorf(L, AS_EINVALID, "json", "must be an object {\"metadata\", \"messages\", \"state\"}");
-    lbind_check_options(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL });
+    check_keys(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL },
+               "field");
     lua_createtable(L, 0, 3);
     if (lbind_rawfield(L, doc, "metadata") != LUA_TTABLE)
         lbind_errorf(L, AS_EINVALID, "json.metadata", "must be an object");
     meta = lua_gettop(L);
-    lbind_check_options(L, meta, "json.metadata", seed);
+    check_keys(L, meta, "json.metadata", seed, "field");
     lua_createtable(L, 0, 8);
     lua_pushnil(L);
     while (lua_next(L, meta)) {
-        if (lua_type(L, -1) == LUA_TUSERDATA) lua_pop(L, 1); /* null: absent */
+        if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) lua_pop(L, 1); /* null: absent */
         else {
             lua_pushvalue(L, -2);
             lua_insert(L, -2);

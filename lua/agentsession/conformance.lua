@@ -14,7 +14,7 @@
 --   verbose  print "ok  <name>" / "FAIL <name>: <why>" per check and a summary
 --   only     a Lua pattern: run only the checks whose name matches
 --   skip     a Lua pattern: do not run the checks whose name matches
---            (for example skip = "^too_large:" leaves out the 17 MiB session)
+--            (for example skip = "^too_large:" leaves out the 17 MiB sessions)
 -- Other keys are ignored.
 --
 -- Pure Lua 5.4; depends on require("agentsession") only (and, when present,
@@ -1630,6 +1630,841 @@ refused_save("an unknown metadata key", function(_, m) m.bogus = 1 end, { path =
 refused_save("an unknown session key", function(s) s.extra = true end, { path = "extra" })
 refused_save("a non-string tag", function(_, m) m.tags = { "a", 5 } end, { path = "tags" })
 
+------------------------------------------------------------------ append
+
+local json = agentsession.json
+
+local function append(mgr, id, msgs, opts)
+  local meta
+  if opts == nil then meta = mgr:append(id, msgs) else meta = mgr:append(id, msgs, opts) end
+  is_table(meta, "append()'s result")
+  return meta
+end
+
+-- The messages of `a` followed by those of `b`, in a new table.
+local function concat(a, b)
+  local out = {}
+  for _, m in ipairs(a) do out[#out + 1] = deep_copy(m) end
+  for _, m in ipairs(b) do out[#out + 1] = deep_copy(m) end
+  return out
+end
+
+local function appended(n, from)
+  local out = {}
+  for i = 1, n do out[i] = { role = "assistant", content = "appended " .. (from + i), n = from + i } end
+  return out
+end
+
+-- A stored session of 3 messages, turn_count 7 and total_tokens 100; returns it.
+local function append_source(mgr)
+  local s = make_session({ tags = { "a", "b" }, created_at = 1000, turn_count = 7, total_tokens = 100 },
+    messages(3), { cwd = "/append", list = { 1, 2 } })
+  save(mgr, s)
+  return s
+end
+
+check("append: adds the messages after the stored ones, in order", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  append(mgr, id, appended(2, 0))
+  append(mgr, id, appended(1, 2))
+  eq(concat(messages(3), appended(3, 0)), resume(mgr, id).messages, "messages after two appends")
+end)
+
+check("append: many appends of one message keep every message in order", function(mgr)
+  local s = make_session(nil, {})
+  save(mgr, s)
+  for i = 1, 40 do append(mgr, s.metadata.id, { messages(40)[i] }) end
+  local r = resume(mgr, s.metadata.id)
+  eq(messages(40), r.messages, "messages")
+  eq(40, r.metadata.turn_count, "turn_count")
+  eq(41, r.metadata.version, "version")
+end)
+
+check("append: returns the new metadata, equal to resume(id).metadata and list()[1]", function(mgr)
+  local s = append_source(mgr)
+  local meta = append(mgr, s.metadata.id, appended(2, 0), { tokens = 5 })
+  eq(s.metadata.id, meta.id, "append().id")
+  eq(9, meta.turn_count, "append().turn_count")
+  eq(105, meta.total_tokens, "append().total_tokens")
+  eq(2, meta.version, "append().version")
+  eq(meta_of(mgr, s.metadata.id), meta, "append() vs resume().metadata")
+  eq(meta, list(mgr)[1], "append() vs list()[1]")
+end)
+
+check("append: turn_count grows by the number of messages appended", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  eq(10, append(mgr, id, appended(3, 0)).turn_count, "turn_count after appending 3 to 7")
+  eq(11, append(mgr, id, appended(1, 3)).turn_count, "turn_count after appending 1 more")
+  eq(11, meta_of(mgr, id).turn_count, "resume().metadata.turn_count")
+end)
+
+check("append: total_tokens grows by tokens, by 0 when not given", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  eq(125, append(mgr, id, appended(1, 0), { tokens = 25 }).total_tokens, "after tokens = 25")
+  eq(125, append(mgr, id, appended(1, 1)).total_tokens, "after an append without tokens")
+  eq(125, append(mgr, id, appended(1, 2), {}).total_tokens, "after an append with {}")
+  eq(130, append(mgr, id, {}, { tokens = 5 }).total_tokens, "after an empty append with tokens = 5")
+  eq(130, meta_of(mgr, id).total_tokens, "resume().metadata.total_tokens")
+end)
+
+check("append: version grows by one with each append", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  save(mgr, s)
+  eq(3, append(mgr, id, appended(1, 0)).version, "version after save, save, append")
+  eq(4, append(mgr, id, appended(2, 1)).version, "version after another append")
+  eq(4, meta_of(mgr, id).version, "resume().metadata.version")
+  eq(4, list(mgr)[1].version, "list()[1].version")
+end)
+
+check("append: sets updated_at to now and keeps created_at", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  wait_past(meta_of(mgr, id).updated_at)
+  local before = now()
+  local meta = append(mgr, id, appended(1, 0))
+  local after = now()
+  between(meta.updated_at, before, after, "append().updated_at")
+  between(meta_of(mgr, id).updated_at, before, after, "resume().metadata.updated_at")
+  eq(1000, meta.created_at, "append().created_at")
+end)
+
+check("append: keeps state, name, tags, agent_name and parent_id", function(mgr)
+  local s = append_source(mgr)
+  local fork = mgr:fork(s.metadata.id, "child")
+  local before = resume(mgr, fork.id)
+  append(mgr, fork.id, appended(2, 0))
+  local after = resume(mgr, fork.id)
+  eq(before.state, after.state, "state")
+  for _, field in ipairs({ "id", "name", "tags", "agent_name", "created_at", "parent_id" }) do
+    eq(before.metadata[field], after.metadata[field], "metadata." .. field)
+  end
+  eq(concat(messages(3), appended(2, 0)), after.messages, "messages")
+end)
+
+check("append: an empty array is a write that adds nothing", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local other = save(mgr, make_session()).id
+  local first = meta_of(mgr, id)
+  wait_past(meta_of(mgr, other).updated_at)
+  local meta = append(mgr, id, {})
+  eq(2, meta.version, "append(id, {}).version")
+  truthy(meta.updated_at > first.updated_at, "append(id, {}) left updated_at at %s", show(meta.updated_at))
+  eq(7, meta.turn_count, "append(id, {}).turn_count")
+  eq(messages(3), resume(mgr, id).messages, "messages")
+  eq({ id, other }, list_ids(mgr), "list() ids after append(id, {})")
+  eq(3, append(mgr, id, agentsession.array()).version, "version after append(id, array())")
+end)
+
+check("append: moves the session to the front of list, filtered or not", function(mgr)
+  local a = append_source(mgr).metadata.id
+  local b = save(mgr, make_session({ tags = { "a" } })).id
+  eq({ b, a }, list_ids(mgr), "list() before the append")
+  append(mgr, a, appended(1, 0))
+  eq({ a, b }, list_ids(mgr), "list() after appending to a")
+  eq({ a, b }, list_ids(mgr, { tag = "a" }), "list{ tag = 'a' } after appending to a")
+  eq({ a }, list_ids(mgr, { tags = { "a", "b" }, agent_name = "code-agent" }), "list{ tags, agent_name }")
+end)
+
+check("append: values stay exact", function(mgr)
+  local s = append_source(mgr)
+  local values = { math.maxinteger, (1 << 53) + 1, -7, 1.0, 0.1, -2.5, null, true, false, "a\0b 😀",
+    agentsession.array(), {}, { list = agentsession.array(), object = {}, n = 1 << 62, f = 2.0 } }
+  append(mgr, s.metadata.id, values)
+  local r = resume(mgr, s.metadata.id)
+  eq_json(concat(messages(3), values), r.messages, "messages")
+  truthy(math.type(r.messages[7]) == "float", "messages[7] (1.0) came back as %s", show(r.messages[7]))
+end)
+
+check("append: does not modify the caller's table, nor see later changes to it", function(mgr)
+  local s = append_source(mgr)
+  local msgs = { { role = "user", content = "x", list = { 1, 2 } }, agentsession.array() }
+  local copy = deep_copy(msgs)
+  append(mgr, s.metadata.id, msgs)
+  eq_exact(copy, msgs, "the appended table after append")
+  msgs[1].content = "changed"
+  msgs[1].list[3] = 3
+  msgs[3] = "added"
+  eq_json(concat(messages(3), copy), resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("append: resume{ last = n } gives the appended messages", function(mgr)
+  local s = append_source(mgr)
+  append(mgr, s.metadata.id, appended(2, 0))
+  eq(appended(2, 0), resume(mgr, s.metadata.id, { last = 2 }).messages, "resume{ last = 2 }")
+  eq({ messages(3)[3], appended(2, 0)[1], appended(2, 0)[2] }, resume(mgr, s.metadata.id, { last = 3 }).messages,
+    "resume{ last = 3 }")
+end)
+
+check("append: after a rewind, goes after the kept messages", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  mgr:rewind(id, 1)
+  local meta = append(mgr, id, appended(2, 0))
+  eq(3, meta.turn_count, "turn_count")
+  eq({ messages(3)[1], appended(2, 0)[1], appended(2, 0)[2] }, resume(mgr, id).messages, "messages")
+end)
+
+check("append: a fork and its source do not see each other's appends", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local fork = mgr:fork(id, "copy").id
+  local early = mgr:fork(id, "early", { at = 1 }).id
+  append(mgr, id, { "only in the source" })
+  append(mgr, fork, { "only in the fork" })
+  append(mgr, early, { "only in the early fork" })
+  eq(concat(messages(3), { "only in the source" }), resume(mgr, id).messages, "source messages")
+  eq(concat(messages(3), { "only in the fork" }), resume(mgr, fork).messages, "fork messages")
+  eq({ messages(3)[1], "only in the early fork" }, resume(mgr, early).messages, "early fork messages")
+end)
+
+check("append: to a session saved without messages", function(mgr)
+  local s = make_session()
+  s.messages = nil
+  save(mgr, s)
+  append(mgr, s.metadata.id, { "first" })
+  eq({ "first" }, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("append: a missing id is not_found and changes nothing", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local err = expect_error_in("append to a missing id", "not_found", function()
+    return mgr:append(MISSING, { "x" })
+  end)
+  eq(MISSING, err.id, "err.id")
+  unchanged(mgr, before, "a failed append")
+end)
+
+check("append: messages that are not an array are refused and change nothing", function(mgr)
+  local id = two_sessions(mgr).metadata.id
+  local before = snapshot(mgr)
+  expect_error_in("append(id, { role = 'user' })", "invalid", function()
+    return mgr:append(id, { role = "user", content = "x" })
+  end)
+  expect_error_in("append(id, a sparse table)", "invalid", function()
+    return mgr:append(id, { [1] = "a", [3] = "c" })
+  end)
+  expect_refused("append(id, 'x')", function() return mgr:append(id, "x") end)
+  expect_refused("append(id, 5)", function() return mgr:append(id, 5) end)
+  unchanged(mgr, before, "a refused append")
+end)
+
+check("append: a message that cannot be encoded is invalid and nothing is appended", function(mgr)
+  local id = two_sessions(mgr).metadata.id
+  local before = snapshot(mgr)
+  local bad = {
+    { "a function", { "fine", { content = print } }, "messages[2]" },
+    { "NaN", { "fine", "fine", { score = 0 / 0 } }, "messages[3]" },
+    { "invalid UTF-8", { "caf\xe9" }, "messages[1]" },
+    { "a cycle", { "fine", cycle() }, "messages[2]" },
+  }
+  for _, row in ipairs(bad) do
+    local err = expect_error_in("append of " .. row[1], "invalid", function() return mgr:append(id, row[2]) end)
+    truthy(type(err.message) == "string" and err.message:find(row[3], 1, true),
+      "append of %s: the message %s does not name %s", row[1], show(err.message), row[3])
+  end
+  unchanged(mgr, before, "an append of a message that cannot be encoded")
+end)
+
+check("append: negative or fractional tokens are refused and change nothing", function(mgr)
+  local id = two_sessions(mgr).metadata.id
+  local before = snapshot(mgr)
+  expect_refused("append with tokens = -1", function() return mgr:append(id, { "x" }, { tokens = -1 }) end)
+  expect_refused("append with tokens = 1.5", function() return mgr:append(id, { "x" }, { tokens = 1.5 }) end)
+  unchanged(mgr, before, "an append with bad tokens")
+end)
+
+check("append: turn_count or total_tokens past their limits is invalid and changes nothing", function(mgr)
+  local s = make_session({ turn_count = (1 << 32) - 2, total_tokens = math.maxinteger - 1 })
+  save(mgr, s)
+  local id = s.metadata.id
+  local meta = append(mgr, id, { "x" }, { tokens = 1 })
+  eq((1 << 32) - 1, meta.turn_count, "turn_count at its limit")
+  eq(math.maxinteger, meta.total_tokens, "total_tokens at its limit")
+  local before = snapshot(mgr)
+  expect_error_in("append past turn_count 2^32-1", "invalid", function() return mgr:append(id, { "y" }) end)
+  expect_error_in("append past total_tokens 2^63-1", "invalid", function()
+    return mgr:append(id, {}, { tokens = 1 })
+  end)
+  unchanged(mgr, before, "an append past a limit")
+end)
+
+------------------------------------------------------------------ expect_version
+
+check("expect_version: save with the stored version succeeds", function(mgr)
+  local s = make_session()
+  save(mgr, s)
+  save(mgr, s)
+  s.messages = { "new" }
+  eq(3, mgr:save(s, { expect_version = 2 }).version, "save{ expect_version = 2 }.version")
+  eq({ "new" }, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("expect_version: save with another version is conflict and changes nothing", function(mgr)
+  local known = two_sessions(mgr)
+  save(mgr, known)
+  local before = snapshot(mgr)
+  local s = deep_copy(known)
+  s.messages = { "lost" }
+  for _, v in ipairs({ 1, 3, 100 }) do
+    local err = expect_error_in("save{ expect_version = " .. v .. " } of version 2", "conflict", function()
+      return mgr:save(s, { expect_version = v })
+    end)
+    eq(known.metadata.id, err.id, "err.id")
+  end
+  unchanged(mgr, before, "a save that lost its version check")
+end)
+
+check("expect_version: save with 0 creates a session that does not exist", function(mgr)
+  local s = make_session()
+  local meta = mgr:save(s, { expect_version = 0 })
+  eq(1, meta.version, "save{ expect_version = 0 }.version")
+  eq(s.messages, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("expect_version: save with 0 of an existing id is conflict and changes nothing", function(mgr)
+  local known = two_sessions(mgr)
+  local before = snapshot(mgr)
+  local s = deep_copy(known)
+  s.state = { overwritten = true }
+  expect_error_in("save{ expect_version = 0 } of an existing id", "conflict", function()
+    return mgr:save(s, { expect_version = 0 })
+  end)
+  unchanged(mgr, before, "a save{ expect_version = 0 } of an existing id")
+end)
+
+check("expect_version: save with a version of a missing id is conflict and stores nothing", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local s = make_session()
+  expect_error_in("save{ expect_version = 1 } of a new id", "conflict", function()
+    return mgr:save(s, { expect_version = 1 })
+  end)
+  unchanged(mgr, before, "a save{ expect_version = 1 } of a new id")
+  expect_error_in("resume after it", "not_found", function() return mgr:resume(s.metadata.id) end)
+end)
+
+check("expect_version: append with the stored version succeeds", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local meta = mgr:append(id, { "x" }, { expect_version = 1, tokens = 3 })
+  eq(2, meta.version, "append{ expect_version = 1 }.version")
+  eq(103, meta.total_tokens, "append{ expect_version = 1, tokens = 3 }.total_tokens")
+  eq(3, mgr:append(id, { "y" }, { expect_version = 2 }).version, "append{ expect_version = 2 }.version")
+  eq(concat(messages(3), { "x", "y" }), resume(mgr, id).messages, "messages")
+end)
+
+check("expect_version: append with another version is conflict and changes nothing", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  append(mgr, id, { "x" })
+  local before = snapshot(mgr)
+  for _, v in ipairs({ 1, 3 }) do
+    local err = expect_error_in("append{ expect_version = " .. v .. " } of version 2", "conflict", function()
+      return mgr:append(id, { "lost" }, { expect_version = v, tokens = 10 })
+    end)
+    eq(id, err.id, "err.id")
+  end
+  unchanged(mgr, before, "an append that lost its version check")
+end)
+
+check("expect_version: append with 0 is conflict and changes nothing", function(mgr)
+  local s = append_source(mgr)
+  local before = snapshot(mgr)
+  expect_error_in("append{ expect_version = 0 }", "conflict", function()
+    return mgr:append(s.metadata.id, { "lost" }, { expect_version = 0 })
+  end)
+  unchanged(mgr, before, "an append{ expect_version = 0 }")
+end)
+
+check("expect_version: every write's version is the one to expect next", function(mgr)
+  local s = make_session({ tags = { "a" } }, messages(3))
+  local id = s.metadata.id
+  eq(1, mgr:save(s, { expect_version = 0 }).version, "save{ expect_version = 0 }.version")
+  eq(2, mgr:append(id, { "x" }, { expect_version = 1 }).version, "append{ expect_version = 1 }.version")
+  mgr:tag(id, "b")
+  eq(4, mgr:append(id, {}, { expect_version = 3 }).version, "append{ expect_version = 3 } after a tag")
+  mgr:rename(id, "renamed")
+  mgr:untag(id, "a")
+  local r = mgr:rewind(id, 2)
+  eq(7, r.metadata.version, "version after rename, untag, rewind")
+  mgr:fork(id, "copy")
+  r.messages[#r.messages + 1] = "last"
+  eq(8, mgr:save(r, { expect_version = r.metadata.version }).version, "save{ expect_version = 7 }.version")
+  expect_error_in("save with the version before the last write", "conflict", function()
+    return mgr:save(r, { expect_version = 7 })
+  end)
+  eq({ messages(3)[1], messages(3)[2], "last" }, resume(mgr, id).messages, "messages")
+end)
+
+check("expect_version: of two copies resumed together, the second save conflicts", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local a, b = resume(mgr, id), resume(mgr, id)
+  a.state = { winner = "a" }
+  b.state = { winner = "b" }
+  mgr:save(a, { expect_version = a.metadata.version })
+  expect_error_in("the second save", "conflict", function()
+    return mgr:save(b, { expect_version = b.metadata.version })
+  end)
+  expect_error_in("an append from the stale copy", "conflict", function()
+    return mgr:append(id, { "late" }, { expect_version = b.metadata.version })
+  end)
+  local r = resume(mgr, id)
+  eq({ winner = "a" }, r.state, "state")
+  eq(2, r.metadata.version, "version")
+end)
+
+check("expect_version: without it, the last writer wins", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local a, b = resume(mgr, id), resume(mgr, id)
+  a.state = { winner = "a" }
+  b.state = { winner = "b" }
+  save(mgr, a)
+  save(mgr, b)
+  append(mgr, id, { "late" })
+  local r = resume(mgr, id)
+  eq({ winner = "b" }, r.state, "state")
+  eq(4, r.metadata.version, "version")
+end)
+
+------------------------------------------------------------------ export
+
+local function export(mgr, id)
+  local text = mgr:export(id)
+  truthy(type(text) == "string", "export() returned %s, not a string", show(text))
+  return text
+end
+
+local function decode(text, what)
+  local ok, doc = pcall(json.decode, text)
+  if not ok then fail("%s is not JSON: %s", what, safe_tostring(doc)) end
+  is_table(doc, what)
+  return doc
+end
+
+local SEED_FIELDS = { "id", "name", "tags", "agent_name", "created_at", "updated_at", "turn_count", "total_tokens" }
+
+-- The seed's metadata of a metadata table: its eight fields, name null when unset.
+local function seed_meta(m)
+  local out = {}
+  for _, f in ipairs(SEED_FIELDS) do out[f] = m[f] end
+  if out.name == nil then out.name = null end
+  out.tags = agentsession.array(deep_copy(out.tags))
+  return out
+end
+
+-- The text export gives for a session: the seed's fields in their order, no
+-- space; messages and state as json.encode writes them (so only for values
+-- whose objects have at most one key, where the order is not a choice).
+local function seed_text(meta, msgs, state)
+  local fields = {}
+  local m = seed_meta(meta)
+  for i, f in ipairs(SEED_FIELDS) do fields[i] = json.encode(f) .. ":" .. json.encode(m[f]) end
+  return '{"metadata":{' .. table.concat(fields, ",") .. '},"messages":' .. json.encode(agentsession.array(msgs))
+    .. ',"state":' .. json.encode(state) .. "}"
+end
+
+-- A decoded export: exactly metadata, messages and state, the metadata the
+-- seed's eight fields.
+local function exported(mgr, id)
+  local doc = decode(export(mgr, id), "export()")
+  for k in pairs(doc) do
+    truthy(k == "metadata" or k == "messages" or k == "state", "the document has an unknown key %s", show(k))
+  end
+  is_table(doc.metadata, "the document's metadata")
+  is_table(doc.messages, "the document's messages")
+  local known = {}
+  for _, f in ipairs(SEED_FIELDS) do
+    known[f] = true
+    truthy(doc.metadata[f] ~= nil, "the document's metadata has no %s", f)
+  end
+  for k in pairs(doc.metadata) do
+    truthy(known[k], "the document's metadata has a field %s, not one of the seed's eight", show(k))
+  end
+  return doc
+end
+
+check("export: writes the seed's serde form, its fields in order", function(mgr)
+  local msgs = { { role = "user" }, { content = { 1, 2.5, "three", null, true } }, agentsession.array(), {}, 42,
+    "text with \"quotes\" and é" }
+  local s = make_session({ name = "naïve", tags = { "b", "a" }, turn_count = 6, total_tokens = 1234,
+    created_at = 1000 }, msgs, { cwd = "/home/user" })
+  save(mgr, s)
+  local r = resume(mgr, s.metadata.id)
+  eq(seed_text(r.metadata, msgs, { cwd = "/home/user" }), export(mgr, s.metadata.id), "export()")
+end)
+
+check("export: begins with {\"metadata\":{\"id\":", function(mgr)
+  local s = two_sessions(mgr)
+  local text = export(mgr, s.metadata.id)
+  local head = '{"metadata":{"id":'
+  truthy(text:sub(1, #head) == head, "export() begins with %s", show(text:sub(1, 40)))
+end)
+
+check("export: metadata has the seed's eight fields, equal to the stored ones", function(mgr)
+  local s = two_sessions(mgr)
+  local id = s.metadata.id
+  append(mgr, id, { "x" }, { tokens = 5 })
+  local doc = exported(mgr, id)
+  eq(seed_meta(meta_of(mgr, id)), doc.metadata, "the document's metadata")
+  for _, f in ipairs({ "created_at", "updated_at", "turn_count", "total_tokens" }) do
+    truthy(math.type(doc.metadata[f]) == "integer", "metadata.%s is %s, not an integer", f, show(doc.metadata[f]))
+  end
+end)
+
+check("export: a fork's document has no parent_id and no version", function(mgr)
+  local s = two_sessions(mgr)
+  local fork = mgr:fork(s.metadata.id, "child")
+  mgr:tag(fork.id, "t")
+  local doc = exported(mgr, fork.id)
+  eq(seed_meta(meta_of(mgr, fork.id)), doc.metadata, "the fork's document's metadata")
+end)
+
+check("export: an unset name is null", function(mgr)
+  local s = unnamed(make_session())
+  save(mgr, s)
+  local text = export(mgr, s.metadata.id)
+  truthy(text:find('"name":null,', 1, true), "export() has no \"name\":null: %s", show(text))
+  truthy(rawequal(decode(text, "export()").metadata.name, null), "name is not null")
+end)
+
+check("export: messages and state are exact (integers, floats, null, [] and {})", function(mgr)
+  local msgs = { math.maxinteger, math.mininteger, (1 << 53) + 1, 1.0, 0.1, 1e300, null, agentsession.array(), {},
+    { list = agentsession.array(), object = {}, n = 3, f = 3.0 }, "a\0b" }
+  local state = { list = agentsession.array(), object = {}, big = (1 << 62) + 1, half = 0.5 }
+  local s = make_session(nil, msgs, state)
+  save(mgr, s)
+  local doc = exported(mgr, s.metadata.id)
+  eq_json(msgs, doc.messages, "the document's messages")
+  eq_json(state, doc.state, "the document's state")
+  truthy(math.type(doc.messages[4]) == "float", "messages[4] (1.0) is %s", show(doc.messages[4]))
+  truthy(math.type(doc.messages[10].f) == "float", "messages[10].f (3.0) is %s", show(doc.messages[10].f))
+end)
+
+check("export: empty tags and messages are [], an empty state {}", function(mgr)
+  local s = make_session({ tags = {} })
+  s.messages, s.state = nil, nil
+  save(mgr, s)
+  local text = export(mgr, s.metadata.id)
+  truthy(text:find('"tags":[]', 1, true), "export() has no \"tags\":[]: %s", show(text))
+  truthy(text:find('"messages":[]', 1, true), "export() has no \"messages\":[]: %s", show(text))
+  truthy(text:sub(-12) == ',"state":{}}', "export() does not end with ,\"state\":{}}: %s", show(text:sub(-40)))
+  local t = make_session(nil, {}, agentsession.array())
+  save(mgr, t)
+  local other = export(mgr, t.metadata.id)
+  truthy(other:sub(-12) == ',"state":[]}', "export() of state [] does not end with ,\"state\":[]}: %s",
+    show(other:sub(-40)))
+end)
+
+check("export: follows the session's writes", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  append(mgr, id, { "x" })
+  mgr:tag(id, "c")
+  mgr:rename(id, "renamed")
+  mgr:rewind(id, 2)
+  append(mgr, id, { "y" }, { tokens = 1 })
+  local r = resume(mgr, id)
+  local doc = exported(mgr, id)
+  eq(seed_meta(r.metadata), doc.metadata, "the document's metadata")
+  eq({ messages(3)[1], messages(3)[2], "y" }, doc.messages, "the document's messages")
+  eq(r.state, doc.state, "the document's state")
+end)
+
+check("export: changes nothing", function(mgr)
+  local s = two_sessions(mgr)
+  local before = snapshot(mgr)
+  export(mgr, s.metadata.id)
+  export(mgr, list(mgr)[2].id)
+  unchanged(mgr, before, "export")
+end)
+
+check("export: a missing id is not_found", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local err = expect_error_in("export of a missing id", "not_found", function() return mgr:export(MISSING) end)
+  eq(MISSING, err.id, "err.id")
+  unchanged(mgr, before, "a failed export")
+end)
+
+------------------------------------------------------------------ import
+
+local function import(mgr, text, opts)
+  local meta
+  if opts == nil then meta = mgr:import(text) else meta = mgr:import(text, opts) end
+  is_table(meta, "import()'s result")
+  return meta
+end
+
+-- A document in the seed's serde form, written by hand: what serde_json
+-- writes for the Rust types (no name, so "name":null).
+local function serde_document(id)
+  return '{"metadata":{"id":"' .. id .. '","name":null,"tags":["imported","rust"],"agent_name":"code-agent",'
+    .. '"created_at":1700000000000,"updated_at":1700000005000,"turn_count":2,"total_tokens":345},'
+    .. '"messages":[{"role":"user","content":"List the files."},{"role":"assistant","content":null,'
+    .. '"tool_calls":[{"id":"call_1","args":{"path":".","depth":1,"ratio":0.5}}]}],'
+    .. '"state":{"cwd":"/home/user","history":[],"options":{}}}'
+end
+
+local SERDE_MESSAGES = {
+  { role = "user", content = "List the files." },
+  { role = "assistant", content = null,
+    tool_calls = { { id = "call_1", args = { path = ".", depth = 1, ratio = 0.5 } } } },
+}
+
+-- A document from seed fields, messages and state (tables); json.encode
+-- writes it.
+local function document(meta, msgs, state)
+  local m = {}
+  for k, v in pairs(meta) do m[k] = v end
+  return json.encode({ metadata = m, messages = agentsession.array(msgs or {}), state = state or {} })
+end
+
+local function doc_meta(id, extra)
+  local m = { id = id, name = "doc", tags = agentsession.array({ "x" }), agent_name = "importer",
+    created_at = 1000, updated_at = 2000, turn_count = 1, total_tokens = 10 }
+  for k, v in pairs(extra or {}) do m[k] = v end
+  return m
+end
+
+-- Checks that session `id` of `mgr` is `src` (a session table) in everything
+-- the seed's document carries, and is at `version` with no parent.
+local function same_as(mgr, id, src, version, what)
+  local r = resume(mgr, id)
+  eq(seed_meta(src.metadata), seed_meta(r.metadata), what .. " metadata")
+  eq(version, r.metadata.version, what .. " version")
+  eq(nil, r.metadata.parent_id, what .. " parent_id")
+  eq_json(src.messages, r.messages, what .. " messages")
+  eq_json(src.state, r.state, what .. " state")
+end
+
+check("import: an exported session comes back equal in another store", function(mgr, ctx)
+  local named = make_session({ tags = { "b", "a" }, turn_count = 9, total_tokens = math.maxinteger, created_at = 1000 },
+    { { role = "user", n = (1 << 53) + 1, f = 1.0 }, agentsession.array(), {}, null, "é\0" },
+    { list = agentsession.array(), object = {}, nested = { 0.1, { true } } })
+  save(mgr, named)
+  append(mgr, named.metadata.id, { "appended" }, { tokens = 0 })
+  local fork = mgr:fork(named.metadata.id, "fork", { at = 2 })
+  local plain = unnamed(make_session({ tags = {} }, {}))
+  save(mgr, plain)
+  local other = ctx.open()
+  for _, id in ipairs({ named.metadata.id, fork.id, plain.metadata.id }) do
+    local src = resume(mgr, id)
+    local meta = import(other, export(mgr, id))
+    eq(id, meta.id, "import().id")
+    same_as(other, id, src, 1, "the imported session's")
+  end
+  eq(3, #list(other), "#list() of the other store")
+end)
+
+check("import: keeps timestamps, counts, tags and name as given", function(mgr)
+  local meta = import(mgr, document(doc_meta("given", { tags = agentsession.array({ "z", "a" }),
+    created_at = 1000, updated_at = 2000, turn_count = 7, total_tokens = 99 }), { "one" }, { k = 1 }))
+  local r = resume(mgr, "given")
+  eq(meta, r.metadata, "import() vs resume().metadata")
+  for field, v in pairs({ id = "given", name = "doc", agent_name = "importer", created_at = 1000, updated_at = 2000,
+    turn_count = 7, total_tokens = 99, version = 1 }) do
+    eq(v, r.metadata[field], "metadata." .. field)
+  end
+  eq({ "z", "a" }, r.metadata.tags, "metadata.tags")
+  eq({ "one" }, r.messages, "messages")
+  eq({ k = 1 }, r.state, "state")
+end)
+
+check("import: reads a document in the seed's serde form, name null", function(mgr)
+  local meta = import(mgr, serde_document("serde-1"))
+  eq(nil, meta.name, "import().name")
+  local r = resume(mgr, "serde-1")
+  eq(meta, r.metadata, "import() vs resume().metadata")
+  eq(nil, r.metadata.name, "metadata.name")
+  eq({ "imported", "rust" }, r.metadata.tags, "metadata.tags")
+  eq(1700000000000, r.metadata.created_at, "metadata.created_at")
+  eq(1700000005000, r.metadata.updated_at, "metadata.updated_at")
+  eq(2, r.metadata.turn_count, "metadata.turn_count")
+  eq(345, r.metadata.total_tokens, "metadata.total_tokens")
+  eq(SERDE_MESSAGES, r.messages, "messages")
+  eq_json({ cwd = "/home/user", history = agentsession.array(), options = {} }, r.state, "state")
+end)
+
+check("import: returns the stored metadata, equal to resume(id).metadata and list's", function(mgr)
+  local meta = import(mgr, document(doc_meta("ret", { updated_at = now() + 60000 })))
+  eq(meta_of(mgr, "ret"), meta, "import() vs resume().metadata")
+  eq(meta, list(mgr)[1], "import() vs list()[1]")
+  eq(1, meta.version, "import().version")
+end)
+
+check("import: an existing id is conflict and changes nothing", function(mgr)
+  local known = two_sessions(mgr)
+  local id = known.metadata.id
+  local text = export(mgr, id)
+  local before = snapshot(mgr)
+  local err = expect_error_in("import of an existing id", "conflict", function() return mgr:import(text) end)
+  eq(id, err.id, "err.id")
+  expect_error_in("import of an existing id with replace = false", "conflict", function()
+    return mgr:import(document(doc_meta(id)), { replace = false })
+  end)
+  unchanged(mgr, before, "a failed import")
+end)
+
+check("import: replace = true overwrites the session and bumps its version", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  append(mgr, id, { "x" })
+  local meta = import(mgr, document(doc_meta(id, { name = "replaced", turn_count = 1 }), { "only" }, { new = true }),
+    { replace = true })
+  eq(3, meta.version, "import{ replace = true }.version")
+  local r = resume(mgr, id)
+  eq(meta, r.metadata, "import() vs resume().metadata")
+  eq("replaced", r.metadata.name, "name")
+  eq({ "x" }, r.metadata.tags, "tags")
+  eq(1000, r.metadata.created_at, "created_at")
+  eq(2000, r.metadata.updated_at, "updated_at")
+  eq({ "only" }, r.messages, "messages")
+  eq({ new = true }, r.state, "state")
+  eq({ id }, list_ids(mgr), "list() ids")
+  eq(1, import(mgr, document(doc_meta("fresh")), { replace = true }).version, "replace of a missing id: version")
+end)
+
+check("import: malformed JSON is invalid and stores nothing", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local good = document(doc_meta("bad-json"))
+  for _, text in ipairs({ "", "{", good:sub(1, -2), good .. " x", good:gsub('"id"', "id", 1),
+    (good:gsub("}$", ",}")), "\xff" }) do
+    expect_error_in("import of " .. show(text), "invalid", function() return mgr:import(text) end)
+  end
+  unchanged(mgr, before, "a failed import")
+  expect_error_in("resume of the id", "not_found", function() return mgr:resume("bad-json") end)
+end)
+
+check("import: a document that is not an object of metadata, messages and state is invalid", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  for _, text in ipairs({ "[]", "5", '"x"', "null", "{}", '{"metadata":[]}', '{"metadata":"x"}',
+    (document(doc_meta("doc-msgs")):gsub('"messages":%[%]', '"messages":{"a":1}')) }) do
+    expect_error_in("import of " .. show(text), "invalid", function() return mgr:import(text) end)
+  end
+  unchanged(mgr, before, "a failed import")
+end)
+
+check("import: unknown fields are invalid and store nothing", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local cases = {
+    { "version in metadata", document(doc_meta("u1", { version = 3 })) },
+    { "parent_id in metadata", document(doc_meta("u2", { parent_id = "p" })) },
+    { "an unknown metadata field", document(doc_meta("u3", { bogus = 1 })) },
+    { "an unknown top-level field", json.encode({ metadata = doc_meta("u4"), messages = agentsession.array(),
+      state = {}, extra = true }) },
+  }
+  for _, row in ipairs(cases) do
+    expect_error_in("import with " .. row[1], "invalid", function() return mgr:import(row[2]) end)
+  end
+  unchanged(mgr, before, "an import with an unknown field")
+end)
+
+check("import: bad field values are invalid and store nothing", function(mgr)
+  two_sessions(mgr)
+  local before = snapshot(mgr)
+  local cases = {
+    { "an empty id", doc_meta("") },
+    { "a numeric id", doc_meta(5) },
+    { "a negative turn_count", doc_meta("b1", { turn_count = -1 }) },
+    { "turn_count 2^32", doc_meta("b2", { turn_count = 1 << 32 }) },
+    { "a fractional created_at", doc_meta("b3", { created_at = 1.5 }) },
+    { "tags as a string", doc_meta("b4", { tags = "x" }) },
+    { "an empty tag", doc_meta("b5", { tags = agentsession.array({ "" }) }) },
+    { "a numeric name", doc_meta("b6", { name = 5 }) },
+    { "a control character in agent_name", doc_meta("b7", { agent_name = "a\nb" }) },
+  }
+  for _, row in ipairs(cases) do
+    expect_error_in("import with " .. row[1], "invalid", function() return mgr:import(document(row[2])) end)
+  end
+  unchanged(mgr, before, "an import with a bad value")
+end)
+
+check("import: the session takes its place in list by its updated_at", function(mgr)
+  local a = save(mgr, make_session({ tags = { "t" } })).id
+  local b = save(mgr, make_session({ tags = { "t" } })).id
+  import(mgr, document(doc_meta("old", { updated_at = 2000, tags = agentsession.array({ "t" }) })))
+  eq({ b, a, "old" }, list_ids(mgr), "list() ids")
+  eq({ b, a, "old" }, list_ids(mgr, { tag = "t" }), "list{ tag = 't' } ids")
+  append(mgr, "old", { "now" })
+  eq({ "old", b, a }, list_ids(mgr), "list() ids after an append to the imported session")
+end)
+
+check("import: values stay exact", function(mgr)
+  local text = '{"metadata":{"id":"exact","name":"n","tags":[],"agent_name":"","created_at":1,"updated_at":2,'
+    .. '"turn_count":0,"total_tokens":9223372036854775807},"messages":[9007199254740993,1.0,0.1,[],{},null,'
+    .. '"é😀",-9223372036854775808],"state":[]}'
+  import(mgr, text)
+  local r = resume(mgr, "exact")
+  eq(math.maxinteger, r.metadata.total_tokens, "total_tokens")
+  eq_json({ (1 << 53) + 1, 1.0, 0.1, agentsession.array(), {}, null, "é😀", math.mininteger }, r.messages,
+    "messages")
+  eq_json(agentsession.array(), r.state, "state")
+  eq(text, export(mgr, "exact"), "export() of the imported document")
+end)
+
+check("import: the session can be written like any other", function(mgr)
+  import(mgr, serde_document("serde-w"))
+  eq(2, append(mgr, "serde-w", { "more" }, { tokens = 5 }).version, "append().version")
+  local fork = mgr:fork("serde-w", nil, { at = 1 })
+  eq(nil, fork.name, "fork().name")
+  eq("serde-w", fork.parent_id, "fork().parent_id")
+  eq({ SERDE_MESSAGES[1] }, resume(mgr, fork.id).messages, "the fork's messages")
+  local r = resume(mgr, "serde-w")
+  eq(concat(SERDE_MESSAGES, { "more" }), r.messages, "messages")
+  eq(3, r.metadata.turn_count, "turn_count")
+  eq(350, r.metadata.total_tokens, "total_tokens")
+end)
+
+------------------------------------------------------------------ lineage
+
+check("lineage: a fork keeps its parent_id through every write", function(mgr)
+  local s = append_source(mgr)
+  local id = mgr:fork(s.metadata.id, "child").id
+  append(mgr, id, { "x" })
+  mgr:tag(id, "t")
+  mgr:rename(id, "renamed")
+  mgr:rewind(id, 2)
+  save(mgr, resume(mgr, id))
+  mgr:save(resume(mgr, id), { expect_version = 6 })
+  eq(s.metadata.id, meta_of(mgr, id).parent_id, "parent_id after append, tag, rename, rewind, save")
+  eq({ id }, list_ids(mgr, { parent_id = s.metadata.id }), "list{ parent_id = source }")
+end)
+
+check("lineage: list{ parent_id } orders the forks by their latest write", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local f1 = mgr:fork(id, "one").id
+  local f2 = mgr:fork(id, "two").id
+  eq({ f2, f1 }, list_ids(mgr, { parent_id = id }), "list{ parent_id } after two forks")
+  append(mgr, f1, { "x" })
+  eq({ f1, f2 }, list_ids(mgr, { parent_id = id }), "list{ parent_id } after an append to the first")
+  eq({ f1 }, list_ids(mgr, { parent_id = id, limit = 1 }), "list{ parent_id, limit = 1 }")
+  append(mgr, id, { "y" })
+  eq({ f1, f2 }, list_ids(mgr, { parent_id = id }), "list{ parent_id } after an append to the source")
+end)
+
+check("lineage: a fork at k of an appended session has its first k messages", function(mgr)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  append(mgr, id, appended(3, 0))
+  local meta = mgr:fork(id, "mid", { at = 5 })
+  eq(5, meta.turn_count, "fork().turn_count")
+  eq(id, meta.parent_id, "fork().parent_id")
+  eq(concat(messages(3), appended(2, 0)), resume(mgr, meta.id).messages, "the fork's messages")
+  eq(concat(messages(3), appended(3, 0)), resume(mgr, id).messages, "the source's messages")
+end)
+
 ------------------------------------------------------------------ too_large
 
 local SEVENTEEN_MIB = 17 * 1024 * 1024
@@ -1657,6 +2492,18 @@ check("too_large: replacing a session with one over 16 MiB keeps the stored one"
   unchanged(mgr, before, "a too_large save")
 end, { slow = true })
 
+check("too_large: an append that takes a session past 16 MiB is refused and changes nothing", function(mgr)
+  local known = two_sessions(mgr)
+  local before = snapshot(mgr)
+  local big = { "small", string.rep("z", SEVENTEEN_MIB) }
+  expect_error_in("append of 17 MiB", "too_large", function()
+    return mgr:append(known.metadata.id, big, { tokens = 5 })
+  end)
+  big = nil -- luacheck: ignore 311
+  collectgarbage()
+  unchanged(mgr, before, "a too_large append")
+end, { slow = true })
+
 ------------------------------------------------------------------ close
 
 check("close: returns nothing and can be called again", function(mgr)
@@ -1679,6 +2526,9 @@ check("close: every method raises closed after close", function(mgr)
     { "untag", function() return mgr:untag(id, "a") end },
     { "rename", function() return mgr:rename(id, "n") end },
     { "delete", function() return mgr:delete(id) end },
+    { "append", function() return mgr:append(id, { "x" }) end },
+    { "export", function() return mgr:export(id) end },
+    { "import", function() return mgr:import('{"metadata":{"id":"x","agent_name":""},"messages":[],"state":{}}') end },
     { "list again", function() return mgr:list() end },
   }
   for _, row in ipairs(calls) do

@@ -88,6 +88,12 @@ function M.new(opts)
       for i = 1, n do msgs[i] = t.messages[i] end
       data[metadata.id] = { metadata = json.encode(metadata), messages = msgs, state = t.state }
     end
+    function b.append(id, msgs, metadata)
+      count("append")
+      local t = assert(data[id])
+      for _, m in ipairs(msgs) do t.messages[#t.messages + 1] = json.encode(m) end
+      t.metadata = json.encode(metadata)
+    end
     function b.close()
       count("close")
     end

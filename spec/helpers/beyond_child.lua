@@ -1,0 +1,83 @@
+-- The child processes of spec/13-beyond_spec.lua: one program, run with the
+-- environment helpers.sqlite.lua_env gives. Arguments: the command, the store
+-- as agentsession.open takes it ("sqlite:PATH" or "redis://host:port/0?prefix=P"),
+-- a file this process creates once its store is open, a file whose appearance
+-- starts the work (so that two children start together), then the command's own.
+-- Prints "DONE <counts>" when it ends well, "FAIL <why>" when it does not.
+
+local agentsession = require("agentsession")
+local h = require("helpers.sqlite")
+
+io.stdout:setvbuf("line")
+
+local command, uri, ready, go = arg[1], arg[2], arg[3], arg[4]
+
+local function fail(why)
+  print("FAIL " .. tostring(why):gsub("\n", "\\n"))
+  os.exit(1)
+end
+
+local ok, mgr = pcall(agentsession.open, uri)
+if not ok then fail(mgr) end
+h.write(ready, "ready\n")
+local deadline = h.monotime() + 30
+while not h.exists(go) do
+  if h.monotime() > deadline then fail("the go file " .. go .. " did not appear within 30 s") end
+  h.sleep(0.001)
+end
+
+local commands = {}
+
+-- Waits PAUSE milliseconds between two writes, so that a process waiting for
+-- SQLite's write lock (which retries after growing sleeps) gets its turn.
+local pause = 0
+local function breathe()
+  if pause > 0 then h.sleep(pause / 1000) end
+end
+
+-- appender ID WHO COUNT PAUSE: appends COUNT messages { who = WHO, i = i } to
+-- ID, one call each, with tokens = 1.
+function commands.appender(id, who, count, ms)
+  pause = tonumber(ms)
+  for i = 1, tonumber(count) do
+    mgr:append(id, { { who = who, i = i } }, { tokens = 1 })
+    breathe()
+  end
+  print("DONE " .. count)
+end
+
+-- racer ID MODE COUNT PAUSE: COUNT times, reads ID and writes it back
+-- expecting the version it read: MODE "save" saves it with state.counter one
+-- more, MODE "append" appends one message { version = <the version read> }.
+-- Prints "DONE <written> <conflicts>".
+function commands.racer(id, mode, count, ms)
+  pause = tonumber(ms)
+  local written, conflicts = 0, 0
+  for _ = 1, tonumber(count) do
+    local s, done, err
+    if mode == "save" then
+      s = mgr:resume(id)
+      s.state.counter = s.state.counter + 1
+      done, err = pcall(mgr.save, mgr, s, { expect_version = s.metadata.version })
+    else
+      s = mgr:resume(id, { last = 0 })
+      done, err = pcall(mgr.append, mgr, id, { { version = s.metadata.version } },
+        { expect_version = s.metadata.version })
+    end
+    if done then
+      written = written + 1
+    elseif agentsession.is_error(err, "conflict") then
+      conflicts = conflicts + 1
+    else
+      fail(err)
+    end
+    breathe()
+  end
+  print("DONE " .. written .. " " .. conflicts)
+end
+
+local fn = commands[command]
+if not fn then fail("no command " .. tostring(command)) end
+local done, err = pcall(fn, table.unpack(arg, 5))
+if not done then fail(err) end
+mgr:close()
