@@ -195,11 +195,27 @@ static as_status check_version(const char *id, int64_t stored, int64_t expected,
     return AS_ECONFLICT;
 }
 
+/* Writes a whole session (save, import): its messages and state replace the stored ones. */
+static as_status write_whole(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
+                             int create, as_error *err) {
+    as_write w;
+    as_status st;
+    w.bytes = body_size(s->msgs, s->nmsgs, state);
+    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
+    w.meta = meta;
+    w.create = create;
+    w.keep = 0;
+    w.append = s->msgs;
+    w.nappend = s->nmsgs;
+    w.state = state;
+    w.from = NULL;
+    return m->store->ops->write(m->store, &w, err);
+}
+
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                          int64_t expect_version, as_error *err) {
     as_session old = { 0 };
     as_stored info;
-    as_write w;
     as_status st = load_meta(m, meta->id, &old, &info, err);
     int exists = st == AS_OK;
     int64_t now;
@@ -215,20 +231,16 @@ static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_
     meta->updated_at = now;
     meta->version = exists ? old.meta.version + 1 : 1;
     as_session_clear(&old);
-    w.bytes = body_size(s->msgs, s->nmsgs, state);
-    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
-    w.meta = meta;
-    w.create = !exists;
-    w.keep = 0;
-    w.append = s->msgs;
-    w.nappend = s->nmsgs;
-    w.state = state;
-    w.from = NULL;
-    return m->store->ops->write(m->store, &w, err);
+    return write_whole(m, s, state, meta, !exists, err);
 }
 
-as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
-                          as_meta *stored, as_error *err) {
+static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
+                           int replace, as_error *err);
+
+/* save and import: a whole session from the caller. import < 0: save (with
+** expect_version); else import, replacing a stored session when import > 0. */
+static as_status put_whole(as_manager *m, const as_session *s, int64_t expect_version,
+                           int import, as_meta *stored, as_error *err) {
     as_meta meta;
     as_blob *state = s->state;
     as_status st;
@@ -241,13 +253,20 @@ as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_ver
     do {
         meta.created_at = s->meta.created_at;
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        st = finish(m, save_in(m, s, state, &meta, expect_version, err), err);
+        st = import < 0 ? save_in(m, s, state, &meta, expect_version, err)
+                        : import_in(m, s, state, &meta, import, err);
+        st = finish(m, st, err);
     } while (st == AS_ERETRY);
 done:
     if (state != s->state) as_blob_unref(state);
     if (st == AS_OK) *stored = meta;
     else as_meta_clear(&meta);
     return st;
+}
+
+as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
+                          as_meta *stored, as_error *err) {
+    return put_whole(m, s, expect_version, -1, stored, err);
 }
 
 as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
@@ -576,7 +595,6 @@ static as_status import_in(as_manager *m, const as_session *s, as_blob *state, a
                            int replace, as_error *err) {
     as_session old = { 0 };
     as_stored info;
-    as_write w;
     as_status st = load_meta(m, meta->id, &old, &info, err);
     int exists = st == AS_OK;
     if (st != AS_OK && st != AS_ENOTFOUND) return st;
@@ -589,36 +607,10 @@ static as_status import_in(as_manager *m, const as_session *s, as_blob *state, a
         as_error_set_id(err, meta->id);
         return AS_ECONFLICT;
     }
-    w.bytes = body_size(s->msgs, s->nmsgs, state);
-    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
-    w.meta = meta;
-    w.create = !exists;
-    w.keep = 0;
-    w.append = s->msgs;
-    w.nappend = s->nmsgs;
-    w.state = state;
-    w.from = NULL;
-    return m->store->ops->write(m->store, &w, err);
+    return write_whole(m, s, state, meta, !exists, err);
 }
 
 as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
                             as_error *err) {
-    as_meta meta;
-    as_blob *state = s->state;
-    as_status st;
-    if ((st = as_meta_copy(&meta, &s->meta, err)) != AS_OK) return st;
-    if ((st = as_meta_check(&meta, err)) != AS_OK) goto done;
-    if (state == NULL && (state = as_blob_new("{}", 2)) == NULL) {
-        st = as_error_nomem(err);
-        goto done;
-    }
-    do {
-        if ((st = begin(m, 1, err)) != AS_OK) break;
-        st = finish(m, import_in(m, s, state, &meta, replace, err), err);
-    } while (st == AS_ERETRY);
-done:
-    if (state != s->state) as_blob_unref(state);
-    if (st == AS_OK) *stored = meta;
-    else as_meta_clear(&meta);
-    return st;
+    return put_whole(m, s, -1, replace ? 1 : 0, stored, err);
 }

@@ -228,7 +228,8 @@ static int write_opt_string(as_buf *b, const char *s) {
     return as_json_write_string(b, s, strlen(s), NULL) == 0 ? 0 : -1;
 }
 
-int as_meta_write_json(as_buf *b, const as_meta *m) {
+/* {"id":…, …, "total_tokens":… — the seed's eight fields, without the closing brace. */
+static int write_seed_fields(as_buf *b, const as_meta *m) {
     size_t i;
     if (as_buf_puts(b, "{\"id\":") || write_opt_string(b, m->id)
         || as_buf_puts(b, ",\"name\":") || write_opt_string(b, m->name)
@@ -240,10 +241,15 @@ int as_meta_write_json(as_buf *b, const as_meta *m) {
         || as_buf_puts(b, ",\"created_at\":") || as_json_write_integer(b, m->created_at)
         || as_buf_puts(b, ",\"updated_at\":") || as_json_write_integer(b, m->updated_at)
         || as_buf_puts(b, ",\"turn_count\":") || as_json_write_integer(b, m->turn_count)
-        || as_buf_puts(b, ",\"total_tokens\":") || as_json_write_integer(b, (int64_t)m->total_tokens)
-        || as_buf_puts(b, ",\"parent_id\":") || write_opt_string(b, m->parent_id)
-        || as_buf_puts(b, ",\"version\":") || as_json_write_integer(b, m->version)
-        || as_buf_putc(b, '}'))
+        || as_buf_puts(b, ",\"total_tokens\":") || as_json_write_integer(b, (int64_t)m->total_tokens))
+        return -1;
+    return 0;
+}
+
+int as_meta_write_json(as_buf *b, const as_meta *m) {
+    if (write_seed_fields(b, m) || as_buf_puts(b, ",\"parent_id\":")
+        || write_opt_string(b, m->parent_id) || as_buf_puts(b, ",\"version\":")
+        || as_json_write_integer(b, m->version) || as_buf_putc(b, '}'))
         return -1;
     return 0;
 }
@@ -266,21 +272,12 @@ as_status as_session_json_size(const as_session *s, size_t *size, as_error *err)
     return AS_OK;
 }
 
-int as_session_write_seed_json(as_buf *b, const as_session *s) {
+static int write_session(as_buf *b, const as_session *s, int seed) {
     size_t i;
-    const as_meta *m = &s->meta;
-    if (as_buf_puts(b, "{\"metadata\":{\"id\":") || write_opt_string(b, m->id)
-        || as_buf_puts(b, ",\"name\":") || write_opt_string(b, m->name)
-        || as_buf_puts(b, ",\"tags\":["))
-        return -1;
-    for (i = 0; i < m->ntags; i++)
-        if ((i && as_buf_putc(b, ',')) || write_opt_string(b, m->tags[i])) return -1;
-    if (as_buf_puts(b, "],\"agent_name\":") || write_opt_string(b, m->agent_name)
-        || as_buf_puts(b, ",\"created_at\":") || as_json_write_integer(b, m->created_at)
-        || as_buf_puts(b, ",\"updated_at\":") || as_json_write_integer(b, m->updated_at)
-        || as_buf_puts(b, ",\"turn_count\":") || as_json_write_integer(b, m->turn_count)
-        || as_buf_puts(b, ",\"total_tokens\":") || as_json_write_integer(b, (int64_t)m->total_tokens)
-        || as_buf_puts(b, "},\"messages\":["))
+    if (as_buf_puts(b, "{\"metadata\":")
+        || (seed ? write_seed_fields(b, &s->meta) || as_buf_putc(b, '}')
+                 : as_meta_write_json(b, &s->meta))
+        || as_buf_puts(b, ",\"messages\":["))
         return -1;
     for (i = 0; i < s->nmsgs; i++)
         if ((i && as_buf_putc(b, ',')) || as_buf_put(b, s->msgs[i]->text, s->msgs[i]->len)) return -1;
@@ -290,13 +287,9 @@ int as_session_write_seed_json(as_buf *b, const as_session *s) {
 }
 
 int as_session_write_json(as_buf *b, const as_session *s) {
-    size_t i;
-    if (as_buf_puts(b, "{\"metadata\":") || as_meta_write_json(b, &s->meta)
-        || as_buf_puts(b, ",\"messages\":["))
-        return -1;
-    for (i = 0; i < s->nmsgs; i++)
-        if ((i && as_buf_putc(b, ',')) || as_buf_put(b, s->msgs[i]->text, s->msgs[i]->len)) return -1;
-    if (as_buf_puts(b, "],\"state\":")) return -1;
-    if (s->state ? as_buf_put(b, s->state->text, s->state->len) : as_buf_puts(b, "{}")) return -1;
-    return as_buf_putc(b, '}');
+    return write_session(b, s, 0);
+}
+
+int as_session_write_seed_json(as_buf *b, const as_session *s) {
+    return write_session(b, s, 1);
 }
