@@ -501,6 +501,23 @@ describe("redis store", function()
       assert.are.same({ 1 }, t.m:rewind("j", 1).messages)
     end)
 
+    it("refuses an append over keys of another kind before writing anything", function()
+      t.m:save(session{ id = "k", tags = { "x" }, messages = { 1 } })
+      for _, damage in ipairs({
+        function() srv:cli("DEL", t.key("k", "msgs")); srv:cli("SET", t.key("k", "msgs"), "x") end,
+        function() -- the list is sound again (absent), the tag index is not
+          srv:cli("DEL", t.key("k", "msgs"))
+          srv:cli("DEL", t.prefix .. "tag:x")
+          srv:cli("SET", t.prefix .. "tag:x", "x")
+        end,
+      }) do
+        damage()
+        local before = srv:cli("HGETALL", t.key("k", "meta"))
+        damage_is_storage(function() return t.m:append("k", { 2 }, { tokens = 5 }) end)
+        assert.are.equal(before, srv:cli("HGETALL", t.key("k", "meta")))
+      end
+    end)
+
     it("reports an index naming a session that does not exist", function()
       t.m:save(session{ id = "real" })
       srv:cli("ZADD", t.prefix .. "all", "99999999999999", "0000000000000001ghost")

@@ -118,6 +118,13 @@ static as_status load_meta(as_manager *m, const char *id, as_session *out, as_st
     return st;
 }
 
+/* A write; a session gone since it was read is not_found with the usual message. */
+static as_status store_write(as_manager *m, const as_write *w, as_error *err) {
+    as_status st = m->store->ops->write(m->store, w, err);
+    if (st == AS_ENOTFOUND) not_found(err, w->meta->id);
+    return st;
+}
+
 static size_t add_size(size_t a, size_t b) {
     return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
@@ -209,7 +216,7 @@ static as_status write_whole(as_manager *m, const as_session *s, as_blob *state,
     w.nappend = s->nmsgs;
     w.state = state;
     w.from = NULL;
-    return m->store->ops->write(m->store, &w, err);
+    return store_write(m, &w, err);
 }
 
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
@@ -343,7 +350,7 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     w.nappend = keep;
     w.state = src.state;
     w.from = id;
-    st = m->store->ops->write(m->store, &w, err);
+    st = store_write(m, &w, err);
 done:
     as_session_clear(&src);
     return st;
@@ -389,7 +396,7 @@ static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, a
     w.nappend = 0;
     w.state = NULL;
     w.from = NULL;
-    return m->store->ops->write(m->store, &w, err);
+    return store_write(m, &w, err);
 }
 
 as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
@@ -417,7 +424,7 @@ static as_status write_meta(as_manager *m, as_meta *meta, size_t bytes, as_error
     w.nappend = 0;
     w.state = NULL;
     w.from = NULL;
-    return m->store->ops->write(m->store, &w, err);
+    return store_write(m, &w, err);
 }
 
 static as_status change_tags(as_meta *meta, const char *const *tags, size_t ntags, int remove,
@@ -542,7 +549,7 @@ static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_e
     w.nappend = a->nmsgs;
     w.state = NULL;
     w.from = NULL;
-    if ((st = m->store->ops->write(m->store, &w, err)) == AS_OK) {
+    if ((st = store_write(m, &w, err)) == AS_OK) {
         *out = cur.meta;
         memset(&cur.meta, 0, sizeof cur.meta);
     }

@@ -115,8 +115,9 @@ static const char list_script[] =
 
 /* append: one atomic step. KEYS: meta, msgs, the counter. ARGV: prefix, id,
 ** number of messages, tokens, expected version (-1: any), now, bytes added,
-** size limit, then the messages. Checks first (only the HINCRBY of the tokens
-** writes before the size check, and is undone when it fails); the meta JSON
+** size limit, then the messages. Checks first, the kinds of the keys it will
+** write included (only the HINCRBY of the tokens writes before the size check,
+** and is undone when it fails), so no error can stop it half-way; the meta JSON
 ** length (`metalen`) follows the counters' digits. Returns {"OK", meta hash}
 ** or {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
 static const char append_script[] =
@@ -134,8 +135,24 @@ static const char append_script[] =
     "end\n"
     "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
     "if turns + n > 4294967295 then return {'TURNS'} end\n"
+    "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[8]}\n"
+    "if f[9] then idx[#idx + 1] = prefix .. 'parent:' .. f[9] end\n"
+    "for t in string.gmatch(f[10], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
+    "local function kind(k, want)\n"
+    "  local t = redis.call('TYPE', k).ok\n"
+    "  return t == want or t == 'none'\n"
+    "end\n"
+    "local sound = kind(msgs, 'list') and kind(seqkey, 'string')\n"
+    "for _, k in ipairs(idx) do sound = sound and kind(k, 'zset') end\n"
+    "if not sound then\n"
+    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
+    "    '\": one of its keys or indexes holds another kind of value')\n"
+    "end\n"
     "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
-    "if type(r) == 'table' and r.err then return {'TOKENS'} end\n"
+    "if type(r) == 'table' and r.err then\n"
+    "  if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
+    "  return redis.error_reply(r.err)\n"
+    "end\n"
     "local new_tokens = redis.call('HGET', meta, 'total_tokens')\n"
     "local new_turns = string.format('%d', turns + n)\n"
     "local new_version = string.format('%d', version + 1)\n"
@@ -151,9 +168,6 @@ static const char append_script[] =
     "end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
     "  'bytes', string.format('%d', bytes), 'metalen', string.format('%d', metalen))\n"
-    "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[8]}\n"
-    "if f[9] then idx[#idx + 1] = prefix .. 'parent:' .. f[9] end\n"
-    "for t in string.gmatch(f[10], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
     "local old = string.format('%016x', tonumber(f[7])) .. id\n"
     "for _, k in ipairs(idx) do redis.call('ZREM', k, old) end\n"
     "local s = redis.call('INCR', seqkey)\n"
@@ -375,6 +389,10 @@ static as_status exchange(redis_store *rs, const as_buf *req, size_t skip, size_
     rs->stats.round_trips++;
     for (i = 0; i < skip + n; i++) {
         void *reply = NULL;
+        if (i > 0 && (st = set_timeout(rs, err)) != AS_OK) {
+            free_replies(r, i > skip ? i - skip : 0);
+            return st;
+        }
         if (redisGetReply(rs->c, &reply) != REDIS_OK) {
             int e = errno;
             free_replies(r, i > skip ? i - skip : 0);
@@ -599,7 +617,7 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
     int k;
     int64_t v;
     as_status st;
-    char what[AS_ERROR_MESSAGE_MAX];
+    char what[AS_ERROR_MESSAGE_MAX], idbuf[72];
     memset(m, 0, sizeof *m);
     if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
         return damaged(rs, who, "its metadata is not a hash", err);
@@ -611,9 +629,9 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
                 f[k] = h->element[i + 1];
     }
     if (f[F_ID] && f[F_ID]->type == REDIS_REPLY_STRING && id == NULL) {
-        snprintf(what, sizeof what, "%.*s", (int)(f[F_ID]->len > 64 ? 64 : f[F_ID]->len),
+        snprintf(idbuf, sizeof idbuf, "%.*s", (int)(f[F_ID]->len > 64 ? 64 : f[F_ID]->len),
                  f[F_ID]->str);
-        who = what;
+        who = idbuf;
     }
     for (k = 0; k < F_COUNT; k++) {
         if (f[k] || k == F_NAME || k == F_PARENT) continue;

@@ -362,15 +362,26 @@ static int step_written(lua_State *L) {
     return 0;
 }
 
+/* Notes this manager's write (or the removal) for list's ties, once the backend
+** has done it: best effort, since the call has succeeded (without memory for
+** the note, ties just fall back to the backend's order). */
+static as_status written(custom_store *cs, const char *id, int write) {
+    as_error ignored;
+    step s = { 0 };
+    s.err = &ignored;
+    s.id = id;
+    s.write = write;
+    run(cs, step_written, &s);
+    return AS_OK;
+}
+
 static as_status cu_write(as_store *st, const as_write *w, as_error *err) {
     custom_store *cs = (custom_store *)st;
     step s = { 0 };
     s.err = err;
     s.w = w;
     if (run(cs, step_write, &s) != AS_OK) return s.st;
-    s.id = w->meta->id;
-    s.write = 1;
-    return run(cs, step_written, &s);
+    return written(cs, w->meta->id, 1);
 }
 
 static int step_remove(lua_State *L) {
@@ -388,8 +399,7 @@ static as_status cu_remove(as_store *st, const char *id, as_error *err) {
     s.err = err;
     s.id = id;
     if (run(cs, step_remove, &s) != AS_OK) return s.st;
-    s.write = 0;
-    return run(cs, step_written, &s);
+    return written(cs, id, 0);
 }
 
 /* ---------------------------------------------------------------- list */
