@@ -7,12 +7,7 @@ local stores = require("helpers.stores")
 local array_mt = agentsession.array_mt
 local is_error = agentsession.is_error
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
+local copy = require("helpers.deep").copy
 
 -- A deep copy of v with every value passed through leaf(v) and every table
 -- through node(t) (after its children).

@@ -31,12 +31,7 @@ local function seed_of(meta)
   return out
 end
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = copy(x) end
-  return setmetatable(out, getmetatable(v))
-end
+local copy = deep.copy
 
 -- Every session of a manager, as list() and resume() show them.
 local function snapshot(mgr)

@@ -118,6 +118,17 @@ static as_status load_meta(as_manager *m, const char *id, as_session *out, as_st
     return st;
 }
 
+/* The metadata of a session that may not exist (save, import): *exists tells. */
+static as_status load_if_any(as_manager *m, const char *id, as_session *out, int *exists,
+                             as_error *err) {
+    as_stored info;
+    as_status st = load_meta(m, id, out, &info, err);
+    *exists = st == AS_OK;
+    if (st != AS_ENOTFOUND) return st;
+    as_error_clear(err);
+    return AS_OK;
+}
+
 /* A write; a session gone since it was read is not_found with the usual message. */
 static as_status store_write(as_manager *m, const as_write *w, as_error *err) {
     as_status st = m->store->ops->write(m->store, w, err);
@@ -222,12 +233,10 @@ static as_status write_whole(as_manager *m, const as_session *s, as_blob *state,
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                          int64_t expect_version, as_error *err) {
     as_session old = { 0 };
-    as_stored info;
-    as_status st = load_meta(m, meta->id, &old, &info, err);
-    int exists = st == AS_OK;
+    int exists;
     int64_t now;
-    if (st != AS_OK && st != AS_ENOTFOUND) return st;
-    as_error_clear(err);
+    as_status st = load_if_any(m, meta->id, &old, &exists, err);
+    if (st != AS_OK) return st;
     if ((st = check_version(meta->id, exists ? old.meta.version : 0, expect_version, err))
         != AS_OK) {
         as_session_clear(&old);
@@ -601,11 +610,9 @@ as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error
 static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                            int replace, as_error *err) {
     as_session old = { 0 };
-    as_stored info;
-    as_status st = load_meta(m, meta->id, &old, &info, err);
-    int exists = st == AS_OK;
-    if (st != AS_OK && st != AS_ENOTFOUND) return st;
-    as_error_clear(err);
+    int exists;
+    as_status st = load_if_any(m, meta->id, &old, &exists, err);
+    if (st != AS_OK) return st;
     meta->version = exists ? old.meta.version + 1 : 1;
     as_session_clear(&old);
     if (exists && !replace) {

@@ -62,28 +62,21 @@ static int error_is(lua_State *L) {
     return 1;
 }
 
+static const char *const kinds[] = {
+    "not_found", "invalid", "too_large", "conflict", "storage", "unavailable", "closed", NULL
+};
+static const as_status statuses[] = {
+    AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE, AS_ECLOSED
+};
+
 /* new_error(kind, message [, id]): the object, for the Lua layer to raise. */
 static int error_new(lua_State *L) {
-    static const char *const kinds[] = {
-        "not_found", "invalid", "too_large", "conflict", "storage", "unavailable", "closed", NULL
-    };
-    static const as_status statuses[] = {
-        AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE,
-        AS_ECLOSED
-    };
     int k = luaL_checkoption(L, 1, NULL, kinds);
     push_error(L, statuses[k], NULL, luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL));
     return 1;
 }
 
 int lbind_error_get(lua_State *L, int idx, as_error *err) {
-    static const char *const kinds[] = {
-        "not_found", "invalid", "too_large", "conflict", "storage", "unavailable", "closed", NULL
-    };
-    static const as_status statuses[] = {
-        AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE,
-        AS_ECLOSED
-    };
     int yes = 0, i;
     idx = lua_absindex(L, idx);
     if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;

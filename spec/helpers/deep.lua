@@ -171,4 +171,12 @@ function M.assert_same(expected, actual, opts, context)
   end
 end
 
+--- A deep copy of v, metatables kept (shared, not copied).
+function M.copy(v)
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = M.copy(x) end
+  return setmetatable(out, getmetatable(v))
+end
+
 return M
