@@ -120,6 +120,9 @@ function M.alive(pid)
   local state = stat:match("^%d+ %b() (%a)")
   if state == "Z" or state == "X" then return false end
   local cmdline = M.read("/proc/" .. pid .. "/cmdline") or ""
+  -- While a process is inside execve its command line reads as empty for a moment:
+  -- that is our child on its way from the shell to lua5.4, not a process that ended.
+  if cmdline == "" then return true end
   return cmdline:find("sqlite_child.lua", 1, true) ~= nil
 end
 
