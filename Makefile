@@ -3,6 +3,9 @@
 #   make test     install missing Debian packages, build, lint, run every test
 #   make demo     install missing Debian packages, build, run the quickstart
 #   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager)
+#   make sanitize the C tests and every spec with AddressSanitizer and UBSan
+#   make valgrind the C tests and every spec under valgrind memcheck
+#   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
 
 LUA ?= lua5.4
 LUA_INC ?= /usr/include/lua5.4
@@ -24,8 +27,14 @@ DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-s
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
 CORE_TEST = build/core_test
+FAULT_TEST = build/fault_test
 
-.PHONY: all deps test check lint spec ctest rock demo bench clean
+# Extra Debian packages of the hardening targets.
+VALGRIND_DEBS = valgrind
+FUZZ_DEBS = clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps test check lint spec ctest rock demo bench clean sanitize valgrind fuzz
 
 all: $(MODULE)
 
@@ -47,19 +56,34 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint ctest rock spec
+check: all lint ctest fuzz-replay rock spec
 
 lint:
-	luacheck -q lua spec examples bench
+	luacheck -q lua spec examples bench tests fuzz
 
 spec: all
 	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
 
-ctest: $(CORE_TEST)
+ctest: $(CORE_TEST) $(FAULT_TEST)
 	$(CORE_TEST)
+	$(RUN_ENV) $(FAULT_TEST)
 
 $(CORE_TEST): tests/core_test.c $(CORE_OBJ)
-	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FAULT_TEST): tests/fault_test.c $(CORE_OBJ) $(LUA_OBJ)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -I$(LUA_INC) $(LDFLAGS) -o $@ $^ -llua5.4 $(LDLIBS) -lm
+
+sanitize: deps
+	sh tools/sanitize.sh
+
+valgrind: deps
+	@sh tools/deps.sh $(VALGRIND_DEBS)
+	sh tools/valgrind.sh
+
+fuzz: deps
+	@sh tools/deps.sh $(FUZZ_DEBS)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tools/fuzz.sh
 
 rock:
 	@sh tools/rock-check.sh
@@ -70,6 +94,9 @@ demo: deps
 
 bench: all
 	$(RUN_ENV) $(LUA) bench/bench.lua
+
+# The fuzz targets' replay over their corpus and regressions (gcc, no libFuzzer).
+include fuzz/fuzz.mk
 
 clean:
 	rm -rf build

@@ -581,6 +581,37 @@ describe("sqlite store", function()
       assert.are.equal("", h.must("ls -A " .. h.q(path)))
     end)
 
+    it("never runs triggers planted in the file, even one that would never end", function()
+      local path = dir .. "/planted.db"
+      local mgr = open(path)
+      mgr:save(session({ id = "s", agent_name = "a", tags = { "t" }, messages = { "one" } }))
+      mgr:close()
+      h.with_db(path, function(conn)
+        h.exec(conn, "CREATE TABLE fired(what TEXT)")
+        for _, event in ipairs({ "INSERT ON sessions", "UPDATE ON sessions", "DELETE ON sessions",
+                                 "INSERT ON messages", "DELETE ON messages", "INSERT ON tags" }) do
+          local name = "planted_" .. event:gsub("%W", "_")
+          h.exec(conn, "CREATE TRIGGER " .. name .. " AFTER " .. event
+            .. " BEGIN INSERT INTO fired VALUES ('" .. event .. "'); DELETE FROM messages; END")
+        end
+        -- recursive: each update of a session updates it again, for ever
+        h.exec(conn, "PRAGMA recursive_triggers = ON")
+        h.exec(conn, "CREATE TRIGGER planted_loop AFTER UPDATE ON sessions"
+          .. " BEGIN UPDATE sessions SET name = name WHERE rid = new.rid; END")
+      end)
+      mgr = open(path)
+      mgr:save(session({ id = "new", agent_name = "a", messages = { "x", "y" } }))
+      mgr:append("s", { "two" })
+      mgr:tag("s", "u")
+      mgr:rename("s", "renamed")
+      mgr:rewind("new", 1)
+      local fork = mgr:fork("s")
+      mgr:delete(fork.id)
+      deep.assert_same(agentsession.array({ "one", "two" }), mgr:resume("s").messages)
+      deep.assert_same(agentsession.array({ "x" }), mgr:resume("new").messages)
+      assert.are.equal(0, tonumber(h.value(path, "SELECT count(*) FROM fired")))
+    end)
+
     it("refuses a path under a missing directory and creates nothing", function()
       local path = dir .. "/missing/store.db"
       local ok, out = probe(path)
@@ -1112,6 +1143,8 @@ describe("sqlite store", function()
   end)
 
   describe("rows written by a save", function()
+    -- the triggers below count the rows each operation writes; the store runs them only when asked
+    local TRIGGERS = { triggers = true }
     -- Triggers log every write to the messages table; `take()` returns and clears the log
     -- as { insert = {pos…}, update = {pos…}, delete = {pos…} } for session `rid`, failing
     -- when another session's rows were touched.
@@ -1146,7 +1179,7 @@ describe("sqlite store", function()
 
     before_each(function()
       path = dir .. "/written.db"
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       mgr:save(session({ id = "other", agent_name = "a", messages = rich(4) }))
       local s = session({ id = "rows", agent_name = "a", messages = rich(10) })
       s.metadata.turn_count = 10
@@ -1175,7 +1208,7 @@ describe("sqlite store", function()
     end
 
     it("appending one message and saving inserts exactly that row", function()
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       s.messages[11] = { role = "user", content = "new" }
       s.metadata.turn_count = 11
@@ -1185,7 +1218,7 @@ describe("sqlite store", function()
     end)
 
     it("changing one message in the middle updates exactly that row", function()
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       s.messages[6].content = "changed"
       mgr:save(s)
@@ -1194,7 +1227,7 @@ describe("sqlite store", function()
     end)
 
     it("saving a shorter messages array deletes only the rows past its end", function()
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       for i = 11, 8, -1 do s.messages[i] = nil end
       s.metadata.turn_count = 7
@@ -1204,7 +1237,7 @@ describe("sqlite store", function()
     end)
 
     it("saving unchanged messages, or changing only state, tags or name, writes no message row", function()
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       mgr:save(s)
       expect_writes(NONE)
@@ -1231,7 +1264,7 @@ describe("sqlite store", function()
         end
         return t
       end
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       s.messages[3] = wide("up")
       mgr:save(s)
@@ -1246,13 +1279,13 @@ describe("sqlite store", function()
 
     it("writes only the changed rows of messages whose JSON text has one form (strings, arrays)", function()
       -- the rules above, on messages that encode the same whatever Lua table they come from
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       for i = 1, 10 do s.messages[i] = i % 2 == 0 and ("text " .. i) or agentsession.array({ i, "x" }) end
       mgr:save(s)
       take()
       local function step(change, want)
-        local fresh = open(path)
+        local fresh = open(path, TRIGGERS)
         local t = fresh:resume("rows")
         change(t)
         fresh:save(t)
@@ -1268,7 +1301,7 @@ describe("sqlite store", function()
     end)
 
     it("rewind deletes only the dropped rows", function()
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       mgr:rewind("rows", 4)
       expect_writes({ insert = {}, update = {}, delete = { 4, 5, 6, 7, 8, 9 } })
       deep.assert_same(rich(4), mgr:resume("rows").messages, { metatables = "ignore" })
@@ -1276,9 +1309,9 @@ describe("sqlite store", function()
 
     it("compares with what is stored, not with what this manager wrote", function()
       -- another process changes message 3, then this manager saves its older copy plus one message
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
-      local other = open(path)
+      local other = open(path, TRIGGERS)
       local theirs = other:resume("rows")
       theirs.messages[3] = "theirs"
       other:save(theirs)
@@ -1298,7 +1331,7 @@ describe("sqlite store", function()
         h.exec(conn, "UPDATE messages SET digest = digest + 1 WHERE slot = " .. slot)
       end)
       take() -- the hand edit itself
-      local mgr = open(path)
+      local mgr = open(path, TRIGGERS)
       local s = mgr:resume("rows")
       mgr:save(s)
       expect_writes({ insert = {}, update = { k }, delete = {} })

@@ -100,12 +100,19 @@ static void test_manager(void) {
 
     CHECK(as_manager_resume(m, first_id, AS_LOAD_ALL, &got, &err) == AS_OK);
     CHECK(got.nmsgs == 3 && strcmp(got.msgs[1]->text, "[]") == 0 && got.msgs[0] == s.msgs[0]);
-    CHECK(as_session_write_json(&doc, &got) == 0 && strstr(doc.data, "\"messages\":[{\"role\"") != NULL);
+    CHECK(as_session_write_json(&doc, &got) == 0 && as_buf_putc(&doc, '\0') == 0
+          && strstr(doc.data, "\"messages\":[{\"role\"") != NULL);
     as_session_clear(&got);
 
     CHECK(as_manager_resume(m, first_id, 1, &got, &err) == AS_OK);
     CHECK(got.nmsgs == 1 && strcmp(got.msgs[0]->text, "2.5") == 0);
     as_session_clear(&got);
+
+    /* an error record reused from call to call tells each call's own error */
+    CHECK(as_manager_resume(m, "missing-a", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND
+          && strstr(err.message, "missing-a") != NULL);
+    CHECK(as_manager_resume(m, "missing-b", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND
+          && strstr(err.message, "missing-b") != NULL && strcmp(err.id, "missing-b") == 0);
 
     /* a fork shares the blobs of its source */
     CHECK(as_manager_fork(m, first_id, NULL, AS_KEEP_ALL, &forked, &err) == AS_OK);
@@ -186,7 +193,7 @@ static void test_digest(void) {
 ** another opened on the same file. */
 static void test_sqlite(void) {
     char dir[] = "/tmp/agentsession-core-XXXXXX", path[64];
-    as_sqlite_opts opts = { 1000, AS_DURABILITY_FULL };
+    as_sqlite_opts opts = { 1000, AS_DURABILITY_FULL, 0 };
     as_store *store;
     as_manager *m;
     as_error err;

@@ -28,6 +28,7 @@ static inline int as_buf_reserve(as_buf *b, size_t extra) {
 }
 
 static inline int as_buf_put(as_buf *b, const void *p, size_t n) {
+    if (n == 0) return 0; /* an empty buffer's data is NULL: no pointer arithmetic on it */
     if (as_buf_reserve(b, n) != 0) return -1;
     memcpy(b->data + b->len, p, n);
     b->len += n;

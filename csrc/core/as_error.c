@@ -66,7 +66,8 @@ void as_error_prefix_key(as_error *e, const char *key, size_t len) {
     /* ["key"], with quotes and controls escaped and long keys cut */
     seg[n++] = '[';
     seg[n++] = '"';
-    for (i = 0; i < len && n < sizeof seg - 8; i++) {
+    /* room left for one \xNN (4 bytes), "...", the closing quote and bracket and a NUL */
+    for (i = 0; i < len && n < sizeof seg - 9; i++) {
         unsigned char c = (unsigned char)key[i];
         if (c == '"' || c == '\\') { seg[n++] = '\\'; seg[n++] = (char)c; }
         else if (c < 0x20 || c == 0x7f) { n += (size_t)snprintf(seg + n, 5, "\\x%02x", c); }

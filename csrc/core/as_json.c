@@ -143,6 +143,7 @@ typedef struct parser {
     as_error *err;
     int flags;
     int depth;
+    int max_depth;
 } parser;
 
 static as_status fail(parser *P, const char *what) {
@@ -328,7 +329,7 @@ static as_status parse_value(parser *P);
 static as_status parse_array(parser *P) {
     size_t index = 0;
     as_status st;
-    if (++P->depth > AS_JSON_MAX_DEPTH) return fail(P, "nesting deeper than 128 levels");
+    if (++P->depth > P->max_depth) return fail(P, "nesting deeper than 128 levels");
     P->p++;
     SINK(P, begin_array(P->ctx));
     skip_ws(P);
@@ -359,7 +360,7 @@ static as_status parse_array(parser *P) {
 
 static as_status parse_object(parser *P) {
     as_status st;
-    if (++P->depth > AS_JSON_MAX_DEPTH) return fail(P, "nesting deeper than 128 levels");
+    if (++P->depth > P->max_depth) return fail(P, "nesting deeper than 128 levels");
     P->p++;
     SINK(P, begin_object(P->ctx));
     skip_ws(P);
@@ -449,6 +450,7 @@ as_status as_json_parse(const char *text, size_t len, const as_json_sink *sink, 
     P.err = err;
     P.flags = flags;
     P.depth = 0;
+    P.max_depth = AS_JSON_MAX_DEPTH + ((flags & AS_JSON_DOCUMENT) ? 2 : 0);
     skip_ws(&P);
     st = parse_value(&P);
     if (st == AS_OK) {
@@ -500,6 +502,7 @@ static int significant_digits(const char *s) {
 }
 
 static int format_g(char *out, size_t size, int prec, double v) {
+    if (prec < 1 || prec > 17) prec = 17; /* the callers' range; bounds the text for the compiler */
     return snprintf(out, size, "%.*g", prec, v);
 }
 

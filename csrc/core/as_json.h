@@ -38,6 +38,10 @@ typedef struct as_json_sink {
 
 /* Parse flags. */
 #define AS_JSON_TRUSTED 1 /* text this library wrote: skip the UTF-8 check of strings */
+/* A session document {"metadata":…,"messages":[…],"state":…}: the document and its
+** messages array are a frame around the values, so they do not count against
+** AS_JSON_MAX_DEPTH (each value inside is held to it when the session is checked). */
+#define AS_JSON_DOCUMENT 2
 
 /*
 ** Parses exactly one JSON value (surrounded by optional white space) from text.

@@ -22,6 +22,8 @@ struct as_manager {
     as_store *store;
     size_t max_session_bytes;
     int64_t last_stamp; /* so that a later write never gets an earlier updated_at */
+    as_write_hook write_hook; /* see as_manager_set_write_hook */
+    void *write_hook_ctx;
 };
 
 int64_t as_now_ms(void) {
@@ -50,6 +52,11 @@ as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manage
                                                              : AS_DEFAULT_MAX_SESSION_BYTES;
     *out = m;
     return AS_OK;
+}
+
+void as_manager_set_write_hook(as_manager *m, as_write_hook hook, void *ctx) {
+    m->write_hook = hook;
+    m->write_hook_ctx = ctx;
 }
 
 void as_manager_free(as_manager *m) {
@@ -84,8 +91,11 @@ static int64_t stamp(as_manager *m) {
 
 /* ---------------------------------------------------------------- transactions */
 
+/* Starts an attempt of an operation. err starts clear, so that a store's own
+** not_found message (see not_found) is told from whatever err held before. */
 static as_status begin(as_manager *m, int write, as_error *err) {
     const as_store_ops *ops = m->store->ops;
+    as_error_clear(err);
     return ops->begin ? ops->begin(m->store, write, err) : AS_OK;
 }
 
@@ -131,7 +141,9 @@ static as_status load_if_any(as_manager *m, const char *id, as_session *out, int
 
 /* A write; a session gone since it was read is not_found with the usual message. */
 static as_status store_write(as_manager *m, const as_write *w, as_error *err) {
-    as_status st = m->store->ops->write(m->store, w, err);
+    as_status st;
+    if (m->write_hook && (st = m->write_hook(m->write_hook_ctx, w, err)) != AS_OK) return st;
+    st = m->store->ops->write(m->store, w, err);
     if (st == AS_ENOTFOUND) not_found(err, w->meta->id);
     return st;
 }
@@ -340,7 +352,7 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     as_free(meta->id);
     as_free(meta->name);
     as_free(meta->parent_id);
-    meta->id = meta->parent_id = NULL;
+    meta->id = meta->name = meta->parent_id = NULL;
     if ((meta->id = as_strdup(uuid)) == NULL || (meta->parent_id = as_strdup(id)) == NULL) {
         st = as_error_nomem(err);
         goto done;

@@ -24,6 +24,18 @@ typedef struct as_manager_opts {
 /* Takes the store (closed with the manager, also on failure). */
 as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manager **out,
                          as_error *err);
+/* A function the manager calls in every write it hands the store (save,
+** import, fork, rewind, tag, untag, rename, append; not delete), once the new
+** metadata is final and just before the store is asked to write: w->meta is
+** then exactly the metadata the operation returns (for rewind, the metadata of
+** the session it fills). A status other than AS_OK (with err filled) fails the
+** operation before anything is written. The Lua binding builds its result
+** there, so that running out of memory while building it leaves the store
+** unchanged. The hook may run more than once in one operation (a store may ask
+** for a retry). A store's own append (as_store_ops.append) writes without
+** calling it. NULL: none (the default). */
+typedef as_status (*as_write_hook)(void *ctx, const as_write *w, as_error *err);
+void as_manager_set_write_hook(as_manager *m, as_write_hook hook, void *ctx);
 /* Closes the store and frees the manager; NULL is fine. */
 void as_manager_free(as_manager *m);
 const char *as_manager_kind(const as_manager *m);

@@ -148,7 +148,7 @@ static as_status mem_create(memory_store *ms, const as_write *w, as_error *err) 
         if (e) { as_free(e->s.msgs); as_free(e); }
         return as_error_nomem(err);
     }
-    memcpy(e->s.msgs, w->append, w->nappend * sizeof(as_blob *));
+    if (w->nappend > 0) memcpy(e->s.msgs, w->append, w->nappend * sizeof(as_blob *));
     for (e->s.nmsgs = 0; e->s.nmsgs < w->nappend; e->s.nmsgs++) as_blob_ref(e->s.msgs[e->s.nmsgs]);
     e->s.state = w->state ? as_blob_ref(w->state) : as_blob_new("{}", 2);
     if (e->s.state == NULL) {
@@ -184,7 +184,7 @@ static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     /* nothing can fail from here on */
     for (i = 0; i < w->nappend; i++) as_blob_ref(w->append[i]);
     for (i = keep; i < e->s.nmsgs; i++) as_blob_unref(e->s.msgs[i]);
-    memcpy(e->s.msgs + keep, w->append, w->nappend * sizeof(as_blob *));
+    if (w->nappend > 0) memcpy(e->s.msgs + keep, w->append, w->nappend * sizeof(as_blob *));
     e->s.nmsgs = keep + w->nappend;
     if (w->state) {
         as_blob_ref(w->state);

@@ -62,7 +62,7 @@ static const char *const sql_text[S_COUNT] = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    "SELECT rid, nmsgs FROM sessions WHERE id = ?1",
+    "SELECT rid, nmsgs, id FROM sessions WHERE id = ?1",
     "SELECT " META_COLUMNS " FROM sessions s WHERE s.id = ?1",
     "SELECT tag FROM tags WHERE rid = ?1 ORDER BY pos",
     "SELECT state FROM sessions WHERE rid = ?1",
@@ -149,8 +149,8 @@ static as_status db_fail(sqlite_store *ss, int rc, as_error *err) {
     const char *why = sqlite3_extended_errcode(ss->db) == rc ? sqlite3_errmsg(ss->db)
                                                                : sqlite3_errstr(rc);
     switch (rc & 0xff) {
-    case SQLITE_NOMEM:
-        return as_error_nomem(err);
+    case SQLITE_NOMEM: /* also what SQLite answers for some damaged schemas */
+        return as_error_set(err, AS_ENOMEM, "%s: out of memory (%s)", ss->path, why);
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return as_error_set(err, AS_EUNAVAILABLE,
@@ -416,6 +416,9 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
     if (rc == SQLITE_ROW) status = read_meta(ss, s, &out->meta, &rid, &nmsgs, &bytes, err);
     else status = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
     done(s);
+    /* a damaged index of ids can lead to another session's row */
+    if (status == AS_OK && strcmp(out->meta.id, id) != 0)
+        status = damaged(ss, "the index of session ids leads to another session", err);
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
     if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
     if (status == AS_OK && last != AS_LOAD_META) {
@@ -441,8 +444,13 @@ static as_status find(sqlite_store *ss, const char *id, int64_t *rid, int64_t *n
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
+        const unsigned char *found;
         if ((st = col_int(ss, s, 0, 1, RID_MAX, rid, err)) == AS_OK)
             st = col_int(ss, s, 1, 0, SLOT_SPAN - 1, nmsgs, err);
+        /* a damaged index of ids can lead to another session's row */
+        if (st == AS_OK && ((found = sqlite3_column_text(s, 2)) == NULL
+                            || strcmp((const char *)found, id) != 0))
+            st = damaged(ss, "the index of session ids leads to another session", err);
     } else st = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
     done(s);
     return st;
@@ -886,12 +894,30 @@ static as_status use_wal(sqlite_store *ss, as_error *err) {
     }
 }
 
-static as_status configure(sqlite_store *ss, as_durability durability, as_error *err) {
+static as_status configure(sqlite_store *ss, as_durability durability, int run_triggers,
+                           as_error *err) {
     int64_t version;
     int fresh, rc;
     as_status st;
     sqlite3_extended_result_codes(ss->db, 1);
     sqlite3_busy_timeout(ss->db, ss->busy_timeout_ms);
+    /* The file is data, never code: triggers or views someone put in it do not
+    ** run (unless the caller asks for its triggers), SQL functions in its schema
+    ** are not trusted, and the schema cannot be written around SQLite. */
+#ifdef SQLITE_DBCONFIG_ENABLE_TRIGGER
+    sqlite3_db_config(ss->db, SQLITE_DBCONFIG_ENABLE_TRIGGER, run_triggers ? 1 : 0, (int *)NULL);
+#else
+    (void)run_triggers;
+#endif
+#ifdef SQLITE_DBCONFIG_ENABLE_VIEW
+    sqlite3_db_config(ss->db, SQLITE_DBCONFIG_ENABLE_VIEW, 0, (int *)NULL);
+#endif
+#ifdef SQLITE_DBCONFIG_TRUSTED_SCHEMA
+    sqlite3_db_config(ss->db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+#endif
+#ifdef SQLITE_DBCONFIG_DEFENSIVE
+    sqlite3_db_config(ss->db, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+#endif
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, ss, sql_digest, NULL, NULL);
     if (rc != SQLITE_OK) return db_fail(ss, rc, err);
@@ -946,7 +972,8 @@ as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_
         if (ss->db) st = db_fail(ss, rc, err);
         else if (rc == SQLITE_NOMEM) st = as_error_nomem(err);
         else st = as_error_set(err, AS_ESTORAGE, "%s: %s", path, sqlite3_errstr(rc));
-    } else st = configure(ss, opts ? opts->durability : AS_DURABILITY_NORMAL, err);
+    } else st = configure(ss, opts ? opts->durability : AS_DURABILITY_NORMAL,
+                          opts ? opts->run_triggers : 0, err);
     if (st != AS_OK) {
         sq_close(&ss->base);
         return st;

@@ -17,6 +17,7 @@ typedef enum as_durability {
 typedef struct as_sqlite_opts {
     int busy_timeout_ms; /* how long to wait for another process's lock */
     as_durability durability;
+    int run_triggers;    /* run the triggers the file holds (off: a file is data, never code) */
 } as_sqlite_opts;
 
 /* Opens (creating it with mode 0600 when absent) the store file at path. */

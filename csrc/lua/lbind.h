@@ -54,6 +54,9 @@ as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, int s
 /* Pushes the value of a JSON text; on failure pushes nothing. */
 as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
                        as_error *err);
+/* The same for a session document, whose own two levels do not count (AS_JSON_DOCUMENT). */
+as_status lbind_decode_document(lua_State *L, const char *text, size_t len, const char *root,
+                                as_error *err);
 void lbind_json_open(lua_State *L);
 
 /* Sessions and metadata. */

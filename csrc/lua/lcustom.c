@@ -270,6 +270,7 @@ static int step_write(lua_State *L) {
         as_session tmp = { 0 };
         as_stored info;
         step inner = *s;
+        int rc;
         inner.id = id;
         inner.last = AS_LOAD_META;
         inner.write = 1;
@@ -277,8 +278,9 @@ static int step_write(lua_State *L) {
         inner.info = &info;
         lua_pushcfunction(L, step_load);
         lua_pushlightuserdata(L, &inner);
-        lua_call(L, 1, 0);
-        as_session_clear(&tmp);
+        rc = lua_pcall(L, 1, 0, 0);
+        as_session_clear(&tmp); /* also when a Lua error cut the load short */
+        if (rc != LUA_OK) return lua_error(L);
         if (inner.st != AS_OK) return (s->st = inner.st), 0;
         if (!push_loaded(L, cs, id)) return (s->st = AS_ENOTFOUND), 0;
     }
@@ -556,7 +558,9 @@ static int step_close(lua_State *L) {
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
     forget_loaded(L, cs);
-    if (backend_fn(L, cs, "close") == LUA_TFUNCTION) lua_pcall(L, 0, 0, 0);
+    /* no backend when the constructor ran out of memory taking its reference */
+    if (cs->backend != LUA_NOREF && backend_fn(L, cs, "close") == LUA_TFUNCTION)
+        lua_pcall(L, 0, 0, 0);
     luaL_unref(L, LUA_REGISTRYINDEX, cs->backend);
     luaL_unref(L, LUA_REGISTRYINDEX, cs->order);
     cs->backend = cs->order = LUA_NOREF;

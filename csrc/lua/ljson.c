@@ -357,8 +357,8 @@ static const as_json_sink lua_sink = {
     d_begin_object, d_string, d_object_item, d_end
 };
 
-as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
-                       as_error *err) {
+static as_status decode(lua_State *L, const char *text, size_t len, int flags,
+                        const char *root, as_error *err) {
     decoder D;
     int top = lua_gettop(L);
     as_status st;
@@ -366,13 +366,23 @@ as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *r
     D.L = L;
     lua_getfield(L, LUA_REGISTRYINDEX, LBIND_ARRAY_MT);
     D.array_mt = lua_gettop(L);
-    st = as_json_parse(text, len, &lua_sink, &D, lbind_scratch(L), 0, root, err);
+    st = as_json_parse(text, len, &lua_sink, &D, lbind_scratch(L), flags, root, err);
     if (st != AS_OK) {
         lua_settop(L, top);
         return st;
     }
     lua_remove(L, D.array_mt);
     return AS_OK;
+}
+
+as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
+                       as_error *err) {
+    return decode(L, text, len, 0, root, err);
+}
+
+as_status lbind_decode_document(lua_State *L, const char *text, size_t len, const char *root,
+                                as_error *err) {
+    return decode(L, text, len, AS_JSON_DOCUMENT, root, err);
 }
 
 /* ---------------------------------------------------------------- json.* */

@@ -108,6 +108,80 @@ static size_t opt_size(lua_Integer v) {
 
 /* ---------------------------------------------------------------- methods */
 
+/* A write's result is built in the manager's write hook, before the store
+** writes (as_manager_set_write_hook), so that a Lua error while building it
+** (out of memory) fails the call with the store unchanged: nothing that can
+** raise runs after a write. The result goes into a stack slot reserved for it. */
+enum { RESULT_META, RESULT_TAGS, RESULT_SESSION };
+
+typedef struct result_hook {
+    lua_State *L;
+    int slot;                  /* where the result goes */
+    int what;                  /* RESULT_* */
+    const as_session *session; /* RESULT_SESSION: the session the operation fills */
+    const char *where;         /* the store's location, for damaged values */
+    int built;
+} result_hook;
+
+static int build_result(lua_State *L) {
+    const result_hook *h = lua_touserdata(L, 1);
+    const as_meta *meta = lua_touserdata(L, 2);
+    if (h->what == RESULT_META) lbind_push_meta(L, meta);
+    else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
+    else lbind_push_session(L, h->session, h->where);
+    return 1;
+}
+
+static as_status write_hook(void *ctx, const as_write *w, as_error *err) {
+    result_hook *h = ctx;
+    lua_State *L = h->L;
+    int rc;
+    lua_pushcfunction(L, build_result);
+    lua_pushlightuserdata(L, h);
+    lua_pushlightuserdata(L, (void *)w->meta);
+    rc = lua_pcall(L, 2, 1, 0);
+    if (rc != LUA_OK) {
+        if (!lbind_error_get(L, -1, err)) {
+            if (rc == LUA_ERRMEM) as_error_nomem(err);
+            else as_error_set(err, AS_ESTORAGE, "%.400s", lua_type(L, -1) == LUA_TSTRING
+                                                             ? lua_tostring(L, -1) : "an error in Lua");
+        }
+        lua_pop(L, 1);
+        return err->status;
+    }
+    lua_replace(L, h->slot);
+    h->built = 1;
+    return AS_OK;
+}
+
+/* Reserves the result's slot and hooks its building into the next core call,
+** which must follow at once (nothing that can raise may run before unhook). */
+static void hook_result(lua_State *L, as_manager *m, result_hook *h, int what,
+                        const as_session *session) {
+    luaL_checkstack(L, 6, "agentsession");
+    lua_pushnil(L);
+    h->L = L;
+    h->slot = lua_gettop(L);
+    h->what = what;
+    h->session = session;
+    h->where = as_manager_location(m);
+    h->built = 0;
+    as_manager_set_write_hook(m, write_hook, h);
+}
+
+/* Ends the hook; on success leaves the result on top of the stack (built now
+** when the store wrote without calling the hook). */
+static void unhook_result(lua_State *L, as_manager *m, result_hook *h, as_status st,
+                          const as_meta *meta) {
+    as_manager_set_write_hook(m, NULL, NULL);
+    if (st != AS_OK) return;
+    lua_settop(L, h->slot);
+    if (h->built) return;
+    if (h->what == RESULT_META) lbind_push_meta(L, meta);
+    else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
+    else lbind_push_session(L, h->session, h->where);
+}
+
 /* options.expect_version: -1 when absent. */
 static int64_t opt_expect_version(lua_State *L, int tbl) {
     lua_Integer v;
@@ -119,6 +193,8 @@ static int m_save(lua_State *L) {
     as_manager *m = check_open(L);
     int64_t expect = -1;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
@@ -129,14 +205,14 @@ static int m_save(lua_State *L) {
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (lbind_to_session(L, 2, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
-        || as_manager_save(m, &c->session, expect, &c->meta, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
+    st = lbind_to_session(L, 2, &c->session, &c->buf, as_manager_canonical(m), &err);
+    if (st == AS_OK) {
+        hook_result(L, m, &h, RESULT_META, NULL);
+        st = as_manager_save(m, &c->session, expect, &c->meta, &err);
+        unhook_result(L, m, &h, st, &c->meta);
     }
-    lbind_push_meta(L, &c->meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 static int m_resume(lua_State *L) {
@@ -168,6 +244,8 @@ static int m_append(lua_State *L) {
     int64_t expect = -1;
     lua_Integer tokens = 0;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
     luaL_checktype(L, 3, LUA_TTABLE);
     if (!lua_isnoneornil(L, 4)) {
@@ -179,15 +257,15 @@ static int m_append(lua_State *L) {
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
-        || as_manager_append(m, id, c->session.msgs, c->session.nmsgs, (uint64_t)tokens, expect,
-                             &c->meta, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
+    st = lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err);
+    if (st == AS_OK) {
+        hook_result(L, m, &h, RESULT_META, NULL);
+        st = as_manager_append(m, id, c->session.msgs, c->session.nmsgs, (uint64_t)tokens, expect,
+                               &c->meta, &err);
+        unhook_result(L, m, &h, st, &c->meta);
     }
-    lbind_push_meta(L, &c->meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 static int m_export(lua_State *L) {
@@ -207,14 +285,35 @@ static int m_export(lua_State *L) {
 
 /* The document of import as a session table: the seed's fields only, and its
 ** `"name": null` as no name. Pushes the table. */
+/* Is the value at idx a decoded JSON array (a table carrying array_mt)? */
+static int is_json_array(lua_State *L, int idx) {
+    int yes;
+    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, LBIND_ARRAY_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* A field of a decoded document that must be a JSON array when present (or null, when
+** `null_ok`): `{}` is an object, which a Lua table could not tell from an empty array. */
+static void check_json_array(lua_State *L, int obj, const char *key, int null_ok,
+                             const char *path, const char *what) {
+    int t = lbind_rawfield(L, obj, key);
+    if (t != LUA_TNIL && !(null_ok && t == LUA_TLIGHTUSERDATA) && !is_json_array(L, -1))
+        lbind_errorf(L, AS_EINVALID, path, "must be %s", what);
+    lua_pop(L, 1);
+}
+
 static void import_session(lua_State *L, int doc) {
     static const char *const seed[] = {
         "id", "name", "tags", "agent_name", "created_at", "updated_at", "turn_count",
         "total_tokens", NULL
     };
     int meta;
-    if (!lua_istable(L, doc))
+    if (!lua_istable(L, doc) || is_json_array(L, doc))
         lbind_errorf(L, AS_EINVALID, "json", "must be an object {\"metadata\", \"messages\", \"state\"}");
+    check_json_array(L, doc, "messages", 0, "json.messages", "an array");
     check_keys(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL },
                "field");
     lua_createtable(L, 0, 3);
@@ -222,6 +321,7 @@ static void import_session(lua_State *L, int doc) {
         lbind_errorf(L, AS_EINVALID, "json.metadata", "must be an object");
     meta = lua_gettop(L);
     check_keys(L, meta, "json.metadata", seed, "field");
+    check_json_array(L, meta, "tags", 1, "json.metadata.tags", "an array of strings");
     lua_createtable(L, 0, 8);
     lua_pushnil(L);
     while (lua_next(L, meta)) {
@@ -243,10 +343,14 @@ static void import_session(lua_State *L, int doc) {
 static int m_import(lua_State *L) {
     as_manager *m = check_open(L);
     size_t len;
-    const char *text = luaL_checklstring(L, 2, &len);
+    const char *text;
     int replace = 0;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
+    luaL_checktype(L, 2, LUA_TSTRING); /* a number is the wrong type, as for an id */
+    text = lua_tolstring(L, 2, &len);
     if (!lua_isnoneornil(L, 3)) {
         static const char *const names[] = { "replace", NULL };
         int t;
@@ -261,17 +365,17 @@ static int m_import(lua_State *L) {
     }
     lua_settop(L, 2);
     as_error_clear(&err);
-    if (lbind_decode(L, text, len, "json", &err) != AS_OK) return lbind_error(L, &err);
+    if (lbind_decode_document(L, text, len, "json", &err) != AS_OK) return lbind_error(L, &err);
     import_session(L, 3);
     c = lbind_call_new(L);
-    if (lbind_to_session(L, 4, &c->session, &c->buf, as_manager_canonical(m), &err) != AS_OK
-        || as_manager_import(m, &c->session, replace, &c->meta, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
+    st = lbind_to_session(L, 4, &c->session, &c->buf, as_manager_canonical(m), &err);
+    if (st == AS_OK) {
+        hook_result(L, m, &h, RESULT_META, NULL);
+        st = as_manager_import(m, &c->session, replace, &c->meta, &err);
+        unhook_result(L, m, &h, st, &c->meta);
     }
-    lbind_push_meta(L, &c->meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 /* A text option of list's filter: NULL when absent. */
@@ -358,6 +462,8 @@ static int m_fork(lua_State *L) {
     const char *name = NULL;
     lua_Integer at = -1;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
     if (!lua_isnoneornil(L, 3)) name = lbind_check_text(L, 3, "name");
     if (!lua_isnoneornil(L, 4)) {
@@ -368,13 +474,11 @@ static int m_fork(lua_State *L) {
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : opt_size(at), &c->meta, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
-    }
-    lbind_push_meta(L, &c->meta);
+    hook_result(L, m, &h, RESULT_META, NULL);
+    st = as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : opt_size(at), &c->meta, &err);
+    unhook_result(L, m, &h, st, &c->meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 static int m_rewind(lua_State *L) {
@@ -383,6 +487,8 @@ static int m_rewind(lua_State *L) {
     lua_Integer k;
     int isint;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
     luaL_checktype(L, 3, LUA_TNUMBER);
     k = lua_tointegerx(L, 3, &isint);
@@ -390,13 +496,11 @@ static int m_rewind(lua_State *L) {
     if (k < 0) return lbind_errorf(L, AS_EINVALID, "turn_index", "must not be negative (got %d)", (int)(k < -1000000 ? -1000000 : k));
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (as_manager_rewind(m, id, (uint64_t)k, &c->session, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
-    }
-    lbind_push_session(L, &c->session, as_manager_location(m));
+    hook_result(L, m, &h, RESULT_SESSION, &c->session);
+    st = as_manager_rewind(m, id, (uint64_t)k, &c->session, &err);
+    unhook_result(L, m, &h, st, &c->session.meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 /* tag and untag: a string or an array of strings. */
@@ -406,6 +510,8 @@ static int change_tags(lua_State *L, int remove) {
     const char **tags;
     lua_Integer n = 1, k;
     lbind_call *c;
+    result_hook h;
+    as_status st;
     as_error err;
     luaL_argexpected(L, lua_type(L, 3) == LUA_TSTRING || lua_istable(L, 3), 3, "string or array of strings");
     if (lua_istable(L, 3)) n = (lua_Integer)lua_rawlen(L, 3);
@@ -430,13 +536,11 @@ static int change_tags(lua_State *L, int remove) {
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
-    if (as_manager_tag(m, id, tags, (size_t)n, remove, &c->meta, &err) != AS_OK) {
-        lbind_call_done(c);
-        return lbind_error(L, &err);
-    }
-    lbind_push_tags(L, &c->meta);
+    hook_result(L, m, &h, RESULT_TAGS, NULL);
+    st = as_manager_tag(m, id, tags, (size_t)n, remove, &c->meta, &err);
+    unhook_result(L, m, &h, st, &c->meta);
     lbind_call_done(c);
-    return 1;
+    return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
 static int m_tag(lua_State *L) {

@@ -29,7 +29,7 @@ static as_durability check_durability(lua_State *L, int tbl) {
 
 static int new_sqlite(lua_State *L) {
     static const char *const names[] = {
-        "max_session_bytes", "busy_timeout_ms", "durability", NULL
+        "max_session_bytes", "busy_timeout_ms", "durability", "triggers", NULL
     };
     const char *path = lbind_check_text(L, 1, "path");
     as_manager_opts opts;
@@ -41,7 +41,14 @@ static int new_sqlite(lua_State *L) {
     lbind_manager_opts(L, 2, names, &opts);
     sopts.busy_timeout_ms = AS_SQLITE_DEFAULT_BUSY_TIMEOUT_MS;
     sopts.durability = AS_DURABILITY_NORMAL;
+    sopts.run_triggers = 0;
     if (lua_istable(L, 2)) {
+        int t = lbind_rawfield(L, 2, "triggers");
+        if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+            lbind_errorf(L, AS_EINVALID, "options.triggers", "must be a boolean (got %s)",
+                         lua_typename(L, t));
+        sopts.run_triggers = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         if (lbind_opt_count(L, 2, "busy_timeout_ms", "options.busy_timeout_ms", &v)) {
             if (v > INT_MAX)
                 lbind_errorf(L, AS_EINVALID, "options.busy_timeout_ms", "must be at most %d",
