@@ -15,20 +15,7 @@ local function new_id()
 end
 
 -- A valid session with the given id; the rows below break one thing in it.
-local function valid_session(id)
-  return {
-    metadata = {
-      id = id, name = "known", tags = { "a", "b" }, agent_name = "code-agent",
-      created_at = 1000, updated_at = 0, turn_count = 3, total_tokens = 10,
-    },
-    messages = {
-      { role = "user", content = "one" },
-      { role = "assistant", content = { { type = "text", text = "two" } } },
-      { role = "user", content = "three" },
-    },
-    state = { cwd = "/home/user", depth = 1 },
-  }
-end
+local valid_session = require("helpers.known")
 
 local function nested(depth)
   local v = {}

@@ -20,6 +20,7 @@
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local deep = require("helpers.deep")
+local size = require("helpers.size")
 
 local json = agentsession.json
 
@@ -139,20 +140,7 @@ end
 local MISSING = "no-such-session"
 
 -- The known session: 3 messages, 2 tags, a name, counts.
-local function known_session(sid)
-  return {
-    metadata = {
-      id = sid, name = "known", tags = { "a", "b" }, agent_name = "code-agent",
-      created_at = 1000, updated_at = 0, turn_count = 3, total_tokens = 10,
-    },
-    messages = {
-      { role = "user", content = "one" },
-      { role = "assistant", content = { { type = "text", text = "two" } } },
-      { role = "user", content = "three" },
-    },
-    state = { cwd = "/home/user", depth = 1 },
-  }
-end
+local known_session = require("helpers.known")
 
 -- A value nested n arrays/objects deep: n tables, the innermost empty.
 local function deep_value(n)
@@ -210,26 +198,9 @@ local function set_path(root, path)
   end
 end
 
--- Serialises the pieces of a session that the size counts, as as_manager.c
--- does: the metadata's JSON (as_meta_write_json), 38 bytes of frame, the state
--- and each message plus one.
-local function meta_json(m)
-  local function str(v) return v == nil and "null" or json.encode(v) end
-  local tags = {}
-  for k, t in ipairs(m.tags or {}) do tags[k] = json.encode(t) end
-  return table.concat({
-    '{"id":', str(m.id), ',"name":', str(m.name), ',"tags":[', table.concat(tags, ","),
-    '],"agent_name":', str(m.agent_name), ',"created_at":', tostring(m.created_at),
-    ',"updated_at":', tostring(m.updated_at), ',"turn_count":', tostring(m.turn_count),
-    ',"total_tokens":', tostring(m.total_tokens), ',"parent_id":', str(m.parent_id),
-    ',"version":', tostring(m.version), "}",
-  })
-end
-
+-- The size max_session_bytes counts (spec/helpers/size.lua).
 local function session_size(s)
-  local size = #meta_json(s.metadata) + 38 + #json.encode(s.state)
-  for _, m in ipairs(s.messages) do size = size + #json.encode(m) + 1 end
-  return size
+  return size.of(s.metadata, s.messages, s.state)
 end
 
 -- A session whose size is exactly `limit` once saved (updated_at takes the 13

@@ -20,6 +20,7 @@
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local deep = require("helpers.deep")
+local sizes = require("helpers.size")
 local expect = require("helpers.expect")
 
 local json = agentsession.json
@@ -86,28 +87,8 @@ local function session(id)
   }
 end
 
--- The metadata's JSON as as_meta_write_json writes it.
-local function meta_json(m)
-  local function str(v) return v == nil and "null" or json.encode(v) end
-  local tags = {}
-  for k, t in ipairs(m.tags or {}) do tags[k] = json.encode(t) end
-  return table.concat({
-    '{"id":', str(m.id), ',"name":', str(m.name), ',"tags":[', table.concat(tags, ","),
-    '],"agent_name":', str(m.agent_name), ',"created_at":', tostring(m.created_at),
-    ',"updated_at":', tostring(m.updated_at), ',"turn_count":', tostring(m.turn_count),
-    ',"total_tokens":', tostring(m.total_tokens), ',"parent_id":', str(m.parent_id),
-    ',"version":', tostring(m.version), "}",
-  })
-end
-
---- The size max_session_bytes is compared with, for a session whose metadata
---- is as stored (version, updated_at): metadata JSON + 38 + state + each
---- message plus one.
-local function size_of(meta, messages, state)
-  local size = #meta_json(meta) + 38 + #json.encode(state == nil and {} or state)
-  for _, m in ipairs(messages or {}) do size = size + #json.encode(m) + 1 end
-  return size
-end
+-- The size max_session_bytes counts (spec/helpers/size.lua).
+local size_of = sizes.of
 
 -- The metadata a save of `s` will store when it creates the session: version
 -- 1, updated_at now (13 digits until the year 2286), the other fields given.
