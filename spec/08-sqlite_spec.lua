@@ -1023,6 +1023,57 @@ describe("sqlite store", function()
     end)
   end)
 
+  describe("full disk, every write", function()
+    it("fails each write that cannot grow the file with storage, changing nothing, and the file stays sound", function()
+      local path = dir .. "/fullops.db"
+      local mgr = open(path)
+      local chunk = string.rep("m", 16 * 1024)
+      local medium = {}
+      for i = 1, 64 do medium[i] = { i = i, text = chunk } end
+      mgr:save(session({ id = "medium", agent_name = "a", messages = medium }))
+      mgr:save(session({ id = "small", agent_name = "a", tags = { "t" }, messages = { "one" } }))
+      mgr:close()
+      assert.is_false(h.exists(path .. "-wal"), "the -wal file outlived the manager")
+      local blocks = (#h.read(path) + 256 * 1024) // 512
+      local ok, out = h.run_child({ "full_ops", path },
+        { shell = "ulimit -f " .. blocks .. "; trap '' XFSZ" })
+      assert.is_true(ok, "the child did not end normally:\n" .. out)
+      assert.truthy(out:find("\nEND\n", 1, true), out)
+      local failed = {}
+      for name, result in out:gmatch("OP (%S+) ([^\n]*)") do
+        if result ~= "ok" then
+          local kind, message = result:match("^error (%S+) (.*)$")
+          assert.are.equal("storage", kind, name .. " on a full disk: " .. result)
+          assert.truthy(message:find(path, 1, true), "the message does not name the path: " .. message)
+          assert.truthy(out:find("KEPT " .. name .. "\n", 1, true), name .. " changed the store:\n" .. out)
+          failed[name] = true
+        end
+      end
+      -- these write 4 MiB, far more than any file may grow; the others (1 MiB copies, small
+      -- changes) fail or not as the -wal file has room, and are checked either way
+      for _, name in ipairs({ "save", "append" }) do
+        assert.is_true(failed[name], name .. " did not fail on a full disk:\n" .. out)
+      end
+      assert_sound(path, "after the writes on a full disk")
+      local again = open(path)
+      error_of("not_found", again.resume, again, "big")
+      local m = again:resume("medium")
+      assert.are.equal(failed.rewind and 64 or 1, #m.messages)
+      for i = 1, #m.messages do assert.are.equal(chunk, m.messages[i].text) end
+      if failed.import then error_of("not_found", again.resume, again, "imported")
+      else assert.are.equal(64, #again:resume("imported").messages) end
+      assert.are.equal(failed.fork and 0 or 1, #again:list({ parent_id = "medium" }))
+      if failed.delete then
+        local small = again:resume("small")
+        assert.are.same(failed.tag and { "t" } or { "t", "full-disk" }, small.metadata.tags)
+        assert.are.equal(not failed.rename and "renamed on a full disk" or nil, small.metadata.name)
+      else
+        error_of("not_found", again.resume, again, "small")
+      end
+      again:save(session({ id = "after", agent_name = "a", messages = { "room again" } }))
+    end)
+  end)
+
   describe("migration from schema version 1", function()
     local V1 = {
       "PRAGMA application_id = 1634169715",

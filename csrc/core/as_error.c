@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "as_error.h"
+#include "as_json.h" /* as_utf8_check */
 
 void as_error_clear(as_error *e) {
     e->status = AS_OK;
@@ -71,7 +72,17 @@ void as_error_prefix_key(as_error *e, const char *key, size_t len) {
         unsigned char c = (unsigned char)key[i];
         if (c == '"' || c == '\\') { seg[n++] = '\\'; seg[n++] = (char)c; }
         else if (c < 0x20 || c == 0x7f) { n += (size_t)snprintf(seg + n, 5, "\\x%02x", c); }
-        else seg[n++] = (char)c;
+        else if (c < 0x80) seg[n++] = (char)c;
+        else {
+            /* a whole UTF-8 sequence is copied; a byte that breaks UTF-8 is escaped,
+            ** so that the message stays valid UTF-8 */
+            size_t seq = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+            if (seq <= len - i && as_utf8_check(key + i, seq) == seq) {
+                memcpy(seg + n, key + i, seq);
+                n += seq;
+                i += seq - 1;
+            } else n += (size_t)snprintf(seg + n, 5, "\\x%02x", c);
+        }
     }
     if (i < len) { seg[n++] = '.'; seg[n++] = '.'; seg[n++] = '.'; }
     seg[n++] = '"';

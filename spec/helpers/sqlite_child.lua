@@ -357,6 +357,59 @@ function commands.big_save(path, bytes)
   print("END")
 end
 
+-- full_ops PATH: run under a file-size limit the parent sets. Tries each write on the
+-- sessions "medium" (64 messages of 16 KiB) and "small": those that must grow the file past
+-- the limit (save, append, import, fork) and those that may fit (rewind, tag, rename,
+-- delete). Prints "OP <name> ok" or "OP <name> error <kind> <message>" for each and, after
+-- a failed one, "KEPT <name>" when every session exports as before and no new session
+-- appeared (or "CHANGED <name> <what>"); then "LIST <n>" and "END".
+function commands.full_ops(path)
+  local mgr = agentsession.sqlite(path)
+  local chunk = string.rep("y", 16 * 1024)
+  local function big(n)
+    local t = {}
+    for i = 1, n do t[i] = { i = i, text = chunk } end
+    return t
+  end
+  local function snapshot()
+    local all = {}
+    for _, m in ipairs(mgr:list()) do all[m.id] = mgr:export(m.id) end
+    return all
+  end
+  local ops = {
+    { "save", function()
+      return mgr:save(agentsession.session({ id = "big", agent_name = "big", messages = big(256) }))
+    end },
+    { "append", function() return mgr:append("medium", big(256)) end },
+    { "import", function()
+      return mgr:import((mgr:export("medium"):gsub('"id":"medium"', '"id":"imported"', 1)))
+    end },
+    { "fork", function() return mgr:fork("medium", "copy") end },
+    { "rewind", function() return mgr:rewind("medium", 1) end },
+    { "tag", function() return mgr:tag("small", "full-disk") end },
+    { "rename", function() return mgr:rename("small", "renamed on a full disk") end },
+    { "delete", function() return mgr:delete("small") end },
+  }
+  for _, op in ipairs(ops) do
+    local before = snapshot()
+    local ok, err = pcall(op[2])
+    print("OP " .. op[1] .. " " .. outcome(ok, err))
+    if not ok then
+      local after, what = snapshot(), nil
+      for id, doc in pairs(before) do
+        if after[id] ~= doc then what = "session " .. id end
+      end
+      for id in pairs(after) do
+        if before[id] == nil then what = "new session " .. id end
+      end
+      print(what and ("CHANGED " .. op[1] .. " " .. what) or ("KEPT " .. op[1]))
+    end
+  end
+  print("LIST " .. #mgr:list())
+  mgr:close()
+  print("END")
+end
+
 -- relative NAME: from the working directory, opens the store at the relative path NAME,
 -- saves session "rel" with two messages, prints "MODE <mode or missing>" of NAME,
 -- closes it, opens NAME again and prints "RESUMED <messages>" (or the error), "LIST <n>", "END".
