@@ -56,13 +56,25 @@ local function encode_session(s)
   return table.concat(lines, "\n") .. "\n"
 end
 
-local function decode_session(text)
+-- Decodes a JSON text read from `path`; a damaged one raises a plain error
+-- naming the file, which the manager reports as `storage`.
+local function decode(text, path, what)
+  local ok, value = pcall(json.decode, text)
+  if not ok then error("damaged " .. what .. " in " .. path .. ": " .. tostring(value), 0) end
+  return value
+end
+
+local function decode_session(text, path)
   local lines = {}
   for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  if #lines < 2 then error("damaged session file", 0) end
+  if #lines < 2 then error("damaged session file " .. path, 0) end
   local messages = agentsession.array()
-  for i = 3, #lines do messages[i - 2] = json.decode(lines[i]) end
-  return { metadata = json.decode(lines[1]), state = json.decode(lines[2]), messages = messages }
+  for i = 3, #lines do messages[i - 2] = decode(lines[i], path, "message " .. (i - 2)) end
+  return {
+    metadata = decode(lines[1], path, "metadata"),
+    state = decode(lines[2], path, "state"),
+    messages = messages,
+  }
 end
 
 --- The backend for agentsession.custom: the four functions it needs.
@@ -71,7 +83,12 @@ function M.backend(dir)
   -- { next = n, sessions = { [id] = { file = name, metadata = {…} } } }
   local index = { next = 1, sessions = {} }
   local text = read_file(index_path)
-  if text then index = json.decode(text) end
+  if text then
+    index = decode(text, index_path, "index")
+    if type(index) ~= "table" or type(index.sessions) ~= "table" or math.type(index.next) ~= "integer" then
+      error("damaged index " .. index_path, 0)
+    end
+  end
 
   local function commit()
     write_atomic(index_path, json.encode(index))
@@ -82,9 +99,10 @@ function M.backend(dir)
   function backend.load(id)
     local entry = index.sessions[id]
     if entry == nil then return nil end
-    local body = read_file(dir .. "/" .. entry.file)
-    if body == nil then error("missing session file " .. entry.file, 0) end
-    return decode_session(body)
+    local path = dir .. "/" .. entry.file
+    local body = read_file(path)
+    if body == nil then error("missing session file " .. path, 0) end
+    return decode_session(body, path)
   end
 
   function backend.store(session)

@@ -455,18 +455,18 @@ describe("sqlite store", function()
       local err = error_of("unavailable", hasty.save, hasty, session({ id = "hasty", agent_name = "a" }))
       local waited = h.monotime() - t0
       assert.truthy(err.message:find(path, 1, true), "message does not name the path: " .. err.message)
-      assert.is_true(waited >= 0.08 and waited < 1.0, string.format("the failing save took %.3f s", waited))
+      -- it waited about busy_timeout_ms, and gave up while the lock was still held (checked below)
+      assert.is_true(waited >= 0.08, string.format("the failing save took %.3f s", waited))
       error_of("unavailable", hasty.delete, hasty, "existing")
       error_of("unavailable", hasty.rename, hasty, "existing", "renamed")
       error_of("unavailable", hasty.tag, hasty, "existing", "t")
       -- WAL: reading goes on while another process holds the write lock
       assert.are.equal(1, #hasty:list())
       deep.assert_same(agentsession.array({ "one" }), hasty:resume("existing").messages)
-      assert.is_nil(output_of("lock"):find("RELEASED", 1, true), "the lock was released too early for this test")
-      t0 = h.monotime()
+      assert.is_nil(output_of("lock"):find("RELEASING", 1, true), "the lock was released too early for this test")
       patient:save(session({ id = "patient", agent_name = "a" }))
-      waited = h.monotime() - t0
-      assert.is_true(waited > 0.5, string.format("the save did not wait for the lock (%.3f s)", waited))
+      -- the holder prints RELEASING just before its COMMIT: a save that returns after it waited
+      assert.truthy(output_of("lock"):find("RELEASING", 1, true), "the save did not wait for the lock")
       wait_gone({ pid }, 20, "the lock holder to end")
       assert.truthy(output_of("lock"):find("RELEASED", 1, true), output_of("lock"))
       -- the failed calls changed nothing

@@ -383,6 +383,47 @@ describe("redis store", function()
       m:close()
     end)
 
+    it("ends a call within timeout_ms when the server answers a byte at a time", function()
+      -- a server that answers the constructor's requests, then sends list's reply
+      -- one byte every 100 ms: 60 bytes, 6 s in all
+      local dir = h.tmpdir()
+      local portfile = dir .. "/port"
+      local script = dir .. "/drip.pl"
+      h.write(script, [[
+use strict; use IO::Socket::INET;
+my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
+  or die "listen: $!";
+open(my $f, '>', $ARGV[0]) or die; print $f $srv->sockport, "\n"; close $f;
+$SIG{ALRM} = sub { exit 0 }; alarm 20;
+my $c = $srv->accept or die "accept: $!";
+my $in = '';
+while (1) {
+  my $n = sysread($c, my $buf, 65536) or exit 0;
+  $in .= $buf;
+  my $loads = () = $in =~ /\$4\r\nLOAD\r\n/g;
+  last if $loads >= 3;
+}
+syswrite($c, "+OK\r\n" . ("\$40\r\n" . ('a' x 40) . "\r\n") x 3);
+sysread($c, my $buf, 65536) or exit 0;
+for my $byte (split //, '-ERR ' . ('x' x 53) . "\r\n") { syswrite($c, $byte); select(undef, undef, undef, 0.1); }
+sleep 5;
+]])
+      local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
+      h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, "the drip server")
+      local port = math.tointeger(tonumber(h.read(portfile)))
+      local m = agentsession.redis{ port = port, timeout_ms = 300 }
+      local t0 = h.monotime()
+      local err = error_of("unavailable", m.list, m)
+      local took = h.monotime() - t0
+      os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
+      h.rmdir(dir)
+      assert.truthy(err.message:find("300 ms", 1, true), err.message)
+      assert.truthy(err.message:find("127.0.0.1:" .. port, 1, true), err.message)
+      -- the whole reply would take 6 s: the call ended long before it
+      assert.is_true(took < 3, "the call took " .. took .. " s")
+      m:close()
+    end)
+
     it("reconnects by itself when the server dropped an idle connection", function()
       local m = open{}
       local id = m:save(session{ name = "idle" }).id
@@ -518,6 +559,16 @@ describe("redis store", function()
       end
     end)
 
+    it("reports an append to a session whose metadata lost its version as storage, not not_found", function()
+      t.m:save(session{ id = "v", messages = { 1 } })
+      srv:cli("HDEL", t.key("v", "meta"), "version")
+      local before = srv:cli("HGETALL", t.key("v", "meta"))
+      local err = damage_is_storage(function() return t.m:append("v", { 2 }) end)
+      assert.truthy(err.message:find("no version", 1, true), err.message)
+      assert.are.equal(before, srv:cli("HGETALL", t.key("v", "meta")))
+      assert.are.equal("1", srv:cli("LLEN", t.key("v", "msgs")))
+    end)
+
     it("reports an index naming a session that does not exist", function()
       t.m:save(session{ id = "real" })
       srv:cli("ZADD", t.prefix .. "all", "99999999999999", "0000000000000001ghost")
@@ -579,6 +630,80 @@ describe("redis store", function()
       assert.truthy(out_r:match("DONE %d+"), out_r)
       assert.are.equal(200, #m:resume("torn").messages)
       m:close()
+    end)
+
+    -- Whether a session read back is whole: as redis_child.lua's writes keep it.
+    local function assert_whole(s, context)
+      assert.are.equal(s.metadata.turn_count, #s.messages, context .. ": turn_count and messages")
+      for k, msg in ipairs(s.messages) do
+        assert.are.equal(k, msg.k, context .. ": messages[" .. k .. "]")
+      end
+    end
+
+    it("never show a reader half of a save, append, rewind, tag or fork", function()
+      local m, prefix = stores.new_redis()
+      local w = child({ "mixer", srv.host, srv.port, prefix, "mixed", 300 })
+      local r = child({ "checker", srv.host, srv.port, prefix, "mixed", 1500 })
+      local out_w, out_r = finish(w), finish(r)
+      assert.truthy(out_w:find("DONE 300", 1, true), out_w)
+      assert.truthy(out_r:match("DONE %d+"), out_r)
+      local sessions = m:list{ tag = "mix" }
+      assert.are.equal(61, #sessions) -- the session and its 60 forks
+      for _, meta in ipairs(sessions) do assert_whole(m:resume(meta.id), meta.id) end
+      m:close()
+    end)
+
+    it("keep every acknowledged write, and every session whole, when the server is killed mid-write", function()
+      -- a server with an append-only file fsync'd before each reply: what it
+      -- acknowledged survives a kill -9, and what it had not finished must not
+      -- show at all
+      local durable = rs.start{ durable = true }
+      local prefix = "crash:"
+      local acknowledged = {}
+      for round = 1, 3 do
+        local pipe = child({ "crasher", durable.host, durable.port, prefix, 4 })
+        local lines = {}
+        repeat
+          local line = pipe:read("l")
+          lines[#lines + 1] = line
+        until line == nil or #lines >= 150 + 50 * round
+        durable:kill() -- while the child is in the middle of its next call
+        local rest = finish(pipe)
+        local out = table.concat(lines, "\n") .. "\n" .. rest
+        assert.truthy(out:find("\nGONE ", 1, true),
+          "round " .. round .. ": the child did not see the server go:\n" .. out)
+        assert.is_nil(out:find("FAIL", 1, true), out)
+        for id, v in out:gmatch("\nC (%S+) (%d+)") do
+          acknowledged[id] = math.max(acknowledged[id] or 0, tonumber(v))
+        end
+        durable:restart() -- reads its append-only file back
+        local m = agentsession.redis{ port = durable.port, prefix = prefix }
+        local listed = m:list()
+        local ids = {}
+        for _, meta in ipairs(listed) do
+          ids[meta.id] = true
+          local s = m:resume(meta.id)
+          assert.are.same(meta, s.metadata)
+          assert_whole(s, "round " .. round .. ", " .. meta.id)
+        end
+        for id, v in pairs(acknowledged) do
+          assert.is_true(ids[id], "round " .. round .. ": " .. id .. " is lost")
+          assert.is_true(m:resume(id).metadata.version >= v,
+            "round " .. round .. ": " .. id .. " lost an acknowledged write")
+        end
+        assert.are.equal(#listed, #m:list{ tag = "mix" })
+        assert.are.equal(tostring(#listed), durable:cli("ZCARD", prefix .. "all"))
+        -- no key of a session that is not listed, and every listed one has its metadata
+        local metas = 0
+        for _, key in ipairs(durable:keys(prefix .. "{*")) do
+          local id, suffix = key:match("^crash:{(.*)}:(%a+)$")
+          assert.is_true(ids[id], "round " .. round .. ": a key of no listed session: " .. key)
+          if suffix == "meta" then metas = metas + 1 end
+        end
+        assert.are.equal(#listed, metas)
+        m:close()
+      end
+      durable:stop()
     end)
   end)
 end)

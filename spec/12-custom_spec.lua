@@ -96,6 +96,29 @@ describe("custom store", function()
       end)
     end
 
+    it("carries the message of an error object with __tostring", function()
+      local raised = setmetatable({}, { __tostring = function() return "quota exceeded" end })
+      local m = agentsession.custom(with("load", function() error(raised) end))
+      local err = error_of("storage", m.resume, m, "anything")
+      assert.truthy(err.message:find("backend.load raised: quota exceeded", 1, true), err.message)
+      m:close()
+    end)
+
+    it("lists an id the backend gives twice once, as its newest metadata", function()
+      local listed = {}
+      for i, t in ipairs({ 5, 9, 7 }) do
+        local s = session{ id = i == 3 and "a" or (i == 1 and "a" or "b") }
+        s.metadata.updated_at, s.metadata.created_at, s.metadata.version = t, t, i
+        listed[i] = s.metadata
+      end
+      local m = agentsession.custom(with("list", function() return listed end))
+      local got = m:list()
+      assert.are.same({ "b", "a" }, stores.ids(got))
+      assert.are.equal(7, got[2].updated_at)
+      assert.are.same({ "a" }, stores.ids(m:list{ offset = 1 }))
+      m:close()
+    end)
+
     it("passes an agentsession error raised by the backend through unchanged", function()
       local other = agentsession.memory()
       local _, raised = pcall(other.resume, other, "elsewhere")
@@ -125,6 +148,31 @@ describe("custom store", function()
       { "list returns metadata without an id", "list", function()
         return { { agent_name = "" } }
       end, "metadata.id" },
+      { "load returns a session without a version", "load", function(id)
+        return session{ id = id }
+      end, "metadata.version" },
+      { "load returns a session with a tag twice", "load", function(id)
+        local s = session{ id = id, tags = { "t", "u", "t" } }
+        s.metadata.version = 1
+        return s
+      end, "metadata.tags" },
+      { "load returns a session whose name has a control character", "load", function(id)
+        local s = session{ id = id, name = "a\1b" }
+        s.metadata.version = 1
+        return s
+      end, "metadata.name" },
+      { "list returns metadata with an empty id", "list", function()
+        return { { id = "", agent_name = "", version = 1 } }
+      end, "metadata.id" },
+      { "list returns metadata with an id past 255 bytes", "list", function()
+        return { { id = string.rep("i", 256), agent_name = "", version = 1 } }
+      end, "metadata.id" },
+      { "list returns metadata with an empty tag", "list", function()
+        return { { id = "x", agent_name = "", tags = { "" }, version = 1 } }
+      end, "metadata.tags[1]" },
+      { "list returns metadata with version 0", "list", function()
+        return { { id = "x", agent_name = "" } }
+      end, "metadata.version" },
     }
     for _, case in ipairs(garbage) do
       it("gives storage when backend." .. case[1], function()

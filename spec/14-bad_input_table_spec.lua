@@ -16,7 +16,9 @@
 --   - an `ok` row must succeed; a call that returns metadata must have stored a
 --     session that resume() gives back as it was written and that delete()
 --     removes without touching the others; a call that returns a tag array
---     must have stored that array.
+--     must have stored that array; an ok row whose `message names` is
+--     `= <expression>` must return a value deep-equal to that expression, of
+--     the same Lua types (integers and floats apart).
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local deep = require("helpers.deep")
@@ -117,7 +119,10 @@ local function parse(text, min_rows)
         local names = code_span(cells[5])
         if get == "ok" then
           if names == nil and cells[5] ~= "" and cells[5] ~= "—" and cells[5] ~= "-" then
-            fail("row " .. n .. ": an ok row names nothing ('—') or a text in backticks")
+            fail("row " .. n .. ": an ok row names nothing ('—') or a result in backticks (`= value`)")
+          end
+          if names ~= nil and not names:find("^= ") then
+            fail("row " .. n .. ": an ok row's result must read `= <expression>`")
           end
         elseif names == nil or names == "" then
           fail("row " .. n .. ": 'message names' must be a text in backticks")
@@ -367,6 +372,10 @@ local function run_row(row, store)
   local checked, why = pcall(function()
     if row.get == "ok" then
       assert.is_true(ok, "the call failed: " .. describe_error(result))
+      if row.names then
+        local expected = assert(load("return " .. row.names:sub(3), "=expected", "t", env))()
+        deep.assert_same(expected, result, { root = "result", metatables = "ignore" })
+      end
       check_ok(mgr, env, result, snapshot)
     else
       check_error(row, ok, result)

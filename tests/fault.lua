@@ -380,7 +380,7 @@ local ops = {
 -- ---------------------------------------------------------------- one case
 
 local function is_oom(mode, err)
-  if agentsession.is_error(err, "storage") then return true end
+  if agentsession.is_error(err, "storage") then return err.message:find("memory", 1, true) ~= nil end
   return mode == "lua" and err == "not enough memory"
 end
 

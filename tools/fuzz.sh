@@ -27,7 +27,7 @@ cflags="-g -O1 $sanitize -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -I$lua
 libs="-luuid -lsqlite3 -lhiredis -lm"
 
 case $seconds in
-    '' | *[!0-9]*) echo "fuzz: FUZZ_SECONDS must be a whole number of seconds (got '$seconds')" >&2; exit 2 ;;
+    '' | *[!0-9]* | 0 | 0*) echo "fuzz: FUZZ_SECONDS must be a whole number of seconds, 1 or more (got '$seconds')" >&2; exit 2 ;;
 esac
 command -v "$cc" >/dev/null 2>&1 || {
     echo "fuzz: $cc not found (make fuzz installs clang and libclang-rt-14-dev)" >&2

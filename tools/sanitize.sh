@@ -17,6 +17,8 @@ flags="${SANITIZE_FLAGS:--fsanitize=address,undefined -fno-sanitize-recover=all 
 
 rm -rf "$tree" "$logs" "$bin"
 mkdir -p "$tree" "$logs" "$bin" || exit 1
+# child processes the specs run as another user (nobody) write their reports here too
+chmod 1777 "$logs" || exit 1
 tar --exclude=./build --exclude=./.git -cf - . | tar -C "$tree" -xf - || exit 1
 
 libasan=$(gcc -print-file-name=libasan.so)

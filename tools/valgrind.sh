@@ -3,7 +3,7 @@
 # memcheck. The spec files run one busted process each, two at a time (this
 # machine has two cores), each under valgrind; the programs they start (shells,
 # redis-server, child lua5.4 processes) run natively — make sanitize checks the
-# children. Any error, or any definite or indirect leak, fails the run; the
+# children. Any error, or any definite, indirect or possible leak, fails the run; the
 # suppressions in tools/valgrind.supp say why each is there.
 # Prints one summary line "N passed, M failed" over all the spec files.
 set -u
@@ -13,8 +13,8 @@ rm -rf "$out"
 mkdir -p "$out" || exit 1
 export LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;'
 export LUA_CPATH='build/?.so;;'
-vg="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect"
-vg="$vg --show-leak-kinds=definite,indirect --suppressions=$root/tools/valgrind.supp --num-callers=30"
+vg="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite,indirect,possible"
+vg="$vg --show-leak-kinds=definite,indirect,possible --suppressions=$root/tools/valgrind.supp --num-callers=30"
 
 failed=0
 make --no-print-directory all build/core_test build/fault_test fuzz-replay-build || exit 1

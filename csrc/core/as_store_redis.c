@@ -66,12 +66,22 @@ static const char load_script[] =
     "if first < len then msgs = redis.call('LRANGE', KEYS[2], first, -1) end\n"
     "return {m, len, msgs, redis.call('GET', KEYS[3])}\n";
 
-/* KEYS[1]: the index walked. ARGV: prefix, offset, limit (-1: none), exact
-** ("1": the index is the whole filter), agent flag and agent, parent flag and
-** parent, then the tags every session must carry. Returns the meta hashes. */
+/* KEYS: the indexes of the filter (each tag, the agent, the parent), or the
+** index of every session; the script walks the smallest. ARGV: prefix, offset,
+** limit (-1: none), exact ("1": the one index is the whole filter), agent flag
+** and agent, parent flag and parent, then the tags every session must carry.
+** Returns the meta hashes. */
 static const char list_script[] =
     "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local exact = ARGV[4] == '1'\n"
+    "local index = KEYS[1]\n"
+    "if #KEYS > 1 then\n"
+    "  local least = redis.call('ZCARD', index)\n"
+    "  for i = 2, #KEYS do\n"
+    "    local n = redis.call('ZCARD', KEYS[i])\n"
+    "    if n < least then index, least = KEYS[i], n end\n"
+    "  end\n"
+    "end\n"
     "local function field(h, name)\n"
     "  for i = 1, #h, 2 do if h[i] == name then return h[i + 1] end end\n"
     "end\n"
@@ -92,12 +102,12 @@ static const char list_script[] =
     "  if limit >= 0 then step = limit end\n"
     "end\n"
     "while step > 0 and (limit < 0 or #out < limit) do\n"
-    "  local ms = redis.call('ZREVRANGE', KEYS[1], pos, pos + step - 1)\n"
+    "  local ms = redis.call('ZREVRANGE', index, pos, pos + step - 1)\n"
     "  for _, member in ipairs(ms) do\n"
     "    local id = string.sub(member, 17)\n"
     "    local h = redis.call('HGETALL', prefix .. '{' .. id .. '}:meta')\n"
     "    if #h == 0 then\n"
-    "      return redis.error_reply('DAMAGED ' .. KEYS[1] .. ' names session \"' ..\n"
+    "      return redis.error_reply('DAMAGED ' .. index .. ' names session \"' ..\n"
     "                               string.sub(id, 1, 64) .. '\", which has no metadata')\n"
     "    end\n"
     "    if exact or matches(h) then\n"
@@ -126,7 +136,11 @@ static const char append_script[] =
     "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
     "  'bytes', 'metalen', 'seq', 'agent_name', 'parent_id', 'tags')\n"
-    "if not f[1] then return {'NOTFOUND'} end\n"
+    "if not f[1] then\n"
+    "  if redis.call('EXISTS', meta) == 0 then return {'NOTFOUND'} end\n"
+    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
+    "    '\": its metadata has no version')\n"
+    "end\n"
     "local version, turns = tonumber(f[1]), tonumber(f[2])\n"
     "if not (version and turns and f[3] and f[4] and tonumber(f[5]) and tonumber(f[6])\n"
     "        and tonumber(f[7]) and f[8] and f[10]) then\n"
@@ -199,6 +213,7 @@ typedef struct redis_store {
     uint64_t generation;  /* connections made so far */
     as_store_stats stats;
     int sock_ms;          /* the socket timeout now set; -1: none yet */
+    int sent;             /* the last request reached the socket whole */
     int64_t deadline;     /* monotonic microseconds by which the call ends */
     int retries;          /* AS_ERETRY answers in a row */
     int again;            /* the next begin runs the same operation again */
@@ -217,6 +232,9 @@ typedef struct redis_store {
     int64_t old_seq;
     size_t old_count;
 } redis_store;
+
+/* Request buffers larger than this are freed when an operation begins. */
+#define RELEASE_ABOVE ((size_t)1 << 20)
 
 static int64_t mono_us(void) {
     struct timespec ts;
@@ -359,7 +377,10 @@ static as_status set_timeout(redis_store *rs, as_error *err) {
 
 static as_status send_all(redis_store *rs, const char *p, size_t n, as_error *err) {
     while (n > 0) {
-        ssize_t k = send(rs->c->fd, p, n, MSG_NOSIGNAL);
+        ssize_t k;
+        as_status st;
+        if ((st = set_timeout(rs, err)) != AS_OK) return st;
+        k = send(rs->c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR) continue;
             return lost(rs, errno, err);
@@ -378,30 +399,48 @@ static void free_replies(redisReply **r, size_t n) {
     }
 }
 
+/* Reads one reply. Each read of the socket may wait only for what is left of
+** the call's time, so a server that answers a byte at a time cannot stretch
+** the call past timeout_ms. */
+static as_status read_reply(redis_store *rs, void **reply, as_error *err) {
+    as_status st;
+    for (;;) {
+        if (redisGetReplyFromReader(rs->c, reply) != REDIS_OK) return lost(rs, errno, err);
+        if (*reply != NULL) return AS_OK;
+        if ((st = set_timeout(rs, err)) != AS_OK) return st;
+        if (redisBufferRead(rs->c) != REDIS_OK) return lost(rs, errno, err);
+    }
+}
+
 /* Sends `n` commands and reads their replies into r[0..n-1], skipping `skip`
-** replies first (to commands sent before them). */
+** replies first (to commands sent before them). rs->sent tells whether the
+** whole request reached the socket: until it has, the server ran none of it. */
 static as_status exchange(redis_store *rs, const as_buf *req, size_t skip, size_t n,
                           redisReply **r, as_error *err) {
     size_t i;
     as_status st;
-    if ((st = set_timeout(rs, err)) != AS_OK) return st;
+    rs->sent = 0;
     if ((st = send_all(rs, req->data, req->len, err)) != AS_OK) return st;
+    rs->sent = 1;
     rs->stats.round_trips++;
     for (i = 0; i < skip + n; i++) {
         void *reply = NULL;
-        if (i > 0 && (st = set_timeout(rs, err)) != AS_OK) {
+        if ((st = read_reply(rs, &reply, err)) != AS_OK) {
             free_replies(r, i > skip ? i - skip : 0);
             return st;
-        }
-        if (redisGetReply(rs->c, &reply) != REDIS_OK) {
-            int e = errno;
-            free_replies(r, i > skip ? i - skip : 0);
-            return lost(rs, e, err);
         }
         if (i < skip) freeReplyObject(reply);
         else r[i - skip] = reply;
     }
     return AS_OK;
+}
+
+/* Says in the message of a write that failed after it was sent whole that
+** the server may have applied it: whole, since it is one transaction. */
+static void note_whole(as_error *err) {
+    static const char note[] = " (the write was sent: the server made it whole or not at all)";
+    size_t have = strlen(err->message);
+    if (have + sizeof note <= sizeof err->message) memcpy(err->message + have, note, sizeof note);
 }
 
 static int has_prefix(const redisReply *r, const char *p) {
@@ -528,6 +567,7 @@ static int stale(redis_store *rs) {
 
 static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
     int again = 0;
+    rs->sent = 0;
     if (stale(rs)) drop(rs); /* reconnect now rather than fail after sending */
     for (;;) {
         int fresh = rs->c == NULL;
@@ -1017,6 +1057,9 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
     rs->write = write;
     rs->nq = 0;
     forget_loaded(rs);
+    /* a large session's request is not kept for the manager's lifetime */
+    if (rs->req.cap > RELEASE_ABOVE) as_buf_free(&rs->req);
+    if (rs->q.cap > RELEASE_ABOVE) as_buf_free(&rs->q);
     return AS_OK;
 }
 
@@ -1059,9 +1102,13 @@ static as_status rd_commit(as_store *st, as_error *err) {
     rs->watching = 0;
     rs->nq = 0;
     if (status == AS_EUNAVAILABLE) {
-        static const char note[] = " (the write was made whole or not at all)";
-        size_t have = strlen(err->message);
-        if (have + sizeof note <= sizeof err->message) memcpy(err->message + have, note, sizeof note);
+        /* an EXEC that never left whole ran nothing: run the operation again
+        ** (on a new connection, within the call's time); one that left may
+        ** have run */
+        if (!rs->sent) {
+            as_error_clear(err);
+            status = retry(rs);
+        } else note_whole(err);
     }
     if (status != AS_OK) goto done;
     exec = r[n - 1];
@@ -1113,7 +1160,10 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */
-        if ((status = roundtrip(rs, 1, r, 0, err)) != AS_OK) return status;
+        if ((status = roundtrip(rs, 1, r, 0, err)) != AS_OK) {
+            if (status == AS_EUNAVAILABLE && rs->sent) note_whole(err);
+            return status;
+        }
         res = r[0];
         if (by_text || !has_prefix(res, "NOSCRIPT")) break;
         free_replies(r, 1);
@@ -1126,6 +1176,12 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     else if (strcmp(tag = res->element[0]->str, "OK") == 0 && res->elements == 2) {
         int64_t seq, bytes;
         status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
+        if (status == AS_ENOMEM) {
+            /* the script has run: say so rather than report a failed call */
+            as_error_set(err, AS_ENOMEM, "out of memory reading the new metadata of session "
+                         "\"%.64s\", whose append was applied", a->id);
+            as_error_set_id(err, a->id);
+        }
     } else if (strcmp(tag, "NOTFOUND") == 0) status = AS_ENOTFOUND;
     else if (strcmp(tag, "CONFLICT") == 0 && res->elements == 2
              && res->element[1]->type == REDIS_REPLY_STRING) {
@@ -1160,18 +1216,21 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     redisReply *r[1] = { NULL }, *res;
     int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
     int exact = tagged + agent + parent <= 1 && f->ntags <= 1, by_text = 0;
+    size_t nkeys = f->ntags + (size_t)agent + (size_t)parent, i;
     char num[24];
-    size_t i;
     as_status status;
+    if (nkeys == 0) nkeys = 1; /* the index of every session */
+    if (nkeys > SIZE_MAX / 2 - 9) return as_error_nomem(err);
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs) || put_script_call(b, by_text ? "" : rs->list_sha, list_script,
-                                                  10 + f->ntags)
-                  || put_str(b, "1");
-        if (tagged) bad |= put_ikey(rs, b, "tag:", f->tags[0]);
-        else if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
-        else if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
-        else bad |= put_ikey(rs, b, "all", NULL);
+                                                  9 + nkeys + f->ntags);
+        snprintf(num, sizeof num, "%zu", nkeys);
+        bad |= put_str(b, num);
+        for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
+        if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
+        if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
+        if (!tagged && !agent && !parent) bad |= put_ikey(rs, b, "all", NULL);
         snprintf(num, sizeof num, "%zu", f->offset);
         bad |= put_bulk(b, rs->prefix, rs->plen) || put_str(b, num);
         if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");

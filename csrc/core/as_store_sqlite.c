@@ -1,10 +1,12 @@
 /*
 ** The SQLite store: sessions in one file, durable and shared by processes.
 **
-** Layout (schema version 2, kept in PRAGMA user_version):
+** Layout (schema version 3, kept in PRAGMA user_version):
 **   sessions  one row per session: the metadata in columns, the state as JSON
-**             text, the message count, and `seq`, a store-wide write counter
-**             that breaks list()'s ties between equal updated_at;
+**             text, the message count, the session's size in bytes (`bytes`,
+**             so append checks the size limit without reading the history),
+**             and `seq`, a store-wide write counter that breaks list()'s ties
+**             between equal updated_at;
 **   messages  one row per message, keyed by slot = rid * 2^32 + position, so
 **             a session's messages sit together in key order: "the last n",
 **             append and rewind are range operations on the key. Each row
@@ -14,8 +16,8 @@
 **   tags      one row per tag, carrying its session's updated_at and seq, so a
 **             tag filter walks an index already in list order;
 **   counter   the last seq given out.
-** Version 1 kept messages keyed by (rid, pos) without digests; opening such a
-** file migrates it in one transaction.
+** Version 1 kept messages keyed by (rid, pos) without digests, version 2 had
+** no `bytes`; opening such a file migrates it in one transaction.
 **
 ** Writes run in BEGIN IMMEDIATE transactions: the write lock is taken first,
 ** so a busy file is waited for (busy_timeout_ms) and never deadlocks on a lock

@@ -86,12 +86,34 @@ static int backend_fn(lua_State *L, custom_store *cs, const char *name) {
 static as_status call(lua_State *L, step *s, const char *name, int nargs) {
     if (lua_pcall(L, nargs, 1, 0) == LUA_OK) return AS_OK;
     if (!lbind_error_get(L, -1, s->err)) {
-        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                         : luaL_typename(L, -1);
+        /* the message as tostring gives it (__tostring included); a failing
+        ** __tostring is caught by the lua_pcall around the step */
+        const char *msg = luaL_tolstring(L, -1, NULL);
         fail(s->err, AS_ESTORAGE, "custom store: backend.%s raised: %.400s", name, msg);
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     return s->err->status;
+}
+
+/* The rules every stored metadata keeps, applied to what a backend returned:
+** a session it holds has an id, names and tags within their limits, no tag
+** twice, and a version of at least 1. */
+static as_status check_returned(as_meta *m, as_error *why) {
+    size_t ntags = m->ntags;
+    as_status st = as_meta_check(m, why);
+    if (st != AS_OK) return st;
+    if (m->ntags != ntags) {
+        as_error_set(why, AS_ESTORAGE, "a tag twice");
+        as_error_prefix(why, "metadata.tags");
+        return AS_ESTORAGE;
+    }
+    if (m->version < 1) {
+        as_error_set(why, AS_ESTORAGE, "must be 1 or more (got %lld)", (long long)m->version);
+        as_error_prefix(why, "metadata.version");
+        return AS_ESTORAGE;
+    }
+    return AS_OK;
 }
 
 static as_status garbage(step *s, const char *name, const as_error *why) {
@@ -162,6 +184,10 @@ static int step_load(lua_State *L) {
     }
     if (strcmp(out->meta.id, s->id) != 0) {
         as_error_set(&why, AS_ESTORAGE, "the session \"%.64s\" for the id asked", out->meta.id);
+        s->st = garbage(s, "load", &why);
+        return 0;
+    }
+    if (check_returned(&out->meta, &why) != AS_OK) {
         s->st = garbage(s, "load", &why);
         return 0;
     }
@@ -441,7 +467,7 @@ static int step_list(lua_State *L) {
     const as_filter *f = s->f;
     const char *name = "list";
     lua_Integer n, i;
-    int list, order;
+    int list, order, seen;
     size_t skip = f->offset, k;
     if ((f->ntags > 0 || f->agent_name || f->parent_id)
         && backend_fn(L, cs, "query") == LUA_TFUNCTION) {
@@ -463,8 +489,8 @@ static int step_list(lua_State *L) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
     order = lua_gettop(L);
     n = (lua_Integer)lua_rawlen(L, list);
-    if (n > 0 && (size_t)n <= SIZE_MAX / sizeof(entry)
-        && (s->entries = as_calloc((size_t)n, sizeof(entry))) == NULL)
+    if (n > 0 && ((size_t)n > SIZE_MAX / sizeof(entry)
+                  || (s->entries = as_calloc((size_t)n, sizeof(entry))) == NULL))
         return (s->st = as_error_nomem(s->err)), 0;
     for (i = 1; i <= n; i++) {
         /* counted before it is filled, so that whatever it holds is freed
@@ -473,7 +499,8 @@ static int step_list(lua_State *L) {
         as_error why;
         as_error_clear(&why);
         lua_rawgeti(L, list, i);
-        if ((s->st = lbind_to_meta(L, -1, &e->meta, &why)) != AS_OK) {
+        if ((s->st = lbind_to_meta(L, -1, &e->meta, &why)) != AS_OK
+            || (s->st = check_returned(&e->meta, &why)) != AS_OK) {
             char where[32];
             if (s->st == AS_ENOMEM) return (*s->err = why), 0;
             snprintf(where, sizeof where, "[%lld]", (long long)i);
@@ -495,8 +522,18 @@ static int step_list(lua_State *L) {
         e->index = (size_t)i;
     }
     if (s->nentries > 1) qsort(s->entries, s->nentries, sizeof(entry), newer_first);
+    lua_newtable(L); /* the ids listed so far: an id the backend gave twice counts once, the newest */
+    seen = lua_gettop(L);
     for (k = 0; k < s->nentries && s->list->n < f->limit; k++) {
-        if (k > 0 && strcmp(s->entries[k].meta.id, s->entries[k - 1].meta.id) == 0) continue;
+        lua_pushstring(L, s->entries[k].meta.id);
+        if (lua_rawget(L, seen) != LUA_TNIL) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_pushstring(L, s->entries[k].meta.id);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, seen);
         if (skip > 0) {
             skip--;
             continue;

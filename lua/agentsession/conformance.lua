@@ -1629,6 +1629,20 @@ refused_save("a function in the state", function(s) s.state.cwd = print end, { p
 refused_save("an unknown metadata key", function(_, m) m.bogus = 1 end, { path = "bogus" })
 refused_save("an unknown session key", function(s) s.extra = true end, { path = "extra" })
 refused_save("a non-string tag", function(_, m) m.tags = { "a", 5 } end, { path = "tags" })
+refused_save("tags that are not an array", function(_, m) m.tags = "a" end, { path = "tags" })
+refused_save("no agent_name", function(_, m) m.agent_name = nil end, { path = "agent_name" })
+refused_save("a control character in the name", function(_, m) m.name = "a\1b" end, { path = "name" })
+refused_save("a turn_count past 2^32-1", function(_, m) m.turn_count = 4294967296 end, { path = "turn_count" })
+refused_save("a negative turn_count", function(_, m) m.turn_count = -1 end, { path = "turn_count" })
+refused_save("a fractional total_tokens", function(_, m) m.total_tokens = 1.5 end, { path = "total_tokens" })
+refused_save("a negative created_at", function(_, m) m.created_at = -5 end, { path = "created_at" })
+refused_save("a non-string key in a message", function(s) s.messages[2] = { [true] = 1 } end,
+  { path = "messages[2]" })
+refused_save("a message nested 200 deep", function(s)
+  local v = {}
+  for _ = 2, 200 do v = { v } end
+  s.messages[1] = v
+end, { path = "messages[1]" })
 
 ------------------------------------------------------------------ append
 

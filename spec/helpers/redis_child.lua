@@ -58,6 +58,102 @@ function commands.reader(id, count)
   print("DONE " .. seen)
 end
 
+-- Whether a session read back is whole: messages[k].k == k for every k, and
+-- as many messages as turn_count says (every write below keeps both true).
+local function whole(s)
+  if #s.messages ~= s.metadata.turn_count then
+    return false, #s.messages .. " messages, turn_count " .. s.metadata.turn_count
+  end
+  for k, m in ipairs(s.messages) do
+    if m.k ~= k then return false, "messages[" .. k .. "].k is " .. tostring(m.k) end
+  end
+  return true
+end
+
+local function numbered(from, to)
+  local msgs = {}
+  for k = from, to do msgs[#msgs + 1] = { k = k, text = string.rep("y", 40) } end
+  return msgs
+end
+
+-- A session of the messages 1..n, tagged "mix", its turn_count n.
+local function numbered_session(id, n)
+  local s = agentsession.session{ id = id, messages = numbered(1, n), tags = { "mix", "n" .. n } }
+  s.metadata.turn_count = n
+  return s
+end
+
+-- One write of the mix on the session `id` (which exists): a save, an append,
+-- a rewind, a tag and an untag, or a fork of it; each keeps `whole` true.
+local function mixed_write(id, i)
+  local op = i % 5
+  if op == 0 then
+    mgr:save(numbered_session(id, math.random(1, 30)))
+  elseif op == 1 then
+    local n = mgr:resume(id, { last = 0 }).metadata.turn_count
+    mgr:append(id, numbered(n + 1, n + math.random(1, 5)))
+  elseif op == 2 then
+    mgr:rewind(id, math.random(0, 20))
+  elseif op == 3 then
+    mgr:tag(id, "t" .. i)
+    mgr:untag(id, "t" .. i)
+  else
+    mgr:fork(id, "f" .. i, { at = math.random(0, 10) })
+  end
+end
+
+-- mixer ID COUNT: COUNT writes of the mix on ID (created first).
+function commands.mixer(id, count)
+  mgr:save(numbered_session(id, 3))
+  for i = 1, tonumber(count) do mixed_write(id, i) end
+  print("DONE " .. count)
+end
+
+-- checker ID COUNT: resumes ID (and lists it) COUNT times; every read must be
+-- whole, and versions never go back.
+function commands.checker(id, count)
+  local seen, version = 0, 0
+  for _ = 1, tonumber(count) do
+    local ok, s = pcall(mgr.resume, mgr, id)
+    if ok then
+      local good, why = whole(s)
+      if not good then fail("torn read of " .. id .. ": " .. why) end
+      if s.metadata.version < version then fail("version went back") end
+      version = s.metadata.version
+      for _, meta in ipairs(mgr:list{ tag = "mix" }) do
+        if meta.id == id and meta.version < version then fail("list gave an older version") end
+      end
+      seen = seen + 1
+    elseif not agentsession.is_error(s, "not_found") then
+      fail(s)
+    end
+  end
+  print("DONE " .. seen)
+end
+
+-- crasher N: writes of the mix on sessions c1..cN (created first) until the
+-- server goes away; prints "C <id> <version>" after each acknowledged write,
+-- then "GONE <message>" when a call fails as unavailable.
+function commands.crasher(n)
+  n = tonumber(n)
+  for j = 1, n do print("C c" .. j .. " " .. mgr:save(numbered_session("c" .. j, 2)).version) end
+  for i = 1, 1000000 do
+    local id = "c" .. math.random(1, n)
+    local ok, err = pcall(function()
+      mixed_write(id, i)
+      print("C " .. id .. " " .. mgr:resume(id, { last = 0 }).metadata.version)
+    end)
+    if not ok then
+      if agentsession.is_error(err, "unavailable") then
+        print("GONE " .. tostring(err))
+        return
+      end
+      fail(err)
+    end
+  end
+  fail("the server was never stopped")
+end
+
 local fn = commands[role]
 if not fn then fail("no command " .. tostring(role)) end
 local ok, err = pcall(fn, table.unpack(arg, 5))

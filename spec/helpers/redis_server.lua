@@ -146,7 +146,7 @@ function Server:command()
     "--bind", HOST,
     "--dir", quote(d),
     "--save", "''",
-    "--appendonly", "no",
+    "--appendonly", self.durable and "yes" or "no",
     "--daemonize", "yes",
     "--pidfile", quote(d .. "/redis.pid"),
     "--logfile", quote(d .. "/redis.log"),
@@ -154,6 +154,10 @@ function Server:command()
     "--enable-debug-command", "local",
     "--databases", tostring(self.databases),
   }
+  if self.durable then
+    args[#args + 1] = "--appendfsync"
+    args[#args + 1] = "always"
+  end
   if self.password then
     args[#args + 1] = "--requirepass"
     args[#args + 1] = quote(self.password)
@@ -190,7 +194,9 @@ function Server:launch()
     local pid = self:is_up()
     if pid then
       self.pid, self.running = pid, true
-      return true
+      -- a durable server answers INFO while it still reads its file back
+      local info = run("timeout 1 " .. self:cli_prefix() .. " INFO persistence </dev/null 2>/dev/null")
+      if info:find("\nloading:0", 1, true) then return true end
     end
     local log = read_file(d .. "/redis.log") or ""
     if log:find("aborting", 1, true) or log:find("Could not create server TCP listening socket", 1, true) then
@@ -260,7 +266,8 @@ function Server:kill()
 end
 
 --- Starts the server again on the same port and directory (stopping it first
---- if it runs). Data does not survive. Raises if it does not come up.
+--- if it runs). Data survives only on a durable server (its append-only file
+--- is read back). Raises if it does not come up.
 function Server:restart()
   self:stop()
   local ok, why = self:launch()
@@ -316,7 +323,8 @@ function Server:keys(pattern)
 end
 
 --- Starts a new server on a random free loopback port. opts: password,
---- databases (default 16). Raises, with the log tail and the command tried,
+--- databases (default 16), durable (an append-only file, fsync'd before each
+--- reply, so every acknowledged write survives a kill -9). Raises, with the log tail and the command tried,
 --- if no server comes up in 20 attempts.
 function M.start(opts)
   opts = opts or {}
@@ -330,6 +338,7 @@ function M.start(opts)
     host = HOST,
     password = opts.password,
     databases = databases,
+    durable = opts.durable and true or false,
     dir = (out:gsub("\n$", "")),
     running = false,
   }, Server)

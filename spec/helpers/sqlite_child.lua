@@ -230,7 +230,7 @@ function commands.race(path, k, go)
 end
 
 -- lock PATH MARKER SECONDS: holds SQLite's write lock (BEGIN IMMEDIATE through LuaSQL)
--- for SECONDS, writing MARKER once it has it; prints "RELEASED" after COMMIT.
+-- for SECONDS, writing MARKER once it has it; prints "RELEASING" just before COMMIT, "RELEASED" after.
 function commands.lock(path, marker, seconds)
   local luasql = require("luasql.sqlite3")
   local env = assert(luasql.sqlite3())
@@ -238,6 +238,7 @@ function commands.lock(path, marker, seconds)
   assert(conn:execute("BEGIN IMMEDIATE"))
   h.write(marker, "locked\n")
   h.sleep(tonumber(seconds))
+  print("RELEASING")
   assert(conn:execute("COMMIT"))
   print("RELEASED")
   conn:close()
