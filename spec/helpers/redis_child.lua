@@ -38,24 +38,32 @@ function commands.writer(id, count)
   print("DONE " .. count)
 end
 
--- reader ID COUNT: resumes ID COUNT times; each must be whole: as many
--- messages as state.n says, and the name of that very save.
-function commands.reader(id, count)
+-- Resumes ID COUNT times, handing each session read to check (a session not
+-- there yet is skipped); prints "DONE <reads checked>".
+local function read_loop(id, count, check)
   local seen = 0
   for _ = 1, tonumber(count) do
     local ok, s = pcall(mgr.resume, mgr, id)
     if ok then
-      local n = s.state.n
-      if #s.messages ~= n or s.metadata.name ~= "v" .. n or s.messages[n].k ~= n then
-        fail("torn read: " .. #s.messages .. " messages, state.n " .. tostring(n)
-          .. ", name " .. tostring(s.metadata.name))
-      end
+      check(s)
       seen = seen + 1
     elseif not agentsession.is_error(s, "not_found") then
       fail(s)
     end
   end
   print("DONE " .. seen)
+end
+
+-- reader ID COUNT: resumes ID COUNT times; each must be whole: as many
+-- messages as state.n says, and the name of that very save.
+function commands.reader(id, count)
+  read_loop(id, count, function(s)
+    local n = s.state.n
+    if #s.messages ~= n or s.metadata.name ~= "v" .. n or s.messages[n].k ~= n then
+      fail("torn read: " .. #s.messages .. " messages, state.n " .. tostring(n)
+        .. ", name " .. tostring(s.metadata.name))
+    end
+  end)
 end
 
 -- Whether a session read back is whole: messages[k].k == k for every k, and
@@ -112,23 +120,16 @@ end
 -- checker ID COUNT: resumes ID (and lists it) COUNT times; every read must be
 -- whole, and versions never go back.
 function commands.checker(id, count)
-  local seen, version = 0, 0
-  for _ = 1, tonumber(count) do
-    local ok, s = pcall(mgr.resume, mgr, id)
-    if ok then
-      local good, why = whole(s)
-      if not good then fail("torn read of " .. id .. ": " .. why) end
-      if s.metadata.version < version then fail("version went back") end
-      version = s.metadata.version
-      for _, meta in ipairs(mgr:list{ tag = "mix" }) do
-        if meta.id == id and meta.version < version then fail("list gave an older version") end
-      end
-      seen = seen + 1
-    elseif not agentsession.is_error(s, "not_found") then
-      fail(s)
+  local version = 0
+  read_loop(id, count, function(s)
+    local good, why = whole(s)
+    if not good then fail("torn read of " .. id .. ": " .. why) end
+    if s.metadata.version < version then fail("version went back") end
+    version = s.metadata.version
+    for _, meta in ipairs(mgr:list{ tag = "mix" }) do
+      if meta.id == id and meta.version < version then fail("list gave an older version") end
     end
-  end
-  print("DONE " .. seen)
+  end)
 end
 
 -- crasher N: writes of the mix on sessions c1..cN (created first) until the
