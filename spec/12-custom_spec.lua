@@ -105,17 +105,18 @@ describe("custom store", function()
     end)
 
     it("lists an id the backend gives twice once, as its newest metadata", function()
+      -- b comes between the two entries of a in list order
       local listed = {}
-      for i, t in ipairs({ 5, 9, 7 }) do
-        local s = session{ id = i == 3 and "a" or (i == 1 and "a" or "b") }
-        s.metadata.updated_at, s.metadata.created_at, s.metadata.version = t, t, i
+      for i, row in ipairs({ { "a", 5 }, { "b", 7 }, { "a", 9 } }) do
+        local s = session{ id = row[1] }
+        s.metadata.updated_at, s.metadata.created_at, s.metadata.version = row[2], row[2], i
         listed[i] = s.metadata
       end
       local m = agentsession.custom(with("list", function() return listed end))
       local got = m:list()
-      assert.are.same({ "b", "a" }, stores.ids(got))
-      assert.are.equal(7, got[2].updated_at)
-      assert.are.same({ "a" }, stores.ids(m:list{ offset = 1 }))
+      assert.are.same({ "a", "b" }, stores.ids(got))
+      assert.are.equal(9, got[1].updated_at)
+      assert.are.same({ "b" }, stores.ids(m:list{ offset = 1 }))
       m:close()
     end)
 

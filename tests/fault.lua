@@ -2,8 +2,8 @@
 --
 -- Run by build/fault_test (tests/fault_test.c), which provides the global
 -- `fault` (see that file). For each mode (the core's allocator, the Lua
--- state's allocator), each store that needs no server (memory, SQLite on a
--- temporary file, agentsession.custom over a plain Lua table), and each
+-- state's allocator), each store (memory, SQLite on a temporary file, Redis on
+-- a redis-server started here, agentsession.custom over a plain Lua table), and each
 -- operation, it runs the operation with its N-th allocation failing, for
 -- N = 1, 2, 3, ... until a run completes without reaching the armed failure.
 -- Each run (a "case") starts from a store set up afresh with faults off and
@@ -13,7 +13,10 @@
 --     "not enough memory"), and the store's contents (list(), and resume()
 --     and export() of every session) are exactly what they were before, read
 --     through the same manager and, for SQLite, through a manager opened
---     afresh on the file;
+--     afresh on the file or the server; the one failure allowed to have
+--     changed the store is a Redis append whose message says it was applied
+--     (the server ran it; only reading its result ran out of memory), and the
+--     store must then hold that append whole;
 --   * when the operation returned (the failure was not hit, or the code
 --     recovered from it): its result and the store's contents equal those of
 --     the same operation run without faults, timestamps and generated ids
@@ -22,7 +25,9 @@
 --     exactly the blocks it held before the case (no leak of core memory).
 -- Returns the number of failures (the host exits non-zero when it is not 0).
 
+package.path = "spec/?.lua;" .. package.path
 local agentsession = require("agentsession")
+local redis_server = require("helpers.redis_server")
 local json = agentsession.json
 local null, array = agentsession.null, agentsession.array
 local fault = assert(rawget(_G, "fault"), "run me with build/fault_test")
@@ -234,6 +239,12 @@ local function copy_file(from, to)
   f:close()
 end
 
+local server
+local function redis_port()
+  server = server or redis_server.start()
+  return server.port
+end
+
 local template
 local function sqlite_template()
   if not template then
@@ -261,6 +272,15 @@ local stores = {
     seeded = true,
     -- a manager opened afresh on what the case's manager wrote
     reopen = function(c) return agentsession.sqlite(c.path) end,
+  },
+  {
+    name = "redis",
+    -- each case on a prefix of its own, on one server started for the sweep
+    new = function(c)
+      c.prefix = "fault" .. case_no .. ":"
+      return agentsession.redis{ port = redis_port(), prefix = c.prefix }
+    end,
+    reopen = function(c) return agentsession.redis{ port = redis_port(), prefix = c.prefix } end,
   },
   {
     name = "custom",
@@ -352,6 +372,7 @@ local ops = {
     run = function(c)
       if c.store.name == "memory" then return agentsession.memory() end
       if c.store.name == "sqlite" then return agentsession.sqlite(c.path) end
+      if c.store.name == "redis" then return agentsession.redis{ port = redis_port(), prefix = c.prefix } end
       return agentsession.custom(c.backend)
     end,
     post = mgr_result },
@@ -421,7 +442,13 @@ local function run_case(mode, store, op, n, ref)
       fail(mode, sname, op.name, n, "raised " .. tostring(res) .. " (" .. type(res)
            .. "), not a storage error" .. (mode == "lua" and " or \"not enough memory\"" or ""))
     end
-    if before then
+    local applied = sname == "redis" and op.name == "append" and agentsession.is_error(res)
+                    and res.message:find("append was applied", 1, true) ~= nil
+    if applied then
+      -- the server ran the append: the store must hold it, whole, as the run without faults left it
+      local d = diff(ref.after, norm_contents(contents(c, op)), "contents")
+      if d then fail(mode, sname, op.name, n, "says the append was applied, but the store differs: " .. d) end
+    elseif before then
       local now = contents(c, op)
       for k, v in pairs(before) do
         local d = diff(v, now[k], "contents")
@@ -527,6 +554,7 @@ local nops = 0
 for _ in pairs(op_names) do nops = nops + 1 end
 remove_db(template)
 os.remove(dir)
+if server then server:stop() end
 
 print(string.format("fault: %d allocation-failure points swept (%d core, %d Lua) over %d operations "
                     .. "on %d stores, %d failed", points.core + points.lua, points.core, points.lua,

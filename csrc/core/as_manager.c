@@ -73,6 +73,10 @@ int as_manager_canonical(const as_manager *m) {
     return m->store->ops->canonical;
 }
 
+int as_manager_store_appends(const as_manager *m) {
+    return m->store->ops->append != NULL;
+}
+
 const char *as_manager_location(const as_manager *m) {
     return m->store->location;
 }

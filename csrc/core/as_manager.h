@@ -41,6 +41,9 @@ void as_manager_free(as_manager *m);
 const char *as_manager_kind(const as_manager *m);
 /* Whether the store wants messages and state as canonical JSON (as_store_ops.canonical). */
 int as_manager_canonical(const as_manager *m);
+/* Whether the store appends by itself (as_store_ops.append): its appends write
+** without calling the write hook, so their result can only be built after. */
+int as_manager_store_appends(const as_manager *m);
 /* Where the store keeps its data (as_store.location), or NULL. */
 const char *as_manager_location(const as_manager *m);
 

@@ -572,7 +572,11 @@ static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads,
     for (;;) {
         int fresh = rs->c == NULL;
         as_status st;
-        if (fresh && (st = connect_server(rs, err)) != AS_OK) return st;
+        if (fresh) {
+            st = connect_server(rs, err);
+            rs->sent = 0; /* what it sent was its own request, not this one */
+            if (st != AS_OK) return st;
+        }
         if (fresh && rs->req_skip) {
             /* the new connection watches nothing: drop the UNWATCH in front */
             static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
@@ -1105,10 +1109,11 @@ static as_status rd_commit(as_store *st, as_error *err) {
         /* an EXEC that never left whole ran nothing: run the operation again
         ** (on a new connection, within the call's time); one that left may
         ** have run */
-        if (!rs->sent) {
+        if (rs->sent) note_whole(err);
+        else if (mono_us() < rs->deadline) {
             as_error_clear(err);
             status = retry(rs);
-        } else note_whole(err);
+        }
     }
     if (status != AS_OK) goto done;
     exec = r[n - 1];

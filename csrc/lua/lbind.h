@@ -36,6 +36,8 @@ void lbind_call_done(lbind_call *c);
 
 /* Raises the error object of API.md for a core error. */
 int lbind_error(lua_State *L, const as_error *err);
+/* Pushes the error object of err without raising it. */
+void lbind_push_error(lua_State *L, const as_error *err);
 /* Raises an error object of the given status with a message. */
 int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...);
 void lbind_error_open(lua_State *L);

@@ -23,8 +23,12 @@ static void push_error(lua_State *L, as_status status, const char *path, const c
     luaL_setmetatable(L, LBIND_ERROR_MT);
 }
 
-int lbind_error(lua_State *L, const as_error *err) {
+void lbind_push_error(lua_State *L, const as_error *err) {
     push_error(L, err->status, err->path, err->message, err->id);
+}
+
+int lbind_error(lua_State *L, const as_error *err) {
+    lbind_push_error(L, err);
     return lua_error(L);
 }
 

@@ -170,13 +170,26 @@ static void hook_result(lua_State *L, as_manager *m, result_hook *h, int what,
 }
 
 /* Ends the hook; on success leaves the result on top of the stack (built now
-** when the store wrote without calling the hook). */
+** when the store wrote without calling the hook). A result built after the
+** write is built under lua_pcall when `written` is a stack index: running out
+** of memory then raises the error object there, made before the write, which
+** says the write was made (raising it allocates nothing). */
 static void unhook_result(lua_State *L, as_manager *m, result_hook *h, as_status st,
-                          const as_meta *meta) {
+                          const as_meta *meta, int written) {
     as_manager_set_write_hook(m, NULL, NULL);
     if (st != AS_OK) return;
     lua_settop(L, h->slot);
     if (h->built) return;
+    if (written) {
+        lua_pushcfunction(L, build_result);
+        lua_pushlightuserdata(L, h);
+        lua_pushlightuserdata(L, (void *)meta);
+        if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+            lua_pushvalue(L, written);
+            lua_error(L);
+        }
+        return;
+    }
     if (h->what == RESULT_META) lbind_push_meta(L, meta);
     else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
     else lbind_push_session(L, h->session, h->where);
@@ -209,7 +222,7 @@ static int m_save(lua_State *L) {
     if (st == AS_OK) {
         hook_result(L, m, &h, RESULT_META, NULL);
         st = as_manager_save(m, &c->session, expect, &c->meta, &err);
-        unhook_result(L, m, &h, st, &c->meta);
+        unhook_result(L, m, &h, st, &c->meta, 0);
     }
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
@@ -259,10 +272,20 @@ static int m_append(lua_State *L) {
     as_error_clear(&err);
     st = lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err);
     if (st == AS_OK) {
+        int written = 0;
+        if (as_manager_store_appends(m)) {
+            /* the store's own append writes before the result can be built */
+            as_error applied;
+            as_error_set(&applied, AS_ENOMEM, "not enough memory for the new metadata of session "
+                         "\"%.64s\", whose append was applied", id);
+            as_error_set_id(&applied, id);
+            lbind_push_error(L, &applied);
+            written = lua_gettop(L);
+        }
         hook_result(L, m, &h, RESULT_META, NULL);
         st = as_manager_append(m, id, c->session.msgs, c->session.nmsgs, (uint64_t)tokens, expect,
                                &c->meta, &err);
-        unhook_result(L, m, &h, st, &c->meta);
+        unhook_result(L, m, &h, st, &c->meta, written);
     }
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
@@ -372,7 +395,7 @@ static int m_import(lua_State *L) {
     if (st == AS_OK) {
         hook_result(L, m, &h, RESULT_META, NULL);
         st = as_manager_import(m, &c->session, replace, &c->meta, &err);
-        unhook_result(L, m, &h, st, &c->meta);
+        unhook_result(L, m, &h, st, &c->meta, 0);
     }
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
@@ -476,7 +499,7 @@ static int m_fork(lua_State *L) {
     as_error_clear(&err);
     hook_result(L, m, &h, RESULT_META, NULL);
     st = as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : opt_size(at), &c->meta, &err);
-    unhook_result(L, m, &h, st, &c->meta);
+    unhook_result(L, m, &h, st, &c->meta, 0);
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
@@ -498,7 +521,7 @@ static int m_rewind(lua_State *L) {
     as_error_clear(&err);
     hook_result(L, m, &h, RESULT_SESSION, &c->session);
     st = as_manager_rewind(m, id, (uint64_t)k, &c->session, &err);
-    unhook_result(L, m, &h, st, &c->session.meta);
+    unhook_result(L, m, &h, st, &c->session.meta, 0);
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
@@ -538,7 +561,7 @@ static int change_tags(lua_State *L, int remove) {
     as_error_clear(&err);
     hook_result(L, m, &h, RESULT_TAGS, NULL);
     st = as_manager_tag(m, id, tags, (size_t)n, remove, &c->meta, &err);
-    unhook_result(L, m, &h, st, &c->meta);
+    unhook_result(L, m, &h, st, &c->meta, 0);
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }

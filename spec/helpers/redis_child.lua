@@ -38,20 +38,28 @@ function commands.writer(id, count)
   print("DONE " .. count)
 end
 
--- Resumes ID COUNT times, handing each session read to check (a session not
--- there yet is skipped); prints "DONE <reads checked>".
+-- Waits (10 s at most) until ID exists, then resumes it COUNT times, handing
+-- each session read to check; prints "DONE <reads> <versions seen>", the
+-- second telling whether the reads really ran beside the writes.
 local function read_loop(id, count, check)
-  local seen = 0
+  local deadline = os.time() + 10
+  while true do
+    local ok, err = pcall(mgr.resume, mgr, id, { last = 0 })
+    if ok then break end
+    if not agentsession.is_error(err, "not_found") then fail(err) end
+    if os.time() > deadline then fail("the session " .. id .. " never appeared") end
+  end
+  local versions, nversions = {}, 0
   for _ = 1, tonumber(count) do
     local ok, s = pcall(mgr.resume, mgr, id)
-    if ok then
-      check(s)
-      seen = seen + 1
-    elseif not agentsession.is_error(s, "not_found") then
-      fail(s)
+    if not ok then fail(s) end
+    check(s)
+    if not versions[s.metadata.version] then
+      versions[s.metadata.version] = true
+      nversions = nversions + 1
     end
   end
-  print("DONE " .. seen)
+  print("DONE " .. count .. " " .. nversions)
 end
 
 -- reader ID COUNT: resumes ID COUNT times; each must be whole: as many
