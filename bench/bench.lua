@@ -447,6 +447,21 @@ local rows = {
     end,
   },
   {
+    -- A store written in Lua: the specs' backend (spec/helpers/lua_backend.lua) with every
+    -- optional function, whose load honours the hint { last = 0 } that a write needing only
+    -- the metadata of a session this manager wrote gives it.
+    name = "custom append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
+    make = function()
+      local saved = package.path
+      package.path = "spec/?.lua;" .. package.path
+      local backends = require("helpers.lua_backend")
+      package.path = saved
+      local m = agentsession.custom(backends.new{ fast = true })
+      local big, small = append_pools(m, "custom")
+      return big, small, function() m:close() end
+    end,
+  },
+  {
     -- A fork shares the stored messages of its source (the delete keeps the store from growing).
     name = "memory fork+delete / resume: 3000-msg session", target = 0.2,
     make = function()

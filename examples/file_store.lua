@@ -64,12 +64,15 @@ local function decode(text, path, what)
   return value
 end
 
-local function decode_session(text, path)
+-- With `last`, only the last messages are decoded (the manager's hint).
+local function decode_session(text, path, last)
   local lines = {}
   for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
   if #lines < 2 then error("damaged session file " .. path, 0) end
   local messages = agentsession.array()
-  for i = 3, #lines do messages[i - 2] = decode(lines[i], path, "message " .. (i - 2)) end
+  for i = math.max(3, #lines - (last or #lines) + 1), #lines do
+    messages[#messages + 1] = decode(lines[i], path, "message " .. (i - 2))
+  end
   return {
     metadata = decode(lines[1], path, "metadata"),
     state = decode(lines[2], path, "state"),
@@ -96,13 +99,13 @@ function M.backend(dir)
 
   local backend = {}
 
-  function backend.load(id)
+  function backend.load(id, hint)
     local entry = index.sessions[id]
     if entry == nil then return nil end
     local path = dir .. "/" .. entry.file
     local body = read_file(path)
     if body == nil then error("missing session file " .. path, 0) end
-    return decode_session(body, path)
+    return decode_session(body, path, hint and hint.last)
   end
 
   function backend.store(session)

@@ -373,6 +373,63 @@ describe("custom store", function()
       m:close()
     end)
 
+    it("reads no message for a write that needs only the metadata of a session it wrote", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local msgs = {}
+      for i = 1, 50 do msgs[i] = { n = i } end
+      local id = m:save(session{ messages = msgs }).id
+      local hints = {}
+      local load = b.load
+      b.load = function(sid, hint)
+        hints[#hints + 1] = hint and hint.last or "all"
+        return load(sid, hint)
+      end
+      m:append(id, { { n = 51 } })
+      m:tag(id, "t")
+      m:append(id, { { n = 52 } }, { tokens = 3 })
+      assert.are.same({ 0, 0, 0 }, hints)
+      local r = m:resume(id)
+      assert.are.equal(52, #r.messages)
+      assert.are.equal(52, r.messages[52].n)
+      assert.are.equal(3, r.metadata.total_tokens)
+      m:close()
+    end)
+
+    it("reads a session whole again when another manager changed it, so the size limit holds", function()
+      local b = backends.new{ fast = true }
+      local mine = agentsession.custom(b, { max_session_bytes = 2000 })
+      local other = agentsession.custom(b, { max_session_bytes = 100000 })
+      local id = mine:save(session{ messages = { "small" } }).id
+      other:append(id, { string.rep("x", 1500) }) -- the session is now about 1.6 KB
+      local hints = {}
+      local load = b.load
+      b.load = function(sid, hint)
+        hints[#hints + 1] = hint and hint.last or "all"
+        return load(sid, hint)
+      end
+      -- mine noted the size of version 1; the stored version is 2: it reads it whole
+      local err = error_of("too_large", mine.append, mine, id, { string.rep("y", 600) })
+      assert.truthy(err.message:find("over the limit of 2000", 1, true), err.message)
+      assert.are.same({ 0, "all" }, hints)
+      assert.are.equal(2, #mine:resume(id).messages)
+      mine:close()
+      other:close()
+    end)
+
+    it("reads the messages after all when store must rewrite a session read without them", function()
+      local b = backends.new{ fast = true }
+      b.update = nil -- tag goes through store, which needs every message
+      local m = agentsession.custom(b)
+      local id = m:save(session{ messages = { 1, 2, 3 } }).id
+      m:append(id, { 4 })
+      m:tag(id, "t")
+      local r = m:resume(id)
+      assert.are.same({ 1, 2, 3, 4 }, r.messages)
+      assert.are.same({ "t" }, r.metadata.tags)
+      m:close()
+    end)
+
     it("appends through store without backend.append", function()
       local b = backends.new()
       local m = agentsession.custom(b)

@@ -3,7 +3,8 @@
 **
 ** The backend is a table of plain functions, called as backend.load(id):
 **
-**   load(id [, { last = n }]) -> session | nil   (required)
+**   load(id [, { last = n }]) -> session | nil   (required; may give only the
+**                                                 last n messages when hinted)
 **   store(session)                                (required; creates or replaces)
 **   remove(id) -> existed                         (required)
 **   list() -> { metadata, ... }                   (required; any order)
@@ -34,9 +35,12 @@ typedef struct custom_store {
     lua_State *L;      /* the thread of the method under way */
     int backend;       /* registry references */
     int order;         /* id -> number of this manager's last write to it */
+    int sizes;         /* id -> { version, updated_at, bytes, count } after that write */
     int loaded;        /* the session table loaded in this transaction, or LUA_NOREF */
     char *loaded_id;   /* its id; NULL when nothing was loaded */
     int loaded_found;  /* 0: load said there is no such session */
+    size_t loaded_count; /* its number of messages */
+    int loaded_partial;  /* it was read without its messages (see known_size) */
     int64_t seq;       /* writes made through this store */
     int write;         /* the transaction under way writes */
     int busy;          /* a backend function is running */
@@ -139,20 +143,68 @@ static int push_loaded(lua_State *L, custom_store *cs, const char *id) {
 
 /* ---------------------------------------------------------------- load */
 
+/* A write reads a session's metadata and its size. When this manager wrote
+** that very version of it (the same version and updated_at), the size it
+** noted then is the size now, and the session table at the top of the stack
+** need not be encoded: only its metadata is converted (and checked) into
+** out->meta. Returns 1 then, 0 (out->meta empty) when the full load must run. */
+static int known_size(lua_State *L, custom_store *cs, step *s, as_session *out) {
+    as_error why;
+    lua_Integer v[4];
+    int i, top = lua_gettop(L);
+    as_error_clear(&why);
+    if (lbind_to_session_meta(L, top, &out->meta, &why) != AS_OK
+        || strcmp(out->meta.id, s->id) != 0 || check_returned(&out->meta, &why) != AS_OK)
+        goto no;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
+    if (lua_getfield(L, -1, s->id) != LUA_TTABLE) goto no;
+    for (i = 0; i < 4; i++) {
+        int isnum;
+        lua_rawgeti(L, -1, i + 1);
+        v[i] = lua_tointegerx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum || v[i] < 0) goto no;
+    }
+    if (v[0] != out->meta.version || v[1] != out->meta.updated_at) goto no;
+    s->info->bytes = (size_t)v[2];
+    s->info->count = (size_t)v[3];
+    lua_settop(L, top);
+    return 1;
+no:
+    lua_settop(L, top);
+    as_meta_clear(&out->meta);
+    return 0;
+}
+
+/* Whether this manager noted the size of a write of its own to that id. */
+static int size_noted(lua_State *L, custom_store *cs, const char *id) {
+    int noted;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
+    noted = lua_getfield(L, -1, id) == LUA_TTABLE;
+    lua_pop(L, 2);
+    return noted;
+}
+
 static int step_load(lua_State *L) {
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
     as_session *out = s->out;
-    int nargs = 1, t;
+    int nargs, t;
     size_t n, i, drop;
     as_error why;
+    /* a write that needs only the metadata of a session whose size this
+    ** manager noted asks for no message (known_size checks the size is that) */
+    int hinted = s->write && s->last == AS_LOAD_META && size_noted(L, cs, s->id);
+again:
+    nargs = 1;
     backend_fn(L, cs, "load");
     lua_pushstring(L, s->id);
-    if (!s->write && s->last != AS_LOAD_ALL && s->last != AS_LOAD_META) {
+    if (hinted || (!s->write && s->last != AS_LOAD_ALL && s->last != AS_LOAD_META)) {
         /* a hint: the backend may give only the last n messages */
+        size_t last = hinted ? 0 : s->last;
         lua_createtable(L, 0, 1);
-        lua_pushinteger(L, (lua_Integer)(s->last > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER
-                                                                           : (lua_Integer)s->last));
+        lua_pushinteger(L, (lua_Integer)(last > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER
+                                                                       : (lua_Integer)last));
         lua_setfield(L, -2, "last");
         nargs = 2;
     }
@@ -162,6 +214,7 @@ static int step_load(lua_State *L) {
         forget_loaded(L, cs);
         if ((cs->loaded_id = as_strdup(s->id)) == NULL) return (s->st = as_error_nomem(s->err)), 0;
         cs->loaded_found = 0;
+        cs->loaded_partial = 0;
     }
     if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
         s->st = AS_ENOTFOUND;
@@ -171,6 +224,23 @@ static int step_load(lua_State *L) {
         as_error_set(&why, AS_ESTORAGE, "a %s, not a session table or nil", lua_typename(L, t));
         s->st = garbage(s, "load", &why);
         return 0;
+    }
+    if (s->write && s->last == AS_LOAD_META) {
+        if (known_size(L, cs, s, out)) {
+            lua_pushvalue(L, -1);
+            cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
+            cs->loaded_found = 1;
+            cs->loaded_count = s->info->count;
+            cs->loaded_partial = hinted;
+            s->st = AS_OK;
+            return 0;
+        }
+        if (hinted) {
+            /* changed since this manager wrote it: read it whole to size it */
+            hinted = 0;
+            lua_settop(L, 1);
+            goto again;
+        }
     }
     as_error_clear(&why);
     /* the whole session is encoded, also for its metadata alone: its size is
@@ -215,6 +285,7 @@ static int step_load(lua_State *L) {
         lua_pushvalue(L, -1);
         cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
         cs->loaded_found = 1;
+        cs->loaded_count = n;
     }
     s->st = AS_OK;
     return 0;
@@ -283,6 +354,28 @@ static as_status push_decoded(lua_State *L, step *s, const as_blob *b) {
     return why.status;
 }
 
+/* Loads the session `id` for the write under way (last: AS_LOAD_META or
+** AS_LOAD_ALL) and pushes the table loaded; 0 with s->st set when it fails. */
+static int load_for_write(lua_State *L, step *s, const char *id, size_t last) {
+    as_session tmp = { 0 };
+    as_stored info;
+    step inner = *s;
+    int rc;
+    inner.id = id;
+    inner.last = last;
+    inner.write = 1;
+    inner.out = &tmp;
+    inner.info = &info;
+    lua_pushcfunction(L, step_load);
+    lua_pushlightuserdata(L, &inner);
+    rc = lua_pcall(L, 1, 0, 0);
+    as_session_clear(&tmp); /* also when a Lua error cut the load short */
+    if (rc != LUA_OK) lua_error(L);
+    if (inner.st != AS_OK) return (s->st = inner.st), 0;
+    if (!push_loaded(L, s->cs, id)) return (s->st = AS_ENOTFOUND), 0;
+    return 1;
+}
+
 static int step_write(lua_State *L) {
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
@@ -291,25 +384,8 @@ static int step_write(lua_State *L) {
     int have, session;
     size_t i, keep = w->keep;
     have = w->create ? 0 : push_loaded(L, cs, id);
-    if (!w->create && !have) {
-        /* not loaded in this transaction: load it now */
-        as_session tmp = { 0 };
-        as_stored info;
-        step inner = *s;
-        int rc;
-        inner.id = id;
-        inner.last = AS_LOAD_META;
-        inner.write = 1;
-        inner.out = &tmp;
-        inner.info = &info;
-        lua_pushcfunction(L, step_load);
-        lua_pushlightuserdata(L, &inner);
-        rc = lua_pcall(L, 1, 0, 0);
-        as_session_clear(&tmp); /* also when a Lua error cut the load short */
-        if (rc != LUA_OK) return lua_error(L);
-        if (inner.st != AS_OK) return (s->st = inner.st), 0;
-        if (!push_loaded(L, cs, id)) return (s->st = AS_ENOTFOUND), 0;
-    }
+    /* not loaded in this transaction: load it now */
+    if (!w->create && !have && !load_for_write(L, s, id, AS_LOAD_META)) return 0;
     have = !w->create;
     session = lua_gettop(L); /* the loaded session, when have */
     if (!w->create && w->nappend == 0 && w->state == NULL) {
@@ -346,6 +422,12 @@ static int step_write(lua_State *L) {
         return (s->st = call(L, s, "fork", 3)), 0;
     }
     lua_settop(L, session);
+    if (have && keep > 0 && cs->loaded_partial) {
+        /* the session was read without its messages, and store needs them */
+        lua_settop(L, session - 1);
+        if (!load_for_write(L, s, id, AS_LOAD_ALL)) return 0;
+        session = lua_gettop(L);
+    }
     /* the whole session, for backend.store */
     backend_fn(L, cs, "store");
     lua_createtable(L, 0, 3);
@@ -382,23 +464,44 @@ static int step_write(lua_State *L) {
 static int step_written(lua_State *L) {
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
+    const as_write *w = s->w;
+    /* forget the old size first: if noting the new one fails, none is known */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
+    lua_pushnil(L);
+    lua_setfield(L, -2, s->id);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
     lua_pushstring(L, s->id);
     if (s->write) lua_pushinteger(L, (lua_Integer)++cs->seq);
     else lua_pushnil(L);
     lua_rawset(L, -3);
+    if (w != NULL) {
+        size_t kept = w->create ? 0 : w->keep == AS_KEEP_ALL ? cs->loaded_count
+                    : w->keep < cs->loaded_count ? w->keep : cs->loaded_count;
+        lua_createtable(L, 4, 0);
+        lua_pushinteger(L, (lua_Integer)w->meta->version);
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, (lua_Integer)w->meta->updated_at);
+        lua_rawseti(L, -2, 2);
+        lua_pushinteger(L, (lua_Integer)w->bytes);
+        lua_rawseti(L, -2, 3);
+        lua_pushinteger(L, (lua_Integer)(kept + w->nappend));
+        lua_rawseti(L, -2, 4);
+        lua_setfield(L, -3, s->id);
+    }
     return 0;
 }
 
-/* Notes this manager's write (or the removal) for list's ties, once the backend
-** has done it: best effort, since the call has succeeded (without memory for
-** the note, ties just fall back to the backend's order). */
-static as_status written(custom_store *cs, const char *id, int write) {
+/* Notes this manager's write (or the removal) for list's ties and the size
+** of what it wrote, once the backend has done it: best effort, since the call
+** has succeeded (without memory for the note, ties just fall back to the
+** backend's order, and the next write encodes the session to size it). */
+static as_status written(custom_store *cs, const char *id, const as_write *w) {
     as_error ignored;
     step s = { 0 };
     s.err = &ignored;
     s.id = id;
-    s.write = write;
+    s.write = w != NULL;
+    s.w = w;
     run(cs, step_written, &s);
     return AS_OK;
 }
@@ -409,7 +512,7 @@ static as_status cu_write(as_store *st, const as_write *w, as_error *err) {
     s.err = err;
     s.w = w;
     if (run(cs, step_write, &s) != AS_OK) return s.st;
-    return written(cs, w->meta->id, 1);
+    return written(cs, w->meta->id, w);
 }
 
 static int step_remove(lua_State *L) {
@@ -427,7 +530,7 @@ static as_status cu_remove(as_store *st, const char *id, as_error *err) {
     s.err = err;
     s.id = id;
     if (run(cs, step_remove, &s) != AS_OK) return s.st;
-    return written(cs, id, 0);
+    return written(cs, id, NULL);
 }
 
 /* ---------------------------------------------------------------- list */
@@ -600,7 +703,8 @@ static int step_close(lua_State *L) {
         lua_pcall(L, 0, 0, 0);
     luaL_unref(L, LUA_REGISTRYINDEX, cs->backend);
     luaL_unref(L, LUA_REGISTRYINDEX, cs->order);
-    cs->backend = cs->order = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, cs->sizes);
+    cs->backend = cs->order = cs->sizes = LUA_NOREF;
     return 0;
 }
 
@@ -671,7 +775,7 @@ static int new_custom(lua_State *L) {
         return lbind_error(L, (as_error_nomem(&err), &err));
     }
     cs->base.ops = &custom_ops;
-    cs->backend = cs->order = cs->loaded = LUA_NOREF;
+    cs->backend = cs->order = cs->sizes = cs->loaded = LUA_NOREF;
     /* from here the manager owns the store and closes it, also on error */
     lbind_manager_start(L, &cs->base, &opts);
     lbind_manager_set_enter(L, -1, enter, cs);
@@ -680,6 +784,8 @@ static int new_custom(lua_State *L) {
     cs->backend = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_newtable(L);
     cs->order = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_newtable(L);
+    cs->sizes = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
 }
 

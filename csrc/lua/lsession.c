@@ -221,6 +221,10 @@ static as_status session_meta(lua_State *L, int idx, as_meta *m, as_error *err) 
     return st;
 }
 
+as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
+    return session_meta(L, lua_absindex(L, idx), m, err);
+}
+
 as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                            as_error *err) {
     as_status st;

@@ -29,14 +29,14 @@ function M.new(opts)
     count("load")
     local text = data[id]
     if text == nil then return nil end
-    local s = decode(text)
-    if opts.fast and hint and hint.last and hint.last < #s.messages then
-      local from = #s.messages - hint.last
-      local kept = agentsession.array()
-      for i = from + 1, #s.messages do kept[#kept + 1] = s.messages[i] end
-      s.messages = kept
+    if opts.fast and hint and hint.last and hint.last < #text.messages then
+      -- decodes only the last messages asked for
+      count("load_last")
+      local msgs = agentsession.array()
+      for i = #text.messages - hint.last + 1, #text.messages do msgs[#msgs + 1] = json.decode(text.messages[i]) end
+      return { metadata = json.decode(text.metadata), messages = msgs, state = json.decode(text.state) }
     end
-    return s
+    return decode(text)
   end
   function b.store(s)
     count("store")
