@@ -624,21 +624,23 @@ sleep 5;
       m:close()
     end)
 
-    -- A reader's output must show that its reads ran while the writer wrote:
-    -- it saw the session at two versions or more.
-    local function assert_overlapped(out)
-      local versions = tonumber(out:match("DONE %d+ (%d+)"))
-      assert.truthy(versions, out)
-      assert.is_true(versions >= 2, "the reads did not overlap the writes: " .. out)
+    -- Runs a writer and a reader child on one session at once; returns a
+    -- manager and prefix for the store. The reader's output must show that
+    -- its reads ran while the writer wrote: it saw two versions or more.
+    local function write_and_read(writer, writes, reader, reads, id)
+      local m, prefix = stores.new_redis()
+      local w = child({ writer, srv.host, srv.port, prefix, id, writes })
+      local r = child({ reader, srv.host, srv.port, prefix, id, reads })
+      local out_w, out_r = finish(w), finish(r)
+      assert.truthy(out_w:find("DONE " .. writes, 1, true), out_w)
+      local versions = tonumber(out_r:match("DONE %d+ (%d+)"))
+      assert.truthy(versions, out_r)
+      assert.is_true(versions >= 2, "the reads did not overlap the writes: " .. out_r)
+      return m
     end
 
     it("never show a reader half of a save", function()
-      local m, prefix = stores.new_redis()
-      local w = child({ "writer", srv.host, srv.port, prefix, "torn", 200 })
-      local r = child({ "reader", srv.host, srv.port, prefix, "torn", 2000 })
-      local out_w, out_r = finish(w), finish(r)
-      assert.truthy(out_w:find("DONE 200", 1, true), out_w)
-      assert_overlapped(out_r)
+      local m = write_and_read("writer", 200, "reader", 2000, "torn")
       assert.are.equal(200, #m:resume("torn").messages)
       m:close()
     end)
@@ -652,12 +654,7 @@ sleep 5;
     end
 
     it("never show a reader half of a save, append, rewind, tag or fork", function()
-      local m, prefix = stores.new_redis()
-      local w = child({ "mixer", srv.host, srv.port, prefix, "mixed", 300 })
-      local r = child({ "checker", srv.host, srv.port, prefix, "mixed", 1500 })
-      local out_w, out_r = finish(w), finish(r)
-      assert.truthy(out_w:find("DONE 300", 1, true), out_w)
-      assert_overlapped(out_r)
+      local m = write_and_read("mixer", 300, "checker", 1500, "mixed")
       local sessions = m:list{ tag = "mix" }
       assert.are.equal(61, #sessions) -- the session and its 60 forks
       for _, meta in ipairs(sessions) do assert_whole(m:resume(meta.id), meta.id) end

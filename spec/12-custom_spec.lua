@@ -7,6 +7,17 @@ local error_of = require("helpers.expect").error_of
 
 local session = agentsession.session
 
+-- Wraps b.load to note the hint of each call (its `last`, or "all");
+-- returns the array of notes.
+local function record_hints(b)
+  local hints, load = {}, b.load
+  b.load = function(id, hint)
+    hints[#hints + 1] = hint and hint.last or "all"
+    return load(id, hint)
+  end
+  return hints
+end
+
 -- A backend whose function `name` is replaced by `fn` (the others kept).
 local function with(name, fn, opts)
   local b = backends.new(opts)
@@ -379,12 +390,7 @@ describe("custom store", function()
       local msgs = {}
       for i = 1, 50 do msgs[i] = { n = i } end
       local id = m:save(session{ messages = msgs }).id
-      local hints = {}
-      local load = b.load
-      b.load = function(sid, hint)
-        hints[#hints + 1] = hint and hint.last or "all"
-        return load(sid, hint)
-      end
+      local hints = record_hints(b)
       m:append(id, { { n = 51 } })
       m:tag(id, "t")
       m:append(id, { { n = 52 } }, { tokens = 3 })
@@ -402,12 +408,7 @@ describe("custom store", function()
       local other = agentsession.custom(b, { max_session_bytes = 100000 })
       local id = mine:save(session{ messages = { "small" } }).id
       other:append(id, { string.rep("x", 1500) }) -- the session is now about 1.6 KB
-      local hints = {}
-      local load = b.load
-      b.load = function(sid, hint)
-        hints[#hints + 1] = hint and hint.last or "all"
-        return load(sid, hint)
-      end
+      local hints = record_hints(b)
       -- mine noted the size of version 1; the stored version is 2: it reads it whole
       local err = error_of("too_large", mine.append, mine, id, { string.rep("y", 600) })
       assert.truthy(err.message:find("over the limit of 2000", 1, true), err.message)
