@@ -27,6 +27,13 @@ as_status as_error_nomem(as_error *e) {
     return as_error_set(e, AS_ENOMEM, "not enough memory");
 }
 
+as_status as_error_nomem_applied(as_error *e, const char *id) {
+    as_error_set(e, AS_ENOMEM, "not enough memory for the new metadata of session \"%.64s\", "
+                 "whose append was applied", id);
+    as_error_set_id(e, id);
+    return AS_ENOMEM;
+}
+
 void as_error_prefix(as_error *e, const char *segment) {
     size_t have = strlen(e->path), add = strlen(segment);
     if (add >= sizeof e->path) return;

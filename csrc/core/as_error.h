@@ -45,6 +45,9 @@ as_status as_error_set(as_error *e, as_status status, const char *fmt, ...)
 #endif
     ;
 as_status as_error_nomem(as_error *e);
+/* Out of memory for the result of an append that was applied to session `id`
+** (a store's own append writes before its result is read). */
+as_status as_error_nomem_applied(as_error *e, const char *id);
 /* Puts a segment in front of the path ("[3]", ".content", "metadata"). */
 void as_error_prefix(as_error *e, const char *segment);
 void as_error_prefix_index(as_error *e, size_t index);

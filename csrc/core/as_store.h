@@ -28,7 +28,6 @@ typedef struct as_store as_store;
 
 /* What a load tells of the stored session besides what it returns. */
 typedef struct as_stored {
-    size_t count; /* messages stored */
     size_t bytes; /* the stored size: its state's text, and each message's text plus one */
 } as_stored;
 

@@ -126,7 +126,6 @@ static as_status mem_load(as_store *st, const char *id, size_t last, as_session 
     entry *e = find(ms, id);
     size_t from, n;
     if (e == NULL) return AS_ENOTFOUND;
-    info->count = e->s.nmsgs;
     info->bytes = e->bytes;
     memset(out, 0, sizeof *out);
     if (as_meta_copy(&out->meta, &e->s.meta, err) != AS_OK) return err->status;

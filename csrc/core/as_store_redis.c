@@ -567,7 +567,6 @@ static int stale(redis_store *rs) {
 
 static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
     int again = 0;
-    rs->sent = 0;
     if (stale(rs)) drop(rs); /* reconnect now rather than fail after sending */
     for (;;) {
         int fresh = rs->c == NULL;
@@ -879,7 +878,6 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
             out->nmsgs++;
         }
     }
-    info->count = (size_t)len;
     info->bytes = (size_t)bytes;
     if (rs->write) {
         if ((rs->old_id = as_strdup(id)) == NULL
@@ -1181,12 +1179,8 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     else if (strcmp(tag = res->element[0]->str, "OK") == 0 && res->elements == 2) {
         int64_t seq, bytes;
         status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
-        if (status == AS_ENOMEM) {
-            /* the script has run: say so rather than report a failed call */
-            as_error_set(err, AS_ENOMEM, "out of memory reading the new metadata of session "
-                         "\"%.64s\", whose append was applied", a->id);
-            as_error_set_id(err, a->id);
-        }
+        /* the script has run: say so rather than report a failed call */
+        if (status == AS_ENOMEM) as_error_nomem_applied(err, a->id);
     } else if (strcmp(tag, "NOTFOUND") == 0) status = AS_ENOTFOUND;
     else if (strcmp(tag, "CONFLICT") == 0 && res->elements == 2
              && res->element[1]->type == REDIS_REPLY_STRING) {

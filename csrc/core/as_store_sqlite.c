@@ -432,7 +432,6 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
         as_session_clear(out);
         return status;
     }
-    info->count = (size_t)nmsgs;
     info->bytes = (size_t)bytes;
     return AS_OK;
 }

@@ -35,11 +35,10 @@ typedef struct custom_store {
     lua_State *L;      /* the thread of the method under way */
     int backend;       /* registry references */
     int order;         /* id -> number of this manager's last write to it */
-    int sizes;         /* id -> { version, updated_at, bytes, count } after that write */
+    int sizes;         /* id -> { version, updated_at, bytes } after that write */
     int loaded;        /* the session table loaded in this transaction, or LUA_NOREF */
     char *loaded_id;   /* its id; NULL when nothing was loaded */
     int loaded_found;  /* 0: load said there is no such session */
-    size_t loaded_count; /* its number of messages */
     int loaded_partial;  /* it was read without its messages (see known_size) */
     int64_t seq;       /* writes made through this store */
     int write;         /* the transaction under way writes */
@@ -150,7 +149,7 @@ static int push_loaded(lua_State *L, custom_store *cs, const char *id) {
 ** out->meta. Returns 1 then, 0 (out->meta empty) when the full load must run. */
 static int known_size(lua_State *L, custom_store *cs, step *s, as_session *out) {
     as_error why;
-    lua_Integer v[4];
+    lua_Integer v[3];
     int i, top = lua_gettop(L);
     as_error_clear(&why);
     if (lbind_to_session_meta(L, top, &out->meta, &why) != AS_OK
@@ -158,7 +157,7 @@ static int known_size(lua_State *L, custom_store *cs, step *s, as_session *out) 
         goto no;
     lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
     if (lua_getfield(L, -1, s->id) != LUA_TTABLE) goto no;
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 3; i++) {
         int isnum;
         lua_rawgeti(L, -1, i + 1);
         v[i] = lua_tointegerx(L, -1, &isnum);
@@ -167,7 +166,6 @@ static int known_size(lua_State *L, custom_store *cs, step *s, as_session *out) 
     }
     if (v[0] != out->meta.version || v[1] != out->meta.updated_at) goto no;
     s->info->bytes = (size_t)v[2];
-    s->info->count = (size_t)v[3];
     lua_settop(L, top);
     return 1;
 no:
@@ -230,7 +228,6 @@ again:
             lua_pushvalue(L, -1);
             cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
             cs->loaded_found = 1;
-            cs->loaded_count = s->info->count;
             cs->loaded_partial = hinted;
             s->st = AS_OK;
             return 0;
@@ -263,7 +260,6 @@ again:
     }
     if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
         return (s->st = as_error_nomem(s->err)), 0;
-    s->info->count = n;
     s->info->bytes = out->state->len;
     for (i = 0; i < n; i++) s->info->bytes += out->msgs[i]->len + 1;
     if (s->last == AS_LOAD_META) {
@@ -285,7 +281,6 @@ again:
         lua_pushvalue(L, -1);
         cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
         cs->loaded_found = 1;
-        cs->loaded_count = n;
     }
     s->st = AS_OK;
     return 0;
@@ -475,17 +470,13 @@ static int step_written(lua_State *L) {
     else lua_pushnil(L);
     lua_rawset(L, -3);
     if (w != NULL) {
-        size_t kept = w->create ? 0 : w->keep == AS_KEEP_ALL ? cs->loaded_count
-                    : w->keep < cs->loaded_count ? w->keep : cs->loaded_count;
-        lua_createtable(L, 4, 0);
+        lua_createtable(L, 3, 0);
         lua_pushinteger(L, (lua_Integer)w->meta->version);
         lua_rawseti(L, -2, 1);
         lua_pushinteger(L, (lua_Integer)w->meta->updated_at);
         lua_rawseti(L, -2, 2);
         lua_pushinteger(L, (lua_Integer)w->bytes);
         lua_rawseti(L, -2, 3);
-        lua_pushinteger(L, (lua_Integer)(kept + w->nappend));
-        lua_rawseti(L, -2, 4);
         lua_setfield(L, -3, s->id);
     }
     return 0;

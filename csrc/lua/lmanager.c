@@ -123,12 +123,14 @@ typedef struct result_hook {
     int built;
 } result_hook;
 
-static int build_result(lua_State *L) {
-    const result_hook *h = lua_touserdata(L, 1);
-    const as_meta *meta = lua_touserdata(L, 2);
+static void push_result(lua_State *L, const result_hook *h, const as_meta *meta) {
     if (h->what == RESULT_META) lbind_push_meta(L, meta);
     else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
     else lbind_push_session(L, h->session, h->where);
+}
+
+static int build_result(lua_State *L) {
+    push_result(L, lua_touserdata(L, 1), lua_touserdata(L, 2));
     return 1;
 }
 
@@ -190,9 +192,7 @@ static void unhook_result(lua_State *L, as_manager *m, result_hook *h, as_status
         }
         return;
     }
-    if (h->what == RESULT_META) lbind_push_meta(L, meta);
-    else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
-    else lbind_push_session(L, h->session, h->where);
+    push_result(L, h, meta);
 }
 
 /* options.expect_version: -1 when absent. */
@@ -276,9 +276,7 @@ static int m_append(lua_State *L) {
         if (as_manager_store_appends(m)) {
             /* the store's own append writes before the result can be built */
             as_error applied;
-            as_error_set(&applied, AS_ENOMEM, "not enough memory for the new metadata of session "
-                         "\"%.64s\", whose append was applied", id);
-            as_error_set_id(&applied, id);
+            as_error_nomem_applied(&applied, id);
             lbind_push_error(L, &applied);
             written = lua_gettop(L);
         }

@@ -17,9 +17,10 @@ function M.new(opts)
     for i, m in ipairs(s.messages) do msgs[i] = json.encode(m) end
     return { metadata = json.encode(s.metadata), messages = msgs, state = json.encode(s.state) }
   end
-  local function decode(t)
+  -- The session of the texts t, with the messages from the `from`-th on (default 1).
+  local function decode(t, from)
     local msgs = agentsession.array()
-    for i, m in ipairs(t.messages) do msgs[i] = json.decode(m) end
+    for i = from or 1, #t.messages do msgs[#msgs + 1] = json.decode(t.messages[i]) end
     return { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state) }
   end
   local b = { calls = setmetatable({}, { __index = function() return 0 end }) }
@@ -30,11 +31,7 @@ function M.new(opts)
     local text = data[id]
     if text == nil then return nil end
     if opts.fast and hint and hint.last and hint.last < #text.messages then
-      -- decodes only the last messages asked for
-      count("load_last")
-      local msgs = agentsession.array()
-      for i = #text.messages - hint.last + 1, #text.messages do msgs[#msgs + 1] = json.decode(text.messages[i]) end
-      return { metadata = json.decode(text.metadata), messages = msgs, state = json.decode(text.state) }
+      return decode(text, #text.messages - hint.last + 1) -- only the last messages asked for
     end
     return decode(text)
   end
