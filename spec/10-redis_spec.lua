@@ -427,6 +427,37 @@ sleep 5;
       assert.is_true(took < 3, "the call took " .. took .. " s")
     end)
 
+    it("says a server that is not Redis did not answer as Redis does", function()
+      -- an HTTP server on the port: it answers whatever it is sent with a 400
+      local dir = h.tmpdir()
+      local portfile = dir .. "/port"
+      local script = dir .. "/http.pl"
+      h.write(script, [[
+use strict; use IO::Socket::INET;
+my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1)
+  or die "listen: $!";
+open(my $f, '>', $ARGV[0]) or die; print $f $srv->sockport, "\n"; close $f;
+$SIG{ALRM} = sub { exit 0 }; alarm 20;
+while (my $c = $srv->accept) {
+  sysread($c, my $buf, 65536);
+  syswrite($c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  close $c;
+}
+]])
+      local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
+      finally(function()
+        os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
+        h.rmdir(dir)
+      end)
+      h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, "the HTTP server")
+      local port = math.tointeger(tonumber(h.read(portfile)))
+      local err = error_of("unavailable", agentsession.redis, { port = port, timeout_ms = 5000 })
+      assert.truthy(err.message:find("127.0.0.1:" .. port .. ": the server did not answer as Redis does",
+                                     1, true), err.message)
+      err = error_of("unavailable", agentsession.open, "redis://127.0.0.1:" .. port .. "/0")
+      assert.truthy(err.message:find("did not answer as Redis does", 1, true), err.message)
+    end)
+
     it("reconnects by itself when the server dropped an idle connection", function()
       local m = open{}
       local id = m:save(session{ name = "idle" }).id

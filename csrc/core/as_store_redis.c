@@ -346,6 +346,9 @@ static as_status lost(redis_store *rs, int e, as_error *err) {
     }
     if (ioerr && rs->c->err == REDIS_ERR_EOF)
         snprintf(why, sizeof why, "the server closed the connection");
+    else if (ioerr && rs->c->err == REDIS_ERR_PROTOCOL)
+        snprintf(why, sizeof why, "the server did not answer as Redis does: is it a Redis "
+                 "server? (%.100s)", rs->c->errstr);
     else if (e == EAGAIN || e == EWOULDBLOCK)
         snprintf(why, sizeof why, "no reply within %d ms", rs->timeout_ms);
     else if (ioerr)
