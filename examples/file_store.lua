@@ -64,19 +64,29 @@ local function decode(text, path, what)
   return value
 end
 
--- With `last`, only the last messages are decoded (the manager's hint).
-local function decode_session(text, path, last)
+-- Only the messages the manager's hint asks for are decoded ({ last = n } or
+-- { from = i, count = n }); a session holding part of them says which in `window`.
+local function decode_session(text, path, hint)
   local lines = {}
   for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
   if #lines < 2 then error("damaged session file " .. path, 0) end
+  local total = #lines - 2
+  local first, last = 1, total
+  if hint and hint.last then
+    first = math.max(1, total - hint.last + 1)
+  elseif hint and hint.from then
+    first = math.min(hint.from, total + 1)
+    last = math.min(total, first + (hint.count or total) - 1)
+  end
   local messages = agentsession.array()
-  for i = math.max(3, #lines - (last or #lines) + 1), #lines do
-    messages[#messages + 1] = decode(lines[i], path, "message " .. (i - 2))
+  for i = first, last do
+    messages[#messages + 1] = decode(lines[i + 2], path, "message " .. i)
   end
   return {
     metadata = decode(lines[1], path, "metadata"),
     state = decode(lines[2], path, "state"),
     messages = messages,
+    window = (first > 1 or last < total) and { first = first, total = total } or nil,
   }
 end
 
@@ -105,7 +115,7 @@ function M.backend(dir)
     local path = dir .. "/" .. entry.file
     local body = read_file(path)
     if body == nil then error("missing session file " .. path, 0) end
-    return decode_session(body, path, hint and hint.last)
+    return decode_session(body, path, hint)
   end
 
   function backend.store(session)

@@ -296,6 +296,44 @@ local broken = {
   { "ignores {last = n}", { "resume last:" }, function(real)
     return { resume = function(id) return real:resume(id) end }
   end },
+  { "saves a window as a whole session", { "window:" }, function(real)
+    return { save = function(s, ...)
+      local c = copy(s)
+      if type(c) == "table" then c.window = nil end
+      return real:save(c, ...)
+    end }
+  end },
+  { "gives no window field", { "window:" }, function(real)
+    return { resume = function(...)
+      local r = real:resume(...)
+      r.window = nil
+      return r
+    end }
+  end },
+  { "saves a window that stops before the end", { "window: one that stops" }, function(real)
+    return { save = function(s, ...)
+      local c = copy(s)
+      if type(c) == "table" and type(c.window) == "table" and c.window.total and c.window.first then
+        c.window.count = c.window.total - c.window.first + 1
+      end
+      return real:save(c, ...)
+    end }
+  end },
+  { "saves a window over writes made since it was read", { "window: saving after another write",
+      "window: saving a window of a deleted" }, function(real)
+    return { save = function(s, ...)
+      local c = copy(s)
+      if type(c) == "table" and type(c.window) == "table" then
+        local ok, cur = pcall(real.resume, real, c.metadata.id, { last = 0 })
+        if not ok then c.window = nil
+        else c.window.version, c.window.total = cur.window.version, cur.window.total end
+      end
+      return real:save(c, ...)
+    end }
+  end },
+  { "ignores the state of an append", { "append: state" }, function(real)
+    return { append = function(id, msgs, o) return real:append(id, msgs, without(o, "state")) end }
+  end },
   { "raises strings for not_found", { "errors:" }, function(real)
     local over = {}
     for _, name in ipairs(METHODS) do
@@ -759,6 +797,30 @@ describe("agentsession.conformance", function()
           .. "; the failures were:\n" .. table.concat(failures, "\n"))
       end)
     end
+  end)
+
+  it("fails a custom backend that gives only the messages a hint asks for without saying so", function()
+    local new_backend = require("helpers.lua_backend").new
+    local _, failed, failures = conformance.run(function()
+      local b = new_backend()
+      local load = b.load
+      b.load = function(id, hint)
+        local s = load(id)
+        if s and hint then
+          local from, n = hint.from, hint.count
+          if hint.last then from, n = math.max(1, #s.messages - hint.last + 1), hint.last end
+          local kept = agentsession.array()
+          for i = from, math.min(#s.messages, from + (n or #s.messages) - 1) do kept[#kept + 1] = s.messages[i] end
+          s.messages = kept
+        end
+        return s
+      end
+      return agentsession.custom(b)
+    end, { only = "^window:" })
+    assert.is_true(failed > 0, "no check failed")
+    assert.are.equal(failed, #failures)
+    assert.is_true(mentions(failures, { "window: saving the last 2 with one more message keeps the other 8" }),
+      table.concat(failures, "\n"))
   end)
 
   describe("fails, in the family it belongs to, a store that", function()

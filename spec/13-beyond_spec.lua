@@ -407,37 +407,7 @@ end)
 ---------------------------------------------------------------------------
 -- Two real processes on one session.
 
-local function child(args)
-  local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4", h.q(h.root .. "/spec/helpers/beyond_child.lua") }
-  for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-  return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
-end
-
-local runs = 0
--- Runs two children at once (args without the ready and go files, which this
--- adds); returns their outputs.
-local function run_pair(uri, args_a, args_b)
-  runs = runs + 1
-  local base = stores.tmpdir() .. "/beyond" .. runs
-  local go = base .. ".go"
-  local pipes, ready = {}, {}
-  for i, args in ipairs({ args_a, args_b }) do
-    ready[i] = base .. ".ready" .. i
-    local full = { args[1], uri, ready[i], go }
-    for j = 2, #args do full[#full + 1] = args[j] end
-    pipes[i] = child(full)
-  end
-  local ok, err = pcall(h.wait_until, function() return h.exists(ready[1]) and h.exists(ready[2]) end, 60,
-    "both children to open the store")
-  h.write(go, "go\n")
-  local out = {}
-  for i, p in ipairs(pipes) do
-    out[i] = p:read("a")
-    p:close()
-  end
-  assert.is_true(ok, tostring(err) .. "\n" .. out[1] .. "\n" .. out[2])
-  return out[1], out[2]
-end
+local run_pair = require("helpers.pair").run
 
 local shared = {
   { name = "sqlite", open = function()

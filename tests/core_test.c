@@ -94,24 +94,24 @@ static void test_manager(void) {
     s.nmsgs = 3;
     s.state = blob("{\"cwd\":\"/home/user\"}");
 
-    CHECK(as_manager_save(m, &s, -1, &stored, &err) == AS_OK);
+    CHECK(as_manager_save(m, &s, NULL, -1, &stored, &err) == AS_OK);
     CHECK(stored.version == 1 && stored.created_at == stored.updated_at && stored.created_at > 0);
     first_id = stored.id;
 
-    CHECK(as_manager_resume(m, first_id, AS_LOAD_ALL, &got, &err) == AS_OK);
+    CHECK(as_manager_resume(m, first_id, NULL, &got, NULL, &err) == AS_OK);
     CHECK(got.nmsgs == 3 && strcmp(got.msgs[1]->text, "[]") == 0 && got.msgs[0] == s.msgs[0]);
     CHECK(as_session_write_json(&doc, &got) == 0 && as_buf_putc(&doc, '\0') == 0
           && strstr(doc.data, "\"messages\":[{\"role\"") != NULL);
     as_session_clear(&got);
 
-    CHECK(as_manager_resume(m, first_id, 1, &got, &err) == AS_OK);
+    CHECK(as_manager_resume(m, first_id, &(as_span){ AS_SPAN_TAIL, 1 }, &got, NULL, &err) == AS_OK);
     CHECK(got.nmsgs == 1 && strcmp(got.msgs[0]->text, "2.5") == 0);
     as_session_clear(&got);
 
     /* an error record reused from call to call tells each call's own error */
-    CHECK(as_manager_resume(m, "missing-a", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND
+    CHECK(as_manager_resume(m, "missing-a", NULL, &got, NULL, &err) == AS_ENOTFOUND
           && strstr(err.message, "missing-a") != NULL);
-    CHECK(as_manager_resume(m, "missing-b", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND
+    CHECK(as_manager_resume(m, "missing-b", NULL, &got, NULL, &err) == AS_ENOTFOUND
           && strstr(err.message, "missing-b") != NULL && strcmp(err.id, "missing-b") == 0);
 
     /* a fork shares the blobs of its source */
@@ -133,10 +133,10 @@ static void test_manager(void) {
 
     CHECK(as_manager_rename(m, first_id, "bad\x01name", &err) == AS_EINVALID);
     CHECK(strcmp(err.path, "name") == 0);
-    CHECK(as_manager_resume(m, "", AS_LOAD_ALL, &got, &err) == AS_EINVALID);
+    CHECK(as_manager_resume(m, "", NULL, &got, NULL, &err) == AS_EINVALID);
     CHECK(as_manager_delete(m, first_id, &err) == AS_OK);
     CHECK(as_manager_delete(m, first_id, &err) == AS_ENOTFOUND && strcmp(err.id, first_id) == 0);
-    CHECK(as_manager_resume(m, forked.id, AS_LOAD_ALL, &got, &err) == AS_OK && got.nmsgs == 3);
+    CHECK(as_manager_resume(m, forked.id, NULL, &got, NULL, &err) == AS_OK && got.nmsgs == 3);
     as_session_clear(&got);
 
     as_manager_free(m);
@@ -152,6 +152,69 @@ static void test_manager(void) {
 
 /* The digest by its definition, one chunk at a time, with 128-bit arithmetic
 ** done the slow way: len*k^(m+1) + c1*k^m + ... + cm*k mod 2^61 - 1. */
+/* A window's save keeps the stored messages before it and replaces the rest. */
+static void test_windows(void) {
+    as_store *store;
+    as_manager *m;
+    as_error err;
+    as_session s = { 0 }, win = { 0 }, got = { 0 };
+    as_meta stored = { 0 };
+    as_window w, stale;
+    as_append_opts opts = { 0, -1, NULL };
+    as_blob *msgs[5], *added = blob("\"added\""), *state = blob("{\"step\":2}");
+    size_t i;
+    char text[8];
+
+    CHECK(as_store_memory_new(&store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    for (i = 0; i < 5; i++) {
+        snprintf(text, sizeof text, "%zu", i + 1);
+        msgs[i] = blob(text);
+    }
+    s.meta.id = "window";
+    s.meta.agent_name = "";
+    s.msgs = msgs;
+    s.nmsgs = 5;
+    CHECK(as_manager_save(m, &s, NULL, -1, &stored, &err) == AS_OK);
+    as_meta_clear(&stored);
+
+    CHECK(as_manager_resume(m, "window", &(as_span){ AS_SPAN_TAIL, 2 }, &win, &w, &err) == AS_OK);
+    CHECK(w.first == 3 && w.count == 2 && w.total == 5 && w.version == 1 && win.nmsgs == 2);
+    CHECK(as_session_push(&win, &added, 1, &err) == AS_OK);
+    CHECK(as_manager_save(m, &win, &w, -1, &stored, &err) == AS_OK && stored.version == 2);
+    as_meta_clear(&stored);
+    CHECK(as_manager_resume(m, "window", NULL, &got, NULL, &err) == AS_OK && got.nmsgs == 6);
+    CHECK(got.msgs[0] == msgs[0] && got.msgs[2] == msgs[2] && got.msgs[5] == added);
+    as_session_clear(&got);
+
+    /* the same window again: the session moved on */
+    CHECK(as_manager_save(m, &win, &w, -1, &stored, &err) == AS_ECONFLICT);
+    /* a window that stops short of the end */
+    CHECK(as_manager_resume(m, "window", &(as_span){ 1, 2 }, &got, &stale, &err) == AS_OK);
+    CHECK(stale.first == 1 && stale.count == 2 && stale.total == 6);
+    CHECK(as_manager_save(m, &got, &stale, -1, &stored, &err) == AS_EINVALID);
+    as_session_clear(&got);
+    /* past the end: no message, and its save appends */
+    CHECK(as_manager_resume(m, "window", &(as_span){ 9, AS_ALL }, &got, &stale, &err) == AS_OK);
+    CHECK(got.nmsgs == 0 && stale.first == 6 && stale.total == 6 && stale.version == 2);
+    as_session_clear(&got);
+
+    /* append with a state */
+    opts.state = state;
+    CHECK(as_manager_append(m, "window", &added, 1, &opts, &stored, &err) == AS_OK);
+    CHECK(stored.turn_count == 1 && stored.version == 3);
+    as_meta_clear(&stored);
+    CHECK(as_manager_resume(m, "window", NULL, &got, NULL, &err) == AS_OK);
+    CHECK(got.nmsgs == 7 && got.state == state);
+    as_session_clear(&got);
+
+    as_session_clear(&win);
+    as_manager_free(m);
+    for (i = 0; i < 5; i++) as_blob_unref(msgs[i]);
+    as_blob_unref(added);
+    as_blob_unref(state);
+}
+
 static uint64_t digest_reference(uint64_t k, const unsigned char *p, size_t len) {
     const uint64_t prime = AS_DIGEST_PRIME;
     uint64_t h = len % prime;
@@ -220,19 +283,19 @@ static void test_sqlite(void) {
     s.msgs = (as_blob *[]){ blob("{\"n\":1}"), blob("\"two\"") };
     s.nmsgs = 2;
     s.state = blob("{}");
-    CHECK(as_manager_save(m, &s, -1, &stored, &err) == AS_OK);
+    CHECK(as_manager_save(m, &s, NULL, -1, &stored, &err) == AS_OK);
     as_meta_clear(&stored);
     as_manager_free(m);
 
     CHECK(as_store_sqlite_open(path, NULL, &store, &err) == AS_OK);
     CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
-    CHECK(as_manager_resume(m, "c-host", AS_LOAD_ALL, &got, &err) == AS_OK);
+    CHECK(as_manager_resume(m, "c-host", NULL, &got, NULL, &err) == AS_OK);
     CHECK(got.nmsgs == 2 && strcmp(got.msgs[1]->text, "\"two\"") == 0 && got.meta.version == 1);
     CHECK(got.meta.ntags == 1 && strcmp(got.meta.tags[0], "t") == 0);
     as_session_clear(&got);
     CHECK(as_manager_list(m, &tagged, &list, &err) == AS_OK && list.n == 1);
     as_meta_list_clear(&list);
-    CHECK(as_manager_resume(m, "absent", AS_LOAD_ALL, &got, &err) == AS_ENOTFOUND);
+    CHECK(as_manager_resume(m, "absent", NULL, &got, NULL, &err) == AS_ENOTFOUND);
     as_manager_free(m);
 
     as_blob_unref(s.msgs[0]);
@@ -249,6 +312,7 @@ static void test_sqlite(void) {
 int main(void) {
     test_json();
     test_manager();
+    test_windows();
     test_digest();
     test_sqlite();
     printf("core tests: %d checks, %d failed\n", checks, failures);

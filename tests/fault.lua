@@ -348,6 +348,15 @@ local ops = {
     run = function(c, s) return c.mgr:save(s, { expect_version = 1 }) end },
   { name = "resume", run = function(c) return c.mgr:resume("s1") end },
   { name = "resume{last=2}", run = function(c) return c.mgr:resume("s1", { last = 2 }) end },
+  { name = "resume{from,count}", run = function(c) return c.mgr:resume("s1", { from = 2, count = 1 }) end },
+  { name = "save (window)",
+    prepare = function(c)
+      local w = c.mgr:resume("s1", { last = 1 })
+      w.messages[#w.messages + 1] = { role = "assistant", content = "after the window" }
+      w.state = { cwd = "/window" }
+      return w
+    end,
+    run = function(c, w) return c.mgr:save(w) end },
   { name = "list", run = function(c) return c.mgr:list() end },
   { name = "list{tag=}", run = function(c) return c.mgr:list{ tag = "t1" } end },
   { name = "list{limit,offset}", run = function(c) return c.mgr:list{ limit = 2, offset = 1 } end },
@@ -363,6 +372,11 @@ local ops = {
       return array{ { role = "user", content = "appended" }, { role = "assistant", content = array{ 1.5, null } } }
     end,
     run = function(c, msgs) return c.mgr:append("s1", msgs, { tokens = 7, expect_version = 1 }) end },
+  { name = "append (state)",
+    prepare = function()
+      return array{ { role = "user", content = "with a state" } }
+    end,
+    run = function(c, msgs) return c.mgr:append("s1", msgs, { state = { step = array{ 2, null } } }) end },
   { name = "export", run = function(c) return c.mgr:export("s1") end },
   { name = "import", run = function(c) return c.mgr:import(import_new) end },
   { name = "import (replace)", run = function(c) return c.mgr:import(import_s1, { replace = true }) end },
@@ -442,7 +456,7 @@ local function run_case(mode, store, op, n, ref)
       fail(mode, sname, op.name, n, "raised " .. tostring(res) .. " (" .. type(res)
            .. "), not a storage error" .. (mode == "lua" and " or \"not enough memory\"" or ""))
     end
-    local applied = sname == "redis" and op.name == "append" and agentsession.is_error(res)
+    local applied = sname == "redis" and op.name:find("^append") and agentsession.is_error(res)
                     and res.message:find("append was applied", 1, true) ~= nil
     if applied then
       -- the server ran the append: the store must hold it, whole, as the run without faults left it

@@ -125,11 +125,17 @@ static void not_found(as_error *err, const char *id) {
     as_error_set_id(err, id);
 }
 
-static as_status load_meta(as_manager *m, const char *id, as_session *out, as_stored *info,
-                           as_error *err) {
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_META, out, info, err);
+/* Loads the span's messages (see as_store_ops.load); not_found names the id. */
+static as_status load_span(as_manager *m, const char *id, const as_span *span, as_session *out,
+                           as_stored *info, as_error *err) {
+    as_status st = m->store->ops->load(m->store, id, span, out, info, err);
     if (st == AS_ENOTFOUND) not_found(err, id);
     return st;
+}
+
+static as_status load_meta(as_manager *m, const char *id, as_session *out, as_stored *info,
+                           as_error *err) {
+    return load_span(m, id, NULL, out, info, err);
 }
 
 /* The metadata of a session that may not exist (save, import): *exists tells. */
@@ -246,6 +252,83 @@ static as_status write_whole(as_manager *m, const as_session *s, as_blob *state,
     return store_write(m, &w, err);
 }
 
+/* A window's save: the stored messages before the window are kept, the
+** rest replaced. Only the replaced tail is read, to learn its size, so the
+** cost follows the window, not the history. */
+static as_status save_window_in(as_manager *m, const as_session *s, as_blob *state,
+                                as_meta *meta, const as_window *win, as_error *err) {
+    as_session old = { 0 };
+    as_stored info;
+    as_span tail;
+    size_t replaced;
+    as_write w;
+    as_status st;
+    tail.first = win->first;
+    tail.count = AS_ALL;
+    st = load_span(m, meta->id, &tail, &old, &info, err);
+    if (st == AS_ENOTFOUND) {
+        as_error_clear(err);
+        return check_version(meta->id, 0, win->version, err);
+    }
+    if (st != AS_OK) return st;
+    if ((st = check_version(meta->id, old.meta.version, win->version, err)) != AS_OK) goto done;
+    if (info.total != win->total) {
+        st = as_error_set(err, AS_EINVALID, "%zu, but version %lld of session \"%.64s\" holds "
+                          "%zu messages", win->total, (long long)win->version, meta->id,
+                          info.total);
+        as_error_prefix(err, "window.total");
+        goto done;
+    }
+    replaced = body_size(old.msgs, old.nmsgs, old.state);
+    if (meta->created_at == 0) meta->created_at = old.meta.created_at;
+    meta->updated_at = stamp(m);
+    meta->version = old.meta.version + 1;
+    w.bytes = add_size(info.bytes > replaced ? info.bytes - replaced : 0,
+                       body_size(s->msgs, s->nmsgs, state));
+    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) goto done;
+    w.meta = meta;
+    w.create = 0;
+    w.keep = win->first;
+    w.append = s->msgs;
+    w.nappend = s->nmsgs;
+    w.state = state;
+    w.from = NULL;
+    st = store_write(m, &w, err);
+done:
+    as_session_clear(&old);
+    return st;
+}
+
+/* What can be told of a window before the store is asked. */
+static as_status check_window(const as_window *win, int64_t expect_version, as_error *err) {
+    if (win->first > win->total) {
+        as_error_set(err, AS_EINVALID, "must be at most total + 1 (%zu), got %zu",
+                     win->total + 1, win->first + 1);
+        as_error_prefix(err, "window.first");
+        return AS_EINVALID;
+    }
+    if (win->count < win->total - win->first) {
+        as_error_set(err, AS_EINVALID, "it holds messages %zu to %zu of %zu, and a window that "
+                     "stops before the end of the history cannot be saved (load it with "
+                     "{ last = n } or { from = i } without count)",
+                     win->first + 1, win->first + win->count, win->total);
+        as_error_prefix(err, "window");
+        return AS_EINVALID;
+    }
+    if (win->version < 1) {
+        as_error_set(err, AS_EINVALID, "must be at least 1");
+        as_error_prefix(err, "window.version");
+        return AS_EINVALID;
+    }
+    if (expect_version >= 0 && expect_version != win->version) {
+        as_error_set(err, AS_EINVALID, "%lld differs from the window's version %lld",
+                     (long long)expect_version, (long long)win->version);
+        as_error_prefix(err, "options.expect_version");
+        return AS_EINVALID;
+    }
+    return AS_OK;
+}
+
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                          int64_t expect_version, as_error *err) {
     as_session old = { 0 };
@@ -269,15 +352,19 @@ static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_
 static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                            int replace, as_error *err);
 
-/* save and import: a whole session from the caller. import < 0: save (with
-** expect_version); else import, replacing a stored session when import > 0. */
-static as_status put_whole(as_manager *m, const as_session *s, int64_t expect_version,
-                           int import, as_meta *stored, as_error *err) {
+/* save and import: a session from the caller. import < 0: save (with
+** expect_version, of a window when win is not NULL); else import, replacing a
+** stored session when import > 0. */
+static as_status put_session(as_manager *m, const as_session *s, const as_window *win,
+                             int64_t expect_version, int import, as_meta *stored,
+                             as_error *err) {
     as_meta meta;
     as_blob *state = s->state;
     as_status st;
     if ((st = as_meta_copy(&meta, &s->meta, err)) != AS_OK) return st;
-    if ((st = as_meta_check(&meta, err)) != AS_OK) goto done;
+    if ((st = as_meta_check(&meta, err)) != AS_OK
+        || (win && (st = check_window(win, expect_version, err)) != AS_OK))
+        goto done;
     if (state == NULL && (state = as_blob_new("{}", 2)) == NULL) {
         st = as_error_nomem(err);
         goto done;
@@ -285,8 +372,9 @@ static as_status put_whole(as_manager *m, const as_session *s, int64_t expect_ve
     do {
         meta.created_at = s->meta.created_at;
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        st = import < 0 ? save_in(m, s, state, &meta, expect_version, err)
-                        : import_in(m, s, state, &meta, import, err);
+        if (import >= 0) st = import_in(m, s, state, &meta, import, err);
+        else if (win) st = save_window_in(m, s, state, &meta, win, err);
+        else st = save_in(m, s, state, &meta, expect_version, err);
         st = finish(m, st, err);
     } while (st == AS_ERETRY);
 done:
@@ -296,22 +384,28 @@ done:
     return st;
 }
 
-as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
-                          as_meta *stored, as_error *err) {
-    return put_whole(m, s, expect_version, -1, stored, err);
+as_status as_manager_save(as_manager *m, const as_session *s, const as_window *win,
+                          int64_t expect_version, as_meta *stored, as_error *err) {
+    return put_session(m, s, win, expect_version, -1, stored, err);
 }
 
-as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
-                            as_error *err) {
+as_status as_manager_resume(as_manager *m, const char *id, const as_span *span,
+                            as_session *out, as_window *win, as_error *err) {
+    static const as_span whole = { 0, AS_ALL };
     as_stored info;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
         if ((st = begin(m, 0, err)) != AS_OK) break;
-        st = m->store->ops->load(m->store, id, last, out, &info, err);
-        if (st == AS_ENOTFOUND) not_found(err, id);
+        st = load_span(m, id, span ? span : &whole, out, &info, err);
         if ((st = finish(m, st, err)) != AS_OK) as_session_clear(out);
     } while (st == AS_ERETRY);
+    if (st == AS_OK && win) {
+        win->first = info.first;
+        win->count = out->nmsgs;
+        win->total = info.total;
+        win->version = out->meta.version;
+    }
     return st;
 }
 
@@ -343,13 +437,15 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
                          as_meta *meta, as_error *err) {
     as_session src = { 0 };
     as_stored info;
+    as_span first;
     size_t keep;
     char uuid[37];
     as_write w;
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, &src, &info, err);
-    if (st == AS_ENOTFOUND) not_found(err, id);
-    if (st != AS_OK) goto done;
-    keep = at < src.nmsgs ? at : src.nmsgs;
+    as_status st;
+    first.first = 0;
+    first.count = at;
+    if ((st = load_span(m, id, &first, &src, &info, err)) != AS_OK) goto done;
+    keep = src.nmsgs;
     if ((st = check_texts(m, &src, keep, err)) != AS_OK) goto done;
     if ((st = as_uuid_v4(uuid, err)) != AS_OK || (st = as_meta_copy(meta, &src.meta, err)) != AS_OK)
         goto done;
@@ -396,19 +492,19 @@ as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_
     return st;
 }
 
-/* Reads the whole session (its texts are checked and returned), then keeps
-** the first messages in the store. */
+/* Reads the messages kept (their texts are checked and returned), then
+** keeps them in the store. */
 static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
                            as_error *err) {
     as_stored info;
-    size_t keep, i;
+    as_span kept;
+    size_t keep;
     as_write w;
-    as_status st = m->store->ops->load(m->store, id, AS_LOAD_ALL, out, &info, err);
-    if (st == AS_ENOTFOUND) not_found(err, id);
-    if (st != AS_OK) return st;
-    keep = turn_index < out->nmsgs ? (size_t)turn_index : out->nmsgs;
-    for (i = keep; i < out->nmsgs; i++) as_blob_unref(out->msgs[i]);
-    out->nmsgs = keep;
+    as_status st;
+    kept.first = 0;
+    kept.count = turn_index < AS_ALL ? (size_t)turn_index : AS_ALL;
+    if ((st = load_span(m, id, &kept, out, &info, err)) != AS_OK) return st;
+    keep = out->nmsgs;
     if ((st = check_texts(m, out, keep, err)) != AS_OK) return st;
     out->meta.turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
     out->meta.updated_at = stamp(m);
@@ -545,10 +641,12 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
 /* ---------------------------------------------------------------- append */
 
 static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_error *err) {
+    static const as_span no_message = { AS_SPAN_TAIL, 0 };
     as_session cur = { 0 };
     as_stored info;
     as_write w;
-    as_status st = load_meta(m, a->id, &cur, &info, err);
+    /* a new state's size replaces the stored one's, which is then read */
+    as_status st = load_span(m, a->id, a->state ? &no_message : NULL, &cur, &info, err);
     if (st != AS_OK) goto done;
     if ((st = check_version(a->id, cur.meta.version, a->expect_version, err)) != AS_OK) goto done;
     if (a->nmsgs > (size_t)(AS_TURN_COUNT_MAX - cur.meta.turn_count)) {
@@ -566,13 +664,17 @@ static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_e
     cur.meta.updated_at = a->now;
     cur.meta.version++;
     w.bytes = add_size(info.bytes, a->bytes);
+    if (a->state) {
+        size_t old = cur.state ? cur.state->len : 2;
+        w.bytes = add_size(w.bytes > old ? w.bytes - old : 0, a->state->len);
+    }
     if ((st = check_size(m, &cur.meta, w.bytes, err)) != AS_OK) goto done;
     w.meta = &cur.meta;
     w.create = 0;
     w.keep = AS_KEEP_ALL;
     w.append = a->msgs;
     w.nappend = a->nmsgs;
-    w.state = NULL;
+    w.state = a->state;
     w.from = NULL;
     if ((st = store_write(m, &w, err)) == AS_OK) {
         *out = cur.meta;
@@ -584,20 +686,22 @@ done:
 }
 
 as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
-                            uint64_t tokens, int64_t expect_version, as_meta *out,
-                            as_error *err) {
+                            const as_append_opts *opts, as_meta *out, as_error *err) {
+    static const as_append_opts defaults = { 0, -1, NULL };
     as_append a;
     as_status st;
     size_t i;
+    if (opts == NULL) opts = &defaults;
     if ((st = check_id(id, err)) != AS_OK) return st;
-    if (tokens > AS_TOTAL_TOKENS_MAX)
+    if (opts->tokens > AS_TOTAL_TOKENS_MAX)
         return as_error_set(err, AS_EINVALID, "tokens: must be at most %llu",
                             (unsigned long long)AS_TOTAL_TOKENS_MAX);
     a.id = id;
     a.msgs = msgs;
     a.nmsgs = n;
-    a.tokens = tokens;
-    a.expect_version = expect_version;
+    a.tokens = opts->tokens;
+    a.expect_version = opts->expect_version;
+    a.state = opts->state;
     a.max_bytes = m->max_session_bytes;
     for (a.bytes = 0, i = 0; i < n; i++) a.bytes = add_size(a.bytes, add_size(msgs[i]->len, 1));
     do {
@@ -616,7 +720,7 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
 
 as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error *err) {
     as_session s = { 0 };
-    as_status st = as_manager_resume(m, id, AS_LOAD_ALL, &s, err);
+    as_status st = as_manager_resume(m, id, NULL, &s, NULL, err);
     if (st == AS_OK) st = check_texts(m, &s, s.nmsgs, err);
     if (st == AS_OK && as_session_write_seed_json(out, &s) != 0) st = as_error_nomem(err);
     as_session_clear(&s);
@@ -642,5 +746,5 @@ static as_status import_in(as_manager *m, const as_session *s, as_blob *state, a
 
 as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
                             as_error *err) {
-    return put_whole(m, s, -1, replace ? 1 : 0, stored, err);
+    return put_session(m, s, NULL, -1, replace ? 1 : 0, stored, err);
 }

@@ -55,15 +55,32 @@ int64_t as_now_ms(void);
 /* A random (version 4) UUID in lowercase: 36 characters and a NUL. */
 as_status as_uuid_v4(char out[37], as_error *err);
 
-/* The session's metadata is checked and completed; `s` is not modified.
-** Its blobs must hold valid JSON (as_json_validate checks one); a NULL state
-** is an empty object. `stored` receives the metadata as stored. */
-/* expect_version: the version the stored session must have (0: none may be
-** stored), else AS_ECONFLICT; -1 for any. */
-as_status as_manager_save(as_manager *m, const as_session *s, int64_t expect_version,
-                          as_meta *stored, as_error *err);
-as_status as_manager_resume(as_manager *m, const char *id, size_t last, as_session *out,
-                            as_error *err);
+/* A window: a session loaded in part. Its messages were the stored ones at
+** indexes [first, first + count) (0-based) of the `total` messages stored at
+** `version`. */
+typedef struct as_window {
+    size_t first;
+    size_t count;
+    size_t total;
+    int64_t version;
+} as_window;
+
+/* Creates or replaces a session. The session's metadata is checked and
+** completed; `s` is not modified. Its blobs must hold valid JSON
+** (as_json_validate checks one); a NULL state is an empty object.
+** win NULL: `s` is the whole session. Otherwise `s` is a window: the first
+** win->first stored messages are kept and the rest replaced by s's, provided
+** the stored version is still win->version (else AS_ECONFLICT); a window that
+** stops before the end of the history (first + count < total) is AS_EINVALID.
+** expect_version: the version the stored session must have (0: none may be
+** stored), else AS_ECONFLICT; -1 for any; with a window, -1 or win->version.
+** `stored` receives the metadata as stored. */
+as_status as_manager_save(as_manager *m, const as_session *s, const as_window *win,
+                          int64_t expect_version, as_meta *stored, as_error *err);
+/* Loads a session: span NULL for the whole of it, else the messages of the
+** span (see as_span), and then `win` (may be NULL) tells which they are. */
+as_status as_manager_resume(as_manager *m, const char *id, const as_span *span,
+                            as_session *out, as_window *win, as_error *err);
 as_status as_manager_list(as_manager *m, const as_filter *f, as_meta_list *out, as_error *err);
 /* name NULL: "<source name> (fork)" when the source has a name. at: messages
 ** kept (AS_KEEP_ALL for all). */
@@ -76,9 +93,6 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
                          int remove, as_meta *out, as_error *err);
 as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err);
 as_status as_manager_delete(as_manager *m, const char *id, as_error *err);
-/* Appends messages (valid JSON blobs); turn_count grows by n, total_tokens by
-** tokens. expect_version as for save (but 0 never matches: the session must
-** exist). `out` receives the new metadata. */
 /* The session as one JSON document with the seed's field names
 ** (as_session_write_seed_json), appended to out. */
 as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error *err);
@@ -87,7 +101,15 @@ as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error
 ** when the id exists, unless `replace`. */
 as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
                             as_error *err);
+/* What an append does besides adding its messages. */
+typedef struct as_append_opts {
+    uint64_t tokens;        /* added to total_tokens */
+    int64_t expect_version; /* as for save, but 0 never matches: the session must exist; -1: any */
+    as_blob *state;         /* replaces the stored state in the same write; NULL: it stays */
+} as_append_opts;
+
+/* Appends messages (valid JSON blobs); turn_count grows by n. opts NULL: no
+** tokens, any version, the state stays. `out` receives the new metadata. */
 as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
-                            uint64_t tokens, int64_t expect_version, as_meta *out,
-                            as_error *err);
+                            const as_append_opts *opts, as_meta *out, as_error *err);
 #endif

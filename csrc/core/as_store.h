@@ -23,12 +23,33 @@
 typedef struct as_store as_store;
 
 #define AS_KEEP_ALL ((size_t)-1)
-#define AS_LOAD_ALL ((size_t)-1)
-#define AS_LOAD_META ((size_t)-2) /* metadata only: no messages, no state */
+#define AS_ALL ((size_t)-1)       /* as_span.count: every message from `first` on */
+#define AS_SPAN_TAIL ((size_t)-1) /* as_span.first: the last `count` messages */
+
+/* Which stored messages a load reads: `count` of them from index `first`
+** (0-based), clipped to those stored; a `first` past the end reads none. */
+typedef struct as_span {
+    size_t first;
+    size_t count;
+} as_span;
+
+/* The stored indexes [*first, *first + *n) a span covers among `total` messages. */
+static inline void as_span_clip(const as_span *span, size_t total, size_t *first, size_t *n) {
+    if (span->first == AS_SPAN_TAIL) {
+        *n = span->count < total ? span->count : total;
+        *first = total - *n;
+        return;
+    }
+    *first = span->first < total ? span->first : total;
+    *n = total - *first;
+    if (span->count < *n) *n = span->count;
+}
 
 /* What a load tells of the stored session besides what it returns. */
 typedef struct as_stored {
     size_t bytes; /* the stored size: its state's text, and each message's text plus one */
+    size_t total; /* messages stored (set by a load with a span) */
+    size_t first; /* the stored index of the first message loaded (likewise) */
 } as_stored;
 
 typedef struct as_write {
@@ -54,8 +75,9 @@ typedef struct as_store_stats {
 /* An append, for stores that do it in one step: the messages go after the
 ** stored ones; turn_count grows by nmsgs (AS_EINVALID past AS_TURN_COUNT_MAX),
 ** total_tokens by tokens (AS_EINVALID past AS_TOTAL_TOKENS_MAX), version by
-** one; updated_at becomes now; the size grows by `bytes`, and AS_ETOOLARGE
-** when the session would then pass max_bytes (its size as in
+** one; updated_at becomes now; a non-NULL state replaces the stored one; the
+** size grows by `bytes` (and by the new state's length less the old one's),
+** and AS_ETOOLARGE when the session would then pass max_bytes (its size as in
 ** as_session_json_size). AS_ECONFLICT when expect_version >= 0 and the stored
 ** version differs; AS_ENOTFOUND when there is no such session. */
 typedef struct as_append {
@@ -67,6 +89,7 @@ typedef struct as_append {
     int64_t now;
     size_t bytes;
     size_t max_bytes;
+    as_blob *state; /* NULL: the stored state stays */
 } as_append;
 
 typedef struct as_store_ops {
@@ -84,10 +107,12 @@ typedef struct as_store_ops {
     as_status (*begin)(as_store *st, int write, as_error *err);
     as_status (*commit)(as_store *st, as_error *err);
     void (*rollback)(as_store *st);
-    /* Loads the metadata, the state and the last `last` messages (AS_LOAD_ALL
-    ** for all; AS_LOAD_META for the metadata alone, with msgs and state NULL),
-    ** and tells how many messages are stored and their size. AS_ENOTFOUND if absent. */
-    as_status (*load)(as_store *st, const char *id, size_t last, as_session *out,
+    /* Loads the metadata, the state and the messages of `span` (NULL: the
+    ** metadata alone, with msgs and state NULL), and tells the stored size
+    ** and, with a span, how many messages are stored and where those loaded
+    ** begin. A store outside the process reads only the span's messages.
+    ** AS_ENOTFOUND if absent. */
+    as_status (*load)(as_store *st, const char *id, const as_span *span, as_session *out,
                       as_stored *info, as_error *err);
     as_status (*write)(as_store *st, const as_write *w, as_error *err);
     /* AS_ENOTFOUND if absent. */

@@ -120,7 +120,7 @@ static int reserve_msgs(entry *e, size_t need) {
 
 /* ---------------------------------------------------------------- operations */
 
-static as_status mem_load(as_store *st, const char *id, size_t last, as_session *out,
+static as_status mem_load(as_store *st, const char *id, const as_span *span, as_session *out,
                           as_stored *info, as_error *err) {
     memory_store *ms = (memory_store *)st;
     entry *e = find(ms, id);
@@ -129,9 +129,10 @@ static as_status mem_load(as_store *st, const char *id, size_t last, as_session 
     info->bytes = e->bytes;
     memset(out, 0, sizeof *out);
     if (as_meta_copy(&out->meta, &e->s.meta, err) != AS_OK) return err->status;
-    if (last == AS_LOAD_META) return AS_OK;
-    n = last < e->s.nmsgs ? last : e->s.nmsgs;
-    from = e->s.nmsgs - n;
+    if (span == NULL) return AS_OK;
+    as_span_clip(span, e->s.nmsgs, &from, &n);
+    info->total = e->s.nmsgs;
+    info->first = from;
     if (as_session_push(out, e->s.msgs + from, n, err) != AS_OK) {
         as_session_clear(out);
         return err->status;

@@ -48,22 +48,16 @@
 
 /* ---------------------------------------------------------------- scripts */
 
-/* KEYS: meta, msgs, state. ARGV[1]: "m" (metadata and count), "a" (all) or
-** the number of last messages. Returns nil, {meta, count} or {meta, count,
-** messages, state}. */
+/* KEYS: meta, msgs, state. ARGV[1]: "m" (the metadata and the count), "s"
+** (those and the state) or "r" (those and the messages LRANGE ARGV[2]
+** ARGV[3] gives). Returns nil, {meta, count} or {meta, count, messages, state}. */
 static const char load_script[] =
     "local m = redis.call('HGETALL', KEYS[1])\n"
     "if #m == 0 then return false end\n"
     "local len = redis.call('LLEN', KEYS[2])\n"
-    "local want = ARGV[1]\n"
-    "if want == 'm' then return {m, len} end\n"
-    "local first = 0\n"
-    "if want ~= 'a' then\n"
-    "  local n = tonumber(want)\n"
-    "  if n < len then first = len - n end\n"
-    "end\n"
+    "if ARGV[1] == 'm' then return {m, len} end\n"
     "local msgs = {}\n"
-    "if first < len then msgs = redis.call('LRANGE', KEYS[2], first, -1) end\n"
+    "if ARGV[1] == 'r' then msgs = redis.call('LRANGE', KEYS[2], ARGV[2], ARGV[3]) end\n"
     "return {m, len, msgs, redis.call('GET', KEYS[3])}\n";
 
 /* KEYS: the indexes of the filter (each tag, the agent, the parent), or the
@@ -123,15 +117,16 @@ static const char list_script[] =
     "end\n"
     "return out\n";
 
-/* append: one atomic step. KEYS: meta, msgs, the counter. ARGV: prefix, id,
-** number of messages, tokens, expected version (-1: any), now, bytes added,
-** size limit, then the messages. Checks first, the kinds of the keys it will
+/* append: one atomic step. KEYS: meta, msgs, the counter, state. ARGV: prefix,
+** id, number of messages, tokens, expected version (-1: any), now, bytes added,
+** size limit, "1" and the new state or "0" and "", then the messages. Checks first, the kinds of the keys it will
 ** write included (only the HINCRBY of the tokens writes before the size check,
 ** and is undone when it fails), so no error can stop it half-way; the meta JSON
 ** length (`metalen`) follows the counters' digits. Returns {"OK", meta hash}
 ** or {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
 static const char append_script[] =
-    "local meta, msgs, seqkey = KEYS[1], KEYS[2], KEYS[3]\n"
+    "local meta, msgs, seqkey, statekey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "local new_state = ARGV[9] == '1' and ARGV[10] or nil\n"
     "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
@@ -156,7 +151,7 @@ static const char append_script[] =
     "  local t = redis.call('TYPE', k).ok\n"
     "  return t == want or t == 'none'\n"
     "end\n"
-    "local sound = kind(msgs, 'list') and kind(seqkey, 'string')\n"
+    "local sound = kind(msgs, 'list') and kind(seqkey, 'string') and kind(statekey, 'string')\n"
     "for _, k in ipairs(idx) do sound = sound and kind(k, 'zset') end\n"
     "if not sound then\n"
     "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
@@ -173,13 +168,17 @@ static const char append_script[] =
     "local metalen = tonumber(f[6]) + #new_turns - #f[2] + #new_tokens - #f[3] + #now - #f[4]\n"
     "  + #new_version - #f[1]\n"
     "local bytes = tonumber(f[5]) + add\n"
+    "if new_state then\n"
+    "  bytes = math.max(bytes - redis.call('STRLEN', statekey), 0) + #new_state\n"
+    "end\n"
     "if metalen + 38 + bytes > max then\n"
     "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
-    "for i = 9, 8 + n, 1000 do\n"
-    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 8 + n)))\n"
+    "for i = 11, 10 + n, 1000 do\n"
+    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 10 + n)))\n"
     "end\n"
+    "if new_state then redis.call('SET', statekey, new_state) end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
     "  'bytes', string.format('%d', bytes), 'metalen', string.format('%d', metalen))\n"
     "local old = string.format('%016x', tonumber(f[7])) .. id\n"
@@ -740,26 +739,38 @@ static void forget_loaded(redis_store *rs) {
     rs->cached = rs->old_found = 0;
 }
 
+/* The LRANGE start and stop of a span's messages; 0 when it needs none. */
+static int span_range(const as_span *span, int64_t *start, int64_t *stop) {
+    if (span == NULL || span->count == 0) return 0;
+    if (span->first == AS_SPAN_TAIL) {
+        *start = span->count > (size_t)INT64_MAX ? 0 : -(int64_t)span->count;
+        *stop = -1;
+        return 1;
+    }
+    if (span->first > (size_t)INT64_MAX) return 0; /* past any end */
+    *start = (int64_t)span->first;
+    *stop = span->count > (size_t)INT64_MAX - span->first ? -1
+                                                          : (int64_t)(span->first + span->count) - 1;
+    return 1;
+}
+
 /* A read-only load: MULTI, the reads, EXEC. Atomic, and the texts go from the
 ** server's keys to the reply without passing through a script. Fills r[]
 ** (up to 6 replies) and points the parts at the EXEC reply's elements. */
-static as_status load_read(redis_store *rs, const char *id, size_t last, redisReply **r,
+static as_status load_read(redis_store *rs, const char *id, const as_span *span, redisReply **r,
                            size_t *n, const redisReply **parts, as_error *err) {
     as_buf *b = &rs->req;
-    int range = last != AS_LOAD_META && last != 0, state = last != AS_LOAD_META;
+    int64_t start, stop;
+    int range = span_range(span, &start, &stop), state = span != NULL;
     size_t k = 4 + (size_t)range + (size_t)state, i;
     const redisReply *exec;
     as_status status;
     int bad = req_start(rs) || put_head(b, 1) || put_str(b, "MULTI") || put_head(b, 2)
               || put_str(b, "HGETALL") || put_skey(rs, b, id, "meta") || put_head(b, 2)
               || put_str(b, "LLEN") || put_skey(rs, b, id, "msgs");
-    if (range) {
-        char from[24];
-        if (last == AS_LOAD_ALL || last > (size_t)INT64_MAX) snprintf(from, sizeof from, "0");
-        else snprintf(from, sizeof from, "-%zu", last);
+    if (range)
         bad |= put_head(b, 4) || put_str(b, "LRANGE") || put_skey(rs, b, id, "msgs")
-               || put_str(b, from) || put_str(b, "-1");
-    }
+               || put_int(b, start) || put_int(b, stop);
     if (state) bad |= put_head(b, 2) || put_str(b, "GET") || put_skey(rs, b, id, "state");
     bad |= put_head(b, 1) || put_str(b, "EXEC");
     if (bad) return as_error_nomem(err);
@@ -782,23 +793,23 @@ static as_status load_read(redis_store *rs, const char *id, size_t last, redisRe
 
 /* A load in a write transaction: WATCH the metadata key, then read through
 ** the load script (atomic, and it leaves the WATCH in place). */
-static as_status load_watched(redis_store *rs, const char *id, size_t last, redisReply **r,
-                              size_t *n, const redisReply **parts, as_error *err) {
-    char want[24];
+static as_status load_watched(redis_store *rs, const char *id, const as_span *span,
+                              redisReply **r, size_t *n, const redisReply **parts,
+                              as_error *err) {
+    int64_t start = 0, stop = -1;
+    const char *want = span == NULL ? "m" : span_range(span, &start, &stop) ? "r" : "s";
     const redisReply *res;
     int by_text = 0;
     as_status status;
-    if (last == AS_LOAD_META) snprintf(want, sizeof want, "m");
-    else if (last == AS_LOAD_ALL) snprintf(want, sizeof want, "a");
-    else snprintf(want, sizeof want, "%zu", last);
     *n = 2;
     for (;;) {
         int bad = req_start(rs) || put_head(&rs->req, 2) || put_str(&rs->req, "WATCH")
                   || put_skey(rs, &rs->req, id, "meta")
-                  || put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 5)
+                  || put_script_call(&rs->req, by_text ? "" : rs->load_sha, load_script, 7)
                   || put_str(&rs->req, "3") || put_skey(rs, &rs->req, id, "meta")
                   || put_skey(rs, &rs->req, id, "msgs") || put_skey(rs, &rs->req, id, "state")
-                  || put_str(&rs->req, want);
+                  || put_str(&rs->req, want) || put_int(&rs->req, start)
+                  || put_int(&rs->req, stop);
         if (bad) return as_error_nomem(err);
         if ((status = roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
         rs->watching = 1;
@@ -819,19 +830,19 @@ static as_status load_watched(redis_store *rs, const char *id, size_t last, redi
     return AS_OK;
 }
 
-static as_status rd_load(as_store *st, const char *id, size_t last, as_session *out,
+static as_status rd_load(as_store *st, const char *id, const as_span *span, as_session *out,
                          as_stored *info, as_error *err) {
     redis_store *rs = (redis_store *)st;
     redisReply *r[6] = { NULL, NULL, NULL, NULL, NULL, NULL };
     const redisReply *parts[4] = { NULL, NULL, NULL, NULL };
-    size_t n = 0, i;
+    size_t n = 0, i, first = 0, count = 0;
     int64_t seq, len, bytes;
     as_status status;
     memset(out, 0, sizeof *out);
     if (rs->write) {
         forget_loaded(rs);
-        status = load_watched(rs, id, last, r, &n, parts, err);
-    } else status = load_read(rs, id, last, r, &n, parts, err);
+        status = load_watched(rs, id, span, r, &n, parts, err);
+    } else status = load_read(rs, id, span, r, &n, parts, err);
     if (status == AS_ENOTFOUND && rs->write) {
         if ((rs->old_id = as_strdup(id)) == NULL) status = as_error_nomem(err);
         else rs->cached = 1;
@@ -857,9 +868,10 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
             goto done;
         }
     }
+    if (span) as_span_clip(span, (size_t)len, &first, &count);
     if (parts[2]) {
         const redisReply *msgs = parts[2];
-        if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements > (uint64_t)len) {
+        if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements != (uint64_t)count) {
             status = damaged(rs, id, "its messages are not a list of texts", err);
             goto done;
         }
@@ -882,6 +894,8 @@ static as_status rd_load(as_store *st, const char *id, size_t last, as_session *
         }
     }
     info->bytes = (size_t)bytes;
+    info->total = (size_t)len;
+    info->first = first;
     if (rs->write) {
         if ((rs->old_id = as_strdup(id)) == NULL
             || as_meta_copy(&rs->old, &out->meta, err) != AS_OK) {
@@ -909,7 +923,7 @@ static as_status ensure_loaded(redis_store *rs, const char *id, as_error *err) {
     as_stored info;
     as_status st;
     if (rs->cached && strcmp(rs->old_id, id) == 0) return rs->old_found ? AS_OK : AS_ENOTFOUND;
-    st = rd_load(&rs->base, id, AS_LOAD_META, &s, &info, err);
+    st = rd_load(&rs->base, id, NULL, &s, &info, err);
     if (st == AS_OK) as_session_clear(&s);
     return st;
 }
@@ -1155,14 +1169,17 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs)
-                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 12 + a->nmsgs)
-                  || put_str(b, "3") || put_skey(rs, b, a->id, "meta")
+                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 15 + a->nmsgs)
+                  || put_str(b, "4") || put_skey(rs, b, a->id, "meta")
                   || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
+                  || put_skey(rs, b, a->id, "state")
                   || put_bulk(b, rs->prefix, rs->plen) || put_str(b, a->id)
                   || put_int(b, (int64_t)a->nmsgs);
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->tokens);
         bad = bad || put_str(b, num) || put_int(b, a->expect_version) || put_int(b, a->now)
-              || put_int(b, (int64_t)a->bytes) || put_int(b, (int64_t)a->max_bytes);
+              || put_int(b, (int64_t)a->bytes) || put_int(b, (int64_t)a->max_bytes)
+              || put_str(b, a->state ? "1" : "0")
+              || (a->state ? put_bulk(b, a->state->text, a->state->len) : put_str(b, ""));
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */

@@ -404,11 +404,12 @@ static as_status sq_commit(as_store *st, as_error *err) {
     return status;
 }
 
-static as_status sq_load(as_store *st, const char *id, size_t last, as_session *out,
+static as_status sq_load(as_store *st, const char *id, const as_span *span, as_session *out,
                          as_stored *info, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
-    int64_t rid, nmsgs, n, bytes;
+    int64_t rid, nmsgs, bytes;
+    size_t first = 0, n = 0;
     as_status status;
     int rc;
     memset(out, 0, sizeof *out);
@@ -423,9 +424,9 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
         status = damaged(ss, "the index of session ids leads to another session", err);
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
     if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
-    if (status == AS_OK && last != AS_LOAD_META) {
-        n = (uint64_t)last < (uint64_t)nmsgs ? (int64_t)last : nmsgs;
-        status = read_messages(ss, rid, id, nmsgs - n, n, out, err);
+    if (status == AS_OK && span != NULL) {
+        as_span_clip(span, (size_t)nmsgs, &first, &n);
+        status = read_messages(ss, rid, id, (int64_t)first, (int64_t)n, out, err);
         if (status == AS_OK) status = read_state(ss, rid, id, out, err);
     }
     if (status != AS_OK) {
@@ -433,6 +434,8 @@ static as_status sq_load(as_store *st, const char *id, size_t last, as_session *
         return status;
     }
     info->bytes = (size_t)bytes;
+    info->total = (size_t)nmsgs;
+    info->first = first;
     return AS_OK;
 }
 

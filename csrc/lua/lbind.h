@@ -79,6 +79,11 @@ void lbind_push_tags(lua_State *L, const as_meta *m);
 ** does not decode, naming `where` the store keeps it (NULL: not named). */
 void lbind_push_session(lua_State *L, const as_session *s, const char *where);
 
+/* Pushes a count, as LUA_MAXINTEGER when it is larger. */
+static inline void lbind_push_count(lua_State *L, size_t n) {
+    lua_pushinteger(L, n > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
+}
+
 /* Pushes t[name] without running metamethods (no Lua code runs mid-call). */
 int lbind_rawfield(lua_State *L, int idx, const char *name);
 

@@ -3,8 +3,7 @@
 **
 ** The backend is a table of plain functions, called as backend.load(id):
 **
-**   load(id [, { last = n }]) -> session | nil   (required; may give only the
-**                                                 last n messages when hinted)
+**   load(id [, hint]) -> session | nil            (required; see below)
 **   store(session)                                (required; creates or replaces)
 **   remove(id) -> existed                         (required)
 **   list() -> { metadata, ... }                   (required; any order)
@@ -14,6 +13,12 @@
 **   fork(source_id, metadata, count)              (optional: copy a session's first messages)
 **   append(id, messages, metadata)                (optional: add messages at the end)
 **   close()                                       (optional)
+**
+** A hint, { last = n } or { from = i [, count = n] }, says which messages the
+** caller needs: a backend may return only some of them, saying which in the
+** session's field window = { first = k, total = t } (its messages are the
+** stored ones from index k on, of t stored); a session without `window` is
+** the whole of it, and this store picks the messages asked for.
 **
 ** This file is a store like the others, behind the store interface: the
 ** manager keeps every rule of the contract and this store keeps what it is
@@ -52,7 +57,7 @@ typedef struct step {
     as_error *err;
     as_status st;
     const char *id;
-    size_t last;
+    const as_span *span; /* a load's: NULL for the metadata alone */
     int write;
     as_session *out;
     as_stored *info;
@@ -183,29 +188,96 @@ static int size_noted(lua_State *L, custom_store *cs, const char *id) {
     return noted;
 }
 
+/* Pushes the hint of a span that is not the whole history: { last = n } or
+** { from = i [, count = n] }; returns 0 (pushing nothing) for the whole. */
+static int push_hint(lua_State *L, const as_span *span) {
+    if (span->first == 0 && span->count == AS_ALL) return 0;
+    lua_createtable(L, 0, 2);
+    if (span->first == AS_SPAN_TAIL) {
+        lbind_push_count(L, span->count);
+        lua_setfield(L, -2, "last");
+        return 1;
+    }
+    lbind_push_count(L, span->first < AS_ALL - 1 ? span->first + 1 : span->first);
+    lua_setfield(L, -2, "from");
+    if (span->count != AS_ALL) {
+        lbind_push_count(L, span->count);
+        lua_setfield(L, -2, "count");
+    }
+    return 1;
+}
+
+/* The stored messages the session table at idx holds: from index *base
+** (0-based), of *total stored. A session without `window` holds all of them. */
+static as_status loaded_part(lua_State *L, int idx, size_t n, size_t *base, size_t *total,
+                             as_error *why) {
+    static const char *const names[] = { "first", "total" };
+    lua_Integer v[2];
+    int i;
+    *base = 0;
+    *total = n;
+    if (lbind_rawfield(L, idx, "window") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return AS_OK;
+    }
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return as_error_set(why, AS_ESTORAGE, "window: must be a table { first, total }");
+    }
+    for (i = 0; i < 2; i++) {
+        int isint;
+        lua_pushstring(L, names[i]);
+        lua_rawget(L, -2);
+        v[i] = lua_tointegerx(L, -1, &isint);
+        lua_pop(L, 1);
+        if (!isint || v[i] < (i == 0 ? 1 : 0)) {
+            lua_pop(L, 1);
+            as_error_set(why, AS_ESTORAGE, "must be an integer of at least %d", i == 0 ? 1 : 0);
+            as_error_prefix(why, names[i]);
+            as_error_prefix(why, "window.");
+            return AS_ESTORAGE;
+        }
+    }
+    lua_pop(L, 1);
+    if ((lua_Unsigned)v[0] - 1 > (lua_Unsigned)v[1] || n > (size_t)(v[1] - (v[0] - 1)))
+        return as_error_set(why, AS_ESTORAGE, "window: %zu messages from %lld are more than "
+                            "the %lld stored", n, (long long)v[0], (long long)v[1]);
+    *base = (size_t)(v[0] - 1);
+    *total = (size_t)v[1];
+    return AS_OK;
+}
+
+/* Keeps the messages [first, first + n) of the stored ones in out, which
+** holds those from `base` on. */
+static void keep_messages(as_session *out, size_t base, size_t first, size_t n) {
+    size_t i, drop = first - base;
+    for (i = 0; i < drop; i++) as_blob_unref(out->msgs[i]);
+    for (i = drop + n; i < out->nmsgs; i++) as_blob_unref(out->msgs[i]);
+    if (drop > 0 && n > 0) memmove(out->msgs, out->msgs + drop, n * sizeof(as_blob *));
+    out->nmsgs = n;
+}
+
 static int step_load(lua_State *L) {
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
     as_session *out = s->out;
-    int nargs, t;
-    size_t n, i, drop;
+    const as_span *span = s->span;
+    int nargs, t, hint;
+    size_t n, i, base, total, first, count;
     as_error why;
     /* a write that needs only the metadata of a session whose size this
     ** manager noted asks for no message (known_size checks the size is that) */
-    int hinted = s->write && s->last == AS_LOAD_META && size_noted(L, cs, s->id);
+    int hinted = s->write && span == NULL && size_noted(L, cs, s->id);
 again:
-    nargs = 1;
     backend_fn(L, cs, "load");
     lua_pushstring(L, s->id);
-    if (hinted || (!s->write && s->last != AS_LOAD_ALL && s->last != AS_LOAD_META)) {
-        /* a hint: the backend may give only the last n messages */
-        size_t last = hinted ? 0 : s->last;
+    if (hinted) {
         lua_createtable(L, 0, 1);
-        lua_pushinteger(L, (lua_Integer)(last > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER
-                                                                       : (lua_Integer)last));
+        lua_pushinteger(L, 0);
         lua_setfield(L, -2, "last");
-        nargs = 2;
-    }
+        hint = 1;
+    } else hint = !s->write && span != NULL && push_hint(L, span);
+    nargs = 1 + hint;
     if ((s->st = call(L, s, "load", nargs)) != AS_OK) return 0;
     t = lua_type(L, -1);
     if (s->write) {
@@ -223,7 +295,7 @@ again:
         s->st = garbage(s, "load", &why);
         return 0;
     }
-    if (s->write && s->last == AS_LOAD_META) {
+    if (s->write && span == NULL) {
         if (known_size(L, cs, s, out)) {
             lua_pushvalue(L, -1);
             cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -254,29 +326,32 @@ again:
         s->st = garbage(s, "load", &why);
         return 0;
     }
-    if (check_returned(&out->meta, &why) != AS_OK) {
+    if (check_returned(&out->meta, &why) != AS_OK
+        || loaded_part(L, lua_gettop(L), n, &base, &total, &why) != AS_OK) {
         s->st = garbage(s, "load", &why);
         return 0;
     }
     if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
         return (s->st = as_error_nomem(s->err)), 0;
+    /* the size is known from a whole session only, which every write reads */
     s->info->bytes = out->state->len;
     for (i = 0; i < n; i++) s->info->bytes += out->msgs[i]->len + 1;
-    if (s->last == AS_LOAD_META) {
-        for (i = 0; i < n; i++) as_blob_unref(out->msgs[i]);
+    as_span_clip(span ? span : &(as_span){ AS_SPAN_TAIL, 0 }, total, &first, &count);
+    if (first < base || first > base + n || count > base + n - first || (n < total && !hint)) {
+        as_error_set(&why, AS_ESTORAGE, "messages %zu to %zu of %zu, not the %zu from %zu asked",
+                     base + 1, base + n, total, count, first + 1);
+        s->st = garbage(s, "load", &why);
+        return 0;
+    }
+    s->info->total = total;
+    s->info->first = first;
+    if (span == NULL) {
+        keep_messages(out, base, first, 0);
         as_free(out->msgs);
         out->msgs = NULL;
-        out->nmsgs = 0;
         as_blob_unref(out->state);
         out->state = NULL;
-    } else {
-        drop = s->last < out->nmsgs ? out->nmsgs - s->last : 0;
-        for (i = 0; i < drop; i++) as_blob_unref(out->msgs[i]);
-        if (drop > 0) {
-            memmove(out->msgs, out->msgs + drop, (out->nmsgs - drop) * sizeof(as_blob *));
-            out->nmsgs -= drop;
-        }
-    }
+    } else keep_messages(out, base, first, count);
     if (s->write) {
         lua_pushvalue(L, -1);
         cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -312,14 +387,14 @@ static as_status run(custom_store *cs, lua_CFunction fn, step *s) {
     return s->st;
 }
 
-static as_status cu_load(as_store *st, const char *id, size_t last, as_session *out,
+static as_status cu_load(as_store *st, const char *id, const as_span *span, as_session *out,
                          as_stored *info, as_error *err) {
     custom_store *cs = (custom_store *)st;
     step s = { 0 };
     memset(out, 0, sizeof *out);
     s.err = err;
     s.id = id;
-    s.last = last;
+    s.span = span;
     s.write = cs->write;
     s.out = out;
     s.info = info;
@@ -349,15 +424,16 @@ static as_status push_decoded(lua_State *L, step *s, const as_blob *b) {
     return why.status;
 }
 
-/* Loads the session `id` for the write under way (last: AS_LOAD_META or
-** AS_LOAD_ALL) and pushes the table loaded; 0 with s->st set when it fails. */
-static int load_for_write(lua_State *L, step *s, const char *id, size_t last) {
+/* Loads the session `id` for the write under way (span: NULL for the
+** metadata, or the whole) and pushes the table loaded; 0 with s->st set when
+** it fails. */
+static int load_for_write(lua_State *L, step *s, const char *id, const as_span *span) {
     as_session tmp = { 0 };
     as_stored info;
     step inner = *s;
     int rc;
     inner.id = id;
-    inner.last = last;
+    inner.span = span;
     inner.write = 1;
     inner.out = &tmp;
     inner.info = &info;
@@ -372,6 +448,7 @@ static int load_for_write(lua_State *L, step *s, const char *id, size_t last) {
 }
 
 static int step_write(lua_State *L) {
+    static const as_span whole = { 0, AS_ALL };
     step *s = lua_touserdata(L, 1);
     custom_store *cs = s->cs;
     const as_write *w = s->w;
@@ -380,7 +457,7 @@ static int step_write(lua_State *L) {
     size_t i, keep = w->keep;
     have = w->create ? 0 : push_loaded(L, cs, id);
     /* not loaded in this transaction: load it now */
-    if (!w->create && !have && !load_for_write(L, s, id, AS_LOAD_META)) return 0;
+    if (!w->create && !have && !load_for_write(L, s, id, NULL)) return 0;
     have = !w->create;
     session = lua_gettop(L); /* the loaded session, when have */
     if (!w->create && w->nappend == 0 && w->state == NULL) {
@@ -420,7 +497,7 @@ static int step_write(lua_State *L) {
     if (have && keep > 0 && cs->loaded_partial) {
         /* the session was read without its messages, and store needs them */
         lua_settop(L, session - 1);
-        if (!load_for_write(L, s, id, AS_LOAD_ALL)) return 0;
+        if (!load_for_write(L, s, id, &whole)) return 0;
         session = lua_gettop(L);
     }
     /* the whole session, for backend.store */

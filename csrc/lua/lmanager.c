@@ -202,9 +202,53 @@ static int64_t opt_expect_version(lua_State *L, int tbl) {
     return (int64_t)v;
 }
 
+/* A whole number >= lo in field `name` of the table at tbl, stored in *out;
+** 0 when absent. */
+static int window_field(lua_State *L, int tbl, const char *name, lua_Integer lo,
+                        lua_Integer *out) {
+    char path[32];
+    snprintf(path, sizeof path, "window.%s", name);
+    if (!lbind_opt_count(L, tbl, name, path, out)) return 0;
+    if (*out < lo) lbind_errorf(L, AS_EINVALID, path, "must be at least %d", (int)lo);
+    return 1;
+}
+
+/* The `window` field of the session table at idx (see as_window); 0 when it
+** has none. A window without `count` holds the messages the table holds. */
+static int opt_window(lua_State *L, int idx, as_window *win) {
+    static const char *const names[] = { "first", "count", "total", "version", NULL };
+    lua_Integer first, count, total, version;
+    int tbl;
+    if (lbind_rawfield(L, idx, "window") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!lua_istable(L, -1))
+        lbind_errorf(L, AS_EINVALID, "window", "must be a table (got %s)", luaL_typename(L, -1));
+    tbl = lua_gettop(L);
+    lbind_check_options(L, tbl, "window", names);
+    if (!window_field(L, tbl, "first", 1, &first)) lbind_errorf(L, AS_EINVALID, "window.first", "required");
+    if (!window_field(L, tbl, "total", 0, &total)) lbind_errorf(L, AS_EINVALID, "window.total", "required");
+    if (!window_field(L, tbl, "version", 1, &version))
+        lbind_errorf(L, AS_EINVALID, "window.version", "required");
+    if (!window_field(L, tbl, "count", 0, &count)) {
+        lbind_rawfield(L, idx, "messages");
+        count = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    win->first = opt_size(first - 1);
+    win->count = opt_size(count);
+    win->total = opt_size(total);
+    win->version = (int64_t)version;
+    return 1;
+}
+
 static int m_save(lua_State *L) {
     as_manager *m = check_open(L);
     int64_t expect = -1;
+    as_window win;
+    int windowed;
     lbind_call *c;
     result_hook h;
     as_status st;
@@ -216,61 +260,112 @@ static int m_save(lua_State *L) {
         lbind_check_options(L, 3, "options", names);
         expect = opt_expect_version(L, 3);
     }
+    windowed = opt_window(L, 2, &win);
     c = lbind_call_new(L);
     as_error_clear(&err);
     st = lbind_to_session(L, 2, &c->session, &c->buf, as_manager_canonical(m), &err);
     if (st == AS_OK) {
         hook_result(L, m, &h, RESULT_META, NULL);
-        st = as_manager_save(m, &c->session, expect, &c->meta, &err);
+        st = as_manager_save(m, &c->session, windowed ? &win : NULL, expect, &c->meta, &err);
         unhook_result(L, m, &h, st, &c->meta, 0);
     }
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
+/* resume's options as a span; 0 for the whole session. */
+static int resume_span(lua_State *L, int tbl, as_span *span) {
+    static const char *const names[] = { "last", "from", "count", NULL };
+    lua_Integer last, from, count;
+    int has_last, has_from, has_count;
+    if (lua_isnoneornil(L, tbl)) return 0;
+    luaL_checktype(L, tbl, LUA_TTABLE);
+    lbind_check_options(L, tbl, "options", names);
+    has_last = lbind_opt_count(L, tbl, "last", "options.last", &last);
+    has_from = lbind_opt_count(L, tbl, "from", "options.from", &from);
+    has_count = lbind_opt_count(L, tbl, "count", "options.count", &count);
+    if (has_last && (has_from || has_count))
+        lbind_errorf(L, AS_EINVALID, "options", "give last, or from with an optional count, not both");
+    if (has_count && !has_from) lbind_errorf(L, AS_EINVALID, "options.count", "needs from");
+    if (has_from && from < 1) lbind_errorf(L, AS_EINVALID, "options.from", "must be at least 1 (got 0)");
+    if (has_last) {
+        span->first = AS_SPAN_TAIL;
+        span->count = opt_size(last);
+        return 1;
+    }
+    if (!has_from) return 0;
+    span->first = opt_size(from - 1);
+    span->count = has_count ? opt_size(count) : AS_ALL;
+    return 1;
+}
+
+static void push_window(lua_State *L, const as_window *win) {
+    lua_createtable(L, 0, 4);
+    lbind_push_count(L, win->first < AS_ALL ? win->first + 1 : win->first);
+    lua_setfield(L, -2, "first");
+    lbind_push_count(L, win->count);
+    lua_setfield(L, -2, "count");
+    lbind_push_count(L, win->total);
+    lua_setfield(L, -2, "total");
+    lua_pushinteger(L, (lua_Integer)win->version);
+    lua_setfield(L, -2, "version");
+}
+
 static int m_resume(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
-    lua_Integer last = -1;
-    lbind_call *c;
+    as_span span;
+    as_window win;
+    int windowed = resume_span(L, 3, &span);
+    lbind_call *c = lbind_call_new(L);
     as_error err;
-    if (!lua_isnoneornil(L, 3)) {
-        static const char *const names[] = { "last", NULL };
-        luaL_checktype(L, 3, LUA_TTABLE);
-        lbind_check_options(L, 3, "options", names);
-        lbind_opt_count(L, 3, "last", "options.last", &last);
-    }
-    c = lbind_call_new(L);
     as_error_clear(&err);
-    if (as_manager_resume(m, id, last < 0 ? AS_LOAD_ALL : opt_size(last), &c->session, &err) != AS_OK) {
+    if (as_manager_resume(m, id, windowed ? &span : NULL, &c->session, &win, &err) != AS_OK) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
     lbind_push_session(L, &c->session, as_manager_location(m));
+    if (windowed) {
+        push_window(L, &win);
+        lua_setfield(L, -2, "window");
+    }
     lbind_call_done(c);
     return 1;
 }
 
 static int m_append(lua_State *L) {
+    static const char *const names[] = { "tokens", "expect_version", "state", NULL };
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
-    int64_t expect = -1;
+    as_append_opts opts = { 0, -1, NULL };
     lua_Integer tokens = 0;
+    int has_state = 0;
     lbind_call *c;
     result_hook h;
     as_status st;
     as_error err;
     luaL_checktype(L, 3, LUA_TTABLE);
     if (!lua_isnoneornil(L, 4)) {
-        static const char *const names[] = { "tokens", "expect_version", NULL };
         luaL_checktype(L, 4, LUA_TTABLE);
         lbind_check_options(L, 4, "options", names);
         lbind_opt_count(L, 4, "tokens", "options.tokens", &tokens);
-        expect = opt_expect_version(L, 4);
+        opts.tokens = (uint64_t)tokens;
+        opts.expect_version = opt_expect_version(L, 4);
+        has_state = lbind_rawfield(L, 4, "state") != LUA_TNIL;
+        lua_pop(L, 1);
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
     st = lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err);
+    if (st == AS_OK && has_state) {
+        lbind_rawfield(L, 4, "state");
+        c->buf.len = 0;
+        st = lbind_encode(L, -1, &c->buf, "options.state", as_manager_canonical(m), &err);
+        lua_pop(L, 1);
+        if (st == AS_OK && (c->session.state = as_blob_from_buf(&c->buf)) == NULL)
+            st = as_error_nomem(&err);
+        opts.state = c->session.state;
+    }
     if (st == AS_OK) {
         int written = 0;
         if (as_manager_store_appends(m)) {
@@ -281,8 +376,7 @@ static int m_append(lua_State *L) {
             written = lua_gettop(L);
         }
         hook_result(L, m, &h, RESULT_META, NULL);
-        st = as_manager_append(m, id, c->session.msgs, c->session.nmsgs, (uint64_t)tokens, expect,
-                               &c->meta, &err);
+        st = as_manager_append(m, id, c->session.msgs, c->session.nmsgs, &opts, &c->meta, &err);
         unhook_result(L, m, &h, st, &c->meta, written);
     }
     lbind_call_done(c);

@@ -199,7 +199,8 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, in
     return AS_OK;
 }
 
-static const char *const session_fields[] = { "metadata", "messages", "state", NULL };
+/* `window` marks a session loaded in part (see m_save and lcustom.c). */
+static const char *const session_fields[] = { "metadata", "messages", "state", "window", NULL };
 
 as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                             as_error *err) {

@@ -286,8 +286,9 @@ local function list_ids(mgr, filter)
   return ids(list(mgr, filter))
 end
 
-local function save(mgr, s)
-  local meta = mgr:save(s)
+local function save(mgr, s, opts)
+  local meta
+  if opts == nil then meta = mgr:save(s) else meta = mgr:save(s, opts) end
   is_table(meta, "save()'s result")
   return meta
 end
@@ -1522,6 +1523,182 @@ check("resume last: n = 0 gives no message but the state", function(mgr)
   eq(meta_of(mgr, id), r.metadata, "metadata")
 end)
 
+------------------------------------------------------------------ window
+
+-- Resumes a window, checking its `window` field is { first, count, total, version }.
+local function window(mgr, id, opts)
+  local w = resume(mgr, id, opts)
+  is_table(w.window, "resume(id, " .. (opts.last and "{ last }" or "{ from }") .. ").window")
+  for _, k in ipairs({ "first", "count", "total", "version" }) do
+    truthy(math.type(w.window[k]) == "integer", "window.%s is %s, not an integer", k, show(w.window[k]))
+  end
+  return w
+end
+
+local function window_source(mgr, n)
+  local s = make_session({ turn_count = 7, total_tokens = 70, tags = { "w" }, created_at = 1000 },
+    messages(n or 10), { cwd = "/w", step = 1 })
+  return save(mgr, s).id
+end
+
+check("window: resume{ last = n } carries window { first, count, total, version }", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 3 })
+  eq({ first = 8, count = 3, total = 10, version = 1 }, w.window, "window")
+  eq({ messages(10)[8], messages(10)[9], messages(10)[10] }, w.messages, "messages")
+  eq(meta_of(mgr, id), w.metadata, "metadata")
+  eq({ cwd = "/w", step = 1 }, w.state, "state")
+  eq({ first = 1, count = 10, total = 10, version = 1 }, window(mgr, id, { last = 20 }).window,
+    "window of last = 20")
+  eq({ first = 11, count = 0, total = 10, version = 1 }, window(mgr, id, { last = 0 }).window,
+    "window of last = 0")
+end)
+
+check("window: resume{ from = i, count = n } gives those messages and their window", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { from = 4, count = 2 })
+  eq({ messages(10)[4], messages(10)[5] }, w.messages, "messages")
+  eq({ first = 4, count = 2, total = 10, version = 1 }, w.window, "window")
+  w = window(mgr, id, { from = 9 })
+  eq({ messages(10)[9], messages(10)[10] }, w.messages, "messages from 9")
+  eq({ first = 9, count = 2, total = 10, version = 1 }, w.window, "window from 9")
+  w = window(mgr, id, { from = 8, count = 50 })
+  eq({ first = 8, count = 3, total = 10, version = 1 }, w.window, "window of a count past the end")
+end)
+
+check("window: from past the end gives no message, first = total + 1", function(mgr)
+  local id = window_source(mgr, 4)
+  local w = window(mgr, id, { from = 9 })
+  truthy(next(w.messages) == nil, "messages: expected none, got %s", show(w.messages))
+  eq({ first = 5, count = 0, total = 4, version = 1 }, w.window, "window")
+  eq({ cwd = "/w", step = 1 }, w.state, "state")
+end)
+
+check("window: a whole resume has no window", function(mgr)
+  local id = window_source(mgr)
+  eq(nil, resume(mgr, id).window, "resume(id).window")
+end)
+
+check("window: saving the last 2 with one more message keeps the other 8", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 2 })
+  w.messages[#w.messages + 1] = { role = "assistant", content = "m11" }
+  local meta = save(mgr, w)
+  local all = messages(10)
+  all[11] = { role = "assistant", content = "m11" }
+  eq(all, resume(mgr, id).messages, "messages after the save")
+  eq(2, meta.version, "version")
+  eq(meta, meta_of(mgr, id), "save()'s result")
+end)
+
+check("window: saving keeps the messages before it exactly", function(mgr)
+  local before = {
+    { n = math.maxinteger, f = 1.0, tiny = 5e-324 }, setmetatable({}, array_mt), {}, null, "caf\u{e9}\0",
+    { deep = { { 0.1 } } },
+  }
+  for _, m in ipairs(messages(3)) do before[#before + 1] = m end
+  local s = make_session(nil, before)
+  save(mgr, s)
+  local w = window(mgr, s.metadata.id, { last = 1 })
+  w.messages[1] = { changed = true }
+  save(mgr, w)
+  local expected = deep_copy(before)
+  expected[#expected] = { changed = true }
+  local got = resume(mgr, s.metadata.id).messages
+  local ok, why = same(expected, got, "messages", "json")
+  if not ok then fail("%s", why) end
+end)
+
+check("window: a changed message is replaced, and one removed from its end is removed", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 4 })
+  w.messages[1].content = "changed"
+  table.remove(w.messages)
+  table.remove(w.messages)
+  save(mgr, w)
+  local expected = messages(8)
+  expected[7].content = "changed"
+  eq(expected, resume(mgr, id).messages, "messages")
+end)
+
+check("window: save sets the state, name, tags and counts given, as any save", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 1 })
+  w.state = { cwd = "/new" }
+  w.metadata.name = "renamed"
+  w.metadata.tags = { "x" }
+  w.metadata.turn_count = 42
+  w.metadata.created_at = 0
+  local meta = save(mgr, w)
+  local r = resume(mgr, id)
+  eq({ cwd = "/new" }, r.state, "state")
+  eq("renamed", r.metadata.name, "name")
+  eq({ "x" }, r.metadata.tags, "tags")
+  eq(42, r.metadata.turn_count, "turn_count")
+  eq(1000, r.metadata.created_at, "created_at")
+  eq(meta, r.metadata, "save()'s result")
+  eq(messages(10), r.messages, "messages")
+end)
+
+check("window: saving after another write is conflict and changes nothing", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 2 })
+  mgr:append(id, { { role = "user", content = "meanwhile" } })
+  w.messages[#w.messages + 1] = { role = "assistant", content = "late" }
+  local before = snapshot(mgr)
+  expect_error("conflict", function() return mgr:save(w) end)
+  unchanged(mgr, before, "a conflicting window save")
+end)
+
+check("window: saving a window of a deleted session is conflict and stores nothing", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 2 })
+  mgr:delete(id)
+  expect_error("conflict", function() return mgr:save(w) end)
+  eq({}, list_ids(mgr), "list() ids")
+end)
+
+check("window: one that stops before the end is invalid and changes nothing", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { from = 3, count = 2 })
+  local before = snapshot(mgr)
+  expect_error("invalid", function() return mgr:save(w) end)
+  w.messages[#w.messages + 1] = { content = "more" }
+  expect_error("invalid", function() return mgr:save(w) end)
+  unchanged(mgr, before, "saving a window short of the end")
+end)
+
+check("window: the window of last = 0 saved with new messages appends them", function(mgr)
+  local id = window_source(mgr, 3)
+  local w = window(mgr, id, { last = 0 })
+  w.messages = { { content = "a" }, { content = "b" } }
+  save(mgr, w)
+  local all = messages(3)
+  all[4], all[5] = { content = "a" }, { content = "b" }
+  eq(all, resume(mgr, id).messages, "messages")
+end)
+
+check("window: expect_version other than the window's version is invalid", function(mgr)
+  local id = window_source(mgr)
+  local w = window(mgr, id, { last = 2 })
+  local before = snapshot(mgr)
+  expect_error("invalid", function() return mgr:save(w, { expect_version = 2 }) end)
+  unchanged(mgr, before, "a window saved with another expect_version")
+  eq(2, save(mgr, w, { expect_version = 1 }).version, "saved with expect_version = its version")
+end)
+
+check("window: a window field that is not a window is invalid", function(mgr)
+  local id = window_source(mgr)
+  local before = snapshot(mgr)
+  for i, bad in ipairs({ "x", { first = 0, total = 10, version = 1 }, { first = 1, total = 10 },
+      { first = 12, count = 0, total = 10, version = 1 }, { first = 1.5, total = 10, version = 1 } }) do
+    local w = window(mgr, id, { last = 1 })
+    w.window = bad
+    expect_error_in("window #" .. i, "invalid", function() return mgr:save(w) end)
+  end
+  unchanged(mgr, before, "saving bad windows")
+end)
+
 ------------------------------------------------------------------ errors
 
 check("errors: are tables with kind and message, and id for not_found", function(mgr)
@@ -1842,6 +2019,40 @@ check("append: to a session saved without messages", function(mgr)
   save(mgr, s)
   append(mgr, s.metadata.id, { "first" })
   eq({ "first" }, resume(mgr, s.metadata.id).messages, "messages")
+end)
+
+check("append: state replaces the stored state in the same write", function(mgr)
+  local s = make_session(nil, messages(2), { cwd = "/old", keep = false })
+  save(mgr, s)
+  local meta = mgr:append(s.metadata.id, { { content = "x" } }, { state = { cwd = "/new", list = { 1, 2 } } })
+  local r = resume(mgr, s.metadata.id)
+  eq({ cwd = "/new", list = { 1, 2 } }, r.state, "state")
+  eq(3, #r.messages, "number of messages")
+  eq(meta, r.metadata, "append()'s result")
+  eq(2, meta.version, "version")
+  mgr:append(s.metadata.id, { { content = "y" } })
+  eq({ cwd = "/new", list = { 1, 2 } }, resume(mgr, s.metadata.id).state, "state after an append without state")
+end)
+
+check("append: state = null stores a JSON null, any JSON value is kept", function(mgr)
+  local s = make_session(nil, messages(1))
+  save(mgr, s)
+  mgr:append(s.metadata.id, {}, { state = null })
+  truthy(rawequal(resume(mgr, s.metadata.id).state, null), "state: expected null, got %s",
+    show(resume(mgr, s.metadata.id).state))
+  mgr:append(s.metadata.id, {}, { state = setmetatable({}, array_mt) })
+  local ok, why = same(setmetatable({}, array_mt), resume(mgr, s.metadata.id).state, "state", "json")
+  if not ok then fail("%s", why) end
+end)
+
+check("append: a state that cannot be encoded is invalid and changes nothing", function(mgr)
+  local s = make_session(nil, messages(2))
+  save(mgr, s)
+  local before = snapshot(mgr)
+  expect_error("invalid", function()
+    return mgr:append(s.metadata.id, { { content = "x" } }, { state = { f = print } })
+  end)
+  unchanged(mgr, before, "an append with a bad state")
 end)
 
 check("append: a missing id is not_found and changes nothing", function(mgr)

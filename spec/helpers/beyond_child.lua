@@ -76,6 +76,47 @@ function commands.racer(id, mode, count, ms)
   print("DONE " .. written .. " " .. conflicts)
 end
 
+-- stateappender ID COUNT: appends COUNT messages { i = i }, each with the
+-- state { i = i } in the same call.
+function commands.stateappender(id, count)
+  for i = 1, tonumber(count) do
+    mgr:append(id, { { i = i } }, { state = { i = i } })
+  end
+  print("DONE " .. count)
+end
+
+-- statereader ID COUNT: reads the last message and the state of ID until the
+-- message { i = COUNT } appears, failing when a read's last message and state
+-- disagree. Prints "DONE <reads> <versions seen>".
+function commands.statereader(id, count)
+  count = tonumber(count)
+  local reads, versions, seen, last = 0, 0, {}, 0
+  local until_t = h.monotime() + 60
+  while last < count do
+    if h.monotime() > until_t then fail("the message " .. count .. " did not appear within 60 s") end
+    local s = mgr:resume(id, { last = 1 })
+    reads = reads + 1
+    local m = s.messages[1]
+    local i = m and m.i or 0
+    local state_i = s.state.i or 0
+    if i ~= state_i then
+      fail("version " .. s.metadata.version .. ": the last message is " .. i .. " but the state " .. state_i)
+    end
+    if not seen[s.metadata.version] then
+      seen[s.metadata.version] = true
+      versions = versions + 1
+    end
+    last = i
+  end
+  print("DONE " .. reads .. " " .. versions)
+end
+
+-- appendone ID: appends one message { from = "child" }.
+function commands.appendone(id)
+  mgr:append(id, { { from = "child" } })
+  print("DONE 1")
+end
+
 local fn = commands[command]
 if not fn then fail("no command " .. tostring(command)) end
 local done, err = pcall(fn, table.unpack(arg, 5))

@@ -17,11 +17,17 @@ function M.new(opts)
     for i, m in ipairs(s.messages) do msgs[i] = json.encode(m) end
     return { metadata = json.encode(s.metadata), messages = msgs, state = json.encode(s.state) }
   end
-  -- The session of the texts t, with the messages from the `from`-th on (default 1).
-  local function decode(t, from)
+  -- The session of the texts t, with `n` messages from the `from`-th on (default:
+  -- all); a part of the messages is told in `window`.
+  local function decode(t, from, n)
+    local total = #t.messages
+    from = from or 1
+    local last = math.min(total, from + (n or total) - 1)
     local msgs = agentsession.array()
-    for i = from or 1, #t.messages do msgs[#msgs + 1] = json.decode(t.messages[i]) end
-    return { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state) }
+    for i = from, last do msgs[#msgs + 1] = json.decode(t.messages[i]) end
+    local s = { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state) }
+    if from > 1 or last < total then s.window = { first = math.min(from, total + 1), total = total } end
+    return s
   end
   local b = { calls = setmetatable({}, { __index = function() return 0 end }) }
   local function count(name) b.calls[name] = b.calls[name] + 1 end
@@ -30,8 +36,9 @@ function M.new(opts)
     count("load")
     local text = data[id]
     if text == nil then return nil end
-    if opts.fast and hint and hint.last and hint.last < #text.messages then
-      return decode(text, #text.messages - hint.last + 1) -- only the last messages asked for
+    if opts.fast and hint then -- only the messages asked for
+      if hint.last then return decode(text, math.max(1, #text.messages - hint.last + 1)) end
+      return decode(text, hint.from, hint.count)
     end
     return decode(text)
   end
