@@ -160,13 +160,42 @@ for _, store in ipairs(stores) do
         assert.are.equal(TYPE_NAME, debug.getmetatable(mgr).__name)
       end)
 
-      it("is protected or is the real metatable", function()
-        local visible = getmetatable(mgr)
-        if type(visible) == "table" then
-          assert.are.equal(debug.getmetatable(mgr), visible)
-        else
-          assert.are.equal(TYPE_NAME, visible)
+      it("is the real metatable, its __name the type's name", function()
+        local mt = getmetatable(mgr)
+        assert.are.equal("table", type(mt))
+        assert.is_true(rawequal(debug.getmetatable(mgr), mt))
+        assert.are.equal(TYPE_NAME, mt.__name)
+      end)
+
+      it("has functions that raise an argument error on anything but a manager", function()
+        local mt = getmetatable(mgr)
+        local functions = {}
+        for name, f in pairs(mt) do
+          if type(f) == "function" then functions[#functions + 1] = { name, f } end
         end
+        for name, f in pairs(mt.__index) do functions[#functions + 1] = { name, f } end
+        local others = table.pack(nil, false, 0, 1.5, "mgr", {}, mt, mt.__index, print, io.stdout,
+          agentsession.null, coroutine.create(function() end))
+        local checked = {}
+        for _, entry in ipairs(functions) do
+          for i = 1, others.n do
+            local err = argument_error(entry[2], others[i], id, new_session())
+            assert.is_truthy(err:find(TYPE_NAME .. " expected", 1, true), entry[1] .. ": " .. err)
+          end
+          checked[entry[1]] = true
+        end
+        for _, name in ipairs({ "__gc", "__close", "__tostring", "close", "stats", "export", "import" }) do
+          assert.is_true(checked[name], name)
+        end
+        for _, name in ipairs(method_names) do assert.is_true(checked[name], name) end
+        assert.are.equal(id, mgr:resume(id).metadata.id)
+        assert.are.equal(1, #mgr:list())
+      end)
+
+      it("has methods that work on a manager", function()
+        local methods_of = getmetatable(mgr).__index
+        assert.are.equal(id, methods_of.resume(mgr, id).metadata.id)
+        assert.are.equal(tostring(mgr), getmetatable(mgr).__tostring(mgr))
       end)
 
       it("is the same for every manager", function()

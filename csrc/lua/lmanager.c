@@ -5,6 +5,10 @@
 ** A manager is created closed (NULL) and opened only once its store exists, so
 ** __gc never sees a half-built object; __gc and __close share close, which is
 ** safe to run twice.
+**
+** As with Lua's own file handles, getmetatable(mgr) is the real metatable: every
+** function in it checks its first argument with luaL_checkudata, so calling one
+** on anything but a manager is an argument error.
 */
 #include <stdio.h>
 #include <string.h>
@@ -802,8 +806,6 @@ void lbind_manager_open(lua_State *L) {
     luaL_setfuncs(L, metamethods, 0);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushliteral(L, "agentsession.SessionManager");
-    lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
     lua_pushcfunction(L, new_memory);
     lua_setfield(L, -2, "memory");
