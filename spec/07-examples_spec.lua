@@ -46,6 +46,35 @@ describe("examples", function()
     assert.are.equal(#require("agentsession.conformance").checks, tonumber(passed), output)
   end)
 
+  -- A script named file_store.lua in a folder of its own that loads the example.
+  local function loader_script(load_expression)
+    local script = stores.new_folder() .. "/file_store.lua"
+    local f = assert(io.open(script, "wb"))
+    f:write(string.format([[
+package.path = "examples/?.lua;" .. package.path
+local file_store = %s
+local mgr = file_store.open(%q)
+local id = mgr:save(require("agentsession").session{ messages = { "one" } }).id
+print("module " .. type(file_store.backend) .. " " .. #mgr:resume(id).messages)
+]], load_expression, stores.new_folder()))
+    f:close()
+    return script
+  end
+
+  local cwd = assert(io.popen("pwd")):read("l")
+  for _, how in ipairs({
+    { "dofile of a relative path", 'dofile("examples/file_store.lua")' },
+    { "dofile of an absolute path", string.format("dofile(%q)", cwd .. "/examples/file_store.lua") },
+    { "require", 'require("file_store")' },
+  }) do
+    it("file_store.lua loaded by " .. how[1] .. " from a script also named file_store.lua"
+      .. " gives the module and runs no self-test", function()
+      local ok, output = run("lua5.4 '" .. loader_script(how[2]) .. "'")
+      assert.is_true(ok, output)
+      assert.are.equal("module function 1\n", output)
+    end)
+  end
+
   it("file_store.lua reports a damaged session file or index as storage naming the file", function()
     local agentsession = require("agentsession")
     local file_store = dofile("examples/file_store.lua")
