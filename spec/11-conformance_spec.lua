@@ -382,12 +382,23 @@ local broken = {
       append = function(id, msgs, o) return real:append(id, msgs, without(o, "expect_version")) end,
     }
   end },
-  { "exports version and parent_id too", { "export:" }, function(real)
+  { "exports version too", { "export:" }, function(real)
     return { export = function(id)
       local m = real:resume(id).metadata
-      local extra = ',"version":' .. m.version .. (m.parent_id and ',"parent_id":' .. json.encode(m.parent_id) or "")
-      return (real:export(id):gsub('("total_tokens":%d+)', "%1" .. extra, 1))
+      return (real:export(id):gsub('("total_tokens":%d+)', "%1" .. ',"version":' .. m.version, 1))
     end }
+  end },
+  { "exports no parent_id", { "export: a fork's document", "import: a fork keeps its parent_id" }, function(real)
+    return edit_export(real, function(text) return text:gsub(',"parent_id":"[^"]*"', "", 1) end)
+  end },
+  { "exports parent_id null for a session that has none", { "export:" }, function(real)
+    return edit_export(real, function(text)
+      if text:find('"parent_id":', 1, true) then return text end
+      return text:gsub('("total_tokens":%d+)', '%1,"parent_id":null', 1)
+    end)
+  end },
+  { "imports without parent_id", { "import: a fork keeps its parent_id" }, function(real)
+    return edit_import(real, function(doc) doc.metadata.parent_id = nil end)
   end },
   { "exports camelCase field names", { "export:" }, function(real)
     return edit_export(real, function(text)
@@ -697,7 +708,7 @@ local subtle = {
   end },
   { "drops unknown fields on import", "import: unknown fields", function(real)
     return edit_import(real, function(doc)
-      doc.extra, doc.metadata.version, doc.metadata.parent_id, doc.metadata.bogus = nil, nil, nil, nil
+      doc.extra, doc.metadata.version, doc.metadata.bogus = nil, nil, nil
     end)
   end },
   { "stores an empty session for a malformed import", "import: malformed JSON", function(real)

@@ -224,7 +224,7 @@ for _, store in ipairs(stores) do
           assert_same(meta, got.metadata, id .. ": import() vs resume().metadata")
           assert_same(seed_of(src.metadata), seed_of(got.metadata), id .. ": metadata")
           assert.are.equal(1, got.metadata.version)
-          assert.is_nil(got.metadata.parent_id)
+          assert.are.equal(src.metadata.parent_id, got.metadata.parent_id, id .. ": parent_id")
           assert_same(src.messages, got.messages, id .. ": messages")
           assert_same(src.state, got.state, id .. ": state")
         end
@@ -234,6 +234,49 @@ for _, store in ipairs(stores) do
         error_of("invalid", other.import, other, text:sub(1, -2))
         error_of("invalid", other.import, other, (text:gsub('"total_tokens":', '"version":1,"total_tokens":')))
         error_of("not_found", mgr.export, mgr, "missing")
+      end)
+
+      it("export writes a fork's parent_id after the seed's eight fields, and import keeps it", function()
+        mgr:save(rich_session("p1"))
+        local fork = mgr:fork("p1", "child")
+        local grandchild = mgr:fork(fork.id, nil, { at = 1 })
+        local text = mgr:export(fork.id)
+        local tail = '"total_tokens":' .. fork.total_tokens .. ',"parent_id":"p1"},"messages":['
+        assert.is_truthy(text:find(tail, 1, true), text)
+        assert.is_nil(mgr:export("p1"):find('"parent_id"', 1, true))
+        local other = track(store.new())
+        assert.are.equal("p1", other:import(text).parent_id)
+        assert.are.equal("p1", other:resume(fork.id).metadata.parent_id)
+        assert.are.equal(fork.id, other:import(mgr:export(grandchild.id)).parent_id)
+        assert.are.same({ fork.id }, stores.ids(other:list{ parent_id = "p1" }))
+        assert.are.same({ grandchild.id }, stores.ids(other:list{ parent_id = fork.id }))
+        assert.is_nil(other:import(mgr:export("p1")).parent_id)
+        assert.is_nil(other:resume("p1").metadata.parent_id)
+        -- the lineage survives a second trip, and a replacing import of a document without parent_id drops it
+        assert_same(json.decode(text), json.decode(other:export(fork.id)), "the fork's export after import")
+        local orphan = text:gsub(',"parent_id":"p1"', "")
+        assert.is_nil(other:import(orphan, { replace = true }).parent_id)
+        assert.is_nil(other:resume(fork.id).metadata.parent_id)
+        local with_null = text:gsub('"parent_id":"p1"', '"parent_id":null')
+        assert.is_nil(other:import(with_null, { replace = true }).parent_id)
+        assert.is_nil(other:resume(fork.id).metadata.parent_id)
+      end)
+
+      it("import refuses a bad parent_id, naming json.metadata.parent_id, and changes nothing", function()
+        mgr:save(rich_session("p2"))
+        local fork = mgr:fork("p2")
+        local text = mgr:export(fork.id)
+        local before = snapshot(mgr)
+        for _, bad in ipairs({ '""', '"' .. string.rep("p", 256) .. '"', "5", "true", '["p2"]', '{}', '"a\\nb"',
+          '"a\\u0000b"', '"a\u{85}"', '"a\u{7f}"', '"a\xc0\xaf"' }) do
+          local doc = text:gsub('"parent_id":"p2"', function() return '"parent_id":' .. bad end)
+          assert.are_not.equal(text, doc)
+          for _, o in ipairs({ {}, { replace = true } }) do
+            local err = error_of("invalid", mgr.import, mgr, doc, o)
+            assert.are.equal("json.metadata.parent_id: ", err.message:sub(1, 25), bad .. ": " .. err.message)
+          end
+        end
+        assert_unchanged(mgr, before, "after imports with a bad parent_id")
       end)
     end)
 
@@ -394,11 +437,13 @@ describe("exports move between stores", function()
           assert.is_true(ok, where .. ": " .. tostring(err))
           local a, b = src:resume(id), dst:resume(id)
           assert_same(seed_of(a.metadata), seed_of(b.metadata), where .. " metadata")
+          assert.are.equal(a.metadata.parent_id, b.metadata.parent_id, where .. " parent_id")
           assert_same(a.messages, b.messages, where .. " messages")
           assert_same(a.state, b.state, where .. " state")
           assert_same(json.decode(docs[id]), json.decode(dst:export(id)), where .. " export")
         end
         assert.are.same({ fork.id, "x2", "x1" }, stores.ids(dst:list()))
+        assert.are.same({ fork.id }, stores.ids(dst:list{ parent_id = "x1" }))
       end
     end)
   end

@@ -119,6 +119,15 @@ static void test_manager(void) {
     CHECK(strcmp(forked.name, "my-task (fork)") == 0 && strcmp(forked.parent_id, first_id) == 0);
     CHECK(s.msgs[0]->refs == 3); /* ours, the source's and the fork's */
 
+    /* export writes a fork's parent_id after the seed's eight fields, and no version */
+    doc.len = 0;
+    CHECK(as_manager_export(m, forked.id, &doc, &err) == AS_OK && as_buf_putc(&doc, '\0') == 0
+          && strstr(doc.data, "\"total_tokens\":0,\"parent_id\":\"3f2c0000-0000-4000-8000-000000000001\"},")
+          && strstr(doc.data, "\"version\"") == NULL);
+    doc.len = 0;
+    CHECK(as_manager_export(m, first_id, &doc, &err) == AS_OK && as_buf_putc(&doc, '\0') == 0
+          && strstr(doc.data, "\"total_tokens\":0},") && strstr(doc.data, "parent_id") == NULL);
+
     CHECK(as_manager_rewind(m, first_id, 1, &got, &err) == AS_OK);
     CHECK(got.nmsgs == 1 && got.meta.turn_count == 1 && got.meta.version == 2);
     as_session_clear(&got);

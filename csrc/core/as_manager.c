@@ -722,7 +722,7 @@ as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error
     as_session s = { 0 };
     as_status st = as_manager_resume(m, id, NULL, &s, NULL, err);
     if (st == AS_OK) st = check_texts(m, &s, s.nmsgs, err);
-    if (st == AS_OK && as_session_write_seed_json(out, &s) != 0) st = as_error_nomem(err);
+    if (st == AS_OK && as_session_write_export_json(out, &s) != 0) st = as_error_nomem(err);
     as_session_clear(&s);
     return st;
 }

@@ -93,11 +93,11 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
                          int remove, as_meta *out, as_error *err);
 as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err);
 as_status as_manager_delete(as_manager *m, const char *id, as_error *err);
-/* The session as one JSON document with the seed's field names
-** (as_session_write_seed_json), appended to out. */
+/* The session as one JSON document with the seed's field names, and its
+** parent_id when it has one (as_session_write_export_json), appended to out. */
 as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error *err);
-/* Stores a session under its own id with its metadata as given (timestamps
-** and counts kept; version 1, or one more than the stored one). AS_ECONFLICT
+/* Stores a session under its own id with its metadata as given (timestamps,
+** counts and parent_id kept; version 1, or one more than the stored one). AS_ECONFLICT
 ** when the id exists, unless `replace`. */
 as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,
                             as_error *err);

@@ -272,11 +272,18 @@ as_status as_session_json_size(const as_session *s, size_t *size, as_error *err)
     return AS_OK;
 }
 
-static int write_session(as_buf *b, const as_session *s, int seed) {
+/* The export's metadata: the seed's eight fields, then parent_id when set. */
+static int write_export_meta(as_buf *b, const as_meta *m) {
+    if (write_seed_fields(b, m)) return -1;
+    if (m->parent_id && (as_buf_puts(b, ",\"parent_id\":") || write_opt_string(b, m->parent_id)))
+        return -1;
+    return as_buf_putc(b, '}');
+}
+
+static int write_session(as_buf *b, const as_session *s, int for_export) {
     size_t i;
     if (as_buf_puts(b, "{\"metadata\":")
-        || (seed ? write_seed_fields(b, &s->meta) || as_buf_putc(b, '}')
-                 : as_meta_write_json(b, &s->meta))
+        || (for_export ? write_export_meta(b, &s->meta) : as_meta_write_json(b, &s->meta))
         || as_buf_puts(b, ",\"messages\":["))
         return -1;
     for (i = 0; i < s->nmsgs; i++)
@@ -290,6 +297,6 @@ int as_session_write_json(as_buf *b, const as_session *s) {
     return write_session(b, s, 0);
 }
 
-int as_session_write_seed_json(as_buf *b, const as_session *s) {
+int as_session_write_export_json(as_buf *b, const as_session *s) {
     return write_session(b, s, 1);
 }

@@ -96,9 +96,10 @@ int as_meta_write_json(as_buf *b, const as_meta *m);
 /* Bytes of the session as one JSON document {"metadata":…,"messages":[…],"state":…}. */
 as_status as_session_json_size(const as_session *s, size_t *size, as_error *err);
 int as_session_write_json(as_buf *b, const as_session *s);
-/* The same with the seed's eight metadata fields only (as its serde types write
-** it): id, name (null when unset), tags, agent_name, created_at, updated_at,
-** turn_count, total_tokens. */
-int as_session_write_seed_json(as_buf *b, const as_session *s);
+/* The export document: the same with the seed's eight metadata fields (as its
+** serde types write them: id, name (null when unset), tags, agent_name,
+** created_at, updated_at, turn_count, total_tokens), then parent_id when the
+** session has one; no version. */
+int as_session_write_export_json(as_buf *b, const as_session *s);
 
 #endif

@@ -402,8 +402,6 @@ static int m_export(lua_State *L) {
     return 1;
 }
 
-/* The document of import as a session table: the seed's fields only, and its
-** `"name": null` as no name. Pushes the table. */
 /* Is the value at idx a decoded JSON array (a table carrying array_mt)? */
 static int is_json_array(lua_State *L, int idx) {
     int yes;
@@ -424,10 +422,12 @@ static void check_json_array(lua_State *L, int obj, const char *key, int null_ok
     lua_pop(L, 1);
 }
 
+/* The document of import as a session table: the seed's fields and parent_id,
+** a null field (`"name": null`) taken as absent. Pushes the table. */
 static void import_session(lua_State *L, int doc) {
-    static const char *const seed[] = {
+    static const char *const fields[] = {
         "id", "name", "tags", "agent_name", "created_at", "updated_at", "turn_count",
-        "total_tokens", NULL
+        "total_tokens", "parent_id", NULL
     };
     int meta;
     if (!lua_istable(L, doc) || is_json_array(L, doc))
@@ -439,9 +439,9 @@ static void import_session(lua_State *L, int doc) {
     if (lbind_rawfield(L, doc, "metadata") != LUA_TTABLE)
         lbind_errorf(L, AS_EINVALID, "json.metadata", "must be an object");
     meta = lua_gettop(L);
-    check_keys(L, meta, "json.metadata", seed, "field");
+    check_keys(L, meta, "json.metadata", fields, "field");
     check_json_array(L, meta, "tags", 1, "json.metadata.tags", "an array of strings");
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 9);
     lua_pushnil(L);
     while (lua_next(L, meta)) {
         if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) lua_pop(L, 1); /* null: absent */
@@ -457,6 +457,22 @@ static void import_session(lua_State *L, int doc) {
     lua_setfield(L, -2, "messages");
     lbind_rawfield(L, doc, "state");
     lua_setfield(L, -2, "state");
+}
+
+/* A field of the document that import refused is named from the document's
+** root, as its JSON errors are: json.metadata.id, json.messages[2]. */
+static void import_path(as_error *err) {
+    static const char *const roots[] = { "metadata", "messages", "state", NULL };
+    int i;
+    if (err->status != AS_EINVALID) return;
+    for (i = 0; roots[i]; i++) {
+        size_t n = strlen(roots[i]);
+        if (strncmp(err->path, roots[i], n) == 0 && (err->path[n] == '\0' || err->path[n] == '.'
+                                                     || err->path[n] == '[')) {
+            as_error_prefix(err, "json.");
+            return;
+        }
+    }
 }
 
 static int m_import(lua_State *L) {
@@ -494,6 +510,7 @@ static int m_import(lua_State *L) {
         unhook_result(L, m, &h, st, &c->meta, 0);
     }
     lbind_call_done(c);
+    if (st != AS_OK) import_path(&err);
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 

@@ -2296,8 +2296,15 @@ local function seed_text(meta, msgs, state)
     .. ',"state":' .. json.encode(state) .. "}"
 end
 
+-- The metadata of a session's export: its seed's metadata, and parent_id when it has one.
+local function export_meta(m)
+  local out = seed_meta(m)
+  out.parent_id = m.parent_id
+  return out
+end
+
 -- A decoded export: exactly metadata, messages and state, the metadata the
--- seed's eight fields.
+-- seed's eight fields and, only when it has one, parent_id.
 local function exported(mgr, id)
   local doc = decode(export(mgr, id), "export()")
   for k in pairs(doc) do
@@ -2310,8 +2317,9 @@ local function exported(mgr, id)
     known[f] = true
     truthy(doc.metadata[f] ~= nil, "the document's metadata has no %s", f)
   end
+  known.parent_id = true
   for k in pairs(doc.metadata) do
-    truthy(known[k], "the document's metadata has a field %s, not one of the seed's eight", show(k))
+    truthy(known[k], "the document's metadata has a field %s, not one of the seed's eight or parent_id", show(k))
   end
   return doc
 end
@@ -2344,12 +2352,17 @@ check("export: metadata has the seed's eight fields, equal to the stored ones", 
   end
 end)
 
-check("export: a fork's document has no parent_id and no version", function(mgr)
+check("export: a fork's document has its parent_id after the seed's eight fields, and no version", function(mgr)
   local s = two_sessions(mgr)
   local fork = mgr:fork(s.metadata.id, "child")
   mgr:tag(fork.id, "t")
+  local meta = meta_of(mgr, fork.id)
   local doc = exported(mgr, fork.id)
-  eq(seed_meta(meta_of(mgr, fork.id)), doc.metadata, "the fork's document's metadata")
+  eq(export_meta(meta), doc.metadata, "the fork's document's metadata")
+  local tail = '"total_tokens":' .. meta.total_tokens .. ',"parent_id":' .. json.encode(s.metadata.id) .. '},'
+  local text = export(mgr, fork.id)
+  truthy(text:find(tail, 1, true), "export() of a fork has no %s: %s", show(tail), show(text))
+  eq(nil, exported(mgr, s.metadata.id).metadata.parent_id, "parent_id in the source's document")
 end)
 
 check("export: an unset name is null", function(mgr)
@@ -2460,12 +2473,12 @@ local function doc_meta(id, extra)
 end
 
 -- Checks that session `id` of `mgr` is `src` (a session table) in everything
--- the seed's document carries, and is at `version` with no parent.
+-- an export carries (parent_id too), and is at `version`.
 local function same_as(mgr, id, src, version, what)
   local r = resume(mgr, id)
   eq(seed_meta(src.metadata), seed_meta(r.metadata), what .. " metadata")
   eq(version, r.metadata.version, what .. " version")
-  eq(nil, r.metadata.parent_id, what .. " parent_id")
+  eq(src.metadata.parent_id, r.metadata.parent_id, what .. " parent_id")
   eq_json(src.messages, r.messages, what .. " messages")
   eq_json(src.state, r.state, what .. " state")
 end
@@ -2584,7 +2597,6 @@ check("import: unknown fields are invalid and store nothing", function(mgr)
   local before = snapshot(mgr)
   local cases = {
     { "version in metadata", document(doc_meta("u1", { version = 3 })) },
-    { "parent_id in metadata", document(doc_meta("u2", { parent_id = "p" })) },
     { "an unknown metadata field", document(doc_meta("u3", { bogus = 1 })) },
     { "an unknown top-level field", json.encode({ metadata = doc_meta("u4"), messages = agentsession.array(),
       state = {}, extra = true }) },
@@ -2608,11 +2620,33 @@ check("import: bad field values are invalid and store nothing", function(mgr)
     { "an empty tag", doc_meta("b5", { tags = agentsession.array({ "" }) }) },
     { "a numeric name", doc_meta("b6", { name = 5 }) },
     { "a control character in agent_name", doc_meta("b7", { agent_name = "a\nb" }) },
+    { "an empty parent_id", doc_meta("b8", { parent_id = "" }) },
+    { "a numeric parent_id", doc_meta("b9", { parent_id = 5 }) },
+    { "a 256-byte parent_id", doc_meta("b10", { parent_id = string.rep("p", 256) }) },
+    { "a control character in parent_id", doc_meta("b11", { parent_id = "a\nb" }) },
   }
   for _, row in ipairs(cases) do
     expect_error_in("import with " .. row[1], "invalid", function() return mgr:import(document(row[2])) end)
   end
   unchanged(mgr, before, "an import with a bad value")
+end)
+
+check("import: a fork keeps its parent_id through export and import", function(mgr, ctx)
+  local s = append_source(mgr)
+  local id = s.metadata.id
+  local fork = mgr:fork(id, "child")
+  local grandchild = mgr:fork(fork.id, nil, { at = 1 })
+  local other = ctx.open()
+  eq(nil, import(other, export(mgr, id)).parent_id, "import() of the source: parent_id")
+  eq(id, import(other, export(mgr, fork.id)).parent_id, "import() of the fork: parent_id")
+  eq(fork.id, import(other, export(mgr, grandchild.id)).parent_id, "import() of the fork's fork: parent_id")
+  eq(id, meta_of(other, fork.id).parent_id, "resume() of the imported fork: parent_id")
+  eq({ fork.id }, list_ids(other, { parent_id = id }), "list{ parent_id = source } in the other store")
+  eq({ grandchild.id }, list_ids(other, { parent_id = fork.id }), "list{ parent_id = fork } in the other store")
+  eq(id, import(mgr, document(doc_meta("p-given", { parent_id = id }))).parent_id, "import() with parent_id")
+  eq(nil, import(mgr, document(doc_meta("p-none"))).parent_id, "import() without parent_id")
+  eq(nil, import(mgr, document(doc_meta("p-null", { parent_id = null }))).parent_id, "import() of parent_id null")
+  eq(nil, meta_of(mgr, "p-null").parent_id, "resume() after an import of parent_id null")
 end)
 
 check("import: the session takes its place in list by its updated_at", function(mgr)
