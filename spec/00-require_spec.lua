@@ -209,6 +209,7 @@ describe("agentsession.is_error", function()
   it("gives the error its message, id and text form", function()
     assert.are.equal('no session with id "no-such-id"', err.message)
     assert.are.equal("no-such-id", err.id)
+    assert.are.equal("", err.where) -- called by pcall, a C function: no line
     assert.are.equal("agentsession: not_found: " .. err.message, tostring(err))
   end)
 

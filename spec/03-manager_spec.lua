@@ -866,13 +866,16 @@ for _, store in ipairs(stores) do
     end)
 
     describe("errors", function()
-      it("are tables with kind and message whose tostring is 'agentsession: <kind>: <message>'", function()
+      it("are tables with kind and message whose tostring is 'agentsession: <kind>: <message>'"
+        .. " when called from C (pcall), which has no line", function()
         local err = error_of("not_found", mgr.resume, mgr, "no-such-session")
         assert.are.equal("table", type(err))
         assert.are.equal("not_found", err.kind)
         assert.are.equal("string", type(err.message))
+        assert.are.equal("", err.where)
         assert.are.equal("agentsession: not_found: " .. err.message, tostring(err))
         local bad = error_of("invalid", mgr.save, mgr, make_session({ id = "" }))
+        assert.are.equal("", bad.where)
         assert.are.equal("agentsession: invalid: " .. bad.message, tostring(bad))
       end)
 

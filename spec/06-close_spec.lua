@@ -68,7 +68,11 @@ for _, store in ipairs(stores) do
         it("makes " .. name .. " raise closed", function()
           mgr:close()
           local err = error_of("closed", methods[name], mgr, id)
-          assert.are.equal("agentsession: closed: " .. err.message, tostring(err))
+          -- raised where the method was called: the one line of methods[name]
+          local at = debug.getinfo(methods[name], "S")
+          assert.are.equal(at.short_src .. ":" .. at.linedefined .. ":", err.where)
+          assert.are.equal("agentsession: closed: " .. err.message .. " (at " .. at.short_src .. ":"
+            .. at.linedefined .. ")", tostring(err))
         end)
       end
 

@@ -719,6 +719,14 @@ local subtle = {
       error(res, 0)
     end }
   end },
+  { "raises errors without where", "errors: where is a position or empty", function(real)
+    return { resume = function(...)
+      local res = table.pack(pcall(real.resume, real, ...))
+      if res[1] then return table.unpack(res, 2, res.n) end
+      if is_error(res[2]) then res[2].where = nil end
+      error(res[2], 0)
+    end }
+  end },
   { "returns true from delete", "delete: returns no value", function(real)
     return { delete = function(id)
       real:delete(id)

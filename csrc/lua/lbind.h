@@ -34,11 +34,14 @@ lbind_call *lbind_call_new(lua_State *L);
 /* Frees what the call holds now, rather than at the next collection. */
 void lbind_call_done(lbind_call *c);
 
-/* Raises the error object of API.md for a core error. */
+/* Raises the error object of API.md for a core error. Its `where` names the
+** caller of the running C function: raise from the function Lua called, never
+** from one called through lua_call or lua_pcall (the code there is not the
+** user's; convert with lbind_error_get and raise again). */
 int lbind_error(lua_State *L, const as_error *err);
-/* Pushes the error object of err without raising it. */
+/* Pushes the error object of err without raising it (`where` as above). */
 void lbind_push_error(lua_State *L, const as_error *err);
-/* Raises an error object of the given status with a message. */
+/* Raises an error object of the given status with a message (`where` as above). */
 int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...);
 void lbind_error_open(lua_State *L);
 /* When the value at idx is an agentsession error object, fills err with it and

@@ -1,16 +1,33 @@
 /*
 ** Error objects: every runtime failure of the library is raised from here, as
-** a table { kind, message, id } whose tostring is "agentsession: kind: message".
+** a table { kind, message, id, where } whose tostring is
+** "agentsession: kind: message (at file.lua:12)".
 */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "lbind.h"
 
-static void push_error(lua_State *L, as_status status, const char *path, const char *message,
-                       const char *id) {
-    lua_createtable(L, 0, 3);
+/* Pushes the position of the function at `level`, as error(msg, level) names
+** it ("file.lua:12:"), or "" when it has none (a C function, a stripped chunk).
+** Level 1 is the caller of the running C function. */
+static void push_where(lua_State *L, int level) {
+    lua_Debug ar;
+    if (lua_getstack(L, level, &ar)) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            lua_pushfstring(L, "%s:%d:", ar.short_src, ar.currentline);
+            return;
+        }
+    }
+    lua_pushliteral(L, "");
+}
+
+static void push_error(lua_State *L, int level, as_status status, const char *path,
+                       const char *message, const char *id) {
+    lua_createtable(L, 0, 4);
     lua_pushstring(L, as_status_kind(status));
     lua_setfield(L, -2, "kind");
     if (path && path[0]) lua_pushfstring(L, "%s: %s", path, message);
@@ -20,11 +37,14 @@ static void push_error(lua_State *L, as_status status, const char *path, const c
         lua_pushstring(L, id);
         lua_setfield(L, -2, "id");
     }
+    push_where(L, level);
+    lua_setfield(L, -2, "where");
     luaL_setmetatable(L, LBIND_ERROR_MT);
 }
 
+/* where: the caller of the running C function (see lbind.h). */
 void lbind_push_error(lua_State *L, const as_error *err) {
-    push_error(L, err->status, err->path, err->message, err->id);
+    push_error(L, 1, err->status, err->path, err->message, err->id);
 }
 
 int lbind_error(lua_State *L, const as_error *err) {
@@ -38,25 +58,68 @@ int lbind_errorf(lua_State *L, as_status status, const char *path, const char *f
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    push_error(L, status, path, message, NULL);
+    push_error(L, 1, status, path, message, NULL);
     return lua_error(L);
 }
 
-static int error_tostring(lua_State *L) {
-    lua_getfield(L, 1, "kind");
-    lua_getfield(L, 1, "message");
+static int is_error_object(lua_State *L, int idx) {
+    int yes;
+    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, LBIND_ERROR_MT);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* Pushes the text of the error object at idx (see the top of this file). */
+static void push_text(lua_State *L, int idx) {
+    size_t len = 0;
+    const char *where = NULL;
+    idx = lua_absindex(L, idx);
+    lua_getfield(L, idx, "kind");
+    lua_getfield(L, idx, "message");
     lua_pushfstring(L, "agentsession: %s: %s", luaL_optstring(L, -2, "?"), luaL_optstring(L, -1, "?"));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "where") == LUA_TSTRING) where = lua_tolstring(L, -1, &len);
+    if (len > 0) {
+        if (where[len - 1] == ':') len--;
+        lua_pushliteral(L, " (at ");
+        lua_pushlstring(L, where, len);
+        lua_pushliteral(L, ")");
+        lua_remove(L, -4);
+        lua_concat(L, 4);
+    } else {
+        lua_pop(L, 1);
+    }
+}
+
+static int error_tostring(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    push_text(L, 1);
+    return 1;
+}
+
+/* "text" .. err, err .. "text" and err .. err: the text of each error object;
+** any other operand but a string or a number fails as in Lua's own concatenation. */
+static int error_concat(lua_State *L) {
+    int i;
+    for (i = 1; i <= 2; i++) {
+        if (is_error_object(L, i)) push_text(L, i);
+        else if (lua_type(L, i) == LUA_TSTRING || lua_type(L, i) == LUA_TNUMBER) {
+            lua_pushvalue(L, i);
+            lua_tostring(L, -1);
+        } else {
+            return luaL_error(L, "attempt to concatenate a %s value", luaL_typename(L, i));
+        }
+    }
+    lua_concat(L, 2);
     return 1;
 }
 
 /* is_error(value [, kind]) */
 static int error_is(lua_State *L) {
-    int yes = 0;
-    if (lua_type(L, 1) == LUA_TTABLE && lua_getmetatable(L, 1)) {
-        luaL_getmetatable(L, LBIND_ERROR_MT);
-        yes = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
-    }
+    int yes = is_error_object(L, 1);
     if (yes && !lua_isnoneornil(L, 2)) {
         const char *kind = luaL_checkstring(L, 2);
         lua_getfield(L, 1, "kind");
@@ -73,21 +136,23 @@ static const as_status statuses[] = {
     AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE, AS_ECLOSED
 };
 
-/* new_error(kind, message [, id]): the object, for the Lua layer to raise. */
+/* new_error(kind, message [, id [, level]]): the object, for the Lua layer to
+** raise. Its where names the function at `level`, counted as error() counts
+** (1, the default: the function calling new_error). */
 static int error_new(lua_State *L) {
     int k = luaL_checkoption(L, 1, NULL, kinds);
-    push_error(L, statuses[k], NULL, luaL_checkstring(L, 2), luaL_optstring(L, 3, NULL));
+    const char *message = luaL_checkstring(L, 2);
+    const char *id = luaL_optstring(L, 3, NULL);
+    lua_Integer level = luaL_optinteger(L, 4, 1);
+    luaL_argcheck(L, level >= 0, 4, "must not be negative");
+    push_error(L, level > INT_MAX ? INT_MAX : (int)level, statuses[k], NULL, message, id);
     return 1;
 }
 
 int lbind_error_get(lua_State *L, int idx, as_error *err) {
-    int yes = 0, i;
+    int i;
     idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
-    luaL_getmetatable(L, LBIND_ERROR_MT);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (!yes) return 0;
+    if (!is_error_object(L, idx)) return 0;
     as_error_clear(err);
     err->status = AS_ESTORAGE;
     lua_pushliteral(L, "kind");
@@ -109,6 +174,8 @@ void lbind_error_open(lua_State *L) {
     if (luaL_newmetatable(L, LBIND_ERROR_MT)) {
         lua_pushcfunction(L, error_tostring);
         lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, error_concat);
+        lua_setfield(L, -2, "__concat");
     }
     lua_pop(L, 1);
     lua_pushcfunction(L, error_is);

@@ -153,6 +153,14 @@ local function expect_error(kind, fn, ...)
   return err
 end
 
+--- The text tostring gives an error object of that kind: its message, then
+--- where it was raised when that is known (where is "file:line:" or "").
+local function error_text(kind, err)
+  local where = err.where
+  local at = type(where) == "string" and where ~= "" and " (at " .. where:gsub(":$", "") .. ")" or ""
+  return "agentsession: " .. kind .. ": " .. tostring(err.message) .. at
+end
+
 --- Like expect_error, naming the call in the failure.
 local function expect_error_in(what, kind, fn, ...)
   local ok, err = pcall(fn, ...)
@@ -1712,11 +1720,21 @@ check("errors: are tables with kind and message, and id for not_found", function
   truthy(type(bad.message) == "string" and bad.message ~= "", "err.message is %s", show(bad.message))
 end)
 
-check("errors: tostring gives 'agentsession: <kind>: <message>'", function(mgr)
+check("errors: tostring gives 'agentsession: <kind>: <message> (at <where>)'", function(mgr)
   local err = expect_error("not_found", function() return mgr:resume(MISSING) end)
-  eq("agentsession: not_found: " .. tostring(err.message), tostring(err), "tostring(err)")
+  eq(error_text("not_found", err), tostring(err), "tostring(err)")
   local bad = expect_error("invalid", function() return mgr:save(make_session({ id = "" })) end)
-  eq("agentsession: invalid: " .. tostring(bad.message), tostring(bad), "tostring(err)")
+  eq(error_text("invalid", bad), tostring(bad), "tostring(err)")
+end)
+
+check("errors: where is a position or empty, and concatenation gives the tostring", function(mgr)
+  local err = expect_error("not_found", function() return mgr:resume(MISSING) end)
+  truthy(type(err.where) == "string", "err.where is %s", show(err.where))
+  truthy(err.where == "" or err.where:match("^.+:%d+:$"), "err.where is %s, not \"file:line:\" or \"\"",
+    show(err.where))
+  local ok, text = pcall(function() return "<" .. err .. ">" end)
+  truthy(ok, "concatenating the error raised %s", safe_tostring(text))
+  eq("<" .. tostring(err) .. ">", text, '"<" .. err .. ">"')
 end)
 
 check("errors: is_error recognises them, with and without a kind", function(mgr)
@@ -2792,7 +2810,7 @@ check("close: every method raises closed after close", function(mgr)
   }
   for _, row in ipairs(calls) do
     local err = expect_error_in(row[1] .. " after close", "closed", row[2])
-    eq("agentsession: closed: " .. tostring(err.message), tostring(err), "tostring of the closed error")
+    eq(error_text("closed", err), tostring(err), "tostring of the closed error")
   end
   no_values("close() after the calls", mgr:close())
 end)
