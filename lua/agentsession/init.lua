@@ -20,8 +20,10 @@ local M = {
   custom = core.custom,
 }
 
+-- Raises an error object whose `where` names the function at `level`, counted
+-- as error() counts: 2 names the caller of the function calling fail.
 local function fail(kind, message, level)
-  error(core.new_error(kind, message), (level or 1) + 1)
+  error(core.new_error(kind, message, nil, (level or 1) + 1), 0)
 end
 
 --- Does the metadata (or a session's metadata) carry `tag`?
@@ -94,15 +96,16 @@ end
 
 local function uri_decode(s, what)
   if s:gsub("%%%x%x", ""):find("%", 1, true) then
-    fail("invalid", "uri: " .. what .. " has a % not followed by two hex digits", 3)
+    fail("invalid", "uri: " .. what .. " has a % not followed by two hex digits", 5)
   end
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
 -- "redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]" as
--- the options of agentsession.redis, over those in `opts`.
+-- the options of agentsession.redis, over those in `opts` (nil or a table).
+-- Called by store_for, for open: errors name open's caller.
 local function redis_options(rest, opts)
-  local function bad(why) fail("invalid", "uri: " .. why, 4) end
+  local function bad(why) fail("invalid", "uri: " .. why, 5) end
   if rest:sub(1, 2) ~= "//" then bad("write \"redis://host:port/db\"") end
   local authority, path, query = rest:sub(3):match("^([^/?#]*)([^?#]*)(.*)$")
   if authority == nil or query:find("#", 1, true) then bad("a fragment (#) is not part of this form") end
@@ -138,18 +141,35 @@ local function redis_options(rest, opts)
       bad("unknown or malformed parameter \"" .. pair .. "\" (prefix=, timeout_ms=)")
     end
   end
-  if opts ~= nil then
-    if type(opts) ~= "table" then
-      error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 3)
+  for k, v in pairs(opts or {}) do
+    if o[k] ~= nil then
+      fail("invalid", "options." .. tostring(k) .. ": given both in the uri and in options", 4)
     end
-    for k, v in pairs(opts) do
-      if o[k] ~= nil then
-        fail("invalid", "options." .. tostring(k) .. ": given both in the uri and in options", 3)
-      end
-      o[k] = v
-    end
+    o[k] = v
   end
   return o
+end
+
+-- The constructor for a URI and its arguments. Called by open: errors name
+-- open's caller.
+local function store_for(uri, opts)
+  if uri == "memory:" then return M.memory, opts end
+  local scheme, rest = uri:match("^(%a[%w+.-]*):(.*)$")
+  if scheme == nil then
+    if uri == "" then fail("invalid", "uri: must not be empty", 3) end
+    return M.sqlite, uri, opts
+  elseif scheme == "sqlite" then
+    if rest == "" then fail("invalid", "uri: \"sqlite:\" needs a path", 3) end
+    if rest:sub(1, 2) == "//" then
+      fail("invalid", "uri: write \"sqlite:PATH\" (\"sqlite://\" is not a form this takes)", 3)
+    end
+    return M.sqlite, rest, opts
+  elseif scheme == "redis" then
+    return M.redis, redis_options(rest, opts)
+  elseif scheme == "rediss" or scheme == "redis+unix" or scheme == "unix" then
+    fail("invalid", "uri: \"" .. scheme .. ":\" is not supported: write \"redis://host:port/db\"", 3)
+  end
+  fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 3)
 end
 
 --- A manager from a URI: "memory:", "sqlite:PATH" or a bare path (no "scheme:"
@@ -158,25 +178,17 @@ function M.open(uri, opts)
   if type(uri) ~= "string" then
     error("bad argument #1 to 'open' (string expected, got " .. type(uri) .. ")", 2)
   end
-  if uri == "memory:" then
-    return M.memory(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 2)
   end
-  local scheme, rest = uri:match("^(%a[%w+.-]*):(.*)$")
-  if scheme == nil then
-    if uri == "" then fail("invalid", "uri: must not be empty", 2) end
-    return M.sqlite(uri, opts)
-  elseif scheme == "sqlite" then
-    if rest == "" then fail("invalid", "uri: \"sqlite:\" needs a path", 2) end
-    if rest:sub(1, 2) == "//" then
-      fail("invalid", "uri: write \"sqlite:PATH\" (\"sqlite://\" is not a form this takes)", 2)
-    end
-    return M.sqlite(rest, opts)
-  elseif scheme == "redis" then
-    return M.redis(redis_options(rest, opts))
-  elseif scheme == "rediss" or scheme == "redis+unix" or scheme == "unix" then
-    fail("invalid", "uri: \"" .. scheme .. ":\" is not supported: write \"redis://host:port/db\"", 2)
+  local new, arg1, arg2 = store_for(uri, opts)
+  -- an error object of the constructor names this line: raised again, open's caller
+  local ok, mgr = pcall(new, arg1, arg2)
+  if not ok then
+    if core.is_error(mgr) then mgr = core.new_error(mgr.kind, mgr.message, mgr.id, 2) end
+    error(mgr, 0)
   end
-  fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 2)
+  return mgr
 end
 
 return M
