@@ -16,7 +16,8 @@
 --     afresh on the file or the server; the one failure allowed to have
 --     changed the store is a Redis append whose message says it was applied
 --     (the server ran it; only reading its result ran out of memory), and the
---     store must then hold that append whole;
+--     store must then hold that append whole; an error object names, in
+--     `where`, the line of the operation that called the library;
 --   * when the operation returned (the failure was not hit, or the code
 --     recovered from it): its result and the store's contents equal those of
 --     the same operation run without faults, timestamps and generated ids
@@ -392,8 +393,9 @@ local ops = {
     post = mgr_result },
   { name = "open(uri)", only = { memory = true, sqlite = true },
     run = function(c)
-      if c.store.name == "memory" then return agentsession.open("memory:") end
-      return agentsession.open("sqlite:" .. c.path)
+      -- not a tail call, which would leave open no caller to name
+      local m = agentsession.open(c.store.name == "memory" and "memory:" or "sqlite:" .. c.path)
+      return m
     end,
     post = mgr_result },
   { name = "sqlite(new file)", only = { sqlite = true },
@@ -417,6 +419,19 @@ local ops = {
 local function is_oom(mode, err)
   if agentsession.is_error(err, "storage") then return err.message:find("memory", 1, true) ~= nil end
   return mode == "lua" and err == "not enough memory"
+end
+
+-- Why an error object raised by op.run does not name the line of op.run that
+-- called the library (nil when it does): a failure deep in the call, even one
+-- caught and raised again, is raised where the caller made the call.
+local function wrong_where(op, err)
+  local info = debug.getinfo(op.run, "S")
+  local prefix = info.short_src .. ":"
+  local line = type(err.where) == "string" and err.where:sub(1, #prefix) == prefix
+               and tonumber(err.where:sub(#prefix + 1):match("^(%d+):$"))
+  if line and line >= info.linedefined and line <= info.lastlinedefined then return nil end
+  return string.format("raised %s with where %q, not a line of %s:%d-%d", tostring(err),
+                       tostring(err.where), info.short_src, info.linedefined, info.lastlinedefined)
 end
 
 -- What a run left: the operation's result, the store seen through its
@@ -456,6 +471,8 @@ local function run_case(mode, store, op, n, ref)
       fail(mode, sname, op.name, n, "raised " .. tostring(res) .. " (" .. type(res)
            .. "), not a storage error" .. (mode == "lua" and " or \"not enough memory\"" or ""))
     end
+    local why = agentsession.is_error(res) and wrong_where(op, res)
+    if why then fail(mode, sname, op.name, n, why) end
     local applied = sname == "redis" and op.name:find("^append") and agentsession.is_error(res)
                     and res.message:find("append was applied", 1, true) ~= nil
     if applied then
