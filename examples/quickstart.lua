@@ -1,5 +1,7 @@
 -- The walkthrough of "How to: Manage Agent Sessions", in Lua, on a SQLite file:
--- create, save, resume, list, fork, rewind, tag, rename and delete sessions.
+-- create, save, resume, list, fork, rewind, tag, rename and delete sessions,
+-- and the cheap way to keep a long conversation: append each turn, read back
+-- only the recent messages, and save such a window without touching the rest.
 --
 -- The sessions outlive the script: run it twice and the second run resumes,
 -- lists and forks what the first one left. The store is ./agentsession-demo.db,
@@ -49,7 +51,6 @@ session.messages = {
     tool_calls = { { id = "call_1", type = "function",
                      ["function"] = { name = "glob", arguments = '{"pattern":"**/*.lua"}' } } } },
   { role = "tool", tool_call_id = "call_1", content = { files = { "init.lua", "quickstart.lua" }, count = 2 } },
-  { role = "assistant", content = "There are 2 Lua files: init.lua and quickstart.lua." },
 }
 local id = session.metadata.id
 local meta = mgr:save(session)
@@ -61,9 +62,41 @@ show("resume", string.format("%d messages, cwd=%s, tool result count=%d (%s)",
   #loaded.messages, loaded.state.cwd, loaded.messages[3].content.count,
   math.type(loaded.messages[3].content.count)))
 
--- Each turn, append to the table and save again: only the new message is written.
-loaded.messages[#loaded.messages + 1] = { role = "user", content = "Thanks!" }
-show("save", string.format("%d messages, version %d", #loaded.messages, mgr:save(loaded).version))
+-- Each turn, append the new messages, the tokens they cost and the agent's new
+-- state, in one atomic write: the history is never handed over again, so a
+-- turn costs the same on the 10th message as on the 10,000th.
+meta = mgr:append(id, {
+  { role = "assistant", content = "There are 2 Lua files: init.lua and quickstart.lua." },
+}, { tokens = 42, state = { cwd = "/home/user", files_seen = 2 } })
+show("append", string.format("turn_count=%d total_tokens=%d version=%d", meta.turn_count,
+  meta.total_tokens, meta.version))
+
+-- A long conversation: read only the recent messages (a window), add the
+-- reply, save. The stored messages before the window are kept as they are.
+local recent = mgr:resume(id, { last = 2 })
+show("window", string.format("messages %d..%d of %d, read at version %d", recent.window.first,
+  recent.window.first + recent.window.count - 1, recent.window.total, recent.window.version))
+recent.messages[#recent.messages + 1] = { role = "user", content = "Thanks!" }
+recent.metadata.turn_count = recent.metadata.turn_count + 1 -- save keeps the counts it is given
+meta = mgr:save(recent)
+show("save", string.format("the window: now %d messages, version %d", #mgr:resume(id).messages,
+  meta.version))
+
+-- Two writers: expect_version turns "last writer wins" into a conflict that the
+-- loser handles by its kind (here: read again and retry).
+local stale = mgr:resume(id, { last = 0 })
+mgr:tag(id, "busy") -- another writer gets in first
+local ok, err = pcall(mgr.append, mgr, id, { { role = "user", content = "And the tests?" } },
+  { expect_version = stale.metadata.version })
+if not ok and agentsession.is_error(err, "conflict") then
+  show("conflict", err.message)
+  local fresh = mgr:resume(id, { last = 0 })
+  mgr:append(id, { { role = "user", content = "And the tests?" } },
+    { expect_version = fresh.metadata.version })
+elseif not ok then
+  error(err, 0)
+end
+mgr:untag(id, "busy")
 
 -- List sessions, most recently active first.
 for _, s in ipairs(mgr:list{ limit = 5 }) do
@@ -91,10 +124,10 @@ show("list", string.format("%d session(s) tagged reviewed", #mgr:list{ tag = "re
 mgr:rename(id, "final-delivery")
 show("rename", mgr:resume(id).metadata.name)
 
--- Delete the forks; a later resume raises a not_found error. The session
--- itself stays in the file for the next run.
+-- Delete the forks; a later resume raises a not_found error, which names the
+-- line that made the call. The session itself stays in the file for the next run.
 mgr:delete(fork_meta.id)
 mgr:delete(named_fork.id)
-local ok, err = pcall(mgr.resume, mgr, fork_meta.id)
+ok, err = pcall(function() return mgr:resume(fork_meta.id) end)
 assert(not ok and agentsession.is_error(err, "not_found"))
 show("delete", tostring(err))
