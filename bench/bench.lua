@@ -277,6 +277,58 @@ local function append_pools(mgr, tag)
   return appender(pools[1]), appender(pools[2])
 end
 
+-- A window's save after one new message, on pools of sessions of 3000 and of
+-- 30 messages, each saved to in turn: resume{ last = 20 }, one more message, save.
+local function window_pools(mgr, tag)
+  local pools = {}
+  for _, spec in ipairs({ { n = 3000, count = 20 }, { n = 30, count = 100 } }) do
+    local ids = {}
+    local msgs = cycled_messages(spec.n)
+    for k = 1, spec.count do
+      local s = agentsession.session{ id = string.format("bench-window-%s-%d-%d", tag, spec.n, k),
+        messages = msgs }
+      ids[k] = mgr:save(s).id
+    end
+    pools[#pools + 1] = ids
+  end
+  local function saver(ids)
+    local k = 0
+    return function()
+      k = k % #ids + 1
+      local w = mgr:resume(ids[k], { last = 20 })
+      w.messages[#w.messages + 1] = extra_messages[1]
+      sink[1] = mgr:save(w)
+    end
+  end
+  local big = mgr:resume(pools[1][1], { last = 20 })
+  big.messages[21] = extra_messages[2]
+  mgr:save(big)
+  local all = mgr:resume(pools[1][1])
+  check(tag .. " window save keeps the history", #all.messages == 3001
+    and deep_equal(cycled_messages(3000)[1], all.messages[1], "messages[1]")
+    and deep_equal(extra_messages[2], all.messages[3001], "messages[3001]"), "messages differ")
+  return saver(pools[1]), saver(pools[2])
+end
+
+-- Appends of one message with a new state and without, to pools of sessions of 10 messages.
+local function state_pools(mgr, tag)
+  local ids = {}
+  for k = 1, 100 do
+    ids[k] = mgr:save(agentsession.session{ id = string.format("bench-state-%s-%d", tag, k),
+      messages = cycled_messages(10), state = session.state }).id
+  end
+  local one, k = { extra_messages[1] }, 0
+  mgr:append(ids[1], one, { state = session.state })
+  check(tag .. " append with state", deep_equal(session.state, mgr:resume(ids[1]).state, "state"))
+  return function()
+    k = k % #ids + 1
+    sink[1] = mgr:append(ids[k], one, { state = session.state })
+  end, function()
+    k = k % #ids + 1
+    sink[1] = mgr:append(ids[k], one)
+  end
+end
+
 local rows = {
   {
     name = "json.encode / cjson.encode", target = 1.0,
@@ -459,6 +511,42 @@ local rows = {
       local m = agentsession.custom(backends.new{ fast = true })
       local big, small = append_pools(m, "custom")
       return big, small, function() m:close() end
+    end,
+  },
+  {
+    -- A window's save reads and writes the window, not the history (see window_pools).
+    name = "memory window save, 1 new msg: 3000 / 30-msg session", target = 1.5, count = 200,
+    make = function()
+      local m = agentsession.memory()
+      local big, small = window_pools(m, "memory")
+      return big, small, function() m:close() end
+    end,
+  },
+  {
+    name = "sqlite window save, 1 new msg: 3000 / 30-msg session", target = 1.5, count = 200,
+    make = function()
+      local m = open_store("ours", "window.db")
+      local big, small = window_pools(m, "sqlite")
+      return big, small
+    end,
+  },
+  {
+    -- The state replaced in the same write: what it adds to an append (informational).
+    name = "memory append 1 msg with state / without",
+    count = 200,
+    make = function()
+      local m = agentsession.memory()
+      local with, without = state_pools(m, "memory")
+      return with, without, function() m:close() end
+    end,
+  },
+  {
+    name = "sqlite append 1 msg with state / without",
+    count = 200,
+    make = function()
+      local m = open_store("ours", "state.db")
+      local with, without = state_pools(m, "sqlite")
+      return with, without
     end,
   },
   {

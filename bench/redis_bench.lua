@@ -90,22 +90,46 @@ function M.report(h, session, make_messages)
     end)
     -- append: to sessions of 3,000 and of 10 messages (pools, each appended to in turn)
     local one = { make_messages(1)[1] }
-    local function pool(n, count)
+    local pools = 0
+    local function pool(n, count, opts)
       local ids, msgs = {}, make_messages(n)
+      pools = pools + 1
       for k = 1, count do
-        ids[k] = mgr:save(agentsession.session{ id = "bench-append-" .. n .. "-" .. k,
+        ids[k] = mgr:save(agentsession.session{ id = "bench-append-" .. pools .. "-" .. n .. "-" .. k,
           messages = msgs }).id
       end
       local k = 0
       return function()
         k = k % #ids + 1
-        return mgr:append(ids[k], one)
+        return mgr:append(ids[k], one, opts)
       end
     end
     local small_ops = row("append 1 msg to a 10-msg session", pool(10, 100))
     local big_ops = row("append 1 msg to a 3000-msg session", pool(3000, 5))
     h:printf("  %-44s %10.2f   (time per append, target <= 1.50)\n",
       "append ratio: 3000-msg / 10-msg session", small_ops / big_ops)
+    local with_state = row("append 1 msg + state to a 10-msg session", pool(10, 100, { state = session.state }))
+    h:printf("  %-44s %10.2f   (time per append, informational)\n",
+      "append ratio: with state / without", small_ops / with_state)
+    -- a window's save: resume{ last = 20 }, one more message, save
+    local function windows(n, count)
+      local ids, msgs = {}, make_messages(n)
+      for k = 1, count do
+        ids[k] = mgr:save(agentsession.session{ id = "bench-window-" .. n .. "-" .. k,
+          messages = msgs }).id
+      end
+      local k = 0
+      return function()
+        k = k % #ids + 1
+        local w = mgr:resume(ids[k], { last = 20 })
+        w.messages[#w.messages + 1] = one[1]
+        return mgr:save(w)
+      end
+    end
+    local small_w = row("window save, 1 new msg, 30-msg session", windows(30, 100))
+    local big_w = row("window save, 1 new msg, 3000-msg session", windows(3000, 5))
+    h:printf("  %-44s %10.2f   (time per save, target <= 1.50)\n",
+      "window save ratio: 3000-msg / 30-msg session", small_w / big_w)
     mgr:close()
   end)
   srv:stop()
