@@ -8,6 +8,9 @@ local stores = require("helpers.stores")
 local deep = require("helpers.deep")
 local h = require("helpers.sqlite")
 local error_of = require("helpers.expect").error_of
+local managers = require("helpers.managers")
+local track, close_all = managers.track, managers.close_all
+local snapshot, assert_unchanged = managers.snapshot, managers.assert_unchanged
 
 local null = agentsession.null
 local array = agentsession.array
@@ -33,18 +36,6 @@ end
 
 local copy = deep.copy
 
--- Every session of a manager, as list() and resume() show them.
-local function snapshot(mgr)
-  local l = mgr:list()
-  local sessions = {}
-  for i, m in ipairs(l) do sessions[i] = mgr:resume(m.id) end
-  return { list = l, sessions = sessions }
-end
-
-local function assert_unchanged(mgr, before, what)
-  assert_same(before, snapshot(mgr), what)
-end
-
 -- Messages whose values must come back exactly: 64-bit integers, floats,
 -- null, [] and {}, UTF-8 and NUL.
 local function rich_messages(tag)
@@ -66,16 +57,6 @@ local function rich_session(id, fields)
     if v == false then s.metadata[k] = nil else s.metadata[k] = v end -- false: unset
   end
   return s
-end
-
-local closing = {}
-local function track(mgr)
-  closing[#closing + 1] = mgr
-  return mgr
-end
-local function close_all()
-  for _, m in ipairs(closing) do pcall(m.close, m) end
-  closing = {}
 end
 
 ---------------------------------------------------------------------------

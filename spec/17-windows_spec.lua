@@ -11,29 +11,11 @@ local size = require("helpers.size")
 local h = require("helpers.sqlite")
 local pair = require("helpers.pair")
 local error_of = require("helpers.expect").error_of
+local managers = require("helpers.managers")
+local track, close_all = managers.track, managers.close_all
+local snapshot, assert_unchanged = managers.snapshot, managers.assert_unchanged
 
 local array = agentsession.array
-
-local closing = {}
-local function track(mgr)
-  closing[#closing + 1] = mgr
-  return mgr
-end
-local function close_all()
-  for _, m in ipairs(closing) do pcall(m.close, m) end
-  closing = {}
-end
-
-local function snapshot(mgr)
-  local l = mgr:list()
-  local sessions = {}
-  for i, m in ipairs(l) do sessions[i] = mgr:resume(m.id) end
-  return { list = l, sessions = sessions }
-end
-
-local function assert_unchanged(mgr, before, what)
-  deep.assert_same(before, snapshot(mgr), { root = what })
-end
 
 local function numbered(n, from)
   local msgs = array()
