@@ -138,6 +138,49 @@ describe("json floats", function()
     end
   end)
 
+  -- Whether a decimal of fewer than n significant digits reads back as x > 0: for
+  -- each q < n, the q-digit decimals around x are the nearest one and its
+  -- neighbours (below 10^k the neighbour is 99…9 at the next lower exponent).
+  local function shorter_reads_back(x, n)
+    for q = 1, n - 1 do
+      local digits, e = string.format("%." .. (q - 1) .. "e", x):match("^(%d[^e]*)e(.*)$")
+      local m, exp = math.tointeger(tonumber((digits:gsub("%D", "")))), tonumber(e) - (q - 1)
+      local candidates = { { m - 1, exp }, { m, exp }, { m + 1, exp } }
+      if m == 10 ^ (q - 1) then candidates[#candidates + 1] = { 10 ^ q - 1, exp - 1 } end
+      for _, c in ipairs(candidates) do
+        if tonumber(string.format("%de%d", c[1], c[2])) == x then return true end
+      end
+    end
+    return false
+  end
+
+  it("writes subnormals and powers of two with the fewest digits that read back", function()
+    local cases = {
+      { 1e-318, "1e-318" },
+      { string.unpack("<d", string.pack("<i8", 0x0f)), "7.4e-323" },
+      { 2.0 ^ -24, "5.960464477539063e-08" },
+      { 2.0 ^ -44, "5.684341886080802e-14" },
+      { 2.0 ^ 89, "6.189700196426902e+26" },
+      { 5e-324, "5e-324" },
+    }
+    for _, case in ipairs(cases) do
+      local x, text = case[1], case[2]
+      assert.are.equal(text, json.encode(x))
+      assert.are.equal(hex(x), hex(json.decode(text)))
+      assert.are.equal(hex(-x), hex(json.decode(json.encode(-x))))
+      local n = #text:match("^[%d.]+"):gsub("%.", "")
+      assert.is_false(shorter_reads_back(x, n), text .. " has a shorter form")
+    end
+  end)
+
+  it("keeps its layout for numbers of up to 15 digits", function()
+    assert.are.equal("10000000000000.0", json.encode(1e13))
+    assert.are.equal("1e+14", json.encode(1e14))
+    assert.are.equal("123456789012345.0", json.encode(123456789012345.0))
+    assert.are.equal("0.0001", json.encode(1e-4))
+    assert.are.equal("1e-05", json.encode(1e-5))
+  end)
+
   it("decodes literals with a fraction or exponent as floats", function()
     assert.are.equal("float", math.type(json.decode("1.0")))
     assert.are.equal("float", math.type(json.decode("1e2")))

@@ -6,6 +6,7 @@
 ** with escapes are decoded into the caller's scratch buffer.
 */
 #include <errno.h>
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -489,51 +490,173 @@ int as_json_write_integer(as_buf *b, int64_t v) {
     return as_buf_put(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
-/* Significant digits in a %g text. */
-static int significant_digits(const char *s) {
-    int n = 0, leading = 1;
-    for (; *s && *s != 'e'; s++) {
-        if (*s < '0' || *s > '9') continue;
-        if (leading && *s == '0') continue;
-        leading = 0;
-        n++;
-    }
-    return n;
+/*
+** The shortest text of a double. For a normal double v, two decimals of 15
+** significant digits near v lie about v * 1e-15 or more apart, several times
+** the width of v's rounding interval (at most v * 2^-52, about v * 2.2e-16).
+** So at most one decimal of 15 or fewer digits reads back as v, and when one
+** does it is the nearest (no further from v than that one), which %.15g prints
+** with its trailing zeros dropped: one printf and one strtod for the numbers
+** messages hold. A subnormal has fewer bits and a wider interval, so several
+** 15-digit decimals may read back and %.15g's need not be the shortest: it
+** takes the search below, as does a normal double that needs 16 or 17 digits.
+*/
+
+/* d[0].d[1]…d[n-1] × 10^exp, n ASCII digits (1..17). */
+typedef struct decimal {
+    char d[17];
+    int n, exp;
+} decimal;
+
+/* The p-digit decimal nearest a (> 0), as printf rounds it: correctly. */
+static void decimal_nearest(double a, int p, decimal *x) {
+    char tmp[40];
+    const char *s = tmp;
+    int n = 0;
+    if (p < 1 || p > 17) p = 17; /* the callers' range; bounds the text for the compiler */
+    snprintf(tmp, sizeof tmp, "%.*e", p - 1, a);
+    for (; *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9' && n < 17) x->d[n++] = *s;
+    x->n = n;
+    x->exp = atoi(s + 1);
 }
 
-static int format_g(char *out, size_t size, int prec, double v) {
-    if (prec < 1 || prec > 17) prec = 17; /* the callers' range; bounds the text for the compiler */
-    return snprintf(out, size, "%.*g", prec, v);
+/* Writes 'e' and the exponent, at least two digits as printf does; returns the length. */
+static int put_exponent(char *out, int e) {
+    int k = 0;
+    out[k++] = 'e';
+    out[k++] = e < 0 ? '-' : '+';
+    if (e < 0) e = -e;
+    if (e >= 100) out[k++] = (char)('0' + e / 100);
+    out[k++] = (char)('0' + e / 10 % 10);
+    out[k++] = (char)('0' + e % 10);
+    return k;
+}
+
+/* What strtod reads from x, written as an integer and an exponent: no decimal
+** point, so the locale cannot change it. */
+static double decimal_value(const decimal *x) {
+    char tmp[32];
+    int k = x->n;
+    memcpy(tmp, x->d, (size_t)k);
+    k += put_exponent(tmp + k, x->exp - (x->n - 1));
+    tmp[k] = '\0';
+    return strtod(tmp, NULL);
+}
+
+/* Moves x one unit in its last place, keeping n digits: 9.99 -> 10.0 going up,
+** 1.00 -> 0.999 going down. */
+static void decimal_step(decimal *x, int up) {
+    int i = x->n - 1;
+    if (up) {
+        while (i >= 0 && x->d[i] == '9') x->d[i--] = '0';
+        if (i >= 0) x->d[i]++;
+        else { x->d[0] = '1'; x->exp++; }
+    } else {
+        while (x->d[i] == '0') x->d[i--] = '9'; /* d[0] is never '0' */
+        x->d[i]--;
+        if (x->d[0] == '0') { memset(x->d, '9', (size_t)x->n); x->exp--; }
+    }
+}
+
+/*
+** A p-digit decimal that reads back as a, the nearer one when two do. Only the
+** two p-digit decimals around a can: the nearest, and its neighbour on a's
+** other side. Where the gap to the next double below a is as wide as the gap
+** above, the neighbour is no nearer to a than the nearest and so reads back only
+** if the nearest does; at a power of two (not the smallest normal) the gap below
+** is half the gap above, and the neighbour above may read back when the
+** nearest, below, does not.
+*/
+static int decimal_reads_back(double a, int p, int lopsided, decimal *x) {
+    double r;
+    decimal_nearest(a, p, x);
+    r = decimal_value(x);
+    if (r == a) return 1;
+    if (!lopsided) return 0;
+    decimal_step(x, r < a);
+    return decimal_value(x) == a;
+}
+
+/* The fewest digits from `lo` on that read back as a (> 0). Binary search is
+** right: a p-digit decimal that reads back is also a (p+1)-digit one, and 17
+** digits always read back. */
+static void decimal_shortest(double a, int lo, decimal *best) {
+    int hi = 17, e, found = 0;
+    int lopsided = frexp(a, &e) == 0.5 && a > DBL_MIN;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        decimal x;
+        if (decimal_reads_back(a, mid, lopsided, &x)) {
+            *best = x;
+            found = 1;
+            hi = mid;
+        } else lo = mid + 1;
+    }
+    if (!found) decimal_nearest(a, 17, best);
+}
+
+/* x as printf's %.{n}g would write it (n its digit count), with a '.' for the
+** decimal point; returns the length (at most 24). */
+static int decimal_format(char *out, int neg, const decimal *x) {
+    int n = x->n, p = x->n, e = x->exp, k = 0, i;
+    while (n > 1 && x->d[n - 1] == '0') n--;
+    if (neg) out[k++] = '-';
+    if (e < -4 || e >= p) {
+        out[k++] = x->d[0];
+        if (n > 1) {
+            out[k++] = '.';
+            for (i = 1; i < n; i++) out[k++] = x->d[i];
+        }
+        k += put_exponent(out + k, e);
+    } else if (e >= 0) {
+        for (i = 0; i <= e; i++) out[k++] = i < n ? x->d[i] : '0';
+        if (n > e + 1) {
+            out[k++] = '.';
+            for (i = e + 1; i < n; i++) out[k++] = x->d[i];
+        }
+    } else {
+        out[k++] = '0';
+        out[k++] = '.';
+        for (i = -1; i > e; i--) out[k++] = '0';
+        for (i = 0; i < n; i++) out[k++] = x->d[i];
+    }
+    return k;
+}
+
+/* The shortest text of v (finite, not 0) with at least `lo` digits. */
+static int write_shortest(char *out, double v, int lo) {
+    decimal x;
+    decimal_shortest(fabs(v), lo, &x);
+    return decimal_format(out, v < 0, &x);
 }
 
 int as_json_write_double(as_buf *b, double v) {
     char tmp[40];
-    int prec, n = 0, i, has_mark = 0;
-    char point = localeconv()->decimal_point[0];
+    double a = fabs(v);
+    int n, i, has_mark = 0;
     if (!isfinite(v)) return 1;
-    /* The fewest digits that read back exactly. With 15 digits or fewer a
-    ** double's nearest decimal is unique, so a shorter %.15g text is already
-    ** the shortest; only a full 15-digit one (as subnormals give) may shrink. */
-    for (prec = 15; prec <= 17; prec++) {
-        n = format_g(tmp, sizeof tmp, prec, v);
-        if (prec == 17 || strtod(tmp, NULL) == v) break;
-    }
-    if (prec == 15 && significant_digits(tmp) == 15) {
-        int lo = 1, hi = 15;
-        char shorter[40];
-        while (lo < hi) {
-            int mid = (lo + hi) / 2;
-            format_g(shorter, sizeof shorter, mid, v);
-            if (strtod(shorter, NULL) == v) hi = mid;
-            else lo = mid + 1;
+    if (a < DBL_MIN && a != 0) {
+        n = write_shortest(tmp, v, 1);
+    } else {
+        n = snprintf(tmp, sizeof tmp, "%.15g", v);
+        if (n <= 0 || (size_t)n >= sizeof tmp - 2) return -1;
+        if (strtod(tmp, NULL) != v) n = write_shortest(tmp, v, 16);
+        else {
+            char point = localeconv()->decimal_point[0];
+            int neg = v < 0, k = 15;
+            /* 15 digits, all before the point, ending in zeros: only the digits
+            ** that count, with an exponent (1e+14, not 100000000000000.0) */
+            if (n - neg == 15 && strspn(tmp + neg, "0123456789") == 15 && tmp[n - 1] == '0') {
+                while (tmp[neg + k - 1] == '0') k--;
+                n = snprintf(tmp, sizeof tmp, "%.*g", k, v);
+            }
+            for (i = 0; i < n; i++)
+                if (tmp[i] == point && point != '\0') tmp[i] = '.';
         }
-        n = format_g(tmp, sizeof tmp, lo, v);
     }
-    if (n <= 0 || (size_t)n >= sizeof tmp - 2) return -1;
-    for (i = 0; i < n; i++) {
-        if (tmp[i] == point && point != '\0') tmp[i] = '.';
+    for (i = 0; i < n; i++)
         if (tmp[i] == '.' || tmp[i] == 'e') has_mark = 1;
-    }
     if (!has_mark) { tmp[n++] = '.'; tmp[n++] = '0'; }
     return as_buf_put(b, tmp, (size_t)n);
 }

@@ -57,9 +57,10 @@ as_status as_json_validate(const char *text, size_t len, as_buf *scratch, const 
 
 /* Writing. Each returns 0, or -1 when memory runs out. */
 int as_json_write_integer(as_buf *b, int64_t v);
-/* A double in the shortest form that reads back bit for bit, always with a '.'
-** or an exponent so it reads back as a float. Returns 1 for NaN or infinity
-** (nothing written), -1 on no memory. */
+/* A double with the fewest significant digits that read back bit for bit (of
+** two such decimals the nearer), always with a '.' or an exponent so it reads
+** back as a float, and a '.' whatever the locale. Returns 1 for NaN or
+** infinity (nothing written), -1 on no memory. */
 int as_json_write_double(as_buf *b, double v);
 /* A quoted string. Returns 1 when s is not valid UTF-8 (nothing written; *bad is
 ** the offset of the first bad byte), -1 on no memory. */
