@@ -2,7 +2,8 @@
 #   make          build build/agentsession/core.so
 #   make test     install missing Debian packages, build, lint, run every test
 #   make demo     install missing Debian packages, build, run the quickstart
-#   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager)
+#   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager), then float-proof
+#   make float-proof  the float writer against an exact shortest search, FLOAT_PROOF_COUNT values
 #   make sanitize the C tests and every spec with AddressSanitizer and UBSan
 #   make valgrind the C tests and every spec under valgrind memcheck
 #   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
@@ -28,13 +29,18 @@ RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.s
 
 CORE_TEST = build/core_test
 FAULT_TEST = build/fault_test
+FLOAT_TEST = build/float_test
+# Random doubles float_test checks in make test, and in make float-proof; FLOAT_SEED picks others.
+FLOAT_COUNT ?= 100000
+FLOAT_PROOF_COUNT ?= 1000000
+FLOAT_SEED ?= 0
 
 # Extra Debian packages of the hardening targets.
 VALGRIND_DEBS = valgrind
 FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test check lint spec ctest rock demo bench clean sanitize valgrind fuzz
+.PHONY: all deps test check lint spec ctest rock demo bench float-proof clean sanitize valgrind fuzz
 
 all: $(MODULE)
 
@@ -64,12 +70,16 @@ lint:
 spec: all
 	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
 
-ctest: $(CORE_TEST) $(FAULT_TEST)
+ctest: $(CORE_TEST) $(FAULT_TEST) $(FLOAT_TEST)
 	$(CORE_TEST)
 	$(RUN_ENV) $(FAULT_TEST)
+	$(FLOAT_TEST) $(FLOAT_COUNT) $(FLOAT_SEED)
 
 $(CORE_TEST): tests/core_test.c $(CORE_OBJ)
 	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(FLOAT_TEST): tests/float_test.c $(CORE_OBJ)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lm
 
 $(FAULT_TEST): tests/fault_test.c $(CORE_OBJ) $(LUA_OBJ)
 	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) -I$(LUA_INC) $(LDFLAGS) -o $@ $^ -llua5.4 $(LDLIBS) -lm
@@ -94,6 +104,10 @@ demo: deps
 
 bench: all
 	$(RUN_ENV) $(LUA) bench/bench.lua
+	@$(MAKE) --no-print-directory float-proof
+
+float-proof: $(FLOAT_TEST)
+	$(FLOAT_TEST) $(FLOAT_PROOF_COUNT) $(FLOAT_SEED)
 
 # The fuzz targets' replay over their corpus and regressions (gcc, no libFuzzer).
 include fuzz/fuzz.mk
