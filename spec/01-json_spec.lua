@@ -505,3 +505,91 @@ describe("json arguments", function()
     assert.is_truthy(tostring(err):find("bad argument", 1, true), tostring(err))
   end)
 end)
+
+describe("json.encode with { canonical = true }", function()
+  local canonical = { canonical = true }
+
+  it("writes the keys of every object in byte order, at every level", function()
+    local v = { b = { d = 1, c = { f = 1, e = 2 } }, a = array({ { z = 1, y = 2 }, "x" }) }
+    assert.are.equal('{"a":[{"y":2,"z":1},"x"],"b":{"c":{"e":2,"f":1},"d":1}}',
+      json.encode(v, canonical))
+  end)
+
+  it("keeps the order of arrays", function()
+    assert.are.equal('[3,1,2,{"a":[9,8]}]', json.encode({ 3, 1, 2, { a = { 9, 8 } } }, canonical))
+  end)
+
+  it("gives the same text for tables filled in different orders", function()
+    local keys = {}
+    for i = 1, 50 do keys[i] = string.format("k%02d", (i * 37) % 50) end
+    local forward, backward = {}, {}
+    for i = 1, #keys do forward[keys[i]] = { n = i, m = array() } end
+    for i = #keys, 1, -1 do backward[keys[i]] = { m = array(), n = i } end
+    local text = json.encode(forward, canonical)
+    assert.are.equal(text, json.encode(backward, canonical))
+    assert.are.equal(1, select(2, text:gsub('"k00"', "")))
+    assert.is_truthy(text:find('^{"k00":'), text)
+    assert.is_truthy(text:find('"k49":{"m":%[%],"n":%d+}}$'), text)
+    deep.assert_same(forward, json.decode(text))
+  end)
+
+  it("orders UTF-8 keys by their bytes", function()
+    local v = { ["\u{1F642}"] = 1, ["\u{20AC}"] = 2, ["\u{E9}"] = 3, z = 4, Z = 5, a = 6, [""] = 7,
+                ["a\0"] = 8 }
+    assert.are.equal('{"":7,"Z":5,"a":6,"a\\u0000":8,"z":4,"\u{E9}":3,"\u{20AC}":2,"\u{1F642}":1}',
+      json.encode(v, canonical))
+  end)
+
+  it("names the path of what it refuses, as without the option", function()
+    local err = raises("invalid", json.encode, { a = { b = print } }, canonical)
+    assert.is_truthy(err.message:find("value.a.b: a function", 1, true), err.message)
+  end)
+
+  it("writes the table's own order with canonical = false", function()
+    local v = { a = 1, b = { c = 2 } }
+    assert.are.equal(json.encode(v), json.encode(v, { canonical = false }))
+    assert.are.equal(json.encode(v), json.encode(v, {}))
+  end)
+
+  it("refuses an unknown option, naming it", function()
+    local err = raises("invalid", json.encode, {}, { sorted = true })
+    assert.is_truthy(err.message:find('unknown option "sorted"', 1, true), err.message)
+  end)
+
+  it("refuses a canonical that is not a boolean", function()
+    for _, bad in ipairs({ 1, "yes", {} }) do
+      local err = raises("invalid", json.encode, {}, { canonical = bad })
+      assert.is_truthy(err.message:find("options.canonical: must be a boolean", 1, true),
+        err.message)
+    end
+  end)
+
+  it("raises an argument error for options that are not a table", function()
+    for _, bad in ipairs({ true, "canonical", 5 }) do
+      local ok, err = pcall(json.encode, {}, bad)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("bad argument #2", 1, true), tostring(err))
+    end
+  end)
+end)
+
+describe("json.decode options", function()
+  it("accepts an options table, or none", function()
+    assert.are.same({ 1, 2 }, json.decode("[1,2]", {}))
+    assert.are.same({ a = 1 }, json.decode('{"a":1}', nil))
+  end)
+
+  it("refuses every key, none being defined, naming it", function()
+    local err = raises("invalid", json.decode, "1", { strict = true })
+    assert.is_truthy(err.message:find('unknown option "strict"', 1, true), err.message)
+    raises("invalid", json.decode, "1", { true })
+  end)
+
+  it("raises an argument error for options that are not a table", function()
+    for _, bad in ipairs({ true, "opts", 5 }) do
+      local ok, err = pcall(json.decode, "1", bad)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("bad argument #2", 1, true), tostring(err))
+    end
+  end)
+end)

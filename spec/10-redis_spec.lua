@@ -150,8 +150,8 @@ describe("redis store", function()
       assert.are.equal("string", srv:cli("TYPE", t.key(id, "state")))
       assert.are.equal("2", srv:cli("LLEN", t.key(id, "msgs")))
       assert.are.same({ role = "user", content = "hi" },
-        agentsession.json.decode(srv:cli("LINDEX", t.key(id, "msgs"), "0")))
-      assert.are.same({ cwd = "/" }, agentsession.json.decode(srv:cli("GET", t.key(id, "state"))))
+        agentsession.json.decode((srv:cli("LINDEX", t.key(id, "msgs"), "0"))))
+      assert.are.same({ cwd = "/" }, agentsession.json.decode((srv:cli("GET", t.key(id, "state")))))
       assert.are.equal("a\nb", srv:cli("HGET", t.key(id, "meta"), "tags"))
       assert.are.equal("bot", srv:cli("HGET", t.key(id, "meta"), "agent_name"))
       for _, index in ipairs({ "all", "agent:bot", "tag:a", "tag:b" }) do

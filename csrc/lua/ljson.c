@@ -387,14 +387,32 @@ as_status lbind_decode_document(lua_State *L, const char *text, size_t len, cons
 
 /* ---------------------------------------------------------------- json.* */
 
+/* The options of json.encode: { canonical = boolean }; returns whether keys are sorted. */
+static int encode_options(lua_State *L, int arg) {
+    static const char *const names[] = { "canonical", NULL };
+    int t, canonical;
+    if (lua_isnoneornil(L, arg)) return 0;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lbind_check_options(L, arg, "options", names);
+    t = lbind_rawfield(L, arg, "canonical");
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+        lbind_errorf(L, AS_EINVALID, "options.canonical", "must be a boolean (got %s)",
+                     lua_typename(L, t));
+    canonical = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return canonical;
+}
+
 static int json_encode(lua_State *L) {
     as_buf *b = lbind_scratch(L);
     as_error err;
+    int sorted;
     luaL_checkany(L, 1);
+    sorted = encode_options(L, 2);
     if (lua_isnil(L, 1)) return lbind_errorf(L, AS_EINVALID, "value", "nil cannot be encoded as JSON (use agentsession.null)");
     as_error_clear(&err);
     b->len = 0;
-    if (lbind_encode(L, 1, b, "value", 0, &err) != AS_OK) return lbind_error(L, &err);
+    if (lbind_encode(L, 1, b, "value", sorted, &err) != AS_OK) return lbind_error(L, &err);
     lua_pushlstring(L, b->data, b->len);
     return 1;
 }
@@ -404,6 +422,11 @@ static int json_decode(lua_State *L) {
     const char *text;
     as_error err;
     luaL_checktype(L, 1, LUA_TSTRING);
+    if (!lua_isnoneornil(L, 2)) {
+        static const char *const names[] = { NULL }; /* none yet: every key is unknown */
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lbind_check_options(L, 2, "options", names);
+    }
     text = lua_tolstring(L, 1, &len);
     as_error_clear(&err);
     if (lbind_decode(L, text, len, "value", &err) != AS_OK) return lbind_error(L, &err);
