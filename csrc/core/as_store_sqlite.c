@@ -364,9 +364,8 @@ static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, in
     }
     if (st == AS_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = db_fail(ss, rc, err);
     if (st == AS_OK && (int64_t)out->nmsgs != n)
-        st = as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\" counts %lld "
-                          "messages but message %lld is missing", ss->path, id,
-                          (long long)(from + n), (long long)(from + (int64_t)out->nmsgs + 1));
+        st = as_error_set(err, AS_ESTORAGE, "%s: damaged store: message %lld of session \"%.64s\" "
+                          "is missing", ss->path, (long long)(from + (int64_t)out->nmsgs + 1), id);
     done(s);
     return st;
 }
