@@ -38,6 +38,31 @@ local function fresh_store()
   return t
 end
 
+-- A server written in perl on a free loopback port: PERL_LISTEN opens the
+-- socket as $srv and writes its port to a file the spec reads, then `body`
+-- serves. Returns the port; finally() kills the server and removes its folder.
+local PERL_LISTEN = [[
+use strict; use IO::Socket::INET;
+my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1)
+  or die "listen: $!";
+open(my $f, '>', $ARGV[0]) or die; print $f $srv->sockport, "\n"; close $f;
+$SIG{ALRM} = sub { exit 0 }; alarm 20;
+]]
+
+local function perl_server(body, what)
+  local dir = h.tmpdir()
+  local portfile = dir .. "/port"
+  local script = dir .. "/server.pl"
+  h.write(script, PERL_LISTEN .. body)
+  local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
+  finally(function()
+    os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
+    h.rmdir(dir)
+  end)
+  h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, what)
+  return math.tointeger(tonumber(h.read(portfile)))
+end
+
 describe("redis store", function()
   local srv
 
@@ -386,15 +411,7 @@ describe("redis store", function()
     it("ends a call within timeout_ms when the server answers a byte at a time", function()
       -- a server that answers the constructor's requests, then sends list's reply
       -- one byte every 100 ms: 60 bytes, 6 s in all
-      local dir = h.tmpdir()
-      local portfile = dir .. "/port"
-      local script = dir .. "/drip.pl"
-      h.write(script, [[
-use strict; use IO::Socket::INET;
-my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 1, ReuseAddr => 1)
-  or die "listen: $!";
-open(my $f, '>', $ARGV[0]) or die; print $f $srv->sockport, "\n"; close $f;
-$SIG{ALRM} = sub { exit 0 }; alarm 20;
+      local port = perl_server([[
 my $c = $srv->accept or die "accept: $!";
 my $in = '';
 while (1) {
@@ -407,16 +424,11 @@ syswrite($c, "+OK\r\n" . ("\$40\r\n" . ('a' x 40) . "\r\n") x 3);
 sysread($c, my $buf, 65536) or exit 0;
 for my $byte (split //, '-ERR ' . ('x' x 53) . "\r\n") { syswrite($c, $byte); select(undef, undef, undef, 0.1); }
 sleep 5;
-]])
-      local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
+]], "the drip server")
       local m
       finally(function()
         if m then m:close() end
-        os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
-        h.rmdir(dir)
       end)
-      h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, "the drip server")
-      local port = math.tointeger(tonumber(h.read(portfile)))
       m = agentsession.redis{ port = port, timeout_ms = 300 }
       local t0 = h.monotime()
       local err = error_of("unavailable", m.list, m)
@@ -429,28 +441,13 @@ sleep 5;
 
     it("says a server that is not Redis did not answer as Redis does", function()
       -- an HTTP server on the port: it answers whatever it is sent with a 400
-      local dir = h.tmpdir()
-      local portfile = dir .. "/port"
-      local script = dir .. "/http.pl"
-      h.write(script, [[
-use strict; use IO::Socket::INET;
-my $srv = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 5, ReuseAddr => 1)
-  or die "listen: $!";
-open(my $f, '>', $ARGV[0]) or die; print $f $srv->sockport, "\n"; close $f;
-$SIG{ALRM} = sub { exit 0 }; alarm 20;
+      local port = perl_server([[
 while (my $c = $srv->accept) {
   sysread($c, my $buf, 65536);
   syswrite($c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   close $c;
 }
-]])
-      local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
-      finally(function()
-        os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
-        h.rmdir(dir)
-      end)
-      h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, "the HTTP server")
-      local port = math.tointeger(tonumber(h.read(portfile)))
+]], "the HTTP server")
       local err = error_of("unavailable", agentsession.redis, { port = port, timeout_ms = 5000 })
       assert.truthy(err.message:find("127.0.0.1:" .. port .. ": the server did not answer as Redis does",
                                      1, true), err.message)
