@@ -653,12 +653,17 @@ while (my $c = $srv->accept) {
     end)
 
     -- Runs a writer and a reader child on one session at once; returns a
-    -- manager and prefix for the store. The reader's output must show that
-    -- its reads ran while the writer wrote: it saw two versions or more.
+    -- manager and prefix for the store. The two meet at two files (see
+    -- redis_child.lua), so the reads overlap the writes; the reader's output
+    -- must show it: it saw two versions or more.
+    local runs = 0
     local function write_and_read(writer, writes, reader, reads, id)
       local m, prefix = stores.new_redis()
-      local w = child({ writer, srv.host, srv.port, prefix, id, writes })
-      local r = child({ reader, srv.host, srv.port, prefix, id, reads })
+      runs = runs + 1
+      local base = stores.tmpdir() .. "/overlap" .. runs
+      local started, finished = base .. ".started", base .. ".finished"
+      local w = child({ writer, srv.host, srv.port, prefix, id, writes, started, finished })
+      local r = child({ reader, srv.host, srv.port, prefix, id, reads, started, finished })
       local out_w, out_r = finish(w), finish(r)
       assert.truthy(out_w:find("DONE " .. writes, 1, true), out_w)
       local versions = tonumber(out_r:match("DONE %d+ (%d+)"))

@@ -316,7 +316,8 @@ for _, store in ipairs(shared) do
       local mgr, uri = store.open()
       local id = mgr:save(agentsession.session{ id = "stateful" }).id
       local n = 300
-      local out_w, out_r = pair.run(uri, { "stateappender", id, n }, { "statereader", id, n })
+      local started = stores.tmpdir() .. "/" .. store.name .. ".started"
+      local out_w, out_r = pair.run(uri, { "stateappender", id, n, started }, { "statereader", id, n, started })
       assert.truthy(out_w:find("DONE " .. n, 1, true), out_w)
       local reads, versions = out_r:match("DONE (%d+) (%d+)")
       assert.truthy(reads, out_r)

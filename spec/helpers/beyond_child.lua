@@ -76,19 +76,28 @@ function commands.racer(id, mode, count, ms)
   print("DONE " .. written .. " " .. conflicts)
 end
 
--- stateappender ID COUNT: appends COUNT messages { i = i }, each with the
--- state { i = i } in the same call.
-function commands.stateappender(id, count)
+-- stateappender ID COUNT STARTED: appends COUNT messages { i = i }, each with
+-- the state { i = i } in the same call; after the first, waits for the file
+-- STARTED (the reader's first read), so the reads overlap the appends.
+function commands.stateappender(id, count, started)
   for i = 1, tonumber(count) do
     mgr:append(id, { { i = i } }, { state = { i = i } })
+    if i == 1 then
+      local until_t = h.monotime() + 60
+      while not h.exists(started) do
+        if h.monotime() > until_t then fail("the reader's first read did not happen within 60 s") end
+        h.sleep(0.001)
+      end
+    end
   end
   print("DONE " .. count)
 end
 
--- statereader ID COUNT: reads the last message and the state of ID until the
--- message { i = COUNT } appears, failing when a read's last message and state
--- disagree. Prints "DONE <reads> <versions seen>".
-function commands.statereader(id, count)
+-- statereader ID COUNT STARTED: reads the last message and the state of ID
+-- until the message { i = COUNT } appears, failing when a read's last message
+-- and state disagree; makes the file STARTED after its first read of a
+-- message. Prints "DONE <reads> <versions seen>".
+function commands.statereader(id, count, started)
   count = tonumber(count)
   local reads, versions, seen, last = 0, 0, {}, 0
   local until_t = h.monotime() + 60
@@ -107,6 +116,7 @@ function commands.statereader(id, count)
       versions = versions + 1
     end
     last = i
+    if i > 0 and not h.exists(started) then h.write(started, "started\n") end
   end
   print("DONE " .. reads .. " " .. versions)
 end

@@ -15,6 +15,29 @@ local function fail(why)
   os.exit(1)
 end
 
+-- A writer and a reader run together (see write_and_read in the spec) meet at
+-- two files: the reader makes `started` after its first read, which the
+-- writer waits for after its first write; the writer makes `finished` when it
+-- is done, and the reader reads on until it appears. So the reads surely
+-- overlap the writes, however the two processes are scheduled.
+local function touch(path)
+  local f = assert(io.open(path, "w"))
+  f:close()
+end
+
+local function wait_for(path, what)
+  local deadline = os.time() + 60
+  while true do
+    local f = io.open(path, "r")
+    if f then
+      f:close()
+      return
+    end
+    if os.time() > deadline then fail(what .. " did not happen within 60 s") end
+    os.execute("sleep 0.01")
+  end
+end
+
 local commands = {}
 
 -- tagger ID NAME COUNT: adds COUNT tags "NAME-i" to the session ID, one call each,
@@ -27,45 +50,58 @@ function commands.tagger(id, name, count)
   print("DONE " .. count)
 end
 
--- writer ID COUNT: saves the session ID COUNT times; save i has i messages and
--- state.n = i, name "v<i>".
-function commands.writer(id, count)
+-- writer ID COUNT STARTED FINISHED: saves the session ID COUNT times; save i
+-- has i messages and state.n = i, name "v<i>".
+function commands.writer(id, count, started, finished)
   for i = 1, tonumber(count) do
     local msgs = {}
     for k = 1, i do msgs[k] = { k = k, text = string.rep("x", 50) } end
     mgr:save(agentsession.session{ id = id, name = "v" .. i, messages = msgs, state = { n = i } })
+    if i == 1 then wait_for(started, "the reader's first read") end
   end
+  touch(finished)
   print("DONE " .. count)
 end
 
--- Waits (10 s at most) until ID exists, then resumes it COUNT times, handing
--- each session read to check; prints "DONE <reads> <versions seen>", the
--- second telling whether the reads really ran beside the writes.
-local function read_loop(id, count, check)
-  local deadline = os.time() + 10
+-- Waits (60 s at most) until ID exists, then resumes it COUNT times, and on
+-- until the writer has finished, handing each session read to check; prints
+-- "DONE <reads> <versions seen>", the second telling whether the reads really
+-- ran beside the writes.
+local function read_loop(id, count, started, finished, check)
+  local deadline = os.time() + 60
   while true do
     local ok, err = pcall(mgr.resume, mgr, id, { last = 0 })
     if ok then break end
     if not agentsession.is_error(err, "not_found") then fail(err) end
     if os.time() > deadline then fail("the session " .. id .. " never appeared") end
   end
-  local versions, nversions = {}, 0
-  for _ = 1, tonumber(count) do
+  local versions, nversions, reads, done = {}, 0, 0, false
+  deadline = os.time() + 60
+  while reads < tonumber(count) or not done do
+    -- whether the writer had finished before this read: then it reads the last version
+    local f = io.open(finished, "r")
+    if f then
+      f:close()
+      done = true
+    end
     local ok, s = pcall(mgr.resume, mgr, id)
     if not ok then fail(s) end
     check(s)
+    reads = reads + 1
+    if reads == 1 then touch(started) end
     if not versions[s.metadata.version] then
       versions[s.metadata.version] = true
       nversions = nversions + 1
     end
+    if os.time() > deadline then fail("the writer did not finish within 60 s") end
   end
-  print("DONE " .. count .. " " .. nversions)
+  print("DONE " .. reads .. " " .. nversions)
 end
 
 -- reader ID COUNT: resumes ID COUNT times; each must be whole: as many
 -- messages as state.n says, and the name of that very save.
-function commands.reader(id, count)
-  read_loop(id, count, function(s)
+function commands.reader(id, count, started, finished)
+  read_loop(id, count, started, finished, function(s)
     local n = s.state.n
     if #s.messages ~= n or s.metadata.name ~= "v" .. n or s.messages[n].k ~= n then
       fail("torn read: " .. #s.messages .. " messages, state.n " .. tostring(n)
@@ -118,18 +154,20 @@ local function mixed_write(id, i)
   end
 end
 
--- mixer ID COUNT: COUNT writes of the mix on ID (created first).
-function commands.mixer(id, count)
+-- mixer ID COUNT STARTED FINISHED: COUNT writes of the mix on ID (created first).
+function commands.mixer(id, count, started, finished)
   mgr:save(numbered_session(id, 3))
+  wait_for(started, "the checker's first read")
   for i = 1, tonumber(count) do mixed_write(id, i) end
+  touch(finished)
   print("DONE " .. count)
 end
 
 -- checker ID COUNT: resumes ID (and lists it) COUNT times; every read must be
 -- whole, and versions never go back.
-function commands.checker(id, count)
+function commands.checker(id, count, started, finished)
   local version = 0
-  read_loop(id, count, function(s)
+  read_loop(id, count, started, finished, function(s)
     local good, why = whole(s)
     if not good then fail("torn read of " .. id .. ": " .. why) end
     if s.metadata.version < version then fail("version went back") end
