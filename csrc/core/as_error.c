@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "as_error.h"
-#include "as_json.h" /* as_utf8_check */
+#include "as_utf8.h"
 
 void as_error_clear(as_error *e) {
     e->status = AS_OK;
@@ -116,4 +116,13 @@ const char *as_status_kind(as_status status) {
     case AS_ERETRY: return "unavailable";
     }
     return "storage";
+}
+
+as_status as_status_of_kind(const char *kind) {
+    static const as_status kinds[] = { AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT,
+                                       AS_ESTORAGE, AS_EUNAVAILABLE, AS_ECLOSED };
+    size_t i;
+    for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kind, as_status_kind(kinds[i])) == 0) return kinds[i];
+    return AS_OK;
 }

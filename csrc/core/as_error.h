@@ -55,5 +55,8 @@ void as_error_prefix_key(as_error *e, const char *key, size_t len);
 void as_error_set_id(as_error *e, const char *id);
 /* "not_found", "invalid", ...: the kind names of API.md. */
 const char *as_status_kind(as_status status);
+/* The status of a kind name of API.md ("not_found" ... "closed"); AS_OK for
+** any other text. */
+as_status as_status_of_kind(const char *kind);
 
 #endif

@@ -18,69 +18,7 @@
 #endif
 
 #include "as_json.h"
-
-/* ---------------------------------------------------------------- UTF-8 */
-
-/* Length (2..4) of the valid UTF-8 sequence starting at s (s[0] >= 0x80), or 0. */
-static size_t utf8_seq(const unsigned char *s, const unsigned char *end) {
-    unsigned char c = s[0];
-    size_t avail = (size_t)(end - s);
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) {
-        if (avail < 2 || (s[1] & 0xC0) != 0x80) return 0;
-        return 2;
-    }
-    if (c < 0xF0) {
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (avail < 3) return 0;
-        if (c == 0xE0) lo = 0xA0;       /* no overlong forms */
-        else if (c == 0xED) hi = 0x9F;  /* no surrogates */
-        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (avail < 4) return 0;
-        if (c == 0xF0) lo = 0x90;       /* no overlong forms */
-        else if (c == 0xF4) hi = 0x8F;  /* nothing above U+10FFFF */
-        if (s[1] < lo || s[1] > hi || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-size_t as_utf8_check(const char *s, size_t len) {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        if (*p < 0x80) { p++; continue; }
-        {
-            size_t n = utf8_seq(p, end);
-            if (n == 0) return (size_t)(p - (const unsigned char *)s);
-            p += n;
-        }
-    }
-    return len;
-}
-
-static size_t utf8_put(unsigned char *out, unsigned long cp) {
-    if (cp < 0x80) { out[0] = (unsigned char)cp; return 1; }
-    if (cp < 0x800) {
-        out[0] = (unsigned char)(0xC0 | (cp >> 6));
-        out[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (unsigned char)(0xE0 | (cp >> 12));
-        out[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (unsigned char)(0xF0 | (cp >> 18));
-    out[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
+#include "as_utf8.h"
 
 /* The first byte at or after s that a JSON string cannot hold as it is: a
 ** quote, a backslash, a control character or a non-ASCII byte (end if none).
@@ -198,7 +136,7 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
         if (cls == 4) {
             if (trusted) { s++; continue; }
             {
-                size_t n = utf8_seq(s, P->end);
+                size_t n = as_utf8_seq(s, P->end);
                 if (n == 0) { P->p = s; return fail(P, "invalid UTF-8 in string"); }
                 s += n;
             }
@@ -235,7 +173,7 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
                     s += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                if (as_buf_put(sb, u8, utf8_put(u8, cp)) != 0) return as_error_nomem(P->err);
+                if (as_buf_put(sb, u8, as_utf8_put(u8, cp)) != 0) return as_error_nomem(P->err);
                 run = s;
                 continue;
             }
@@ -691,7 +629,7 @@ int as_json_write_string(as_buf *b, const char *str, size_t len, size_t *bad) {
             }
             run = ++s;
         } else {
-            size_t n = utf8_seq(s, end);
+            size_t n = as_utf8_seq(s, end);
             if (n == 0) {
                 if (bad) *bad = (size_t)(s - (const unsigned char *)str);
                 b->len = mark;

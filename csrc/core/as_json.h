@@ -66,7 +66,4 @@ int as_json_write_double(as_buf *b, double v);
 ** the offset of the first bad byte), -1 on no memory. */
 int as_json_write_string(as_buf *b, const char *s, size_t len, size_t *bad);
 
-/* Offset of the first byte of s that breaks UTF-8 (len when none). */
-size_t as_utf8_check(const char *s, size_t len);
-
 #endif

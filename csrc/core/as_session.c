@@ -7,6 +7,7 @@
 
 #include "as_alloc.h"
 #include "as_json.h"
+#include "as_utf8.h"
 #include "as_session.h"
 
 /* ---------------------------------------------------------------- blobs */
