@@ -22,6 +22,8 @@
 #define LBIND_ARRAY_MT "agentsession.array_mt"
 #define LBIND_SCRATCH_KEY "agentsession.scratch"
 
+/* ---------------------------------------------------------------- lcommon.c: what every file shares */
+
 /* What one call of a method holds while it runs (see above). */
 typedef struct lbind_call {
     as_session session;
@@ -33,6 +35,59 @@ typedef struct lbind_call {
 lbind_call *lbind_call_new(lua_State *L);
 /* Frees what the call holds now, rather than at the next collection. */
 void lbind_call_done(lbind_call *c);
+/* A buffer kept by the Lua state for encoding and decoding (never held across
+** calls into Lua code, which the codec does not make). */
+as_buf *lbind_scratch(lua_State *L);
+/* Makes the scratch buffer and the call records' metatable (luaopen does). */
+void lbind_shared_open(lua_State *L);
+
+/* Pushes t[name] without running metamethods (no Lua code runs mid-call). */
+int lbind_rawfield(lua_State *L, int idx, const char *name);
+/* The length n of the table at idx when its keys are exactly 1..n (0 when
+** empty), else -1. */
+lua_Integer lbind_array_len(lua_State *L, int idx);
+/* Whether the value at idx has the metatable registered under tname. */
+static inline int lbind_has_metatable(lua_State *L, int idx, const char *tname) {
+    int yes;
+    if (!lua_getmetatable(L, idx)) return 0;
+    luaL_getmetatable(L, tname);
+    yes = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return yes;
+}
+/* Pushes a count, as LUA_MAXINTEGER when it is larger. */
+static inline void lbind_push_count(lua_State *L, size_t n) {
+    lua_pushinteger(L, n > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
+}
+/* A Lua integer >= 0 as a size (SIZE_MAX when it is larger). */
+size_t lbind_size(lua_Integer v);
+
+/* The string at idx, which the core takes as a C string: a NUL in it would
+** cut it short, so it is refused (invalid, naming path) as the control
+** character it is. */
+const char *lbind_text(lua_State *L, int idx, const char *path);
+/* An argument that must be a string (else an argument error) without NUL bytes. */
+const char *lbind_check_text(lua_State *L, int arg, const char *path);
+
+/* Options tables. `what` names the table in messages ("options", "filter"),
+** and a field's path is what.field. Each reader takes the field raw; absent
+** (nil) is the default. */
+/* Refuses keys other than the NULL-terminated names ("unknown <noun> \"k\""). */
+void lbind_check_keys(lua_State *L, int tbl, const char *what, const char *const *names,
+                      const char *noun);
+void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names);
+/* A whole number in [lo, hi] into *out; returns 0 (out untouched) when absent. */
+int lbind_opt_int(lua_State *L, int tbl, const char *what, const char *field, lua_Integer lo,
+                  lua_Integer hi, lua_Integer *out);
+int lbind_opt_bool(lua_State *L, int tbl, const char *what, const char *field, int dflt);
+/* A string of min..max bytes without NUL (the table keeps it alive); NULL when absent. */
+const char *lbind_opt_text(lua_State *L, int tbl, const char *what, const char *field,
+                           size_t min, size_t max);
+/* The index of the field's value in the NULL-terminated names, dflt when absent. */
+int lbind_opt_enum(lua_State *L, int tbl, const char *what, const char *field,
+                   const char *const *names, int dflt);
+
+/* ---------------------------------------------------------------- lerror.c: error objects */
 
 /* Raises the error object of API.md for a core error. Its `where` names the
 ** caller of the running C function: raise from the function Lua called, never
@@ -42,15 +97,17 @@ int lbind_error(lua_State *L, const as_error *err);
 /* Pushes the error object of err without raising it (`where` as above). */
 void lbind_push_error(lua_State *L, const as_error *err);
 /* Raises an error object of the given status with a message (`where` as above). */
-int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...);
-void lbind_error_open(lua_State *L);
+int lbind_errorf(lua_State *L, as_status status, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* When the value at idx is an agentsession error object, fills err with it and
 ** returns 1; else returns 0. Runs no Lua code. */
 int lbind_error_get(lua_State *L, int idx, as_error *err);
+/* Makes the error metatable. */
+void lbind_error_open(lua_State *L);
+int lbind_is_error(lua_State *L);  /* agentsession.is_error(value [, kind]) */
+int lbind_new_error(lua_State *L); /* core.new_error(kind, message [, id [, level]]) */
 
-/* A buffer kept by the Lua state for encoding and decoding (never held across
-** calls into Lua code, which the codec does not make). */
-as_buf *lbind_scratch(lua_State *L);
+/* ---------------------------------------------------------------- ljson.c: the codec */
 
 /* Encodes the value at idx as JSON into b (appended). Errors name the path from root.
 ** With `sorted`, object keys are written in byte order: equal values, equal text. */
@@ -62,9 +119,11 @@ as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *r
 /* The same for a session document, whose own two levels do not count (AS_JSON_DOCUMENT). */
 as_status lbind_decode_document(lua_State *L, const char *text, size_t len, const char *root,
                                 as_error *err);
+/* Sets json, null, array_mt and array in the module table at the top. */
 void lbind_json_open(lua_State *L);
 
-/* Sessions and metadata. */
+/* ---------------------------------------------------------------- lsession.c: sessions */
+
 /* With `sorted`, messages and state are encoded with sorted keys (see lbind_encode). */
 as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                            as_error *err);
@@ -82,22 +141,7 @@ void lbind_push_tags(lua_State *L, const as_meta *m);
 ** does not decode, naming `where` the store keeps it (NULL: not named). */
 void lbind_push_session(lua_State *L, const as_session *s, const char *where);
 
-/* Pushes a count, as LUA_MAXINTEGER when it is larger. */
-static inline void lbind_push_count(lua_State *L, size_t n) {
-    lua_pushinteger(L, n > (size_t)LUA_MAXINTEGER ? LUA_MAXINTEGER : (lua_Integer)n);
-}
-
-/* Pushes t[name] without running metamethods (no Lua code runs mid-call). */
-int lbind_rawfield(lua_State *L, int idx, const char *name);
-
-/* An argument that must be a string without NUL bytes (the core takes C strings). */
-const char *lbind_check_text(lua_State *L, int arg, const char *path);
-/* An optional whole number >= 0 in a field of an options table. */
-int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
-                    lua_Integer *out);
-
-/* Refuses keys of an options table other than the NULL-terminated names. */
-void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names);
+/* ---------------------------------------------------------------- lmanager.c: the manager */
 
 /* Store constructors: parse the options (raising on bad ones) into opts, push a
 ** closed manager with lbind_manager_new, make the store, then return
@@ -113,13 +157,17 @@ void lbind_manager_new(lua_State *L);
 typedef int (*lbind_enter_fn)(void *store, lua_State *L);
 void lbind_manager_set_enter(lua_State *L, int idx, lbind_enter_fn enter, void *store);
 int lbind_manager_start(lua_State *L, struct as_store *store, const struct as_manager_opts *opts);
-
+/* Makes the manager's metatable and methods. */
 void lbind_manager_open(lua_State *L);
-void lbind_sqlite_open(lua_State *L);
-void lbind_redis_open(lua_State *L);
-void lbind_custom_open(lua_State *L);
 
-/* The only exported symbol. */
+/* ---------------------------------------------------------------- the stores' constructors */
+
+int lbind_new_memory(lua_State *L); /* lmemory.c: agentsession.memory([opts]) */
+int lbind_new_sqlite(lua_State *L); /* lsqlite.c: agentsession.sqlite(path [, opts]) */
+int lbind_new_redis(lua_State *L);  /* lredis.c: agentsession.redis([opts]) */
+int lbind_new_custom(lua_State *L); /* lcustom.c: agentsession.custom(backend [, opts]) */
+
+/* The only exported symbol (lmodule.c). */
 __attribute__((visibility("default"))) int luaopen_agentsession_core(lua_State *L);
 
 #endif

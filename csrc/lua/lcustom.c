@@ -831,7 +831,7 @@ static void check_backend(lua_State *L) {
     }
 }
 
-static int new_custom(lua_State *L) {
+int lbind_new_custom(lua_State *L) {
     static const char *const names[] = { "max_session_bytes", NULL };
     as_manager_opts opts;
     custom_store *cs;
@@ -855,9 +855,4 @@ static int new_custom(lua_State *L) {
     lua_newtable(L);
     cs->sizes = luaL_ref(L, LUA_REGISTRYINDEX);
     return 1;
-}
-
-void lbind_custom_open(lua_State *L) {
-    lua_pushcfunction(L, new_custom);
-    lua_setfield(L, -2, "custom");
 }

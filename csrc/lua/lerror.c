@@ -63,12 +63,7 @@ int lbind_errorf(lua_State *L, as_status status, const char *path, const char *f
 }
 
 static int is_error_object(lua_State *L, int idx) {
-    int yes;
-    if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
-    luaL_getmetatable(L, LBIND_ERROR_MT);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
+    return lua_type(L, idx) == LUA_TTABLE && lbind_has_metatable(L, idx, LBIND_ERROR_MT);
 }
 
 /* Pushes the text of the error object at idx (see the top of this file). */
@@ -117,8 +112,7 @@ static int error_concat(lua_State *L) {
     return 1;
 }
 
-/* is_error(value [, kind]) */
-static int error_is(lua_State *L) {
+int lbind_is_error(lua_State *L) {
     int yes = is_error_object(L, 1);
     if (yes && !lua_isnoneornil(L, 2)) {
         const char *kind = luaL_checkstring(L, 2);
@@ -129,36 +123,29 @@ static int error_is(lua_State *L) {
     return 1;
 }
 
-static const char *const kinds[] = {
-    "not_found", "invalid", "too_large", "conflict", "storage", "unavailable", "closed", NULL
-};
-static const as_status statuses[] = {
-    AS_ENOTFOUND, AS_EINVALID, AS_ETOOLARGE, AS_ECONFLICT, AS_ESTORAGE, AS_EUNAVAILABLE, AS_ECLOSED
-};
-
 /* new_error(kind, message [, id [, level]]): the object, for the Lua layer to
 ** raise. Its where names the function at `level`, counted as error() counts
 ** (1, the default: the function calling new_error). */
-static int error_new(lua_State *L) {
-    int k = luaL_checkoption(L, 1, NULL, kinds);
+int lbind_new_error(lua_State *L) {
+    as_status status = as_status_of_kind(luaL_checkstring(L, 1));
     const char *message = luaL_checkstring(L, 2);
     const char *id = luaL_optstring(L, 3, NULL);
     lua_Integer level = luaL_optinteger(L, 4, 1);
+    if (status == AS_OK)
+        return luaL_argerror(L, 1, lua_pushfstring(L, "invalid option '%s'", lua_tostring(L, 1)));
     luaL_argcheck(L, level >= 0, 4, "must not be negative");
-    push_error(L, level > INT_MAX ? INT_MAX : (int)level, statuses[k], NULL, message, id);
+    push_error(L, level > INT_MAX ? INT_MAX : (int)level, status, NULL, message, id);
     return 1;
 }
 
 int lbind_error_get(lua_State *L, int idx, as_error *err) {
-    int i;
     idx = lua_absindex(L, idx);
     if (!is_error_object(L, idx)) return 0;
     as_error_clear(err);
     err->status = AS_ESTORAGE;
     lua_pushliteral(L, "kind");
-    if (lua_rawget(L, idx) == LUA_TSTRING)
-        for (i = 0; kinds[i]; i++)
-            if (strcmp(lua_tostring(L, -1), kinds[i]) == 0) err->status = statuses[i];
+    if (lua_rawget(L, idx) == LUA_TSTRING && as_status_of_kind(lua_tostring(L, -1)) != AS_OK)
+        err->status = as_status_of_kind(lua_tostring(L, -1));
     lua_pop(L, 1);
     lua_pushliteral(L, "message");
     if (lua_rawget(L, idx) == LUA_TSTRING)
@@ -178,8 +165,4 @@ void lbind_error_open(lua_State *L) {
         lua_setfield(L, -2, "__concat");
     }
     lua_pop(L, 1);
-    lua_pushcfunction(L, error_is);
-    lua_setfield(L, -2, "is_error");
-    lua_pushcfunction(L, error_new);
-    lua_setfield(L, -2, "new_error");
 }

@@ -390,17 +390,10 @@ as_status lbind_decode_document(lua_State *L, const char *text, size_t len, cons
 /* The options of json.encode: { canonical = boolean }; returns whether keys are sorted. */
 static int encode_options(lua_State *L, int arg) {
     static const char *const names[] = { "canonical", NULL };
-    int t, canonical;
     if (lua_isnoneornil(L, arg)) return 0;
     luaL_checktype(L, arg, LUA_TTABLE);
     lbind_check_options(L, arg, "options", names);
-    t = lbind_rawfield(L, arg, "canonical");
-    if (t != LUA_TNIL && t != LUA_TBOOLEAN)
-        lbind_errorf(L, AS_EINVALID, "options.canonical", "must be a boolean (got %s)",
-                     lua_typename(L, t));
-    canonical = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return canonical;
+    return lbind_opt_bool(L, arg, "options", "canonical", 0);
 }
 
 static int json_encode(lua_State *L) {

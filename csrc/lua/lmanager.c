@@ -1,6 +1,7 @@
 /*
-** The SessionManager userdata: one type for every store, its methods, and the
-** constructors of the stores written in C.
+** The SessionManager userdata: one type for every store, and its methods. The
+** stores' constructors (lmemory.c, lsqlite.c, lredis.c, lcustom.c) make one
+** with lbind_manager_new and open it on their store with lbind_manager_start.
 **
 ** A manager is created closed (NULL) and opened only once its store exists, so
 ** __gc never sees a half-built object; __gc and __close share close, which is
@@ -15,7 +16,6 @@
 
 #include "lbind.h"
 #include "../core/as_manager.h"
-#include "../core/as_store_memory.h"
 
 typedef struct lmanager {
     as_manager *m; /* NULL once closed */
@@ -47,67 +47,6 @@ static as_manager *check_open(lua_State *L) {
 ** control characters they are, and the core checks the rest. */
 static const char *check_id(lua_State *L, int arg) {
     return lbind_check_text(L, arg, "id");
-}
-
-/* The string at idx, which the core takes as a C string: a NUL in it would
-** cut it short, so it is refused as the control character it is. */
-static const char *text_without_nul(lua_State *L, int idx, const char *path) {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    const char *nul = memchr(s, '\0', len);
-    if (nul != NULL)
-        lbind_errorf(L, AS_EINVALID, path, "control character (NUL) at byte %d",
-                     (int)(nul - s) + 1);
-    return s;
-}
-
-const char *lbind_check_text(lua_State *L, int arg, const char *path) {
-    luaL_checktype(L, arg, LUA_TSTRING);
-    return text_without_nul(L, arg, path);
-}
-
-int lbind_opt_count(lua_State *L, int tbl, const char *field, const char *path,
-                    lua_Integer *out) {
-    int isint, t = lbind_rawfield(L, tbl, field);
-    lua_Integer v;
-    if (t == LUA_TNIL) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (t != LUA_TNUMBER)
-        lbind_errorf(L, AS_EINVALID, path, "must be an integer (got %s)", lua_typename(L, t));
-    v = lua_tointegerx(L, -1, &isint);
-    if (!isint) lbind_errorf(L, AS_EINVALID, path, "must be a whole number");
-    if (v < 0) lbind_errorf(L, AS_EINVALID, path, "must not be negative");
-    lua_pop(L, 1);
-    *out = v;
-    return 1;
-}
-
-/* Refuses option keys other than those named. */
-static void check_keys(lua_State *L, int tbl, const char *what, const char *const *names,
-                       const char *noun) {
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        int i, known = 0;
-        lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (i = 0; names[i] && !known; i++) known = strcmp(lua_tostring(L, -1), names[i]) == 0;
-        if (!known) {
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lbind_errorf(L, AS_EINVALID, what, "unknown %s \"%s\"", noun, lua_tostring(L, -1));
-            lbind_errorf(L, AS_EINVALID, what, "%s keys are strings (got %s)", noun,
-                         luaL_typename(L, -1));
-        }
-    }
-}
-
-void lbind_check_options(lua_State *L, int tbl, const char *what, const char *const *names) {
-    check_keys(L, tbl, what, names, "option");
-}
-
-static size_t opt_size(lua_Integer v) {
-    return (lua_Unsigned)v > (lua_Unsigned)SIZE_MAX ? SIZE_MAX : (size_t)v;
 }
 
 /* ---------------------------------------------------------------- methods */
@@ -202,19 +141,18 @@ static void unhook_result(lua_State *L, as_manager *m, result_hook *h, as_status
 /* options.expect_version: -1 when absent. */
 static int64_t opt_expect_version(lua_State *L, int tbl) {
     lua_Integer v;
-    if (!lbind_opt_count(L, tbl, "expect_version", "options.expect_version", &v)) return -1;
+    if (!lbind_opt_int(L, tbl, "options", "expect_version", 0, LUA_MAXINTEGER, &v)) return -1;
     return (int64_t)v;
 }
 
-/* A whole number >= lo in field `name` of the table at tbl, stored in *out;
-** 0 when absent. */
-static int window_field(lua_State *L, int tbl, const char *name, lua_Integer lo,
-                        lua_Integer *out) {
-    char path[32];
-    snprintf(path, sizeof path, "window.%s", name);
-    if (!lbind_opt_count(L, tbl, name, path, out)) return 0;
-    if (*out < lo) lbind_errorf(L, AS_EINVALID, path, "must be at least %d", (int)lo);
-    return 1;
+/* A field a window must have: a whole number >= lo. */
+static lua_Integer window_field(lua_State *L, int tbl, const char *name, lua_Integer lo) {
+    lua_Integer v;
+    if (!lbind_opt_int(L, tbl, "window", name, lo, LUA_MAXINTEGER, &v)) {
+        lua_pushfstring(L, "window.%s", name);
+        lbind_errorf(L, AS_EINVALID, lua_tostring(L, -1), "required");
+    }
+    return v;
 }
 
 /* The `window` field of the session table at idx (see as_window); 0 when it
@@ -231,19 +169,18 @@ static int opt_window(lua_State *L, int idx, as_window *win) {
         lbind_errorf(L, AS_EINVALID, "window", "must be a table (got %s)", luaL_typename(L, -1));
     tbl = lua_gettop(L);
     lbind_check_options(L, tbl, "window", names);
-    if (!window_field(L, tbl, "first", 1, &first)) lbind_errorf(L, AS_EINVALID, "window.first", "required");
-    if (!window_field(L, tbl, "total", 0, &total)) lbind_errorf(L, AS_EINVALID, "window.total", "required");
-    if (!window_field(L, tbl, "version", 1, &version))
-        lbind_errorf(L, AS_EINVALID, "window.version", "required");
-    if (!window_field(L, tbl, "count", 0, &count)) {
+    first = window_field(L, tbl, "first", 1);
+    total = window_field(L, tbl, "total", 0);
+    version = window_field(L, tbl, "version", 1);
+    if (!lbind_opt_int(L, tbl, "window", "count", 0, LUA_MAXINTEGER, &count)) {
         lbind_rawfield(L, idx, "messages");
         count = lua_istable(L, -1) ? (lua_Integer)lua_rawlen(L, -1) : 0;
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    win->first = opt_size(first - 1);
-    win->count = opt_size(count);
-    win->total = opt_size(total);
+    win->first = lbind_size(first - 1);
+    win->count = lbind_size(count);
+    win->total = lbind_size(total);
     win->version = (int64_t)version;
     return 1;
 }
@@ -285,21 +222,20 @@ static int resume_span(lua_State *L, int tbl, as_span *span) {
     if (lua_isnoneornil(L, tbl)) return 0;
     luaL_checktype(L, tbl, LUA_TTABLE);
     lbind_check_options(L, tbl, "options", names);
-    has_last = lbind_opt_count(L, tbl, "last", "options.last", &last);
-    has_from = lbind_opt_count(L, tbl, "from", "options.from", &from);
-    has_count = lbind_opt_count(L, tbl, "count", "options.count", &count);
+    has_last = lbind_opt_int(L, tbl, "options", "last", 0, LUA_MAXINTEGER, &last);
+    has_from = lbind_opt_int(L, tbl, "options", "from", 1, LUA_MAXINTEGER, &from);
+    has_count = lbind_opt_int(L, tbl, "options", "count", 0, LUA_MAXINTEGER, &count);
     if (has_last && (has_from || has_count))
         lbind_errorf(L, AS_EINVALID, "options", "give last, or from with an optional count, not both");
     if (has_count && !has_from) lbind_errorf(L, AS_EINVALID, "options.count", "needs from");
-    if (has_from && from < 1) lbind_errorf(L, AS_EINVALID, "options.from", "must be at least 1 (got 0)");
     if (has_last) {
         span->first = AS_SPAN_TAIL;
-        span->count = opt_size(last);
+        span->count = lbind_size(last);
         return 1;
     }
     if (!has_from) return 0;
-    span->first = opt_size(from - 1);
-    span->count = has_count ? opt_size(count) : AS_ALL;
+    span->first = lbind_size(from - 1);
+    span->count = has_count ? lbind_size(count) : AS_ALL;
     return 1;
 }
 
@@ -352,7 +288,7 @@ static int m_append(lua_State *L) {
     if (!lua_isnoneornil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
         lbind_check_options(L, 4, "options", names);
-        lbind_opt_count(L, 4, "tokens", "options.tokens", &tokens);
+        lbind_opt_int(L, 4, "options", "tokens", 0, LUA_MAXINTEGER, &tokens);
         opts.tokens = (uint64_t)tokens;
         opts.expect_version = opt_expect_version(L, 4);
         has_state = lbind_rawfield(L, 4, "state") != LUA_TNIL;
@@ -404,12 +340,7 @@ static int m_export(lua_State *L) {
 
 /* Is the value at idx a decoded JSON array (a table carrying array_mt)? */
 static int is_json_array(lua_State *L, int idx) {
-    int yes;
-    if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
-    luaL_getmetatable(L, LBIND_ARRAY_MT);
-    yes = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    return yes;
+    return lua_istable(L, idx) && lbind_has_metatable(L, idx, LBIND_ARRAY_MT);
 }
 
 /* A field of a decoded document that must be a JSON array when present (or null, when
@@ -433,13 +364,13 @@ static void import_session(lua_State *L, int doc) {
     if (!lua_istable(L, doc) || is_json_array(L, doc))
         lbind_errorf(L, AS_EINVALID, "json", "must be an object {\"metadata\", \"messages\", \"state\"}");
     check_json_array(L, doc, "messages", 0, "json.messages", "an array");
-    check_keys(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL },
-               "field");
+    lbind_check_keys(L, doc, "json", (const char *const[]){ "metadata", "messages", "state", NULL },
+                     "field");
     lua_createtable(L, 0, 3);
     if (lbind_rawfield(L, doc, "metadata") != LUA_TTABLE)
         lbind_errorf(L, AS_EINVALID, "json.metadata", "must be an object");
     meta = lua_gettop(L);
-    check_keys(L, meta, "json.metadata", fields, "field");
+    lbind_check_keys(L, meta, "json.metadata", fields, "field");
     check_json_array(L, meta, "tags", 1, "json.metadata.tags", "an array of strings");
     lua_createtable(L, 0, 9);
     lua_pushnil(L);
@@ -518,7 +449,7 @@ static int m_import(lua_State *L) {
 static const char *filter_text(lua_State *L, int tbl, const char *field, const char *path) {
     const char *s = NULL;
     int t = lbind_rawfield(L, tbl, field);
-    if (t == LUA_TSTRING) s = text_without_nul(L, -1, path);
+    if (t == LUA_TSTRING) s = lbind_text(L, -1, path);
     else if (t != LUA_TNIL)
         lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));
     lua_pop(L, 1); /* the string stays alive in the filter table */
@@ -526,18 +457,6 @@ static const char *filter_text(lua_State *L, int tbl, const char *field, const c
 }
 
 /* The length of an array of filter tags, refusing holes and other keys. */
-static lua_Integer filter_tags_length(lua_State *L) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1), count = 0;
-    lua_pushnil(L);
-    while (lua_next(L, -2)) {
-        lua_pop(L, 1);
-        count++;
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
-            lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
-    }
-    if (count != n) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
-    return n;
-}
 
 static int m_list(lua_State *L) {
     static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit", "offset", NULL };
@@ -555,8 +474,8 @@ static int m_list(lua_State *L) {
         lbind_check_options(L, 2, "filter", names);
         tag = filter_text(L, 2, "tag", "filter.tag");
         if (lbind_rawfield(L, 2, "tags") != LUA_TNIL) {
-            if (!lua_istable(L, -1)) lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
-            n = filter_tags_length(L);
+            if (!lua_istable(L, -1) || (n = lbind_array_len(L, -1)) < 0)
+                lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
         }
         tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
         lua_insert(L, -2);
@@ -565,7 +484,7 @@ static int m_list(lua_State *L) {
             snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
             if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
                 lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
-            tags[f.ntags++] = text_without_nul(L, -1, path);
+            tags[f.ntags++] = lbind_text(L, -1, path);
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
@@ -573,8 +492,8 @@ static int m_list(lua_State *L) {
         f.tags = tags;
         f.agent_name = filter_text(L, 2, "agent_name", "filter.agent_name");
         f.parent_id = filter_text(L, 2, "parent_id", "filter.parent_id");
-        if (lbind_opt_count(L, 2, "limit", "filter.limit", &v)) f.limit = opt_size(v);
-        if (lbind_opt_count(L, 2, "offset", "filter.offset", &v)) f.offset = opt_size(v);
+        if (lbind_opt_int(L, 2, "filter", "limit", 0, LUA_MAXINTEGER, &v)) f.limit = lbind_size(v);
+        if (lbind_opt_int(L, 2, "filter", "offset", 0, LUA_MAXINTEGER, &v)) f.offset = lbind_size(v);
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
@@ -606,12 +525,12 @@ static int m_fork(lua_State *L) {
         static const char *const names[] = { "at", NULL };
         luaL_checktype(L, 4, LUA_TTABLE);
         lbind_check_options(L, 4, "options", names);
-        lbind_opt_count(L, 4, "at", "options.at", &at);
+        lbind_opt_int(L, 4, "options", "at", 0, LUA_MAXINTEGER, &at);
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
     hook_result(L, m, &h, RESULT_META, NULL);
-    st = as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : opt_size(at), &c->meta, &err);
+    st = as_manager_fork(m, id, name, at < 0 ? AS_KEEP_ALL : lbind_size(at), &c->meta, &err);
     unhook_result(L, m, &h, st, &c->meta, 0);
     lbind_call_done(c);
     return st == AS_OK ? 1 : lbind_error(L, &err);
@@ -650,15 +569,10 @@ static int change_tags(lua_State *L, int remove) {
     as_status st;
     as_error err;
     luaL_argexpected(L, lua_type(L, 3) == LUA_TSTRING || lua_istable(L, 3), 3, "string or array of strings");
-    if (lua_istable(L, 3)) n = (lua_Integer)lua_rawlen(L, 3);
+    if (lua_istable(L, 3) && (n = lbind_array_len(L, 3)) < 0)
+        return lbind_errorf(L, AS_EINVALID, "tags", "must be a string or an array of strings");
     tags = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(char *), 0);
     if (lua_istable(L, 3)) {
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            lua_pop(L, 1);
-            if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1 || lua_tointeger(L, -1) > n)
-                return lbind_errorf(L, AS_EINVALID, "tags", "must be a string or an array of strings");
-        }
         for (k = 1; k <= n; k++) {
             char path[32];
             snprintf(path, sizeof path, "tags[%d]", (int)k);
@@ -777,22 +691,8 @@ void lbind_manager_opts(lua_State *L, int arg, const char *const *names, as_mana
     if (lua_isnoneornil(L, arg)) return;
     luaL_checktype(L, arg, LUA_TTABLE);
     lbind_check_options(L, arg, "options", names);
-    if (lbind_opt_count(L, arg, "max_session_bytes", "options.max_session_bytes", &v)) {
-        if (v == 0) lbind_errorf(L, AS_EINVALID, "options.max_session_bytes", "must be at least 1");
-        opts->max_session_bytes = opt_size(v);
-    }
-}
-
-static int new_memory(lua_State *L) {
-    static const char *const names[] = { "max_session_bytes", NULL };
-    as_manager_opts opts;
-    as_store *store;
-    as_error err;
-    lbind_manager_opts(L, 1, names, &opts);
-    lbind_manager_new(L);
-    as_error_clear(&err);
-    if (as_store_memory_new(&store, &err) != AS_OK) return lbind_error(L, &err);
-    return lbind_manager_start(L, store, &opts);
+    if (lbind_opt_int(L, arg, "options", "max_session_bytes", 1, LUA_MAXINTEGER, &v))
+        opts->max_session_bytes = lbind_size(v);
 }
 
 void lbind_manager_open(lua_State *L) {
@@ -824,9 +724,4 @@ void lbind_manager_open(lua_State *L) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
-    lua_pushcfunction(L, new_memory);
-    lua_setfield(L, -2, "memory");
-    lbind_sqlite_open(L);
-    lbind_redis_open(L);
-    lbind_custom_open(L);
 }

@@ -1,67 +1,10 @@
 /*
-** luaopen_agentsession_core: the module table of the C layer, and what every
-** binding file shares (the scratch buffer, call records).
+** luaopen_agentsession_core: the module table of the C layer. It makes the
+** shared state and the metatables, and registers every function the module
+** has, the stores' constructors among them.
 */
-#include <string.h>
-
 #include "lbind.h"
-#include "../core/as_alloc.h"
 #include "../core/as_manager.h"
-
-/* ---------------------------------------------------------------- scratch */
-
-static int scratch_gc(lua_State *L) {
-    as_buf_free((as_buf *)lua_touserdata(L, 1));
-    return 0;
-}
-
-as_buf *lbind_scratch(lua_State *L) {
-    as_buf *b;
-    lua_getfield(L, LUA_REGISTRYINDEX, LBIND_SCRATCH_KEY);
-    b = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return b; /* kept alive by the registry */
-}
-
-static void scratch_open(lua_State *L) {
-    as_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->data = NULL;
-    b->len = b->cap = 0;
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, scratch_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, LBIND_SCRATCH_KEY);
-}
-
-/* ---------------------------------------------------------------- call records */
-
-void lbind_call_done(lbind_call *c) {
-    as_session_clear(&c->session);
-    as_meta_clear(&c->meta);
-    as_meta_list_clear(&c->list);
-    as_buf_free(&c->buf);
-}
-
-static int call_gc(lua_State *L) {
-    lbind_call_done((lbind_call *)luaL_checkudata(L, 1, LBIND_CALL_MT));
-    return 0;
-}
-
-lbind_call *lbind_call_new(lua_State *L) {
-    lbind_call *c = lua_newuserdatauv(L, sizeof *c, 0);
-    memset(c, 0, sizeof *c);
-    luaL_setmetatable(L, LBIND_CALL_MT);
-    return c;
-}
-
-int lbind_rawfield(lua_State *L, int idx, const char *name) {
-    idx = lua_absindex(L, idx);
-    lua_pushstring(L, name);
-    return lua_rawget(L, idx);
-}
-
-/* ---------------------------------------------------------------- functions */
 
 static int mod_uuid(lua_State *L) {
     char id[37];
@@ -81,18 +24,19 @@ int luaopen_agentsession_core(lua_State *L) {
     static const luaL_Reg funcs[] = {
         { "uuid", mod_uuid },
         { "now", mod_now },
+        { "is_error", lbind_is_error },
+        { "new_error", lbind_new_error },
+        { "memory", lbind_new_memory },
+        { "sqlite", lbind_new_sqlite },
+        { "redis", lbind_new_redis },
+        { "custom", lbind_new_custom },
         { NULL, NULL }
     };
     luaL_checkversion(L);
-    scratch_open(L);
-    if (luaL_newmetatable(L, LBIND_CALL_MT)) {
-        lua_pushcfunction(L, call_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_pop(L, 1);
-    luaL_newlib(L, funcs);
+    lbind_shared_open(L);
     lbind_error_open(L);
-    lbind_json_open(L);
     lbind_manager_open(L);
+    luaL_newlib(L, funcs);
+    lbind_json_open(L);
     return 1;
 }

@@ -54,28 +54,11 @@ static as_status count_field(lua_State *L, int idx, const char *path, lua_Intege
     return AS_OK;
 }
 
-/* Length of an array table (keys exactly 1..n, or empty); -1 if it is not one. */
-static lua_Integer array_len(lua_State *L, int idx) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_Integer k;
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) || (k = lua_tointeger(L, -1)) < 1 || k > n) {
-            lua_pop(L, 1);
-            return -1;
-        }
-        count++;
-    }
-    return count == n ? n : -1;
-}
-
 static as_status tags_field(lua_State *L, int idx, as_meta *m, as_error *err) {
     lua_Integer n, i;
     idx = lua_absindex(L, idx);
     if (lua_isnil(L, idx)) return AS_OK;
-    if (!lua_istable(L, idx) || (n = array_len(L, idx)) < 0)
+    if (!lua_istable(L, idx) || (n = lbind_array_len(L, idx)) < 0)
         return invalid(err, "metadata.tags", "%s", "must be an array of strings");
     if (n == 0) return AS_OK;
     if ((size_t)n > SIZE_MAX / sizeof(char *) || (m->tags = as_calloc((size_t)n, sizeof(char *))) == NULL)
@@ -176,7 +159,7 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, in
                              as_error *err) {
     lua_Integer n, i;
     if (lua_isnil(L, idx)) return AS_OK;
-    if (!lua_istable(L, idx) || (n = array_len(L, idx)) < 0)
+    if (!lua_istable(L, idx) || (n = lbind_array_len(L, idx)) < 0)
         return invalid(err, "messages", "%s", "must be an array");
     if (n == 0) return AS_OK;
     if ((size_t)n > SIZE_MAX / sizeof(as_blob *)
