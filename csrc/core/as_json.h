@@ -5,7 +5,7 @@
 **
 ** The parser keeps no heap memory of its own: strings with escapes are decoded
 ** into a scratch buffer the caller owns, so a sink may abandon a parse at any
-** point (a Lua sink may even longjmp) and the caller frees the scratch later.
+** point (a sink may even longjmp out of it) and the caller frees the scratch later.
 */
 #ifndef AS_JSON_H
 #define AS_JSON_H

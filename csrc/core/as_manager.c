@@ -125,28 +125,53 @@ static void not_found(as_error *err, const char *id) {
     as_error_set_id(err, id);
 }
 
+/* A stored session as a load in the current transaction found it: what a
+** write or remove of it is handed (as_write.old and .found). */
+typedef struct loaded {
+    as_session s;
+    as_stored found;
+    int exists; /* the load found it; else s and found are empty */
+} loaded;
+
+/* Hands the store back what its load noted, and frees the session. */
+static void loaded_clear(as_manager *m, loaded *l) {
+    if (l->exists && m->store->ops->release) m->store->ops->release(m->store, &l->found);
+    as_session_clear(&l->s);
+    memset(l, 0, sizeof *l);
+}
+
 /* Loads the span's messages (see as_store_ops.load); not_found names the id. */
-static as_status load_span(as_manager *m, const char *id, const as_span *span, as_session *out,
-                           as_stored *info, as_error *err) {
-    as_status st = m->store->ops->load(m->store, id, span, out, info, err);
+static as_status load_span(as_manager *m, const char *id, const as_span *span, loaded *out,
+                           as_error *err) {
+    as_status st;
+    memset(out, 0, sizeof *out);
+    st = m->store->ops->load(m->store, id, span, &out->s, &out->found, err);
     if (st == AS_ENOTFOUND) not_found(err, id);
+    out->exists = st == AS_OK;
     return st;
 }
 
-static as_status load_meta(as_manager *m, const char *id, as_session *out, as_stored *info,
-                           as_error *err) {
-    return load_span(m, id, NULL, out, info, err);
+static as_status load_meta(as_manager *m, const char *id, loaded *out, as_error *err) {
+    return load_span(m, id, NULL, out, err);
 }
 
-/* The metadata of a session that may not exist (save, import): *exists tells. */
-static as_status load_if_any(as_manager *m, const char *id, as_session *out, int *exists,
-                             as_error *err) {
-    as_stored info;
-    as_status st = load_meta(m, id, out, &info, err);
-    *exists = st == AS_OK;
+/* The metadata of a session that may not exist (save, import): out->exists tells. */
+static as_status load_if_any(as_manager *m, const char *id, loaded *out, as_error *err) {
+    as_status st = load_meta(m, id, out, err);
     if (st != AS_ENOTFOUND) return st;
     as_error_clear(err);
     return AS_OK;
+}
+
+/* An as_write of what an operation computed, over the session `old` a load
+** found (NULL: a new session, created). */
+static void write_init(as_write *w, const as_meta *meta, size_t bytes, const loaded *old) {
+    memset(w, 0, sizeof *w);
+    w->meta = meta;
+    w->bytes = bytes;
+    w->create = old == NULL;
+    w->old = old ? &old->s.meta : NULL;
+    w->found = old ? &old->found : NULL;
 }
 
 /* A write; a session gone since it was read is not_found with the usual message. */
@@ -235,20 +260,19 @@ static as_status check_version(const char *id, int64_t stored, int64_t expected,
     return AS_ECONFLICT;
 }
 
-/* Writes a whole session (save, import): its messages and state replace the stored ones. */
+/* Writes a whole session (save, import) over `old` (NULL: a new one): its
+** messages and state replace the stored ones. */
 static as_status write_whole(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
-                             int create, as_error *err) {
+                             const loaded *old, as_error *err) {
     as_write w;
     as_status st;
-    w.bytes = body_size(s->msgs, s->nmsgs, state);
-    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) return st;
-    w.meta = meta;
-    w.create = create;
+    size_t bytes = body_size(s->msgs, s->nmsgs, state);
+    if ((st = check_size(m, meta, bytes, err)) != AS_OK) return st;
+    write_init(&w, meta, bytes, old);
     w.keep = 0;
     w.append = s->msgs;
     w.nappend = s->nmsgs;
     w.state = state;
-    w.from = NULL;
     return store_write(m, &w, err);
 }
 
@@ -257,45 +281,42 @@ static as_status write_whole(as_manager *m, const as_session *s, as_blob *state,
 ** cost follows the window, not the history. */
 static as_status save_window_in(as_manager *m, const as_session *s, as_blob *state,
                                 as_meta *meta, const as_window *win, as_error *err) {
-    as_session old = { 0 };
-    as_stored info;
+    loaded old;
     as_span tail;
-    size_t replaced;
+    size_t replaced, bytes;
     as_write w;
     as_status st;
     tail.first = win->first;
     tail.count = AS_ALL;
-    st = load_span(m, meta->id, &tail, &old, &info, err);
+    st = load_span(m, meta->id, &tail, &old, err);
     if (st == AS_ENOTFOUND) {
         as_error_clear(err);
         return check_version(meta->id, 0, win->version, err);
     }
     if (st != AS_OK) return st;
-    if ((st = check_version(meta->id, old.meta.version, win->version, err)) != AS_OK) goto done;
-    if (info.total != win->total) {
+    if ((st = check_version(meta->id, old.s.meta.version, win->version, err)) != AS_OK) goto done;
+    if (old.found.total != win->total) {
         st = as_error_set(err, AS_EINVALID, "%zu, but version %lld of session \"%.64s\" holds "
                           "%zu messages", win->total, (long long)win->version, meta->id,
-                          info.total);
+                          old.found.total);
         as_error_prefix(err, "window.total");
         goto done;
     }
-    replaced = body_size(old.msgs, old.nmsgs, old.state);
-    if (meta->created_at == 0) meta->created_at = old.meta.created_at;
+    replaced = body_size(old.s.msgs, old.s.nmsgs, old.s.state);
+    if (meta->created_at == 0) meta->created_at = old.s.meta.created_at;
     meta->updated_at = stamp(m);
-    meta->version = old.meta.version + 1;
-    w.bytes = add_size(info.bytes > replaced ? info.bytes - replaced : 0,
-                       body_size(s->msgs, s->nmsgs, state));
-    if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) goto done;
-    w.meta = meta;
-    w.create = 0;
+    meta->version = old.s.meta.version + 1;
+    bytes = add_size(old.found.bytes > replaced ? old.found.bytes - replaced : 0,
+                     body_size(s->msgs, s->nmsgs, state));
+    if ((st = check_size(m, meta, bytes, err)) != AS_OK) goto done;
+    write_init(&w, meta, bytes, &old);
     w.keep = win->first;
     w.append = s->msgs;
     w.nappend = s->nmsgs;
     w.state = state;
-    w.from = NULL;
     st = store_write(m, &w, err);
 done:
-    as_session_clear(&old);
+    loaded_clear(m, &old);
     return st;
 }
 
@@ -331,22 +352,20 @@ static as_status check_window(const as_window *win, int64_t expect_version, as_e
 
 static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                          int64_t expect_version, as_error *err) {
-    as_session old = { 0 };
-    int exists;
+    loaded old;
     int64_t now;
-    as_status st = load_if_any(m, meta->id, &old, &exists, err);
+    as_status st = load_if_any(m, meta->id, &old, err);
     if (st != AS_OK) return st;
-    if ((st = check_version(meta->id, exists ? old.meta.version : 0, expect_version, err))
-        != AS_OK) {
-        as_session_clear(&old);
-        return st;
+    if ((st = check_version(meta->id, old.exists ? old.s.meta.version : 0, expect_version, err))
+        == AS_OK) {
+        now = stamp(m);
+        if (meta->created_at == 0) meta->created_at = old.exists ? old.s.meta.created_at : now;
+        meta->updated_at = now;
+        meta->version = old.exists ? old.s.meta.version + 1 : 1;
+        st = write_whole(m, s, state, meta, old.exists ? &old : NULL, err);
     }
-    now = stamp(m);
-    if (meta->created_at == 0) meta->created_at = exists ? old.meta.created_at : now;
-    meta->updated_at = now;
-    meta->version = exists ? old.meta.version + 1 : 1;
-    as_session_clear(&old);
-    return write_whole(m, s, state, meta, !exists, err);
+    loaded_clear(m, &old);
+    return st;
 }
 
 static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
@@ -392,20 +411,24 @@ as_status as_manager_save(as_manager *m, const as_session *s, const as_window *w
 as_status as_manager_resume(as_manager *m, const char *id, const as_span *span,
                             as_session *out, as_window *win, as_error *err) {
     static const as_span whole = { 0, AS_ALL };
-    as_stored info;
+    loaded l;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
         if ((st = begin(m, 0, err)) != AS_OK) break;
-        st = load_span(m, id, span ? span : &whole, out, &info, err);
-        if ((st = finish(m, st, err)) != AS_OK) as_session_clear(out);
+        st = finish(m, load_span(m, id, span ? span : &whole, &l, err), err);
+        if (st == AS_OK && win) {
+            win->first = l.found.first;
+            win->count = l.s.nmsgs;
+            win->total = l.found.total;
+            win->version = l.s.meta.version;
+        }
+        if (st == AS_OK) {
+            *out = l.s;
+            memset(&l.s, 0, sizeof l.s);
+        }
+        loaded_clear(m, &l);
     } while (st == AS_ERETRY);
-    if (st == AS_OK && win) {
-        win->first = info.first;
-        win->count = out->nmsgs;
-        win->total = info.total;
-        win->version = out->meta.version;
-    }
     return st;
 }
 
@@ -435,8 +458,8 @@ static as_status fork_name(const char *given, const char *source, char **out, as
 
 static as_status fork_in(as_manager *m, const char *id, const char *name, size_t at,
                          as_meta *meta, as_error *err) {
-    as_session src = { 0 };
-    as_stored info;
+    loaded l;
+    const as_session *src = &l.s;
     as_span first;
     size_t keep;
     char uuid[37];
@@ -444,10 +467,10 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     as_status st;
     first.first = 0;
     first.count = at;
-    if ((st = load_span(m, id, &first, &src, &info, err)) != AS_OK) goto done;
-    keep = src.nmsgs;
-    if ((st = check_texts(m, &src, keep, err)) != AS_OK) goto done;
-    if ((st = as_uuid_v4(uuid, err)) != AS_OK || (st = as_meta_copy(meta, &src.meta, err)) != AS_OK)
+    if ((st = load_span(m, id, &first, &l, err)) != AS_OK) goto done;
+    keep = src->nmsgs;
+    if ((st = check_texts(m, src, keep, err)) != AS_OK) goto done;
+    if ((st = as_uuid_v4(uuid, err)) != AS_OK || (st = as_meta_copy(meta, &src->meta, err)) != AS_OK)
         goto done;
     as_free(meta->id);
     as_free(meta->name);
@@ -457,23 +480,21 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
         st = as_error_nomem(err);
         goto done;
     }
-    if ((st = fork_name(name, src.meta.name, &meta->name, err)) != AS_OK) goto done;
+    if ((st = fork_name(name, src->meta.name, &meta->name, err)) != AS_OK) goto done;
     if ((st = as_meta_check(meta, err)) != AS_OK) goto done;
     if (at != AS_KEEP_ALL) meta->turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
     meta->created_at = meta->updated_at = stamp(m);
     meta->version = 1;
-    w.bytes = body_size(src.msgs, keep, src.state);
+    write_init(&w, meta, body_size(src->msgs, keep, src->state), NULL);
     if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) goto done;
-    w.meta = meta;
-    w.create = 1;
     w.keep = 0;
-    w.append = src.msgs;
+    w.append = src->msgs;
     w.nappend = keep;
-    w.state = src.state;
+    w.state = src->state;
     w.from = id;
     st = store_write(m, &w, err);
 done:
-    as_session_clear(&src);
+    loaded_clear(m, &l);
     return st;
 }
 
@@ -496,28 +517,27 @@ as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_
 ** keeps them in the store. */
 static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
                            as_error *err) {
-    as_stored info;
+    loaded old;
     as_span kept;
-    size_t keep;
     as_write w;
     as_status st;
     kept.first = 0;
     kept.count = turn_index < AS_ALL ? (size_t)turn_index : AS_ALL;
-    if ((st = load_span(m, id, &kept, out, &info, err)) != AS_OK) return st;
-    keep = out->nmsgs;
-    if ((st = check_texts(m, out, keep, err)) != AS_OK) return st;
-    out->meta.turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
+    if ((st = load_span(m, id, &kept, &old, err)) != AS_OK) return st;
+    if ((st = check_texts(m, &old.s, old.s.nmsgs, err)) != AS_OK
+        || (st = as_meta_copy(&out->meta, &old.s.meta, err)) != AS_OK
+        || (st = as_session_push(out, old.s.msgs, old.s.nmsgs, err)) != AS_OK)
+        goto done;
+    out->state = as_blob_ref(old.s.state);
+    out->meta.turn_count = (uint32_t)(out->nmsgs > UINT32_MAX ? UINT32_MAX : out->nmsgs);
     out->meta.updated_at = stamp(m);
     out->meta.version++;
-    w.bytes = body_size(out->msgs, keep, out->state);
-    w.meta = &out->meta;
-    w.create = 0;
-    w.keep = keep;
-    w.append = NULL;
-    w.nappend = 0;
-    w.state = NULL;
-    w.from = NULL;
-    return store_write(m, &w, err);
+    write_init(&w, &out->meta, body_size(out->msgs, out->nmsgs, out->state), &old);
+    w.keep = out->nmsgs;
+    st = store_write(m, &w, err);
+done:
+    loaded_clear(m, &old);
+    return st;
 }
 
 as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, as_session *out,
@@ -532,19 +552,13 @@ as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, 
     return st;
 }
 
-/* Rewrites the metadata only: the messages and state stay as stored. */
-static as_status write_meta(as_manager *m, as_meta *meta, size_t bytes, as_error *err) {
+/* Rewrites the metadata of `old` only, as `meta`: the messages and state stay as stored. */
+static as_status write_meta(as_manager *m, as_meta *meta, const loaded *old, as_error *err) {
     as_write w;
-    w.bytes = bytes;
     meta->updated_at = stamp(m);
     meta->version++;
-    w.meta = meta;
-    w.create = 0;
+    write_init(&w, meta, old->found.bytes, old);
     w.keep = AS_KEEP_ALL;
-    w.append = NULL;
-    w.nappend = 0;
-    w.state = NULL;
-    w.from = NULL;
     return store_write(m, &w, err);
 }
 
@@ -574,10 +588,52 @@ static as_status change_tags(as_meta *meta, const char *const *tags, size_t ntag
     return AS_OK;
 }
 
+/* Loads the session `id`, has change(meta, ctx) change a copy of its
+** metadata, and writes that copy: tag, untag, rename. `out` (may be NULL)
+** receives the metadata written. */
+static as_status change_meta(as_manager *m, const char *id,
+                             as_status (*change)(as_meta *, const void *, as_error *),
+                             const void *ctx, as_meta *out, as_error *err) {
+    as_meta meta = { 0 };
+    loaded old = { 0 };
+    as_status st;
+    do {
+        as_meta_clear(&meta);
+        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = load_meta(m, id, &old, err)) == AS_OK
+            && (st = as_meta_copy(&meta, &old.s.meta, err)) == AS_OK
+            && (st = change(&meta, ctx, err)) == AS_OK)
+            st = write_meta(m, &meta, &old, err);
+        loaded_clear(m, &old);
+        st = finish(m, st, err);
+    } while (st == AS_ERETRY);
+    if (st == AS_OK && out) *out = meta;
+    else as_meta_clear(&meta);
+    return st;
+}
+
+typedef struct tag_change {
+    const char *const *tags;
+    size_t ntags;
+    int remove;
+} tag_change;
+
+static as_status apply_tags(as_meta *meta, const void *ctx, as_error *err) {
+    const tag_change *t = ctx;
+    return change_tags(meta, t->tags, t->ntags, t->remove, err);
+}
+
+static as_status apply_name(as_meta *meta, const void *ctx, as_error *err) {
+    char *copy = as_strdup(ctx);
+    if (copy == NULL) return as_error_nomem(err);
+    as_free(meta->name);
+    meta->name = copy;
+    return as_meta_check(meta, err);
+}
+
 as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags, size_t ntags,
                          int remove, as_meta *out, as_error *err) {
-    as_session cur = { 0 };
-    as_stored info;
+    tag_change t;
     size_t i;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
@@ -586,53 +642,30 @@ as_status as_manager_tag(as_manager *m, const char *id, const char *const *tags,
         snprintf(what, sizeof what, "tags[%zu]", i + 1);
         if ((st = as_check_tag(tags[i], strlen(tags[i]), what, err)) != AS_OK) return st;
     }
-    do {
-        as_session_clear(&cur);
-        if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = load_meta(m, id, &cur, &info, err)) == AS_OK
-            && (st = change_tags(&cur.meta, tags, ntags, remove, err)) == AS_OK)
-            st = write_meta(m, &cur.meta, info.bytes, err);
-        st = finish(m, st, err);
-    } while (st == AS_ERETRY);
-    if (st == AS_OK) {
-        *out = cur.meta;
-        memset(&cur.meta, 0, sizeof cur.meta);
-    }
-    as_session_clear(&cur);
-    return st;
+    t.tags = tags;
+    t.ntags = ntags;
+    t.remove = remove;
+    return change_meta(m, id, apply_tags, &t, out, err);
 }
 
 as_status as_manager_rename(as_manager *m, const char *id, const char *name, as_error *err) {
-    as_session cur = { 0 };
-    as_stored info;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     if ((st = as_check_name(name, strlen(name), "name", err)) != AS_OK) return st;
-    do {
-        if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = load_meta(m, id, &cur, &info, err)) == AS_OK) {
-            char *copy = as_strdup(name);
-            if (copy == NULL) st = as_error_nomem(err);
-            else {
-                as_free(cur.meta.name);
-                cur.meta.name = copy;
-                if ((st = as_meta_check(&cur.meta, err)) == AS_OK)
-                    st = write_meta(m, &cur.meta, info.bytes, err);
-            }
-        }
-        as_session_clear(&cur);
-        st = finish(m, st, err);
-    } while (st == AS_ERETRY);
-    return st;
+    return change_meta(m, id, apply_name, name, NULL, err);
 }
 
 as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
+    loaded old;
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
         if ((st = begin(m, 1, err)) != AS_OK) break;
-        st = m->store->ops->remove(m->store, id, err);
-        if (st == AS_ENOTFOUND) not_found(err, id);
+        if ((st = load_meta(m, id, &old, err)) == AS_OK) {
+            st = m->store->ops->remove(m->store, &old.s.meta, &old.found, err);
+            if (st == AS_ENOTFOUND) not_found(err, id);
+        }
+        loaded_clear(m, &old);
         st = finish(m, st, err);
     } while (st == AS_ERETRY);
     return st;
@@ -642,46 +675,47 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
 
 static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_error *err) {
     static const as_span no_message = { AS_SPAN_TAIL, 0 };
-    as_session cur = { 0 };
-    as_stored info;
+    loaded old;
+    as_meta meta = { 0 };
+    size_t bytes;
     as_write w;
     /* a new state's size replaces the stored one's, which is then read */
-    as_status st = load_span(m, a->id, a->state ? &no_message : NULL, &cur, &info, err);
+    as_status st = load_span(m, a->id, a->state ? &no_message : NULL, &old, err);
     if (st != AS_OK) goto done;
-    if ((st = check_version(a->id, cur.meta.version, a->expect_version, err)) != AS_OK) goto done;
-    if (a->nmsgs > (size_t)(AS_TURN_COUNT_MAX - cur.meta.turn_count)) {
+    if ((st = check_version(a->id, old.s.meta.version, a->expect_version, err)) != AS_OK) goto done;
+    if (a->nmsgs > (size_t)(AS_TURN_COUNT_MAX - old.s.meta.turn_count)) {
         st = as_error_set(err, AS_EINVALID, "turn_count would pass %lu",
                           (unsigned long)AS_TURN_COUNT_MAX);
         goto done;
     }
-    if (a->tokens > AS_TOTAL_TOKENS_MAX - cur.meta.total_tokens) {
+    if (a->tokens > AS_TOTAL_TOKENS_MAX - old.s.meta.total_tokens) {
         st = as_error_set(err, AS_EINVALID, "total_tokens would pass %llu",
                           (unsigned long long)AS_TOTAL_TOKENS_MAX);
         goto done;
     }
-    cur.meta.turn_count += (uint32_t)a->nmsgs;
-    cur.meta.total_tokens += a->tokens;
-    cur.meta.updated_at = a->now;
-    cur.meta.version++;
-    w.bytes = add_size(info.bytes, a->bytes);
+    if ((st = as_meta_copy(&meta, &old.s.meta, err)) != AS_OK) goto done;
+    meta.turn_count += (uint32_t)a->nmsgs;
+    meta.total_tokens += a->tokens;
+    meta.updated_at = a->now;
+    meta.version++;
+    bytes = add_size(old.found.bytes, a->bytes);
     if (a->state) {
-        size_t old = cur.state ? cur.state->len : 2;
-        w.bytes = add_size(w.bytes > old ? w.bytes - old : 0, a->state->len);
+        size_t was = old.s.state ? old.s.state->len : 2;
+        bytes = add_size(bytes > was ? bytes - was : 0, a->state->len);
     }
-    if ((st = check_size(m, &cur.meta, w.bytes, err)) != AS_OK) goto done;
-    w.meta = &cur.meta;
-    w.create = 0;
+    if ((st = check_size(m, &meta, bytes, err)) != AS_OK) goto done;
+    write_init(&w, &meta, bytes, &old);
     w.keep = AS_KEEP_ALL;
     w.append = a->msgs;
     w.nappend = a->nmsgs;
     w.state = a->state;
-    w.from = NULL;
     if ((st = store_write(m, &w, err)) == AS_OK) {
-        *out = cur.meta;
-        memset(&cur.meta, 0, sizeof cur.meta);
+        *out = meta;
+        memset(&meta, 0, sizeof meta);
     }
 done:
-    as_session_clear(&cur);
+    as_meta_clear(&meta);
+    loaded_clear(m, &old);
     return st;
 }
 
@@ -729,19 +763,18 @@ as_status as_manager_export(as_manager *m, const char *id, as_buf *out, as_error
 
 static as_status import_in(as_manager *m, const as_session *s, as_blob *state, as_meta *meta,
                            int replace, as_error *err) {
-    as_session old = { 0 };
-    int exists;
-    as_status st = load_if_any(m, meta->id, &old, &exists, err);
+    loaded old;
+    as_status st = load_if_any(m, meta->id, &old, err);
     if (st != AS_OK) return st;
-    meta->version = exists ? old.meta.version + 1 : 1;
-    as_session_clear(&old);
-    if (exists && !replace) {
+    meta->version = old.exists ? old.s.meta.version + 1 : 1;
+    if (old.exists && !replace) {
         as_error_set(err, AS_ECONFLICT, "a session with id \"%.64s\" exists (import it with "
                      "replace = true to overwrite it)", meta->id);
         as_error_set_id(err, meta->id);
-        return AS_ECONFLICT;
-    }
-    return write_whole(m, s, state, meta, !exists, err);
+        st = AS_ECONFLICT;
+    } else st = write_whole(m, s, state, meta, old.exists ? &old : NULL, err);
+    loaded_clear(m, &old);
+    return st;
 }
 
 as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_meta *stored,

@@ -29,9 +29,9 @@ as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manage
 ** metadata is final and just before the store is asked to write: w->meta is
 ** then exactly the metadata the operation returns (for rewind, the metadata of
 ** the session it fills). A status other than AS_OK (with err filled) fails the
-** operation before anything is written. The Lua binding builds its result
-** there, so that running out of memory while building it leaves the store
-** unchanged. The hook may run more than once in one operation (a store may ask
+** operation before anything is written. A host builds there what it returns
+** to its caller when building it may fail (runs out of memory), so that the
+** failure leaves the store unchanged. The hook may run more than once in one operation (a store may ask
 ** for a retry). A store's own append (as_store_ops.append) writes without
 ** calling it. NULL: none (the default). */
 typedef as_status (*as_write_hook)(void *ctx, const as_write *w, as_error *err);

@@ -10,6 +10,11 @@
 ** the first `keep` stored messages, then append these", so append, rewind,
 ** tag and rename touch only what changes, and a store that keeps messages one
 ** per row or one per list entry never rewrites a whole history.
+**
+** A write or remove of a stored session follows a load of it in the same
+** transaction, and is handed what that load found (as_write.old and .found),
+** so a store needs no memory of its own between the two calls: its row id,
+** its old index entries, the table a backend returned travel with the call.
 */
 #ifndef AS_STORE_H
 #define AS_STORE_H
@@ -50,6 +55,11 @@ typedef struct as_stored {
     size_t bytes; /* the stored size: its state's text, and each message's text plus one */
     size_t total; /* messages stored (set by a load with a span) */
     size_t first; /* the stored index of the first message loaded (likewise) */
+    /* The store's own note of what it found, for the write or remove that
+    ** follows (SQLite's row id, Redis's write number, a custom store's
+    ** reference to the table its backend returned); 0 when it notes nothing.
+    ** Once the operation is done with it, the manager hands it to `release`. */
+    int64_t note;
 } as_stored;
 
 typedef struct as_write {
@@ -63,6 +73,10 @@ typedef struct as_write {
     /* Non-NULL for a fork: the appended messages are the first `nappend` of
     ** this session, so a store may copy them where they lie. */
     const char *from;
+    /* Of a stored session (create == 0): its metadata as loaded, and what the
+    ** load of it in this transaction found. NULL for a new session. */
+    const as_meta *old;
+    const as_stored *found;
 } as_write;
 
 /* Counters a store may keep of its work (all zero when it keeps none). */
@@ -99,8 +113,9 @@ typedef struct as_store_ops {
     ** already atomic for its users leaves all three NULL.
     **
     ** The manager's operations read first and write last: a store may defer
-    ** its writes to commit. Before writing an existing session the manager
-    ** has loaded it in the same transaction. An optimistic store may fail any
+    ** its writes to commit. Before writing or removing a stored session the
+    ** manager has loaded it in the same transaction, and hands the write what
+    ** the load found. An optimistic store may fail any
     ** step with AS_ERETRY (see as_error.h); the manager then rolls back and
     ** runs the whole operation again, beginning anew, and the store bounds
     ** how long that goes on. */
@@ -110,13 +125,16 @@ typedef struct as_store_ops {
     /* Loads the metadata, the state and the messages of `span` (NULL: the
     ** metadata alone, with msgs and state NULL), and tells the stored size
     ** and, with a span, how many messages are stored and where those loaded
-    ** begin. A store outside the process reads only the span's messages.
-    ** AS_ENOTFOUND if absent. */
+    ** begin, and notes what a write needs (found->note). A store outside the
+    ** process reads only the span's messages. AS_ENOTFOUND if absent (and
+    ** nothing noted). */
     as_status (*load)(as_store *st, const char *id, const as_span *span, as_session *out,
-                      as_stored *info, as_error *err);
+                      as_stored *found, as_error *err);
     as_status (*write)(as_store *st, const as_write *w, as_error *err);
-    /* AS_ENOTFOUND if absent. */
-    as_status (*remove)(as_store *st, const char *id, as_error *err);
+    /* Removes the session `old` that a load found. */
+    as_status (*remove)(as_store *st, const as_meta *old, const as_stored *found, as_error *err);
+    /* Optional: frees what a load noted (found->note), which is not used again. */
+    void (*release)(as_store *st, as_stored *found);
     /* Metadata matching the filter, most recently updated first, ties to the
     ** most recent write, after `offset` and at most `limit` of them. */
     as_status (*list)(as_store *st, const as_filter *f, as_meta_list *out, as_error *err);

@@ -198,12 +198,14 @@ static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     return AS_OK;
 }
 
-static as_status mem_remove(as_store *st, const char *id, as_error *err) {
+static as_status mem_remove(as_store *st, const as_meta *old, const as_stored *found,
+                            as_error *err) {
     memory_store *ms = (memory_store *)st;
     size_t slot, index;
+    (void)found;
     (void)err;
     if (ms->n == 0) return AS_ENOTFOUND;
-    slot = find_slot(ms, id);
+    slot = find_slot(ms, old->id);
     if (ms->slots[slot] == 0) return AS_ENOTFOUND;
     index = ms->slots[slot] - 1;
     entry_free(ms->entries[index]);

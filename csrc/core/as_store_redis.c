@@ -224,12 +224,7 @@ typedef struct redis_store {
     size_t req_skip;      /* replies to skip before the request's own */
     as_buf q;             /* writes queued for commit, after a MULTI */
     size_t nq;            /* commands in q */
-    /* the session this write transaction loaded, for its old index entries */
-    int cached, old_found;
-    char *old_id;
-    as_meta old;
-    int64_t old_seq;
-    size_t old_count;
+    char qid[AS_ID_MAX + 1]; /* the session the queued writes are for, for errors */
 } redis_store;
 
 /* Request buffers larger than this are freed when an operation begins. */
@@ -730,15 +725,6 @@ static int put_script_call(as_buf *b, const char *sha, const char *text,
     return put_head(b, nargs + 2) || put_str(b, "EVAL") || put_str(b, text);
 }
 
-static void forget_loaded(redis_store *rs) {
-    if (rs->cached) {
-        as_free(rs->old_id);
-        as_meta_clear(&rs->old);
-    }
-    rs->old_id = NULL;
-    rs->cached = rs->old_found = 0;
-}
-
 /* The LRANGE start and stop of a span's messages; 0 when it needs none. */
 static int span_range(const as_span *span, int64_t *start, int64_t *stop) {
     if (span == NULL || span->count == 0) return 0;
@@ -839,14 +825,8 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     int64_t seq, len, bytes;
     as_status status;
     memset(out, 0, sizeof *out);
-    if (rs->write) {
-        forget_loaded(rs);
-        status = load_watched(rs, id, span, r, &n, parts, err);
-    } else status = load_read(rs, id, span, r, &n, parts, err);
-    if (status == AS_ENOTFOUND && rs->write) {
-        if ((rs->old_id = as_strdup(id)) == NULL) status = as_error_nomem(err);
-        else rs->cached = 1;
-    }
+    if (rs->write) status = load_watched(rs, id, span, r, &n, parts, err);
+    else status = load_read(rs, id, span, r, &n, parts, err);
     if (status != AS_OK) goto done;
     if (parts[1]->type != REDIS_REPLY_INTEGER || parts[1]->integer < 0) {
         status = damaged(rs, id, "its message count is not a number", err);
@@ -896,18 +876,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     info->bytes = (size_t)bytes;
     info->total = (size_t)len;
     info->first = first;
-    if (rs->write) {
-        if ((rs->old_id = as_strdup(id)) == NULL
-            || as_meta_copy(&rs->old, &out->meta, err) != AS_OK) {
-            as_free(rs->old_id);
-            rs->old_id = NULL;
-            status = as_error_nomem(err);
-            goto done;
-        }
-        rs->cached = rs->old_found = 1;
-        rs->old_seq = seq;
-        rs->old_count = (size_t)len;
-    }
+    info->note = seq; /* its members in the indexes, which a write replaces */
 done:
     free_replies(r, n);
     if (status != AS_OK) as_session_clear(out);
@@ -916,45 +885,33 @@ done:
 
 /* ---------------------------------------------------------------- writing */
 
-/* Makes sure the session about to be written was loaded in this transaction
-** (and so is watched), and knows its old index entries. */
-static as_status ensure_loaded(redis_store *rs, const char *id, as_error *err) {
-    as_session s;
-    as_stored info;
-    as_status st;
-    if (rs->cached && strcmp(rs->old_id, id) == 0) return rs->old_found ? AS_OK : AS_ENOTFOUND;
-    st = rd_load(&rs->base, id, NULL, &s, &info, err);
-    if (st == AS_OK) as_session_clear(&s);
-    return st;
-}
-
-static int queue_start(redis_store *rs) {
+/* Starts the queue of the writes to the session `id`, sent at commit. */
+static int queue_start(redis_store *rs, const char *id) {
     if (rs->nq > 0) return 0;
+    snprintf(rs->qid, sizeof rs->qid, "%s", id);
     rs->q.len = 0;
     rs->nq = 1;
     return put_head(&rs->q, 1) || put_str(&rs->q, "MULTI");
 }
 
-/* ZREM of the old member from every index the loaded session was in. */
-static int queue_unindex(redis_store *rs) {
+/* ZREM of the member `seq` of the stored session `m` from every index it is in. */
+static int queue_unindex(redis_store *rs, const as_meta *m, int64_t seq) {
     as_buf *q = &rs->q;
-    const as_meta *m = &rs->old;
     int bad = 0;
     size_t i;
-    if (!rs->old_found) return 0;
     bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "all", NULL)
-           || put_member(q, rs->old_seq, m->id);
+           || put_member(q, seq, m->id);
     bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "agent:", m->agent_name)
-           || put_member(q, rs->old_seq, m->id);
+           || put_member(q, seq, m->id);
     rs->nq += 2;
     if (m->parent_id) {
         bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "parent:", m->parent_id)
-               || put_member(q, rs->old_seq, m->id);
+               || put_member(q, seq, m->id);
         rs->nq++;
     }
     for (i = 0; i < m->ntags; i++) {
         bad |= put_head(q, 3) || put_str(q, "ZREM") || put_ikey(rs, q, "tag:", m->tags[i])
-               || put_member(q, rs->old_seq, m->id);
+               || put_member(q, seq, m->id);
         rs->nq++;
     }
     return bad;
@@ -1010,18 +967,11 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     const as_meta *m = w->meta;
     as_buf *q = &rs->q;
     size_t i;
-    int bad;
-    as_status status;
-    if (!w->create) {
-        if ((status = ensure_loaded(rs, m->id, err)) != AS_OK) return status;
-    } else if (!(rs->cached && strcmp(rs->old_id, m->id) == 0)) {
-        forget_loaded(rs); /* a new id (a fork): nothing to unindex */
-    }
-    bad = queue_start(rs) || queue_meta(rs, m, w->bytes);
+    int bad = queue_start(rs, m->id) || queue_meta(rs, m, w->bytes);
     if (w->keep == 0) {
         bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "msgs");
         rs->nq++;
-    } else if (w->keep != AS_KEEP_ALL && rs->old_found && w->keep < rs->old_count) {
+    } else if (w->keep != AS_KEEP_ALL && w->found && w->keep < w->found->total) {
         bad |= put_head(q, 4) || put_str(q, "LTRIM") || put_skey(rs, q, m->id, "msgs")
                || put_str(q, "0") || put_int(q, (int64_t)w->keep - 1);
         rs->nq++;
@@ -1036,20 +986,20 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
                || put_bulk(q, w->state->text, w->state->len);
         rs->nq++;
     }
-    bad |= queue_unindex(rs) || queue_index(rs, m);
+    if (w->old) bad |= queue_unindex(rs, w->old, w->found->note);
+    bad |= queue_index(rs, m);
     return bad ? as_error_nomem(err) : AS_OK;
 }
 
-static as_status rd_remove(as_store *st, const char *id, as_error *err) {
+static as_status rd_remove(as_store *st, const as_meta *old, const as_stored *found,
+                           as_error *err) {
     redis_store *rs = (redis_store *)st;
     as_buf *q = &rs->q;
-    as_status status = ensure_loaded(rs, id, err);
-    int bad;
-    if (status != AS_OK) return status;
-    bad = queue_start(rs) || put_head(q, 4) || put_str(q, "DEL") || put_skey(rs, q, id, "meta")
-          || put_skey(rs, q, id, "msgs") || put_skey(rs, q, id, "state");
+    int bad = queue_start(rs, old->id) || put_head(q, 4) || put_str(q, "DEL")
+              || put_skey(rs, q, old->id, "meta") || put_skey(rs, q, old->id, "msgs")
+              || put_skey(rs, q, old->id, "state");
     rs->nq++;
-    bad |= queue_unindex(rs);
+    bad |= queue_unindex(rs, old, found->note);
     return bad ? as_error_nomem(err) : AS_OK;
 }
 
@@ -1075,7 +1025,6 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
     }
     rs->write = write;
     rs->nq = 0;
-    forget_loaded(rs);
     /* a large session's request is not kept for the manager's lifetime */
     if (rs->req.cap > RELEASE_ABOVE) as_buf_free(&rs->req);
     if (rs->q.cap > RELEASE_ABOVE) as_buf_free(&rs->q);
@@ -1085,7 +1034,6 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
 static void rd_rollback(as_store *st) {
     redis_store *rs = (redis_store *)st;
     rs->nq = 0;
-    forget_loaded(rs);
     /* the watched keys stay watched until the next request's UNWATCH */
 }
 
@@ -1094,20 +1042,16 @@ static as_status retry(redis_store *rs) {
     rs->stats.retries++;
     rs->again = 1;
     rs->nq = 0;
-    forget_loaded(rs);
     return AS_ERETRY;
 }
 
 static as_status rd_commit(as_store *st, as_error *err) {
     redis_store *rs = (redis_store *)st;
     redisReply **r = NULL, *exec;
-    const char *id = rs->old_id;
+    const char *id = rs->qid;
     size_t n = rs->nq + 1, i;
     as_status status = AS_OK;
-    if (rs->nq == 0) {
-        forget_loaded(rs);
-        return AS_OK;
-    }
+    if (rs->nq == 0) return AS_OK;
     /* the session was read on a connection since lost: what it watched is gone */
     if (stale(rs)) drop(rs);
     if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return retry(rs);
@@ -1148,7 +1092,6 @@ static as_status rd_commit(as_store *st, as_error *err) {
             break;
         }
 done:
-    forget_loaded(rs);
     if (r) {
         free_replies(r, n);
         as_free(r);
@@ -1289,7 +1232,6 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
 static void rd_close(as_store *st) {
     redis_store *rs = (redis_store *)st;
     drop(rs);
-    forget_loaded(rs);
     as_buf_free(&rs->req);
     as_buf_free(&rs->q);
     as_free(rs->host);

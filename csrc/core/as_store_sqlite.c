@@ -47,7 +47,7 @@
 
 enum {
     S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
-    S_FIND, S_META, S_TAGS, S_STATE, S_MSGS, S_DIGESTS,
+    S_META, S_TAGS, S_STATE, S_MSGS, S_DIGESTS,
     S_NEXT_SEQ, S_SEQ, S_KEY,
     S_INSERT_SESSION, S_UPDATE_SESSION, S_UPDATE_STATE, S_DELETE_SESSION,
     S_DELETE_TAGS, S_INSERT_TAG,
@@ -64,7 +64,6 @@ static const char *const sql_text[S_COUNT] = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    "SELECT rid, nmsgs, id FROM sessions WHERE id = ?1",
     "SELECT " META_COLUMNS " FROM sessions s WHERE s.id = ?1",
     "SELECT tag FROM tags WHERE rid = ?1 ORDER BY pos",
     "SELECT state FROM sessions WHERE rid = ?1",
@@ -435,28 +434,8 @@ static as_status sq_load(as_store *st, const char *id, const as_span *span, as_s
     info->bytes = (size_t)bytes;
     info->total = (size_t)nmsgs;
     info->first = first;
+    info->note = rid; /* for the write: the row, found once */
     return AS_OK;
-}
-
-static as_status find(sqlite_store *ss, const char *id, int64_t *rid, int64_t *nmsgs,
-                      as_error *err) {
-    sqlite3_stmt *s;
-    as_status st = prepare(ss, S_FIND, &s, err);
-    int rc;
-    if (st != AS_OK) return st;
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *found;
-        if ((st = col_int(ss, s, 0, 1, RID_MAX, rid, err)) == AS_OK)
-            st = col_int(ss, s, 1, 0, SLOT_SPAN - 1, nmsgs, err);
-        /* a damaged index of ids can lead to another session's row */
-        if (st == AS_OK && ((found = sqlite3_column_text(s, 2)) == NULL
-                            || strcmp((const char *)found, id) != 0))
-            st = damaged(ss, "the index of session ids leads to another session", err);
-    } else st = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
-    done(s);
-    return st;
 }
 
 static as_status next_seq(sqlite_store *ss, int64_t *seq, as_error *err) {
@@ -607,13 +586,21 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
     sqlite3_stmt *s;
     int64_t rid;
     as_status st;
+    int rc;
     if (state == NULL) return as_error_set(err, AS_EINVALID, "a new session needs a state");
     if ((st = prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
     sqlite3_bind_text(s, 1, w->meta->id, -1, SQLITE_STATIC);
     bind_meta(s, w->meta, seq, (int64_t)w->nappend);
     sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
-    if ((st = bind_body(ss, s, 12, state, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK)
-        return st;
+    if ((st = bind_body(ss, s, 12, state, err)) != AS_OK) return st;
+    rc = sqlite3_step(s);
+    done(s);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        as_error_set(err, AS_ECONFLICT, "a session with id \"%s\" exists", w->meta->id);
+        as_error_set_id(err, w->meta->id);
+        return AS_ECONFLICT;
+    }
+    if (rc != SQLITE_DONE) return db_fail(ss, rc, err);
     rid = sqlite3_last_insert_rowid(ss->db);
     if (rid < 1 || rid > RID_MAX)
         return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
@@ -624,20 +611,19 @@ static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_err
     return put_messages(ss, rid, 0, 0, w->append, w->nappend, err);
 }
 
+/* A write of a stored session uses the row id and message count its load
+** noted (as_write.found); a new one is inserted, and an id taken already is
+** a conflict. */
 static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
-    int64_t rid = 0, stored = 0, keep, total, seq;
-    as_status status = find(ss, w->meta->id, &rid, &stored, err);
-    if (status != AS_OK && status != AS_ENOTFOUND) return status;
-    if (w->create && status == AS_OK) {
-        as_error_set(err, AS_ECONFLICT, "a session with id \"%s\" exists", w->meta->id);
-        as_error_set_id(err, w->meta->id);
-        return AS_ECONFLICT;
+    int64_t rid = 0, stored = 0, keep = 0, total, seq;
+    as_status status;
+    if (!w->create) {
+        rid = w->found->note;
+        stored = (int64_t)w->found->total;
+        keep = w->keep < (size_t)stored ? (int64_t)w->keep : stored;
     }
-    if (!w->create && status == AS_ENOTFOUND) return AS_ENOTFOUND;
-    keep = w->keep < (size_t)stored ? (int64_t)w->keep : stored;
-    if (w->create) keep = 0;
     if (w->nappend >= (size_t)(SLOT_SPAN - keep))
         return as_error_set(err, AS_ETOOLARGE, "a session holds at most %lld messages",
                             (long long)(SLOT_SPAN - 1));
@@ -664,12 +650,13 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     return write_tags(ss, rid, w->meta, seq, err);
 }
 
-static as_status sq_remove(as_store *st, const char *id, as_error *err) {
+static as_status sq_remove(as_store *st, const as_meta *old, const as_stored *found,
+                           as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
-    int64_t rid, stored;
-    as_status status = find(ss, id, &rid, &stored, err);
-    if (status != AS_OK) return status;
+    int64_t rid = found->note;
+    as_status status;
+    (void)old;
     if ((status = delete_messages(ss, rid, 0, err)) != AS_OK) return status;
     if ((status = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);

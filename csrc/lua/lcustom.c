@@ -26,6 +26,11 @@
 ** an error raised by a backend (or a Lua memory error) never jumps over the
 ** manager's C frames; it becomes a storage error carrying the backend's
 ** message, or, when the backend raised an agentsession error, that error.
+**
+** A load in a write transaction notes (as_stored.note) a registry reference
+** to the table the backend returned, shifted left by one, the low bit set
+** when it was read without its messages; the write that follows uses it, and
+** release drops the reference.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,37 +42,40 @@
 
 typedef struct custom_store {
     as_store base;
-    lua_State *L;      /* the thread of the method under way */
-    int backend;       /* registry references */
-    int order;         /* id -> number of this manager's last write to it */
-    int sizes;         /* id -> { version, updated_at, bytes } after that write */
-    int loaded;        /* the session table loaded in this transaction, or LUA_NOREF */
-    char *loaded_id;   /* its id; NULL when nothing was loaded */
-    int loaded_found;  /* 0: load said there is no such session */
-    int loaded_partial;  /* it was read without its messages (see known_size) */
-    int64_t seq;       /* writes made through this store */
-    int write;         /* the transaction under way writes */
-    int busy;          /* a backend function is running */
+    lua_State *L; /* the thread of the method under way */
+    int backend;  /* registry references */
+    int order;    /* id -> number of this manager's last write to it */
+    int sizes;    /* id -> { version, updated_at, bytes } after that write */
+    int64_t seq;  /* writes made through this store */
+    int write;    /* the transaction under way writes */
+    int busy;     /* a backend function is running */
     as_buf buf;
 } custom_store;
 
-/* What a protected step works on. */
-typedef struct step {
+/* What every protected call shares; each operation's own struct starts with it. */
+typedef struct call {
     custom_store *cs;
     as_error *err;
     as_status st;
+} call;
+
+typedef struct load_call {
+    call c;
     const char *id;
-    const as_span *span; /* a load's: NULL for the metadata alone */
-    int write;
+    const as_span *span; /* NULL: the metadata alone */
     as_session *out;
-    as_stored *info;
+    as_stored *found;
+} load_call;
+
+typedef struct write_call {
+    call c;
     const as_write *w;
-    const as_filter *f;
-    as_meta_list *list;
-    /* list's gathered entries, freed by whoever runs the step */
-    struct entry *entries;
-    size_t nentries;
-} step;
+} write_call;
+
+typedef struct remove_call {
+    call c;
+    const char *id;
+} remove_call;
 
 typedef struct entry {
     as_meta meta;
@@ -75,9 +83,21 @@ typedef struct entry {
     size_t index; /* where the backend listed it */
 } entry;
 
-static as_status fail(as_error *err, as_status st, const char *fmt, const char *a, const char *b) {
-    return as_error_set(err, st, fmt, a, b);
-}
+typedef struct list_call {
+    call c;
+    const as_filter *f;
+    as_meta_list *out;
+    entry *entries; /* gathered from the backend, freed by cu_list */
+    size_t nentries;
+} list_call;
+
+typedef struct note_call {
+    call c;
+    const char *id;
+    const as_write *w; /* NULL: the session was removed */
+} note_call;
+
+/* ---------------------------------------------------------------- calling the backend */
 
 /* Pushes backend[name] (raw); returns its type. */
 static int backend_fn(lua_State *L, custom_store *cs, const char *name) {
@@ -89,19 +109,19 @@ static int backend_fn(lua_State *L, custom_store *cs, const char *name) {
 }
 
 /* Calls backend[name] with the nargs values on the stack (the function was
-** pushed below them), keeping one result. On failure fills s->err: the
+** pushed below them), keeping one result. On failure fills c->err: the
 ** backend's own agentsession error as it is, anything else as storage. */
-static as_status call(lua_State *L, step *s, const char *name, int nargs) {
+static as_status backend_call(lua_State *L, call *c, const char *name, int nargs) {
     if (lua_pcall(L, nargs, 1, 0) == LUA_OK) return AS_OK;
-    if (!lbind_error_get(L, -1, s->err)) {
+    if (!lbind_error_get(L, -1, c->err)) {
         /* the message as tostring gives it (__tostring included); a failing
         ** __tostring is caught by the lua_pcall around the step */
         const char *msg = luaL_tolstring(L, -1, NULL);
-        fail(s->err, AS_ESTORAGE, "custom store: backend.%s raised: %.400s", name, msg);
+        as_error_set(c->err, AS_ESTORAGE, "custom store: backend.%s raised: %.400s", name, msg);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    return s->err->status;
+    return c->err->status;
 }
 
 /* The rules every stored metadata keeps, applied to what a backend returned:
@@ -124,60 +144,41 @@ static as_status check_returned(as_meta *m, as_error *why) {
     return AS_OK;
 }
 
-static as_status garbage(step *s, const char *name, const as_error *why) {
+/* Fails the call: backend.<name> returned what `why` says. */
+static as_status garbage(call *c, const char *name, const as_error *why) {
     char what[AS_ERROR_MESSAGE_MAX];
     snprintf(what, sizeof what, "%.200s%s%.300s", why->path, why->path[0] ? ": " : "",
              why->message);
-    return fail(s->err, AS_ESTORAGE, "custom store: backend.%s returned %.400s", name, what);
+    return as_error_set(c->err, AS_ESTORAGE, "custom store: backend.%s returned %.400s", name,
+                        what);
 }
 
-static void forget_loaded(lua_State *L, custom_store *cs) {
-    luaL_unref(L, LUA_REGISTRYINDEX, cs->loaded);
-    cs->loaded = LUA_NOREF;
-    as_free(cs->loaded_id);
-    cs->loaded_id = NULL;
-}
-
-/* Pushes the table of the session loaded in this transaction. */
-static int push_loaded(lua_State *L, custom_store *cs, const char *id) {
-    if (cs->loaded_id == NULL || !cs->loaded_found || strcmp(cs->loaded_id, id) != 0) return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->loaded);
-    return 1;
+/* Runs fn(arg) under lua_pcall on the calling thread, restoring its stack;
+** arg is an operation's struct, whose first member is c. */
+static as_status run(custom_store *cs, lua_CFunction fn, call *c) {
+    lua_State *L = cs->L;
+    int top = lua_gettop(L), rc;
+    if (!lua_checkstack(L, 30)) return as_error_nomem(c->err);
+    c->cs = cs;
+    c->st = AS_OK;
+    cs->busy = 1;
+    lua_pushcfunction(L, fn);
+    lua_pushlightuserdata(L, c);
+    rc = lua_pcall(L, 1, 0, 0);
+    cs->busy = 0;
+    if (rc != LUA_OK) {
+        /* a Lua error outside a backend call: out of memory, or an error
+        ** object whose __tostring failed */
+        if (rc == LUA_ERRMEM) c->st = as_error_nomem(c->err);
+        else c->st = as_error_set(c->err, AS_ESTORAGE, "custom store: %.400s",
+                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                 : "an error in Lua");
+    }
+    lua_settop(L, top);
+    return c->st;
 }
 
 /* ---------------------------------------------------------------- load */
-
-/* A write reads a session's metadata and its size. When this manager wrote
-** that very version of it (the same version and updated_at), the size it
-** noted then is the size now, and the session table at the top of the stack
-** need not be encoded: only its metadata is converted (and checked) into
-** out->meta. Returns 1 then, 0 (out->meta empty) when the full load must run. */
-static int known_size(lua_State *L, custom_store *cs, step *s, as_session *out) {
-    as_error why;
-    lua_Integer v[3];
-    int i, top = lua_gettop(L);
-    as_error_clear(&why);
-    if (lbind_to_session_meta(L, top, &out->meta, &why) != AS_OK
-        || strcmp(out->meta.id, s->id) != 0 || check_returned(&out->meta, &why) != AS_OK)
-        goto no;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
-    if (lua_getfield(L, -1, s->id) != LUA_TTABLE) goto no;
-    for (i = 0; i < 3; i++) {
-        int isnum;
-        lua_rawgeti(L, -1, i + 1);
-        v[i] = lua_tointegerx(L, -1, &isnum);
-        lua_pop(L, 1);
-        if (!isnum || v[i] < 0) goto no;
-    }
-    if (v[0] != out->meta.version || v[1] != out->meta.updated_at) goto no;
-    s->info->bytes = (size_t)v[2];
-    lua_settop(L, top);
-    return 1;
-no:
-    lua_settop(L, top);
-    as_meta_clear(&out->meta);
-    return 0;
-}
 
 /* Whether this manager noted the size of a write of its own to that id. */
 static int size_noted(lua_State *L, custom_store *cs, const char *id) {
@@ -186,6 +187,40 @@ static int size_noted(lua_State *L, custom_store *cs, const char *id) {
     noted = lua_getfield(L, -1, id) == LUA_TTABLE;
     lua_pop(L, 2);
     return noted;
+}
+
+/* A write reads a session's metadata and its size. When this manager wrote
+** that very version of it (the same version and updated_at), the size it
+** noted then is the size now, and the session table at the top of the stack
+** need not be encoded: only its metadata is converted (and checked) into
+** out->meta. Returns 1 then, 0 (out->meta empty) when the full load must run. */
+static int known_size(lua_State *L, load_call *lc) {
+    custom_store *cs = lc->c.cs;
+    as_meta *meta = &lc->out->meta;
+    as_error why;
+    lua_Integer v[3];
+    int i, top = lua_gettop(L);
+    as_error_clear(&why);
+    if (lbind_to_session_meta(L, top, meta, &why) != AS_OK || strcmp(meta->id, lc->id) != 0
+        || check_returned(meta, &why) != AS_OK)
+        goto no;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
+    if (lua_getfield(L, -1, lc->id) != LUA_TTABLE) goto no;
+    for (i = 0; i < 3; i++) {
+        int isnum;
+        lua_rawgeti(L, -1, i + 1);
+        v[i] = lua_tointegerx(L, -1, &isnum);
+        lua_pop(L, 1);
+        if (!isnum || v[i] < 0) goto no;
+    }
+    if (v[0] != meta->version || v[1] != meta->updated_at) goto no;
+    lc->found->bytes = (size_t)v[2];
+    lua_settop(L, top);
+    return 1;
+no:
+    lua_settop(L, top);
+    as_meta_clear(meta);
+    return 0;
 }
 
 /* Pushes the hint of a span that is not the whole history: { last = n } or
@@ -203,6 +238,28 @@ static int push_hint(lua_State *L, const as_span *span) {
     if (span->count != AS_ALL) {
         lbind_push_count(L, span->count);
         lua_setfield(L, -2, "count");
+    }
+    return 1;
+}
+
+/* Calls backend.load(id [, the hint of span]); leaves the session table on
+** the stack and returns 1, or returns 0 with c->st set (AS_ENOTFOUND for nil). */
+static int ask_load(lua_State *L, call *c, const char *id, const as_span *hint) {
+    int t, nargs = 1;
+    backend_fn(L, c->cs, "load");
+    lua_pushstring(L, id);
+    if (hint) nargs += push_hint(L, hint);
+    if ((c->st = backend_call(L, c, "load", nargs)) != AS_OK) return 0;
+    t = lua_type(L, -1);
+    if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
+        c->st = AS_ENOTFOUND;
+        return 0;
+    }
+    if (t != LUA_TTABLE) {
+        as_error why;
+        as_error_set(&why, AS_ESTORAGE, "a %s, not a session table or nil", lua_typename(L, t));
+        c->st = garbage(c, "load", &why);
+        return 0;
     }
     return 1;
 }
@@ -257,152 +314,196 @@ static void keep_messages(as_session *out, size_t base, size_t first, size_t n) 
     out->nmsgs = n;
 }
 
-static int step_load(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    custom_store *cs = s->cs;
-    as_session *out = s->out;
-    const as_span *span = s->span;
-    int nargs, t, hint;
+/* Converts the session table at the top of the stack into lc->out (checking
+** it as any backend's answer) and keeps the messages of lc->span; `hinted`:
+** load was given a hint, so the table may hold part of the messages. */
+static int convert_loaded(lua_State *L, load_call *lc, int hinted) {
+    static const as_span none = { AS_SPAN_TAIL, 0 };
+    call *c = &lc->c;
+    as_session *out = lc->out;
     size_t n, i, base, total, first, count;
     as_error why;
-    /* a write that needs only the metadata of a session whose size this
-    ** manager noted asks for no message (known_size checks the size is that) */
-    int hinted = s->write && span == NULL && size_noted(L, cs, s->id);
-again:
-    backend_fn(L, cs, "load");
-    lua_pushstring(L, s->id);
-    if (hinted) {
-        lua_createtable(L, 0, 1);
-        lua_pushinteger(L, 0);
-        lua_setfield(L, -2, "last");
-        hint = 1;
-    } else hint = !s->write && span != NULL && push_hint(L, span);
-    nargs = 1 + hint;
-    if ((s->st = call(L, s, "load", nargs)) != AS_OK) return 0;
-    t = lua_type(L, -1);
-    if (s->write) {
-        forget_loaded(L, cs);
-        if ((cs->loaded_id = as_strdup(s->id)) == NULL) return (s->st = as_error_nomem(s->err)), 0;
-        cs->loaded_found = 0;
-        cs->loaded_partial = 0;
-    }
-    if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
-        s->st = AS_ENOTFOUND;
-        return 0;
-    }
-    if (t != LUA_TTABLE) {
-        as_error_set(&why, AS_ESTORAGE, "a %s, not a session table or nil", lua_typename(L, t));
-        s->st = garbage(s, "load", &why);
-        return 0;
-    }
-    if (s->write && span == NULL) {
-        if (known_size(L, cs, s, out)) {
-            lua_pushvalue(L, -1);
-            cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
-            cs->loaded_found = 1;
-            cs->loaded_partial = hinted;
-            s->st = AS_OK;
-            return 0;
-        }
-        if (hinted) {
-            /* changed since this manager wrote it: read it whole to size it */
-            hinted = 0;
-            lua_settop(L, 1);
-            goto again;
-        }
-    }
     as_error_clear(&why);
     /* the whole session is encoded, also for its metadata alone: its size is
     ** what the texts of its messages and state come to */
-    s->st = lbind_to_session(L, -1, out, &cs->buf, 0, &why);
+    c->st = lbind_to_session(L, -1, out, &c->cs->buf, 0, &why);
     n = out->nmsgs;
-    if (s->st != AS_OK) {
-        if (s->st != AS_ENOMEM) s->st = garbage(s, "load", &why);
-        else *s->err = why;
+    if (c->st != AS_OK) {
+        if (c->st != AS_ENOMEM) c->st = garbage(c, "load", &why);
+        else *c->err = why;
         return 0;
     }
-    if (strcmp(out->meta.id, s->id) != 0) {
+    if (strcmp(out->meta.id, lc->id) != 0) {
         as_error_set(&why, AS_ESTORAGE, "the session \"%.64s\" for the id asked", out->meta.id);
-        s->st = garbage(s, "load", &why);
-        return 0;
+        return (c->st = garbage(c, "load", &why)), 0;
     }
     if (check_returned(&out->meta, &why) != AS_OK
-        || loaded_part(L, lua_gettop(L), n, &base, &total, &why) != AS_OK) {
-        s->st = garbage(s, "load", &why);
-        return 0;
-    }
+        || loaded_part(L, lua_gettop(L), n, &base, &total, &why) != AS_OK)
+        return (c->st = garbage(c, "load", &why)), 0;
     if (out->state == NULL && (out->state = as_blob_new("{}", 2)) == NULL)
-        return (s->st = as_error_nomem(s->err)), 0;
+        return (c->st = as_error_nomem(c->err)), 0;
     /* the size is known from a whole session only, which every write reads */
-    s->info->bytes = out->state->len;
-    for (i = 0; i < n; i++) s->info->bytes += out->msgs[i]->len + 1;
-    as_span_clip(span ? span : &(as_span){ AS_SPAN_TAIL, 0 }, total, &first, &count);
-    if (first < base || first > base + n || count > base + n - first || (n < total && !hint)) {
+    lc->found->bytes = out->state->len;
+    for (i = 0; i < n; i++) lc->found->bytes += out->msgs[i]->len + 1;
+    as_span_clip(lc->span ? lc->span : &none, total, &first, &count);
+    if (first < base || first > base + n || count > base + n - first || (n < total && !hinted)) {
         as_error_set(&why, AS_ESTORAGE, "messages %zu to %zu of %zu, not the %zu from %zu asked",
                      base + 1, base + n, total, count, first + 1);
-        s->st = garbage(s, "load", &why);
-        return 0;
+        return (c->st = garbage(c, "load", &why)), 0;
     }
-    s->info->total = total;
-    s->info->first = first;
-    if (span == NULL) {
-        keep_messages(out, base, first, 0);
+    lc->found->total = total;
+    lc->found->first = first;
+    keep_messages(out, base, first, count);
+    if (lc->span == NULL) {
         as_free(out->msgs);
         out->msgs = NULL;
         as_blob_unref(out->state);
         out->state = NULL;
-    } else keep_messages(out, base, first, count);
-    if (s->write) {
-        lua_pushvalue(L, -1);
-        cs->loaded = luaL_ref(L, LUA_REGISTRYINDEX);
-        cs->loaded_found = 1;
     }
-    s->st = AS_OK;
+    return 1;
+}
+
+/* In a write transaction, notes the table at the top of the stack for the
+** write (see the top of this file); `partial`: it holds no message. */
+static void note_loaded(lua_State *L, load_call *lc, int partial) {
+    if (!lc->c.cs->write) return;
+    lua_pushvalue(L, -1);
+    lc->found->note = (int64_t)luaL_ref(L, LUA_REGISTRYINDEX) * 2 + (partial ? 1 : 0);
+}
+
+static int step_load(lua_State *L) {
+    static const as_span none = { AS_SPAN_TAIL, 0 };
+    load_call *lc = lua_touserdata(L, 1);
+    custom_store *cs = lc->c.cs;
+    const as_span *hint = NULL;
+    /* a write that needs only the metadata of a session whose size this
+    ** manager noted asks for no message (known_size checks the size is that);
+    ** a read asks for the messages it needs; other writes read everything */
+    if (cs->write && lc->span == NULL && size_noted(L, cs, lc->id)) hint = &none;
+    else if (!cs->write && lc->span) hint = lc->span;
+    if (!ask_load(L, &lc->c, lc->id, hint)) return 0;
+    if (hint == &none) {
+        if (known_size(L, lc)) {
+            note_loaded(L, lc, 1);
+            return 0;
+        }
+        /* changed since this manager wrote it: read it whole to size it */
+        lua_pop(L, 1);
+        hint = NULL;
+        if (!ask_load(L, &lc->c, lc->id, NULL)) return 0;
+    }
+    if (convert_loaded(L, lc, hint != NULL)) note_loaded(L, lc, 0);
     return 0;
 }
 
-/* ---------------------------------------------------------------- running a step */
-
-/* Runs fn(s) under lua_pcall on the calling thread, restoring its stack. */
-static as_status run(custom_store *cs, lua_CFunction fn, step *s) {
-    lua_State *L = cs->L;
-    int top = lua_gettop(L), rc;
-    if (!lua_checkstack(L, 30)) return as_error_nomem(s->err);
-    s->cs = cs;
-    s->st = AS_OK;
-    cs->busy = 1;
-    lua_pushcfunction(L, fn);
-    lua_pushlightuserdata(L, s);
-    rc = lua_pcall(L, 1, 0, 0);
-    cs->busy = 0;
-    if (rc != LUA_OK) {
-        /* a Lua error outside a backend call: out of memory, or an error
-        ** object whose __tostring failed */
-        if (rc == LUA_ERRMEM) s->st = as_error_nomem(s->err);
-        else s->st = as_error_set(s->err, AS_ESTORAGE, "custom store: %.400s",
-                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                                 : "an error in Lua");
-    }
-    lua_settop(L, top);
-    return s->st;
-}
-
 static as_status cu_load(as_store *st, const char *id, const as_span *span, as_session *out,
-                         as_stored *info, as_error *err) {
+                         as_stored *found, as_error *err) {
     custom_store *cs = (custom_store *)st;
-    step s = { 0 };
+    load_call lc;
+    memset(&lc, 0, sizeof lc);
     memset(out, 0, sizeof *out);
-    s.err = err;
-    s.id = id;
-    s.span = span;
-    s.write = cs->write;
-    s.out = out;
-    s.info = info;
-    if (run(cs, step_load, &s) != AS_OK) as_session_clear(out);
-    return s.st;
+    memset(found, 0, sizeof *found);
+    lc.c.err = err;
+    lc.id = id;
+    lc.span = span;
+    lc.out = out;
+    lc.found = found;
+    if (run(cs, step_load, &lc.c) != AS_OK) as_session_clear(out);
+    return lc.c.st;
 }
 
-/* ---------------------------------------------------------------- write */
+static void cu_release(as_store *st, as_stored *found) {
+    custom_store *cs = (custom_store *)st;
+    if (found->note != 0) luaL_unref(cs->L, LUA_REGISTRYINDEX, (int)(found->note >> 1));
+    found->note = 0;
+}
+
+/* ---------------------------------------------------------------- write: one path each */
+
+static as_status push_decoded(lua_State *L, call *c, const as_blob *b) {
+    as_error why;
+    as_error_clear(&why);
+    if (lbind_decode(L, b->text, b->len, NULL, &why) == AS_OK) return AS_OK;
+    *c->err = why;
+    return why.status;
+}
+
+/* Pushes an array of the decoded texts. */
+static as_status push_messages(lua_State *L, call *c, as_blob *const *msgs, size_t n) {
+    size_t i;
+    lua_createtable(L, n < 100000 ? (int)n : 0, 0);
+    for (i = 0; i < n; i++) {
+        as_status st = push_decoded(L, c, msgs[i]);
+        if (st != AS_OK) return st;
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    return AS_OK;
+}
+
+/* tag, untag, rename: backend.update(metadata). */
+static void write_update(lua_State *L, call *c, const as_meta *meta) {
+    backend_fn(L, c->cs, "update");
+    lbind_push_meta(L, meta);
+    c->st = backend_call(L, c, "update", 1);
+}
+
+/* rewind: backend.rewind(id, keep, metadata). */
+static void write_rewind(lua_State *L, call *c, const char *id, size_t keep, const as_meta *meta) {
+    backend_fn(L, c->cs, "rewind");
+    lua_pushstring(L, id);
+    lbind_push_count(L, keep);
+    lbind_push_meta(L, meta);
+    c->st = backend_call(L, c, "rewind", 3);
+}
+
+/* append: backend.append(id, messages, metadata). */
+static void write_append(lua_State *L, call *c, const char *id, as_blob *const *msgs, size_t n,
+                         const as_meta *meta) {
+    backend_fn(L, c->cs, "append");
+    lua_pushstring(L, id);
+    if ((c->st = push_messages(L, c, msgs, n)) != AS_OK) return;
+    lbind_push_meta(L, meta);
+    c->st = backend_call(L, c, "append", 3);
+}
+
+/* fork: backend.fork(source_id, metadata, count). */
+static void write_fork(lua_State *L, call *c, const char *from, const as_meta *meta, size_t n) {
+    backend_fn(L, c->cs, "fork");
+    lua_pushstring(L, from);
+    lbind_push_meta(L, meta);
+    lbind_push_count(L, n);
+    c->st = backend_call(L, c, "fork", 3);
+}
+
+/* Loads the session `id` whole for the write under way and pushes its
+** table; 0 with c->st set when it fails. The converted session is only
+** checked, and freed even when a Lua error cuts the load short. */
+static int load_whole(lua_State *L, call *c, const char *id) {
+    static const as_span whole = { 0, AS_ALL };
+    as_session tmp = { 0 };
+    as_stored found;
+    load_call inner;
+    int rc;
+    memset(&inner, 0, sizeof inner);
+    memset(&found, 0, sizeof found);
+    inner.c = *c;
+    inner.id = id;
+    inner.span = &whole;
+    inner.out = &tmp;
+    inner.found = &found;
+    lua_pushcfunction(L, step_load);
+    lua_pushlightuserdata(L, &inner);
+    rc = lua_pcall(L, 1, 1, 0);
+    as_session_clear(&tmp);
+    if (rc != LUA_OK) lua_error(L);
+    if ((c->st = inner.c.st) != AS_OK) return 0;
+    /* the note is the table's reference: take the table, drop the reference */
+    lua_pop(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(found.note >> 1));
+    luaL_unref(L, LUA_REGISTRYINDEX, (int)(found.note >> 1));
+    return 1;
+}
 
 /* Pushes a new array of the first `n` entries of the array at idx. */
 static void push_prefix(lua_State *L, int idx, size_t n) {
@@ -416,96 +517,26 @@ static void push_prefix(lua_State *L, int idx, size_t n) {
     luaL_setmetatable(L, LBIND_ARRAY_MT);
 }
 
-static as_status push_decoded(lua_State *L, step *s, const as_blob *b) {
-    as_error why;
-    as_error_clear(&why);
-    if (lbind_decode(L, b->text, b->len, NULL, &why) == AS_OK) return AS_OK;
-    *s->err = why;
-    return why.status;
-}
-
-/* Loads the session `id` for the write under way (span: NULL for the
-** metadata, or the whole) and pushes the table loaded; 0 with s->st set when
-** it fails. */
-static int load_for_write(lua_State *L, step *s, const char *id, const as_span *span) {
-    as_session tmp = { 0 };
-    as_stored info;
-    step inner = *s;
-    int rc;
-    inner.id = id;
-    inner.span = span;
-    inner.write = 1;
-    inner.out = &tmp;
-    inner.info = &info;
-    lua_pushcfunction(L, step_load);
-    lua_pushlightuserdata(L, &inner);
-    rc = lua_pcall(L, 1, 0, 0);
-    as_session_clear(&tmp); /* also when a Lua error cut the load short */
-    if (rc != LUA_OK) lua_error(L);
-    if (inner.st != AS_OK) return (s->st = inner.st), 0;
-    if (!push_loaded(L, s->cs, id)) return (s->st = AS_ENOTFOUND), 0;
-    return 1;
-}
-
-static int step_write(lua_State *L) {
-    static const as_span whole = { 0, AS_ALL };
-    step *s = lua_touserdata(L, 1);
-    custom_store *cs = s->cs;
-    const as_write *w = s->w;
-    const char *id = w->meta->id;
-    int have, session;
-    size_t i, keep = w->keep;
-    have = w->create ? 0 : push_loaded(L, cs, id);
-    /* not loaded in this transaction: load it now */
-    if (!w->create && !have && !load_for_write(L, s, id, NULL)) return 0;
-    have = !w->create;
-    session = lua_gettop(L); /* the loaded session, when have */
-    if (!w->create && w->nappend == 0 && w->state == NULL) {
-        if (keep == AS_KEEP_ALL && backend_fn(L, cs, "update") == LUA_TFUNCTION) {
-            lbind_push_meta(L, w->meta);
-            return (s->st = call(L, s, "update", 1)), 0;
+/* Every other write: backend.store(session), the whole session: the kept
+** messages and the state come from the table the load of it returned. */
+static void write_store(lua_State *L, call *c, const as_write *w) {
+    size_t keep = w->keep, i;
+    int session = 0;
+    if (!w->create) {
+        const as_stored *found = w->found;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(found->note >> 1));
+        /* read without its messages, and the store needs them */
+        if ((found->note & 1) && keep > 0) {
+            lua_pop(L, 1);
+            if (!load_whole(L, c, w->meta->id)) return;
         }
-        lua_settop(L, session);
-        if (keep != AS_KEEP_ALL && backend_fn(L, cs, "rewind") == LUA_TFUNCTION) {
-            lua_pushstring(L, id);
-            lua_pushinteger(L, (lua_Integer)keep);
-            lbind_push_meta(L, w->meta);
-            return (s->st = call(L, s, "rewind", 3)), 0;
-        }
-        lua_settop(L, session);
-    }
-    if (!w->create && keep == AS_KEEP_ALL && w->nappend > 0 && w->state == NULL
-        && backend_fn(L, cs, "append") == LUA_TFUNCTION) {
-        lua_pushstring(L, id);
-        lua_createtable(L, w->nappend < 100000 ? (int)w->nappend : 0, 0);
-        for (i = 0; i < w->nappend; i++) {
-            if ((s->st = push_decoded(L, s, w->append[i])) != AS_OK) return 0;
-            lua_rawseti(L, -2, (lua_Integer)i + 1);
-        }
-        luaL_setmetatable(L, LBIND_ARRAY_MT);
-        lbind_push_meta(L, w->meta);
-        return (s->st = call(L, s, "append", 3)), 0;
-    }
-    lua_settop(L, session);
-    if (w->create && w->from && backend_fn(L, cs, "fork") == LUA_TFUNCTION) {
-        lua_pushstring(L, w->from);
-        lbind_push_meta(L, w->meta);
-        lua_pushinteger(L, (lua_Integer)w->nappend);
-        return (s->st = call(L, s, "fork", 3)), 0;
-    }
-    lua_settop(L, session);
-    if (have && keep > 0 && cs->loaded_partial) {
-        /* the session was read without its messages, and store needs them */
-        lua_settop(L, session - 1);
-        if (!load_for_write(L, s, id, &whole)) return 0;
         session = lua_gettop(L);
     }
-    /* the whole session, for backend.store */
-    backend_fn(L, cs, "store");
+    backend_fn(L, c->cs, "store");
     lua_createtable(L, 0, 3);
     lbind_push_meta(L, w->meta);
     lua_setfield(L, -2, "metadata");
-    if (have && keep > 0) {
+    if (session && keep > 0) {
         lua_getfield(L, session, "messages");
         if (keep == AS_KEEP_ALL) keep = lua_istable(L, -1) ? (size_t)lua_rawlen(L, -1) : 0;
         if (lua_istable(L, -1)) push_prefix(L, -1, keep);
@@ -517,33 +548,63 @@ static int step_write(lua_State *L) {
         luaL_setmetatable(L, LBIND_ARRAY_MT);
     }
     for (i = 0; i < w->nappend; i++) {
-        if ((s->st = push_decoded(L, s, w->append[i])) != AS_OK) return 0;
+        if ((c->st = push_decoded(L, c, w->append[i])) != AS_OK) return;
         lua_rawseti(L, -2, (lua_Integer)(keep + i + 1));
     }
     lua_setfield(L, -2, "messages");
     if (w->state) {
-        if ((s->st = push_decoded(L, s, w->state)) != AS_OK) return 0;
-    } else if (have) {
+        if ((c->st = push_decoded(L, c, w->state)) != AS_OK) return;
+    } else if (session) {
         lua_getfield(L, session, "state");
     } else {
         lua_newtable(L);
     }
     lua_setfield(L, -2, "state");
-    s->st = call(L, s, "store", 1);
+    c->st = backend_call(L, c, "store", 1);
+}
+
+/* Whether the backend has the optional function `name`. */
+static int has(lua_State *L, custom_store *cs, const char *name) {
+    int yes = backend_fn(L, cs, name) == LUA_TFUNCTION;
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* Picks the write's path: the backend's own function for it when it has one. */
+static int step_write(lua_State *L) {
+    write_call *wc = lua_touserdata(L, 1);
+    call *c = &wc->c;
+    const as_write *w = wc->w;
+    int meta_only = !w->create && w->nappend == 0 && w->state == NULL;
+    if (meta_only && w->keep == AS_KEEP_ALL && has(L, c->cs, "update"))
+        write_update(L, c, w->meta);
+    else if (meta_only && w->keep != AS_KEEP_ALL && has(L, c->cs, "rewind"))
+        write_rewind(L, c, w->meta->id, w->keep, w->meta);
+    else if (!w->create && w->keep == AS_KEEP_ALL && w->nappend > 0 && w->state == NULL
+             && has(L, c->cs, "append"))
+        write_append(L, c, w->meta->id, w->append, w->nappend, w->meta);
+    else if (w->create && w->from && has(L, c->cs, "fork"))
+        write_fork(L, c, w->from, w->meta, w->nappend);
+    else
+        write_store(L, c, w);
     return 0;
 }
 
-static int step_written(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    custom_store *cs = s->cs;
-    const as_write *w = s->w;
+/* ---------------------------------------------------------------- this manager's notes */
+
+/* Notes this manager's write to (or removal of) an id: its number, for
+** list's ties, and the size written, which a later write reads back. */
+static int step_note(lua_State *L) {
+    note_call *nc = lua_touserdata(L, 1);
+    custom_store *cs = nc->c.cs;
+    const as_write *w = nc->w;
     /* forget the old size first: if noting the new one fails, none is known */
     lua_rawgeti(L, LUA_REGISTRYINDEX, cs->sizes);
     lua_pushnil(L);
-    lua_setfield(L, -2, s->id);
+    lua_setfield(L, -2, nc->id);
     lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
-    lua_pushstring(L, s->id);
-    if (s->write) lua_pushinteger(L, (lua_Integer)++cs->seq);
+    lua_pushstring(L, nc->id);
+    if (w != NULL) lua_pushinteger(L, (lua_Integer)++cs->seq);
     else lua_pushnil(L);
     lua_rawset(L, -3);
     if (w != NULL) {
@@ -554,51 +615,56 @@ static int step_written(lua_State *L) {
         lua_rawseti(L, -2, 2);
         lua_pushinteger(L, (lua_Integer)w->bytes);
         lua_rawseti(L, -2, 3);
-        lua_setfield(L, -3, s->id);
+        lua_setfield(L, -3, nc->id);
     }
     return 0;
 }
 
-/* Notes this manager's write (or the removal) for list's ties and the size
-** of what it wrote, once the backend has done it: best effort, since the call
-** has succeeded (without memory for the note, ties just fall back to the
-** backend's order, and the next write encodes the session to size it). */
-static as_status written(custom_store *cs, const char *id, const as_write *w) {
+/* Best effort, once the backend has done the write: the call has succeeded
+** (without memory for the note, ties just fall back to the backend's order,
+** and the next write encodes the session to size it). */
+static as_status note_write(custom_store *cs, const char *id, const as_write *w) {
     as_error ignored;
-    step s = { 0 };
-    s.err = &ignored;
-    s.id = id;
-    s.write = w != NULL;
-    s.w = w;
-    run(cs, step_written, &s);
+    note_call nc;
+    memset(&nc, 0, sizeof nc);
+    nc.c.err = &ignored;
+    nc.id = id;
+    nc.w = w;
+    run(cs, step_note, &nc.c);
     return AS_OK;
 }
 
 static as_status cu_write(as_store *st, const as_write *w, as_error *err) {
     custom_store *cs = (custom_store *)st;
-    step s = { 0 };
-    s.err = err;
-    s.w = w;
-    if (run(cs, step_write, &s) != AS_OK) return s.st;
-    return written(cs, w->meta->id, w);
+    write_call wc;
+    memset(&wc, 0, sizeof wc);
+    wc.c.err = err;
+    wc.w = w;
+    if (run(cs, step_write, &wc.c) != AS_OK) return wc.c.st;
+    return note_write(cs, w->meta->id, w);
 }
 
+/* ---------------------------------------------------------------- remove */
+
 static int step_remove(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    backend_fn(L, s->cs, "remove");
-    lua_pushstring(L, s->id);
-    if ((s->st = call(L, s, "remove", 1)) != AS_OK) return 0;
-    s->st = lua_toboolean(L, -1) ? AS_OK : AS_ENOTFOUND;
+    remove_call *rc = lua_touserdata(L, 1);
+    backend_fn(L, rc->c.cs, "remove");
+    lua_pushstring(L, rc->id);
+    if ((rc->c.st = backend_call(L, &rc->c, "remove", 1)) != AS_OK) return 0;
+    rc->c.st = lua_toboolean(L, -1) ? AS_OK : AS_ENOTFOUND;
     return 0;
 }
 
-static as_status cu_remove(as_store *st, const char *id, as_error *err) {
+static as_status cu_remove(as_store *st, const as_meta *old, const as_stored *found,
+                           as_error *err) {
     custom_store *cs = (custom_store *)st;
-    step s = { 0 };
-    s.err = err;
-    s.id = id;
-    if (run(cs, step_remove, &s) != AS_OK) return s.st;
-    return written(cs, id, NULL);
+    remove_call rc;
+    (void)found;
+    memset(&rc, 0, sizeof rc);
+    rc.c.err = err;
+    rc.id = old->id;
+    if (run(cs, step_remove, &rc.c) != AS_OK) return rc.c.st;
+    return note_write(cs, old->id, NULL);
 }
 
 /* ---------------------------------------------------------------- list */
@@ -632,59 +698,61 @@ static void push_filter(lua_State *L, const as_filter *f) {
     }
 }
 
-static int step_list(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    custom_store *cs = s->cs;
-    const as_filter *f = s->f;
+/* Calls backend.query(filter) when the filter asks and the backend has it,
+** else backend.list(); leaves the array on the stack and returns the name of
+** the function called, or NULL with c->st set. */
+static const char *ask_list(lua_State *L, list_call *lc) {
+    const as_filter *f = lc->f;
     const char *name = "list";
-    lua_Integer n, i;
-    int list, order, seen;
-    size_t skip = f->offset, k;
-    if ((f->ntags > 0 || f->agent_name || f->parent_id)
-        && backend_fn(L, cs, "query") == LUA_TFUNCTION) {
+    int nargs = 0;
+    if ((f->ntags > 0 || f->agent_name || f->parent_id) && has(L, lc->c.cs, "query")) {
         name = "query";
+        backend_fn(L, lc->c.cs, name);
         push_filter(L, f);
-        if ((s->st = call(L, s, name, 1)) != AS_OK) return 0;
-    } else {
-        lua_settop(L, 1);
-        backend_fn(L, cs, "list");
-        if ((s->st = call(L, s, name, 0)) != AS_OK) return 0;
-    }
-    list = lua_gettop(L);
-    if (!lua_istable(L, list)) {
+        nargs = 1;
+    } else backend_fn(L, lc->c.cs, name);
+    if ((lc->c.st = backend_call(L, &lc->c, name, nargs)) != AS_OK) return NULL;
+    if (!lua_istable(L, -1)) {
         as_error why;
-        as_error_set(&why, AS_ESTORAGE, "a %s, not an array of metadata", luaL_typename(L, list));
-        s->st = garbage(s, name, &why);
-        return 0;
+        as_error_set(&why, AS_ESTORAGE, "a %s, not an array of metadata", luaL_typename(L, -1));
+        lc->c.st = garbage(&lc->c, name, &why);
+        return NULL;
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, cs->order);
+    return name;
+}
+
+/* The entries of the array at `list` that match the filter, each with this
+** manager's last write to it, into lc->entries. */
+static int gather_entries(lua_State *L, list_call *lc, int list, const char *name) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, list), i;
+    int order;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lc->c.cs->order);
     order = lua_gettop(L);
-    n = (lua_Integer)lua_rawlen(L, list);
     if (n > 0 && ((size_t)n > SIZE_MAX / sizeof(entry)
-                  || (s->entries = as_calloc((size_t)n, sizeof(entry))) == NULL))
-        return (s->st = as_error_nomem(s->err)), 0;
+                  || (lc->entries = as_calloc((size_t)n, sizeof(entry))) == NULL))
+        return (lc->c.st = as_error_nomem(lc->c.err)), 0;
     for (i = 1; i <= n; i++) {
         /* counted before it is filled, so that whatever it holds is freed
         ** even if a Lua error cuts its conversion short */
-        entry *e = &s->entries[s->nentries++];
+        entry *e = &lc->entries[lc->nentries++];
         as_error why;
         as_error_clear(&why);
         lua_rawgeti(L, list, i);
-        if ((s->st = lbind_to_meta(L, -1, &e->meta, &why)) != AS_OK
-            || (s->st = check_returned(&e->meta, &why)) != AS_OK) {
+        if ((lc->c.st = lbind_to_meta(L, -1, &e->meta, &why)) != AS_OK
+            || (lc->c.st = check_returned(&e->meta, &why)) != AS_OK) {
             char where[32];
-            if (s->st == AS_ENOMEM) return (*s->err = why), 0;
+            if (lc->c.st == AS_ENOMEM) return (*lc->c.err = why), 0;
             snprintf(where, sizeof where, "[%lld]", (long long)i);
             as_error_prefix(&why, where);
-            as_error_set(s->err, AS_ESTORAGE, "custom store: backend.%s returned an entry that is "
-                         "not metadata: %.200s: %.200s", name, why.path, why.message);
-            s->st = AS_ESTORAGE;
+            as_error_set(lc->c.err, AS_ESTORAGE, "custom store: backend.%s returned an entry "
+                         "that is not metadata: %.200s: %.200s", name, why.path, why.message);
+            lc->c.st = AS_ESTORAGE;
             return 0;
         }
         lua_pop(L, 1);
-        if (!as_meta_matches(&e->meta, f)) {
+        if (!as_meta_matches(&e->meta, lc->f)) {
             as_meta_clear(&e->meta);
-            s->nentries--;
+            lc->nentries--;
             continue;
         }
         lua_pushstring(L, e->meta.id);
@@ -692,80 +760,69 @@ static int step_list(lua_State *L) {
         lua_pop(L, 1);
         e->index = (size_t)i;
     }
-    if (s->nentries > 1) qsort(s->entries, s->nentries, sizeof(entry), newer_first);
-    lua_newtable(L); /* the ids listed so far: an id the backend gave twice counts once, the newest */
+    return 1;
+}
+
+/* Sorts the entries in list order and puts the page of the filter into
+** lc->out; an id the backend gave twice counts once, the newest. */
+static void page_entries(lua_State *L, list_call *lc) {
+    size_t skip = lc->f->offset, k;
+    int seen;
+    if (lc->nentries > 1) qsort(lc->entries, lc->nentries, sizeof(entry), newer_first);
+    lua_newtable(L);
     seen = lua_gettop(L);
-    for (k = 0; k < s->nentries && s->list->n < f->limit; k++) {
-        lua_pushstring(L, s->entries[k].meta.id);
+    for (k = 0; k < lc->nentries && lc->out->n < lc->f->limit; k++) {
+        lua_pushstring(L, lc->entries[k].meta.id);
         if (lua_rawget(L, seen) != LUA_TNIL) {
             lua_pop(L, 1);
             continue;
         }
         lua_pop(L, 1);
-        lua_pushstring(L, s->entries[k].meta.id);
+        lua_pushstring(L, lc->entries[k].meta.id);
         lua_pushboolean(L, 1);
         lua_rawset(L, seen);
         if (skip > 0) {
             skip--;
             continue;
         }
-        if ((s->st = as_meta_list_push(s->list, &s->entries[k].meta, s->err)) != AS_OK) return 0;
+        if ((lc->c.st = as_meta_list_push(lc->out, &lc->entries[k].meta, lc->c.err)) != AS_OK)
+            return;
     }
+}
+
+static int step_list(lua_State *L) {
+    list_call *lc = lua_touserdata(L, 1);
+    const char *name = ask_list(L, lc);
+    if (name && gather_entries(L, lc, lua_gettop(L), name)) page_entries(L, lc);
     return 0;
 }
 
 static as_status cu_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
     custom_store *cs = (custom_store *)st;
-    step s = { 0 };
+    list_call lc;
     size_t i;
-    s.err = err;
-    s.f = f;
-    s.list = out;
-    run(cs, step_list, &s);
-    for (i = 0; i < s.nentries; i++) as_meta_clear(&s.entries[i].meta);
-    as_free(s.entries);
-    if (s.st != AS_OK) as_meta_list_clear(out);
-    return s.st;
+    memset(&lc, 0, sizeof lc);
+    lc.c.err = err;
+    lc.f = f;
+    lc.out = out;
+    run(cs, step_list, &lc.c);
+    for (i = 0; i < lc.nentries; i++) as_meta_clear(&lc.entries[i].meta);
+    as_free(lc.entries);
+    if (lc.c.st != AS_OK) as_meta_list_clear(out);
+    return lc.c.st;
 }
 
-/* ---------------------------------------------------------------- transactions */
-
-static int step_forget(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    forget_loaded(L, s->cs);
-    return 0;
-}
-
-static void end_txn(custom_store *cs) {
-    as_error ignored;
-    step s = { 0 };
-    if (cs->loaded == LUA_NOREF && cs->loaded_id == NULL) return;
-    s.err = &ignored;
-    run(cs, step_forget, &s);
-}
+/* ---------------------------------------------------------------- transactions and closing */
 
 static as_status cu_begin(as_store *st, int write, as_error *err) {
-    custom_store *cs = (custom_store *)st;
     (void)err;
-    end_txn(cs);
-    cs->write = write;
+    ((custom_store *)st)->write = write;
     return AS_OK;
-}
-
-static as_status cu_commit(as_store *st, as_error *err) {
-    (void)err;
-    end_txn((custom_store *)st);
-    return AS_OK;
-}
-
-static void cu_rollback(as_store *st) {
-    end_txn((custom_store *)st);
 }
 
 static int step_close(lua_State *L) {
-    step *s = lua_touserdata(L, 1);
-    custom_store *cs = s->cs;
-    forget_loaded(L, cs);
+    call *c = lua_touserdata(L, 1);
+    custom_store *cs = c->cs;
     /* no backend when the constructor ran out of memory taking its reference */
     if (cs->backend != LUA_NOREF && backend_fn(L, cs, "close") == LUA_TFUNCTION)
         lua_pcall(L, 0, 0, 0);
@@ -779,10 +836,10 @@ static int step_close(lua_State *L) {
 static void cu_close(as_store *st) {
     custom_store *cs = (custom_store *)st;
     as_error ignored;
-    step s = { 0 };
-    s.err = &ignored;
-    if (cs->L) run(cs, step_close, &s);
-    as_free(cs->loaded_id);
+    call c;
+    memset(&c, 0, sizeof c);
+    c.err = &ignored;
+    if (cs->L) run(cs, step_close, &c);
     as_buf_free(&cs->buf);
     as_free(cs);
 }
@@ -790,11 +847,10 @@ static void cu_close(as_store *st) {
 static const as_store_ops custom_ops = {
     .kind = "custom",
     .begin = cu_begin,
-    .commit = cu_commit,
-    .rollback = cu_rollback,
     .load = cu_load,
     .write = cu_write,
     .remove = cu_remove,
+    .release = cu_release,
     .list = cu_list,
     .close = cu_close,
     .canonical = 0,
@@ -802,7 +858,9 @@ static const as_store_ops custom_ops = {
 
 /* ---------------------------------------------------------------- the constructor */
 
-static int enter(void *store, lua_State *L) {
+/* Before each method: learns the calling thread; refuses a backend calling
+** its own manager. */
+static int cu_enter(void *store, lua_State *L) {
     custom_store *cs = store;
     if (cs->busy) return 1;
     cs->L = L;
@@ -843,10 +901,10 @@ int lbind_new_custom(lua_State *L) {
         return lbind_error(L, (as_error_nomem(&err), &err));
     }
     cs->base.ops = &custom_ops;
-    cs->backend = cs->order = cs->sizes = cs->loaded = LUA_NOREF;
+    cs->backend = cs->order = cs->sizes = LUA_NOREF;
     /* from here the manager owns the store and closes it, also on error */
     lbind_manager_start(L, &cs->base, &opts);
-    lbind_manager_set_enter(L, -1, enter, cs);
+    lbind_manager_set_enter(L, -1, cu_enter, cs);
     cs->L = L;
     lua_pushvalue(L, 1);
     cs->backend = luaL_ref(L, LUA_REGISTRYINDEX);
