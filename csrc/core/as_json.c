@@ -85,7 +85,7 @@ typedef struct parser {
     int max_depth;
 } parser;
 
-static as_status fail(parser *P, const char *what) {
+static as_status parse_fail(parser *P, const char *what) {
     as_error_set(P->err, AS_EINVALID, "at byte %zu: %s", (size_t)(P->p - P->start) + 1, what);
     return AS_EINVALID;
 }
@@ -130,23 +130,23 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
     for (;;) {
         unsigned char cls;
         s = skip_plain(s, P->end);
-        if (s >= P->end) { P->p = s; return fail(P, "unterminated string"); }
+        if (s >= P->end) { P->p = s; return parse_fail(P, "unterminated string"); }
         cls = string_class[*s];
         if (cls == 1) break;
         if (cls == 4) {
             if (trusted) { s++; continue; }
             {
                 size_t n = as_utf8_seq(s, P->end);
-                if (n == 0) { P->p = s; return fail(P, "invalid UTF-8 in string"); }
+                if (n == 0) { P->p = s; return parse_fail(P, "invalid UTF-8 in string"); }
                 s += n;
             }
             continue;
         }
-        if (cls == 3) { P->p = s; return fail(P, "control character in string"); }
+        if (cls == 3) { P->p = s; return parse_fail(P, "control character in string"); }
         /* an escape: move what came before into the scratch buffer */
         if (!escaped) { sb->len = 0; escaped = 1; }
         if (as_buf_put(sb, run, (size_t)(s - run)) != 0) return as_error_nomem(P->err);
-        if (s + 1 >= P->end) { P->p = s; return fail(P, "unterminated string"); }
+        if (s + 1 >= P->end) { P->p = s; return parse_fail(P, "unterminated string"); }
         {
             char c;
             switch (s[1]) {
@@ -161,14 +161,14 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
             case 'u': {
                 unsigned long cp, lo;
                 unsigned char u8[4];
-                if (P->end - s < 6 || hex4(s + 2, &cp) != 0) { P->p = s; return fail(P, "invalid \\u escape"); }
+                if (P->end - s < 6 || hex4(s + 2, &cp) != 0) { P->p = s; return parse_fail(P, "invalid \\u escape"); }
                 s += 6;
-                if (cp >= 0xDC00 && cp <= 0xDFFF) { P->p = s - 6; return fail(P, "lone surrogate in \\u escape"); }
+                if (cp >= 0xDC00 && cp <= 0xDFFF) { P->p = s - 6; return parse_fail(P, "lone surrogate in \\u escape"); }
                 if (cp >= 0xD800 && cp <= 0xDBFF) {
                     if (P->end - s < 6 || s[0] != '\\' || s[1] != 'u' || hex4(s + 2, &lo) != 0
                         || lo < 0xDC00 || lo > 0xDFFF) {
                         P->p = s - 6;
-                        return fail(P, "lone surrogate in \\u escape");
+                        return parse_fail(P, "lone surrogate in \\u escape");
                     }
                     s += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
@@ -177,7 +177,7 @@ static as_status read_string(parser *P, const char **out, size_t *outlen) {
                 run = s;
                 continue;
             }
-            default: P->p = s; return fail(P, "invalid escape in string");
+            default: P->p = s; return parse_fail(P, "invalid escape in string");
             }
             if (as_buf_putc(sb, c) != 0) return as_error_nomem(P->err);
             s += 2;
@@ -202,23 +202,23 @@ static as_status read_number(parser *P) {
     const unsigned char *s = P->p, *begin = P->p;
     int neg = 0, is_float = 0;
     if (*s == '-') { neg = 1; s++; }
-    if (s >= P->end || !is_digit(*s)) return fail(P, "invalid number");
+    if (s >= P->end || !is_digit(*s)) return parse_fail(P, "invalid number");
     if (*s == '0') {
         s++;
-        if (s < P->end && is_digit(*s)) return fail(P, "leading zero in number");
+        if (s < P->end && is_digit(*s)) return parse_fail(P, "leading zero in number");
     } else {
         while (s < P->end && is_digit(*s)) s++;
     }
     if (s < P->end && *s == '.') {
         s++;
-        if (s >= P->end || !is_digit(*s)) { P->p = s; return fail(P, "digit expected after '.'"); }
+        if (s >= P->end || !is_digit(*s)) { P->p = s; return parse_fail(P, "digit expected after '.'"); }
         while (s < P->end && is_digit(*s)) s++;
         is_float = 1;
     }
     if (s < P->end && (*s == 'e' || *s == 'E')) {
         s++;
         if (s < P->end && (*s == '+' || *s == '-')) s++;
-        if (s >= P->end || !is_digit(*s)) { P->p = s; return fail(P, "digit expected in exponent"); }
+        if (s >= P->end || !is_digit(*s)) { P->p = s; return parse_fail(P, "digit expected in exponent"); }
         while (s < P->end && is_digit(*s)) s++;
         is_float = 1;
     }
@@ -256,7 +256,7 @@ static as_status read_number(parser *P) {
             for (i = 0; i < n; i++) if (txt[i] == '.') txt[i] = point;
         errno = 0;
         d = strtod(txt, NULL);
-        if (isinf(d)) return fail(P, "number out of range of a double");
+        if (isinf(d)) return parse_fail(P, "number out of range of a double");
         P->p = s;
         SINK(P, number(P->ctx, d));
     }
@@ -268,7 +268,7 @@ static as_status parse_value(parser *P);
 static as_status parse_array(parser *P) {
     size_t index = 0;
     as_status st;
-    if (++P->depth > P->max_depth) return fail(P, "nesting deeper than 128 levels");
+    if (++P->depth > P->max_depth) return parse_fail(P, "nesting deeper than 128 levels");
     P->p++;
     SINK(P, begin_array(P->ctx));
     skip_ws(P);
@@ -289,7 +289,7 @@ static as_status parse_array(parser *P) {
                 continue;
             }
             if (P->p < P->end && *P->p == ']') { P->p++; break; }
-            return fail(P, "',' or ']' expected");
+            return parse_fail(P, "',' or ']' expected");
         }
     }
     SINK(P, end_array(P->ctx));
@@ -299,7 +299,7 @@ static as_status parse_array(parser *P) {
 
 static as_status parse_object(parser *P) {
     as_status st;
-    if (++P->depth > P->max_depth) return fail(P, "nesting deeper than 128 levels");
+    if (++P->depth > P->max_depth) return parse_fail(P, "nesting deeper than 128 levels");
     P->p++;
     SINK(P, begin_object(P->ctx));
     skip_ws(P);
@@ -310,13 +310,13 @@ static as_status parse_object(parser *P) {
             const char *key;
             const unsigned char *raw;
             size_t keylen, rawlen;
-            if (P->p >= P->end || *P->p != '"') return fail(P, "string key expected");
+            if (P->p >= P->end || *P->p != '"') return parse_fail(P, "string key expected");
             raw = P->p + 1;
             if ((st = read_string(P, &key, &keylen)) != AS_OK) return st;
             rawlen = (size_t)(P->p - 1 - raw);
             SINK(P, key(P->ctx, key, keylen));
             skip_ws(P);
-            if (P->p >= P->end || *P->p != ':') return fail(P, "':' expected");
+            if (P->p >= P->end || *P->p != ':') return parse_fail(P, "':' expected");
             P->p++;
             skip_ws(P);
             if ((st = parse_value(P)) != AS_OK) {
@@ -332,7 +332,7 @@ static as_status parse_object(parser *P) {
                 continue;
             }
             if (P->p < P->end && *P->p == '}') { P->p++; break; }
-            return fail(P, "',' or '}' expected");
+            return parse_fail(P, "',' or '}' expected");
         }
     }
     SINK(P, end_object(P->ctx));
@@ -347,7 +347,7 @@ static int match_word(parser *P, const char *word, size_t n) {
 }
 
 static as_status parse_value(parser *P) {
-    if (P->p >= P->end) return fail(P, "value expected");
+    if (P->p >= P->end) return parse_fail(P, "value expected");
     switch (*P->p) {
     case '{': return parse_object(P);
     case '[': return parse_array(P);
@@ -360,20 +360,20 @@ static as_status parse_value(parser *P) {
         return AS_OK;
     }
     case 't':
-        if (!match_word(P, "true", 4)) return fail(P, "invalid literal");
+        if (!match_word(P, "true", 4)) return parse_fail(P, "invalid literal");
         SINK(P, boolean(P->ctx, 1));
         return AS_OK;
     case 'f':
-        if (!match_word(P, "false", 5)) return fail(P, "invalid literal");
+        if (!match_word(P, "false", 5)) return parse_fail(P, "invalid literal");
         SINK(P, boolean(P->ctx, 0));
         return AS_OK;
     case 'n':
-        if (!match_word(P, "null", 4)) return fail(P, "invalid literal");
+        if (!match_word(P, "null", 4)) return parse_fail(P, "invalid literal");
         SINK(P, null_value(P->ctx));
         return AS_OK;
     default:
         if (*P->p == '-' || is_digit(*P->p)) return read_number(P);
-        return fail(P, "value expected");
+        return parse_fail(P, "value expected");
     }
 }
 
@@ -394,7 +394,7 @@ as_status as_json_parse(const char *text, size_t len, const as_json_sink *sink, 
     st = parse_value(&P);
     if (st == AS_OK) {
         skip_ws(&P);
-        if (P.p != P.end) st = fail(&P, "unexpected text after the value");
+        if (P.p != P.end) st = parse_fail(&P, "unexpected text after the value");
     }
     if (st != AS_OK && root) as_error_prefix(err, root);
     return st;

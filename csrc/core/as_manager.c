@@ -86,7 +86,7 @@ void as_manager_stats(const as_manager *m, as_store_stats *out) {
     if (m->store->ops->stats) m->store->ops->stats(m->store, out);
 }
 
-static int64_t stamp(as_manager *m) {
+static int64_t next_stamp(as_manager *m) {
     int64_t now = as_now_ms();
     if (now < m->last_stamp) now = m->last_stamp;
     m->last_stamp = now;
@@ -97,14 +97,14 @@ static int64_t stamp(as_manager *m) {
 
 /* Starts an attempt of an operation. err starts clear, so that a store's own
 ** not_found message (see not_found) is told from whatever err held before. */
-static as_status begin(as_manager *m, int write, as_error *err) {
+static as_status txn_begin(as_manager *m, int write, as_error *err) {
     const as_store_ops *ops = m->store->ops;
     as_error_clear(err);
     return ops->begin ? ops->begin(m->store, write, err) : AS_OK;
 }
 
 /* Commits when st is AS_OK, else rolls back; returns the final status. */
-static as_status finish(as_manager *m, as_status st, as_error *err) {
+static as_status txn_finish(as_manager *m, as_status st, as_error *err) {
     const as_store_ops *ops = m->store->ops;
     if (st == AS_OK) return ops->commit ? ops->commit(m->store, err) : AS_OK;
     if (ops->rollback) ops->rollback(m->store);
@@ -304,7 +304,7 @@ static as_status save_window_in(as_manager *m, const as_session *s, as_blob *sta
     }
     replaced = body_size(old.s.msgs, old.s.nmsgs, old.s.state);
     if (meta->created_at == 0) meta->created_at = old.s.meta.created_at;
-    meta->updated_at = stamp(m);
+    meta->updated_at = next_stamp(m);
     meta->version = old.s.meta.version + 1;
     bytes = add_size(old.found.bytes > replaced ? old.found.bytes - replaced : 0,
                      body_size(s->msgs, s->nmsgs, state));
@@ -358,7 +358,7 @@ static as_status save_in(as_manager *m, const as_session *s, as_blob *state, as_
     if (st != AS_OK) return st;
     if ((st = check_version(meta->id, old.exists ? old.s.meta.version : 0, expect_version, err))
         == AS_OK) {
-        now = stamp(m);
+        now = next_stamp(m);
         if (meta->created_at == 0) meta->created_at = old.exists ? old.s.meta.created_at : now;
         meta->updated_at = now;
         meta->version = old.exists ? old.s.meta.version + 1 : 1;
@@ -390,11 +390,11 @@ static as_status put_session(as_manager *m, const as_session *s, const as_window
     }
     do {
         meta.created_at = s->meta.created_at;
-        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
         if (import >= 0) st = import_in(m, s, state, &meta, import, err);
         else if (win) st = save_window_in(m, s, state, &meta, win, err);
         else st = save_in(m, s, state, &meta, expect_version, err);
-        st = finish(m, st, err);
+        st = txn_finish(m, st, err);
     } while (st == AS_ERETRY);
 done:
     if (state != s->state) as_blob_unref(state);
@@ -415,8 +415,8 @@ as_status as_manager_resume(as_manager *m, const char *id, const as_span *span,
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
-        if ((st = begin(m, 0, err)) != AS_OK) break;
-        st = finish(m, load_span(m, id, span ? span : &whole, &l, err), err);
+        if ((st = txn_begin(m, 0, err)) != AS_OK) break;
+        st = txn_finish(m, load_span(m, id, span ? span : &whole, &l, err), err);
         if (st == AS_OK && win) {
             win->first = l.found.first;
             win->count = l.s.nmsgs;
@@ -435,8 +435,8 @@ as_status as_manager_resume(as_manager *m, const char *id, const as_span *span,
 as_status as_manager_list(as_manager *m, const as_filter *f, as_meta_list *out, as_error *err) {
     as_status st;
     do {
-        if ((st = begin(m, 0, err)) != AS_OK) break;
-        if ((st = finish(m, m->store->ops->list(m->store, f, out, err), err)) != AS_OK)
+        if ((st = txn_begin(m, 0, err)) != AS_OK) break;
+        if ((st = txn_finish(m, m->store->ops->list(m->store, f, out, err), err)) != AS_OK)
             as_meta_list_clear(out);
     } while (st == AS_ERETRY);
     return st;
@@ -483,7 +483,7 @@ static as_status fork_in(as_manager *m, const char *id, const char *name, size_t
     if ((st = fork_name(name, src->meta.name, &meta->name, err)) != AS_OK) goto done;
     if ((st = as_meta_check(meta, err)) != AS_OK) goto done;
     if (at != AS_KEEP_ALL) meta->turn_count = (uint32_t)(keep > UINT32_MAX ? UINT32_MAX : keep);
-    meta->created_at = meta->updated_at = stamp(m);
+    meta->created_at = meta->updated_at = next_stamp(m);
     meta->version = 1;
     write_init(&w, meta, body_size(src->msgs, keep, src->state), NULL);
     if ((st = check_size(m, meta, w.bytes, err)) != AS_OK) goto done;
@@ -505,8 +505,8 @@ as_status as_manager_fork(as_manager *m, const char *id, const char *name, size_
     if ((st = check_id(id, err)) != AS_OK) return st;
     if (name && (st = as_check_name(name, strlen(name), "name", err)) != AS_OK) return st;
     do {
-        if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = finish(m, fork_in(m, id, name, at, &meta, err), err)) != AS_OK)
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
+        if ((st = txn_finish(m, fork_in(m, id, name, at, &meta, err), err)) != AS_OK)
             as_meta_clear(&meta);
     } while (st == AS_ERETRY);
     if (st == AS_OK) *out = meta;
@@ -530,7 +530,7 @@ static as_status rewind_in(as_manager *m, const char *id, uint64_t turn_index, a
         goto done;
     out->state = as_blob_ref(old.s.state);
     out->meta.turn_count = (uint32_t)(out->nmsgs > UINT32_MAX ? UINT32_MAX : out->nmsgs);
-    out->meta.updated_at = stamp(m);
+    out->meta.updated_at = next_stamp(m);
     out->meta.version++;
     write_init(&w, &out->meta, body_size(out->msgs, out->nmsgs, out->state), &old);
     w.keep = out->nmsgs;
@@ -545,8 +545,8 @@ as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, 
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
-        if ((st = begin(m, 1, err)) != AS_OK) break;
-        if ((st = finish(m, rewind_in(m, id, turn_index, out, err), err)) != AS_OK)
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
+        if ((st = txn_finish(m, rewind_in(m, id, turn_index, out, err), err)) != AS_OK)
             as_session_clear(out);
     } while (st == AS_ERETRY);
     return st;
@@ -555,7 +555,7 @@ as_status as_manager_rewind(as_manager *m, const char *id, uint64_t turn_index, 
 /* Rewrites the metadata of `old` only, as `meta`: the messages and state stay as stored. */
 static as_status write_meta(as_manager *m, as_meta *meta, const loaded *old, as_error *err) {
     as_write w;
-    meta->updated_at = stamp(m);
+    meta->updated_at = next_stamp(m);
     meta->version++;
     write_init(&w, meta, old->found.bytes, old);
     w.keep = AS_KEEP_ALL;
@@ -599,13 +599,13 @@ static as_status change_meta(as_manager *m, const char *id,
     as_status st;
     do {
         as_meta_clear(&meta);
-        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
         if ((st = load_meta(m, id, &old, err)) == AS_OK
             && (st = as_meta_copy(&meta, &old.s.meta, err)) == AS_OK
             && (st = change(&meta, ctx, err)) == AS_OK)
             st = write_meta(m, &meta, &old, err);
         loaded_clear(m, &old);
-        st = finish(m, st, err);
+        st = txn_finish(m, st, err);
     } while (st == AS_ERETRY);
     if (st == AS_OK && out) *out = meta;
     else as_meta_clear(&meta);
@@ -660,13 +660,13 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
     as_status st;
     if ((st = check_id(id, err)) != AS_OK) return st;
     do {
-        if ((st = begin(m, 1, err)) != AS_OK) break;
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
         if ((st = load_meta(m, id, &old, err)) == AS_OK) {
             st = m->store->ops->remove(m->store, &old.s.meta, &old.found, err);
             if (st == AS_ENOTFOUND) not_found(err, id);
         }
         loaded_clear(m, &old);
-        st = finish(m, st, err);
+        st = txn_finish(m, st, err);
     } while (st == AS_ERETRY);
     return st;
 }
@@ -739,13 +739,13 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
     a.max_bytes = m->max_session_bytes;
     for (a.bytes = 0, i = 0; i < n; i++) a.bytes = add_size(a.bytes, add_size(msgs[i]->len, 1));
     do {
-        a.now = stamp(m);
-        if ((st = begin(m, 1, err)) != AS_OK) break;
+        a.now = next_stamp(m);
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
         if (m->store->ops->append) {
             st = m->store->ops->append(m->store, &a, out, err);
             if (st == AS_ENOTFOUND) not_found(err, id);
         } else st = append_in(m, &a, out, err);
-        if ((st = finish(m, st, err)) != AS_OK) as_meta_clear(out);
+        if ((st = txn_finish(m, st, err)) != AS_OK) as_meta_clear(out);
     } while (st == AS_ERETRY);
     return st;
 }

@@ -44,7 +44,7 @@ static size_t find_slot(const memory_store *ms, const char *id) {
     return i;
 }
 
-static entry *find(const memory_store *ms, const char *id) {
+static entry *mem_find(const memory_store *ms, const char *id) {
     size_t slot;
     if (ms->n == 0) return NULL;
     slot = find_slot(ms, id);
@@ -123,7 +123,7 @@ static int reserve_msgs(entry *e, size_t need) {
 static as_status mem_load(as_store *st, const char *id, const as_span *span, as_session *out,
                           as_stored *info, as_error *err) {
     memory_store *ms = (memory_store *)st;
-    entry *e = find(ms, id);
+    entry *e = mem_find(ms, id);
     size_t from, n;
     if (e == NULL) return AS_ENOTFOUND;
     info->bytes = e->bytes;
@@ -165,7 +165,7 @@ static as_status mem_create(memory_store *ms, const as_write *w, as_error *err) 
 
 static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     memory_store *ms = (memory_store *)st;
-    entry *e = find(ms, w->meta->id);
+    entry *e = mem_find(ms, w->meta->id);
     as_meta meta;
     size_t keep, i;
     if (w->create) {

@@ -236,13 +236,13 @@ static int64_t mono_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static as_status fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...)
+static as_status rd_fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
 
-static as_status fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...) {
+static as_status rd_fail(redis_store *rs, as_status st, as_error *err, const char *fmt, ...) {
     char what[AS_ERROR_MESSAGE_MAX - 64];
     va_list ap;
     va_start(ap, fmt);
@@ -251,14 +251,14 @@ static as_status fail(redis_store *rs, as_status st, as_error *err, const char *
     return as_error_set(err, st, "%s: %s", rs->where, what);
 }
 
-static as_status damaged(redis_store *rs, const char *id, const char *what, as_error *err) {
+static as_status rd_damaged(redis_store *rs, const char *id, const char *what, as_error *err) {
     as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\": %s", rs->where, id,
                  what);
     as_error_set_id(err, id);
     return AS_ESTORAGE;
 }
 
-static void drop(redis_store *rs) {
+static void rd_drop(redis_store *rs) {
     if (rs->c) redisFree(rs->c);
     rs->c = NULL;
     rs->watching = 0;
@@ -331,11 +331,11 @@ static int req_start(redis_store *rs) {
 
 /* ---------------------------------------------------------------- the connection */
 
-static as_status lost(redis_store *rs, int e, as_error *err) {
+static as_status rd_lost(redis_store *rs, int e, as_error *err) {
     char why[200];
     int ioerr = rs->c && rs->c->err;
     if (ioerr && rs->c->err == REDIS_ERR_OOM) {
-        drop(rs);
+        rd_drop(rs);
         return as_error_nomem(err);
     }
     if (ioerr && rs->c->err == REDIS_ERR_EOF)
@@ -349,8 +349,8 @@ static as_status lost(redis_store *rs, int e, as_error *err) {
         snprintf(why, sizeof why, "%s", rs->c->errstr);
     else
         snprintf(why, sizeof why, "%s", strerror(e));
-    drop(rs);
-    return fail(rs, AS_EUNAVAILABLE, err, "%s", why);
+    rd_drop(rs);
+    return rd_fail(rs, AS_EUNAVAILABLE, err, "%s", why);
 }
 
 /* Sets the socket timeout to what is left of the call's time. */
@@ -358,15 +358,15 @@ static as_status set_timeout(redis_store *rs, as_error *err) {
     int64_t left = rs->deadline - mono_us();
     int ms;
     if (left <= 0) {
-        drop(rs);
-        return fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
+        rd_drop(rs);
+        return rd_fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
     }
     ms = (int)((left + 999) / 1000);
     if (ms != rs->sock_ms) {
         struct timeval tv;
         tv.tv_sec = ms / 1000;
         tv.tv_usec = (ms % 1000) * 1000;
-        if (redisSetTimeout(rs->c, tv) != REDIS_OK) return lost(rs, errno, err);
+        if (redisSetTimeout(rs->c, tv) != REDIS_OK) return rd_lost(rs, errno, err);
         rs->sock_ms = ms;
     }
     return AS_OK;
@@ -380,7 +380,7 @@ static as_status send_all(redis_store *rs, const char *p, size_t n, as_error *er
         k = send(rs->c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR) continue;
-            return lost(rs, errno, err);
+            return rd_lost(rs, errno, err);
         }
         p += k;
         n -= (size_t)k;
@@ -402,17 +402,17 @@ static void free_replies(redisReply **r, size_t n) {
 static as_status read_reply(redis_store *rs, void **reply, as_error *err) {
     as_status st;
     for (;;) {
-        if (redisGetReplyFromReader(rs->c, reply) != REDIS_OK) return lost(rs, errno, err);
+        if (redisGetReplyFromReader(rs->c, reply) != REDIS_OK) return rd_lost(rs, errno, err);
         if (*reply != NULL) return AS_OK;
         if ((st = set_timeout(rs, err)) != AS_OK) return st;
-        if (redisBufferRead(rs->c) != REDIS_OK) return lost(rs, errno, err);
+        if (redisBufferRead(rs->c) != REDIS_OK) return rd_lost(rs, errno, err);
     }
 }
 
 /* Sends `n` commands and reads their replies into r[0..n-1], skipping `skip`
 ** replies first (to commands sent before them). rs->sent tells whether the
 ** whole request reached the socket: until it has, the server ran none of it. */
-static as_status exchange(redis_store *rs, const as_buf *req, size_t skip, size_t n,
+static as_status rd_exchange(redis_store *rs, const as_buf *req, size_t skip, size_t n,
                           redisReply **r, as_error *err) {
     size_t i;
     as_status st;
@@ -453,24 +453,24 @@ static as_status reply_error(redis_store *rs, const redisReply *r, const char *i
     int i;
     for (i = 0; not_ready[i]; i++)
         if (has_prefix(r, not_ready[i]))
-            return fail(rs, AS_EUNAVAILABLE, err, "the server is not ready: %.300s", r->str);
+            return rd_fail(rs, AS_EUNAVAILABLE, err, "the server is not ready: %.300s", r->str);
     if (has_prefix(r, "NOAUTH") || has_prefix(r, "WRONGPASS")) {
-        fail(rs, AS_EINVALID, err, "the server refuses the password: %.300s", r->str);
+        rd_fail(rs, AS_EINVALID, err, "the server refuses the password: %.300s", r->str);
         as_error_prefix(err, "password");
         return AS_EINVALID;
     }
     if (has_prefix(r, "WRONGTYPE") && id)
-        return damaged(rs, id, "one of its keys holds another kind of value", err);
+        return rd_damaged(rs, id, "one of its keys holds another kind of value", err);
     if (has_prefix(r, "DAMAGED "))
-        return fail(rs, AS_ESTORAGE, err, "damaged store: %.300s", r->str + 8);
+        return rd_fail(rs, AS_ESTORAGE, err, "damaged store: %.300s", r->str + 8);
     if (has_prefix(r, "MOVED") || has_prefix(r, "ASK"))
-        return fail(rs, AS_ESTORAGE, err, "the server is a Redis Cluster node that does not hold "
+        return rd_fail(rs, AS_ESTORAGE, err, "the server is a Redis Cluster node that does not hold "
                     "these keys (%.200s): give the prefix a hash tag (see README)", r->str);
     if (has_prefix(r, "READONLY"))
-        return fail(rs, AS_ESTORAGE, err, "the server is a read-only replica: %.300s", r->str);
+        return rd_fail(rs, AS_ESTORAGE, err, "the server is a read-only replica: %.300s", r->str);
     if (has_prefix(r, "OOM"))
-        return fail(rs, AS_ESTORAGE, err, "the server is out of memory: %.300s", r->str);
-    return fail(rs, AS_ESTORAGE, err, "the server answers: %.300s",
+        return rd_fail(rs, AS_ESTORAGE, err, "the server is out of memory: %.300s", r->str);
+    return rd_fail(rs, AS_ESTORAGE, err, "the server answers: %.300s",
                 r->type == REDIS_REPLY_ERROR ? r->str : "(an unexpected reply)");
 }
 
@@ -480,7 +480,7 @@ static int is_sha(const redisReply *r) {
 
 /* Connects, authenticates, selects the db and loads the scripts: one round
 ** trip after the TCP connect. */
-static as_status connect_server(redis_store *rs, as_error *err) {
+static as_status rd_connect(redis_store *rs, as_error *err) {
     int64_t left = rs->deadline - mono_us();
     struct timeval tv;
     redisReply *r[5] = { NULL, NULL, NULL, NULL, NULL };
@@ -488,14 +488,14 @@ static as_status connect_server(redis_store *rs, as_error *err) {
     as_buf b = AS_BUF_INIT;
     as_status st;
     int bad = 0;
-    if (left <= 0) return fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
+    if (left <= 0) return rd_fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
     tv.tv_sec = (time_t)(left / 1000000);
     tv.tv_usec = (suseconds_t)(left % 1000000);
     rs->c = redisConnectWithTimeout(rs->host, rs->port, tv);
     if (rs->c == NULL) return as_error_nomem(err);
     if (rs->c->err) {
-        st = fail(rs, AS_EUNAVAILABLE, err, "cannot connect: %s", rs->c->errstr);
-        drop(rs);
+        st = rd_fail(rs, AS_EUNAVAILABLE, err, "cannot connect: %s", rs->c->errstr);
+        rd_drop(rs);
         return st;
     }
     rs->generation++;
@@ -515,35 +515,35 @@ static as_status connect_server(redis_store *rs, as_error *err) {
     n += 4;
     if (bad) {
         as_buf_free(&b);
-        drop(rs);
+        rd_drop(rs);
         return as_error_nomem(err);
     }
-    st = exchange(rs, &b, 0, n, r, err);
+    st = rd_exchange(rs, &b, 0, n, r, err);
     as_buf_free(&b);
     if (st != AS_OK) return st;
     for (i = 0; i < n && st == AS_OK; i++) {
         if (r[i]->type != REDIS_REPLY_ERROR) continue;
         if (rs->password && i == 0) {
-            fail(rs, AS_EINVALID, err, "the server refuses it: %.300s", r[i]->str);
+            rd_fail(rs, AS_EINVALID, err, "the server refuses it: %.300s", r[i]->str);
             as_error_prefix(err, "password");
             st = AS_EINVALID;
         } else if (has_prefix(r[i], "NOAUTH")) {
-            fail(rs, AS_EINVALID, err, "the server requires one: %.300s", r[i]->str);
+            rd_fail(rs, AS_EINVALID, err, "the server requires one: %.300s", r[i]->str);
             as_error_prefix(err, "password");
             st = AS_EINVALID;
         } else if (i == n - 4) {
-            fail(rs, AS_EINVALID, err, "the server refuses db %d: %.300s", rs->db, r[i]->str);
+            rd_fail(rs, AS_EINVALID, err, "the server refuses db %d: %.300s", rs->db, r[i]->str);
             as_error_prefix(err, "db");
             st = AS_EINVALID;
         } else st = reply_error(rs, r[i], NULL, err);
     }
     if (st == AS_OK && (!is_sha(r[n - 3]) || !is_sha(r[n - 2]) || !is_sha(r[n - 1])))
-        st = fail(rs, AS_ESTORAGE, err, "SCRIPT LOAD gave no script hash");
+        st = rd_fail(rs, AS_ESTORAGE, err, "SCRIPT LOAD gave no script hash");
     if (st == AS_OK) {
         memcpy(rs->load_sha, r[n - 3]->str, 40);
         memcpy(rs->list_sha, r[n - 2]->str, 40);
         memcpy(rs->append_sha, r[n - 1]->str, 40);
-    } else drop(rs);
+    } else rd_drop(rs);
     free_replies(r, n);
     return st;
 }
@@ -554,7 +554,7 @@ static as_status connect_server(redis_store *rs, as_error *err) {
 ** turns out to be broken (a restarted server, a dropped idle client). */
 /* Whether the server closed the connection while it was idle: the socket
 ** then reads as ended (or holds bytes nobody asked for) without waiting. */
-static int stale(redis_store *rs) {
+static int rd_stale(redis_store *rs) {
     char c;
     ssize_t k;
     if (rs->c == NULL) return 0;
@@ -562,14 +562,14 @@ static int stale(redis_store *rs) {
     return k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
+static as_status rd_roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
     int again = 0;
-    if (stale(rs)) drop(rs); /* reconnect now rather than fail after sending */
+    if (rd_stale(rs)) rd_drop(rs); /* reconnect now rather than fail after sending */
     for (;;) {
         int fresh = rs->c == NULL;
         as_status st;
         if (fresh) {
-            st = connect_server(rs, err);
+            st = rd_connect(rs, err);
             rs->sent = 0; /* what it sent was its own request, not this one */
             if (st != AS_OK) return st;
         }
@@ -581,7 +581,7 @@ static as_status roundtrip(redis_store *rs, size_t n, redisReply **r, int reads,
             rs->req.len -= sizeof unwatch - 1;
             rs->req_skip = 0;
         }
-        st = exchange(rs, &rs->req, rs->req_skip, n, r, err);
+        st = rd_exchange(rs, &rs->req, rs->req_skip, n, r, err);
         if (st == AS_OK) rs->watching = 0;
         if (st != AS_EUNAVAILABLE || !reads || fresh || again) return st;
         again = 1;
@@ -607,7 +607,7 @@ static as_status parse_int(redis_store *rs, const char *id, const redisReply *v,
         }
     }
     snprintf(what, sizeof what, "%s is not an integer in range", name);
-    return damaged(rs, id, what, err);
+    return rd_damaged(rs, id, what, err);
 }
 
 static as_status parse_text(redis_store *rs, const char *id, const redisReply *v,
@@ -615,7 +615,7 @@ static as_status parse_text(redis_store *rs, const char *id, const redisReply *v
     char what[96];
     if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL) {
         snprintf(what, sizeof what, "%s is not text", name);
-        return damaged(rs, id, what, err);
+        return rd_damaged(rs, id, what, err);
     }
     if ((*out = as_strndup(v->str, v->len)) == NULL) return as_error_nomem(err);
     return AS_OK;
@@ -625,7 +625,7 @@ static as_status parse_tags(redis_store *rs, const char *id, const redisReply *v
                             as_error *err) {
     size_t i, n = 1, start = 0;
     if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL)
-        return damaged(rs, id, "tags is not text", err);
+        return rd_damaged(rs, id, "tags is not text", err);
     if (v->len == 0) return AS_OK;
     for (i = 0; i < v->len; i++) n += v->str[i] == '\n';
     if ((m->tags = as_calloc(n, sizeof(char *))) == NULL) return as_error_nomem(err);
@@ -660,7 +660,7 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
     char what[AS_ERROR_MESSAGE_MAX], idbuf[72];
     memset(m, 0, sizeof *m);
     if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
-        return damaged(rs, who, "its metadata is not a hash", err);
+        return rd_damaged(rs, who, "its metadata is not a hash", err);
     for (i = 0; i < h->elements; i += 2) {
         const redisReply *name = h->element[i];
         if (name->type != REDIS_REPLY_STRING) continue;
@@ -676,12 +676,12 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
     for (k = 0; k < F_COUNT; k++) {
         if (f[k] || k == F_NAME || k == F_PARENT) continue;
         snprintf(what, sizeof what, "its metadata has no %s", field_names[k]);
-        return damaged(rs, who, what, err);
+        return rd_damaged(rs, who, what, err);
     }
     if ((st = parse_text(rs, who, f[F_ID], "id", &m->id, err)) != AS_OK) goto fail;
     who = m->id;
     if (id && strcmp(m->id, id) != 0) {
-        st = damaged(rs, id, "its metadata names another id", err);
+        st = rd_damaged(rs, id, "its metadata names another id", err);
         goto fail;
     }
     if ((f[F_NAME] && (st = parse_text(rs, who, f[F_NAME], "name", &m->name, err)) != AS_OK)
@@ -711,7 +711,7 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
         char why[320];
         if (st == AS_OK) snprintf(why, sizeof why, "it repeats a tag");
         else snprintf(why, sizeof why, "%.100s: %.200s", err->path, err->message);
-        st = damaged(rs, who, why, err);
+        st = rd_damaged(rs, who, why, err);
     }
     if (st == AS_OK) return AS_OK;
 fail:
@@ -761,11 +761,11 @@ static as_status load_read(redis_store *rs, const char *id, const as_span *span,
     bad |= put_head(b, 1) || put_str(b, "EXEC");
     if (bad) return as_error_nomem(err);
     *n = k;
-    if ((status = roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
+    if ((status = rd_roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
     exec = r[k - 1];
     if (exec->type == REDIS_REPLY_ERROR) return reply_error(rs, exec, id, err);
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != k - 2)
-        return damaged(rs, id, "EXEC gave an unexpected reply", err);
+        return rd_damaged(rs, id, "EXEC gave an unexpected reply", err);
     for (i = 0; i < exec->elements; i++)
         if (exec->element[i]->type == REDIS_REPLY_ERROR)
             return reply_error(rs, exec->element[i], id, err);
@@ -797,7 +797,7 @@ static as_status load_watched(redis_store *rs, const char *id, const as_span *sp
                   || put_str(&rs->req, want) || put_int(&rs->req, start)
                   || put_int(&rs->req, stop);
         if (bad) return as_error_nomem(err);
-        if ((status = roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
+        if ((status = rd_roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
         rs->watching = 1;
         rs->watch_gen = rs->generation;
         if (by_text || !has_prefix(r[1], "NOSCRIPT")) break;
@@ -808,7 +808,7 @@ static as_status load_watched(redis_store *rs, const char *id, const as_span *sp
     if (res->type == REDIS_REPLY_NIL) return AS_ENOTFOUND;
     if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, id, err);
     if (res->type != REDIS_REPLY_ARRAY || (res->elements != 2 && res->elements != 4))
-        return damaged(rs, id, "the load script gave an unexpected reply", err);
+        return rd_damaged(rs, id, "the load script gave an unexpected reply", err);
     parts[0] = res->element[0];
     parts[1] = res->element[1];
     parts[2] = res->elements == 4 ? res->element[2] : NULL;
@@ -829,7 +829,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     else status = load_read(rs, id, span, r, &n, parts, err);
     if (status != AS_OK) goto done;
     if (parts[1]->type != REDIS_REPLY_INTEGER || parts[1]->integer < 0) {
-        status = damaged(rs, id, "its message count is not a number", err);
+        status = rd_damaged(rs, id, "its message count is not a number", err);
         goto done;
     }
     if ((status = parse_meta(rs, id, parts[0], &out->meta, &seq, &bytes, err)) != AS_OK)
@@ -838,7 +838,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     if (parts[3]) {
         const redisReply *state = parts[3];
         if (state->type != REDIS_REPLY_STRING) {
-            status = damaged(rs, id, state->type == REDIS_REPLY_NIL ? "its state is missing"
+            status = rd_damaged(rs, id, state->type == REDIS_REPLY_NIL ? "its state is missing"
                                                                      : "its state is not text",
                              err);
             goto done;
@@ -852,7 +852,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     if (parts[2]) {
         const redisReply *msgs = parts[2];
         if (msgs->type != REDIS_REPLY_ARRAY || msgs->elements != (uint64_t)count) {
-            status = damaged(rs, id, "its messages are not a list of texts", err);
+            status = rd_damaged(rs, id, "its messages are not a list of texts", err);
             goto done;
         }
         if (msgs->elements > 0
@@ -863,7 +863,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
         for (i = 0; i < msgs->elements; i++) {
             const redisReply *t = msgs->element[i];
             if (t->type != REDIS_REPLY_STRING) {
-                status = damaged(rs, id, "a message is not text", err);
+                status = rd_damaged(rs, id, "a message is not text", err);
                 goto done;
             }
             if ((out->msgs[i] = as_blob_new(t->str, t->len)) == NULL) {
@@ -1012,7 +1012,7 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
         rs->retries = 0;
         rs->deadline = now + (int64_t)rs->timeout_ms * 1000;
     } else if (rs->again = 0, now >= rs->deadline) {
-        return fail(rs, AS_EUNAVAILABLE, err, "other clients kept changing the session for "
+        return rd_fail(rs, AS_EUNAVAILABLE, err, "other clients kept changing the session for "
                     "%d ms", rs->timeout_ms);
     } else if (rs->retries > 2) {
         /* contention: wait up to a millisecond, at random, before the next attempt */
@@ -1037,7 +1037,7 @@ static void rd_rollback(as_store *st) {
     /* the watched keys stay watched until the next request's UNWATCH */
 }
 
-static as_status retry(redis_store *rs) {
+static as_status rd_retry(redis_store *rs) {
     rs->retries++;
     rs->stats.retries++;
     rs->again = 1;
@@ -1053,15 +1053,15 @@ static as_status rd_commit(as_store *st, as_error *err) {
     as_status status = AS_OK;
     if (rs->nq == 0) return AS_OK;
     /* the session was read on a connection since lost: what it watched is gone */
-    if (stale(rs)) drop(rs);
-    if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return retry(rs);
+    if (rd_stale(rs)) rd_drop(rs);
+    if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return rd_retry(rs);
     if (put_head(&rs->q, 1) || put_str(&rs->q, "EXEC")
         || (r = as_calloc(n, sizeof *r)) == NULL) {
         rd_rollback(st);
         return as_error_nomem(err);
     }
     rs->req_skip = 0;
-    status = exchange(rs, &rs->q, 0, n, r, err);
+    status = rd_exchange(rs, &rs->q, 0, n, r, err);
     rs->watching = 0;
     rs->nq = 0;
     if (status == AS_EUNAVAILABLE) {
@@ -1071,13 +1071,13 @@ static as_status rd_commit(as_store *st, as_error *err) {
         if (rs->sent) note_whole(err);
         else if (mono_us() < rs->deadline) {
             as_error_clear(err);
-            status = retry(rs);
+            status = rd_retry(rs);
         }
     }
     if (status != AS_OK) goto done;
     exec = r[n - 1];
     if (exec->type == REDIS_REPLY_NIL) {
-        status = retry(rs);
+        status = rd_retry(rs);
         goto done;
     }
     if (exec->type == REDIS_REPLY_ERROR) {
@@ -1126,7 +1126,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */
-        if ((status = roundtrip(rs, 1, r, 0, err)) != AS_OK) {
+        if ((status = rd_roundtrip(rs, 1, r, 0, err)) != AS_OK) {
             if (status == AS_EUNAVAILABLE && rs->sent) note_whole(err);
             return status;
         }
@@ -1138,7 +1138,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, a->id, err);
     else if (res->type != REDIS_REPLY_ARRAY || res->elements < 1
              || res->element[0]->type != REDIS_REPLY_STRING)
-        status = damaged(rs, a->id, "the append script gave an unexpected reply", err);
+        status = rd_damaged(rs, a->id, "the append script gave an unexpected reply", err);
     else if (strcmp(tag = res->element[0]->str, "OK") == 0 && res->elements == 2) {
         int64_t seq, bytes;
         status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
@@ -1166,7 +1166,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
                      res->element[1]->str, a->max_bytes);
         as_error_set_id(err, a->id);
         status = AS_ETOOLARGE;
-    } else status = damaged(rs, a->id, "the append script gave an unexpected reply", err);
+    } else status = rd_damaged(rs, a->id, "the append script gave an unexpected reply", err);
     free_replies(r, 1);
     return status;
 }
@@ -1205,7 +1205,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
                || put_str(b, parent ? f->parent_id : "");
         for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
         if (bad) return as_error_nomem(err);
-        if ((status = roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
+        if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
         res = r[0];
         if (by_text || !has_prefix(res, "NOSCRIPT")) break;
         free_replies(r, 1);
@@ -1213,7 +1213,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     }
     if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, NULL, err);
     else if (res->type != REDIS_REPLY_ARRAY)
-        status = fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+        status = rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
     for (i = 0; status == AS_OK && i < res->elements; i++) {
         as_meta m;
         int64_t seq, bytes;
@@ -1231,7 +1231,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
 
 static void rd_close(as_store *st) {
     redis_store *rs = (redis_store *)st;
-    drop(rs);
+    rd_drop(rs);
     as_buf_free(&rs->req);
     as_buf_free(&rs->q);
     as_free(rs->host);
@@ -1288,7 +1288,7 @@ as_status as_store_redis_open(const as_redis_opts *o, as_store **out, as_error *
              host, rs->port);
     rs->base.location = rs->where;
     rs->deadline = mono_us() + (int64_t)rs->timeout_ms * 1000;
-    if ((st = connect_server(rs, err)) != AS_OK) {
+    if ((st = rd_connect(rs, err)) != AS_OK) {
         rd_close(&rs->base);
         return st;
     }

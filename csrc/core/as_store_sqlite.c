@@ -146,7 +146,7 @@ typedef struct sqlite_store {
 
 /* ---------------------------------------------------------------- errors */
 
-static as_status db_fail(sqlite_store *ss, int rc, as_error *err) {
+static as_status sq_fail(sqlite_store *ss, int rc, as_error *err) {
     const char *why = sqlite3_extended_errcode(ss->db) == rc ? sqlite3_errmsg(ss->db)
                                                                : sqlite3_errstr(rc);
     switch (rc & 0xff) {
@@ -164,56 +164,56 @@ static as_status db_fail(sqlite_store *ss, int rc, as_error *err) {
     }
 }
 
-static as_status damaged(sqlite_store *ss, const char *what, as_error *err) {
+static as_status sq_damaged(sqlite_store *ss, const char *what, as_error *err) {
     return as_error_set(err, AS_ESTORAGE, "%s: damaged store: %s", ss->path, what);
 }
 
 /* ---------------------------------------------------------------- statements */
 
-static as_status prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
+static as_status stmt_prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
     *out = NULL;
     if (ss->stmt[which] == NULL) {
         int rc = sqlite3_prepare_v3(ss->db, sql_text[which], -1, SQLITE_PREPARE_PERSISTENT,
                                     &ss->stmt[which], NULL);
-        if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+        if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     }
     *out = ss->stmt[which];
     return AS_OK;
 }
 
 /* Makes a statement ready for its next use (and drops pointers to bound text). */
-static void done(sqlite3_stmt *s) {
+static void stmt_reset(sqlite3_stmt *s) {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
 }
 
 /* Runs a statement that returns no rows. */
-static as_status run(sqlite_store *ss, sqlite3_stmt *s, as_error *err) {
+static as_status stmt_run(sqlite_store *ss, sqlite3_stmt *s, as_error *err) {
     int rc = sqlite3_step(s);
-    done(s);
-    return rc == SQLITE_DONE ? AS_OK : db_fail(ss, rc, err);
+    stmt_reset(s);
+    return rc == SQLITE_DONE ? AS_OK : sq_fail(ss, rc, err);
 }
 
-static as_status run_sql(sqlite_store *ss, int which, as_error *err) {
+static as_status sq_run(sqlite_store *ss, int which, as_error *err) {
     sqlite3_stmt *s;
-    as_status st = prepare(ss, which, &s, err);
-    return st == AS_OK ? run(ss, s, err) : st;
+    as_status st = stmt_prepare(ss, which, &s, err);
+    return st == AS_OK ? stmt_run(ss, s, err) : st;
 }
 
-static as_status exec(sqlite_store *ss, const char *sql, as_error *err) {
+static as_status sq_exec(sqlite_store *ss, const char *sql, as_error *err) {
     int rc = sqlite3_exec(ss->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? AS_OK : db_fail(ss, rc, err);
+    return rc == SQLITE_OK ? AS_OK : sq_fail(ss, rc, err);
 }
 
 /* The single integer a query returns. */
-static as_status query_int(sqlite_store *ss, const char *sql, int64_t *out, as_error *err) {
+static as_status sq_query_int(sqlite_store *ss, const char *sql, int64_t *out, as_error *err) {
     sqlite3_stmt *s;
     int rc = sqlite3_prepare_v2(ss->db, sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) *out = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
-    return rc == SQLITE_ROW ? AS_OK : db_fail(ss, rc, err);
+    return rc == SQLITE_ROW ? AS_OK : sq_fail(ss, rc, err);
 }
 
 static int bind_opt_text(sqlite3_stmt *s, int i, const char *text) {
@@ -231,12 +231,12 @@ static as_status col_text(sqlite_store *ss, sqlite3_stmt *s, int i, int nullable
     if (sqlite3_column_type(s, i) != SQLITE_TEXT) {
         char what[96];
         snprintf(what, sizeof what, "column %s is not text", sqlite3_column_name(s, i));
-        return damaged(ss, what, err);
+        return sq_damaged(ss, what, err);
     }
     text = (const char *)sqlite3_column_text(s, i);
     n = sqlite3_column_bytes(s, i);
     if (text == NULL) return as_error_nomem(err);
-    if (memchr(text, '\0', (size_t)n) != NULL) return damaged(ss, "a text holds a NUL byte", err);
+    if (memchr(text, '\0', (size_t)n) != NULL) return sq_damaged(ss, "a text holds a NUL byte", err);
     if ((*out = as_strndup(text, (size_t)n)) == NULL) return as_error_nomem(err);
     return AS_OK;
 }
@@ -248,7 +248,7 @@ static as_status col_int(sqlite_store *ss, sqlite3_stmt *s, int i, int64_t lo, i
         char what[96];
         snprintf(what, sizeof what, "column %s is not an integer in range",
                  sqlite3_column_name(s, i));
-        return damaged(ss, what, err);
+        return sq_damaged(ss, what, err);
     }
     return AS_OK;
 }
@@ -281,7 +281,7 @@ static as_status read_meta(sqlite_store *ss, sqlite3_stmt *s, as_meta *m, int64_
 
 static as_status read_tags(sqlite_store *ss, int64_t rid, as_meta *m, as_error *err) {
     sqlite3_stmt *s;
-    as_status st = prepare(ss, S_TAGS, &s, err);
+    as_status st = stmt_prepare(ss, S_TAGS, &s, err);
     int rc;
     if (st != AS_OK) return st;
     sqlite3_bind_int64(s, 1, rid);
@@ -297,8 +297,8 @@ static as_status read_tags(sqlite_store *ss, int64_t rid, as_meta *m, as_error *
         m->tags = grown;
         m->tags[m->ntags++] = tag;
     }
-    if (st == AS_OK && rc != SQLITE_DONE) st = db_fail(ss, rc, err);
-    done(s);
+    if (st == AS_OK && rc != SQLITE_DONE) st = sq_fail(ss, rc, err);
+    stmt_reset(s);
     return st;
 }
 
@@ -310,7 +310,7 @@ static as_status check_loaded(sqlite_store *ss, as_meta *m, as_error *err) {
         char what[AS_ERROR_MESSAGE_MAX];
         if (st == AS_OK) snprintf(what, sizeof what, "session \"%.64s\" repeats a tag", m->id);
         else snprintf(what, sizeof what, "%.200s: %.200s", err->path, err->message);
-        return damaged(ss, what, err);
+        return sq_damaged(ss, what, err);
     }
     return st;
 }
@@ -338,7 +338,7 @@ static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, in
     as_status st;
     int rc;
     if (n == 0) return AS_OK;
-    if ((st = prepare(ss, S_MSGS, &s, err)) != AS_OK) return st;
+    if ((st = stmt_prepare(ss, S_MSGS, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, base + from);
     sqlite3_bind_int64(s, 2, base + from + n);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -361,43 +361,43 @@ static as_status read_messages(sqlite_store *ss, int64_t rid, const char *id, in
             break;
         out->nmsgs++;
     }
-    if (st == AS_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = db_fail(ss, rc, err);
+    if (st == AS_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) st = sq_fail(ss, rc, err);
     if (st == AS_OK && (int64_t)out->nmsgs != n)
         st = as_error_set(err, AS_ESTORAGE, "%s: damaged store: message %lld of session \"%.64s\" "
                           "is missing", ss->path, (long long)(from + (int64_t)out->nmsgs + 1), id);
-    done(s);
+    stmt_reset(s);
     return st;
 }
 
 static as_status read_state(sqlite_store *ss, int64_t rid, const char *id, as_session *out,
                             as_error *err) {
     sqlite3_stmt *s;
-    as_status st = prepare(ss, S_STATE, &s, err);
+    as_status st = stmt_prepare(ss, S_STATE, &s, err);
     int rc;
     if (st != AS_OK) return st;
     sqlite3_bind_int64(s, 1, rid);
     rc = sqlite3_step(s);
-    if (rc != SQLITE_ROW) st = db_fail(ss, rc, err);
+    if (rc != SQLITE_ROW) st = sq_fail(ss, rc, err);
     else st = read_text(ss, s, 0, id, "state", &out->state, err);
-    done(s);
+    stmt_reset(s);
     return st;
 }
 
 /* ---------------------------------------------------------------- store operations */
 
 static as_status sq_begin(as_store *st, int write, as_error *err) {
-    return run_sql((sqlite_store *)st, write ? S_BEGIN_WRITE : S_BEGIN_READ, err);
+    return sq_run((sqlite_store *)st, write ? S_BEGIN_WRITE : S_BEGIN_READ, err);
 }
 
 static void sq_rollback(as_store *st) {
     sqlite_store *ss = (sqlite_store *)st;
     as_error ignored;
     /* SQLite may have rolled back already (after a full disk, for instance). */
-    if (!sqlite3_get_autocommit(ss->db)) run_sql(ss, S_ROLLBACK, &ignored);
+    if (!sqlite3_get_autocommit(ss->db)) sq_run(ss, S_ROLLBACK, &ignored);
 }
 
 static as_status sq_commit(as_store *st, as_error *err) {
-    as_status status = run_sql((sqlite_store *)st, S_COMMIT, err);
+    as_status status = sq_run((sqlite_store *)st, S_COMMIT, err);
     if (status != AS_OK) sq_rollback(st);
     return status;
 }
@@ -411,15 +411,15 @@ static as_status sq_load(as_store *st, const char *id, const as_span *span, as_s
     as_status status;
     int rc;
     memset(out, 0, sizeof *out);
-    if ((status = prepare(ss, S_META, &s, err)) != AS_OK) return status;
+    if ((status = stmt_prepare(ss, S_META, &s, err)) != AS_OK) return status;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) status = read_meta(ss, s, &out->meta, &rid, &nmsgs, &bytes, err);
-    else status = rc == SQLITE_DONE ? AS_ENOTFOUND : db_fail(ss, rc, err);
-    done(s);
+    else status = rc == SQLITE_DONE ? AS_ENOTFOUND : sq_fail(ss, rc, err);
+    stmt_reset(s);
     /* a damaged index of ids can lead to another session's row */
     if (status == AS_OK && strcmp(out->meta.id, id) != 0)
-        status = damaged(ss, "the index of session ids leads to another session", err);
+        status = sq_damaged(ss, "the index of session ids leads to another session", err);
     if (status == AS_OK) status = read_tags(ss, rid, &out->meta, err);
     if (status == AS_OK) status = check_loaded(ss, &out->meta, err);
     if (status == AS_OK && span != NULL) {
@@ -442,13 +442,13 @@ static as_status next_seq(sqlite_store *ss, int64_t *seq, as_error *err) {
     sqlite3_stmt *s;
     as_status st;
     int rc;
-    if ((st = run_sql(ss, S_NEXT_SEQ, err)) != AS_OK || (st = prepare(ss, S_SEQ, &s, err)) != AS_OK)
+    if ((st = sq_run(ss, S_NEXT_SEQ, err)) != AS_OK || (st = stmt_prepare(ss, S_SEQ, &s, err)) != AS_OK)
         return st;
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) st = col_int(ss, s, 0, 1, INT64_MAX, seq, err);
-    else st = rc == SQLITE_DONE ? damaged(ss, "the counter row is missing", err)
-                                : db_fail(ss, rc, err);
-    done(s);
+    else st = rc == SQLITE_DONE ? sq_damaged(ss, "the counter row is missing", err)
+                                : sq_fail(ss, rc, err);
+    stmt_reset(s);
     return st;
 }
 
@@ -472,18 +472,18 @@ static as_status write_tags(sqlite_store *ss, int64_t rid, const as_meta *m, int
     sqlite3_stmt *s;
     as_status st;
     size_t i;
-    if ((st = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return st;
+    if ((st = stmt_prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, rid);
-    if ((st = run(ss, s, err)) != AS_OK) return st;
+    if ((st = stmt_run(ss, s, err)) != AS_OK) return st;
     if (m->ntags == 0) return AS_OK;
-    if ((st = prepare(ss, S_INSERT_TAG, &s, err)) != AS_OK) return st;
+    if ((st = stmt_prepare(ss, S_INSERT_TAG, &s, err)) != AS_OK) return st;
     for (i = 0; i < m->ntags; i++) {
         sqlite3_bind_int64(s, 1, rid);
         sqlite3_bind_int64(s, 2, (int64_t)i);
         sqlite3_bind_text(s, 3, m->tags[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 4, m->updated_at);
         sqlite3_bind_int64(s, 5, seq);
-        if ((st = run(ss, s, err)) != AS_OK) return st;
+        if ((st = stmt_run(ss, s, err)) != AS_OK) return st;
     }
     return AS_OK;
 }
@@ -493,14 +493,14 @@ static as_status bind_body(sqlite_store *ss, sqlite3_stmt *s, int i, const as_bl
                            as_error *err) {
     int limit = sqlite3_limit(ss->db, SQLITE_LIMIT_LENGTH, -1), rc;
     if (b->len > (size_t)limit) {
-        done(s);
+        stmt_reset(s);
         return as_error_set(err, AS_ETOOLARGE, "a value of %zu bytes is over SQLite's limit of "
                             "%d bytes", b->len, limit);
     }
     rc = sqlite3_bind_text(s, i, b->text, (int)b->len, SQLITE_STATIC);
     if (rc != SQLITE_OK) {
-        done(s);
-        return db_fail(ss, rc, err);
+        stmt_reset(s);
+        return sq_fail(ss, rc, err);
     }
     return AS_OK;
 }
@@ -509,12 +509,12 @@ static as_status put_message(sqlite_store *ss, int which, int64_t slot, const as
                              uint64_t digest, as_error *err) {
     sqlite3_stmt *s;
     as_status st;
-    if ((st = prepare(ss, which, &s, err)) != AS_OK) return st;
+    if ((st = stmt_prepare(ss, which, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, slot);
     sqlite3_bind_int64(s, 2, (int64_t)digest);
-    if ((st = bind_body(ss, s, 3, b, err)) != AS_OK || (st = run(ss, s, err)) != AS_OK) return st;
+    if ((st = bind_body(ss, s, 3, b, err)) != AS_OK || (st = stmt_run(ss, s, err)) != AS_OK) return st;
     if (which == S_UPDATE_MSG && sqlite3_changes(ss->db) != 1)
-        return damaged(ss, "a message row is missing", err);
+        return sq_damaged(ss, "a message row is missing", err);
     return AS_OK;
 }
 
@@ -524,7 +524,7 @@ static as_status read_digests(sqlite_store *ss, int64_t rid, int64_t from, size_
                               uint64_t *digests, unsigned char *known, as_error *err) {
     sqlite3_stmt *s;
     int64_t base = rid * SLOT_SPAN;
-    as_status st = prepare(ss, S_DIGESTS, &s, err);
+    as_status st = stmt_prepare(ss, S_DIGESTS, &s, err);
     int rc;
     if (st != AS_OK) return st;
     memset(known, 0, n);
@@ -537,8 +537,8 @@ static as_status read_digests(sqlite_store *ss, int64_t rid, int64_t from, size_
             known[i] = 1;
         }
     }
-    if (rc != SQLITE_DONE) st = db_fail(ss, rc, err);
-    done(s);
+    if (rc != SQLITE_DONE) st = sq_fail(ss, rc, err);
+    stmt_reset(s);
     return st;
 }
 
@@ -574,33 +574,33 @@ static as_status put_messages(sqlite_store *ss, int64_t rid, int64_t keep, int64
 
 static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, as_error *err) {
     sqlite3_stmt *s;
-    as_status st = prepare(ss, S_DELETE_MSGS, &s, err);
+    as_status st = stmt_prepare(ss, S_DELETE_MSGS, &s, err);
     if (st != AS_OK) return st;
     sqlite3_bind_int64(s, 1, rid * SLOT_SPAN + from);
     sqlite3_bind_int64(s, 2, (rid + 1) * SLOT_SPAN);
-    return run(ss, s, err);
+    return stmt_run(ss, s, err);
 }
 
-static as_status create(sqlite_store *ss, const as_write *w, int64_t seq, as_error *err) {
+static as_status sq_create(sqlite_store *ss, const as_write *w, int64_t seq, as_error *err) {
     const as_blob *state = w->state;
     sqlite3_stmt *s;
     int64_t rid;
     as_status st;
     int rc;
     if (state == NULL) return as_error_set(err, AS_EINVALID, "a new session needs a state");
-    if ((st = prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
+    if ((st = stmt_prepare(ss, S_INSERT_SESSION, &s, err)) != AS_OK) return st;
     sqlite3_bind_text(s, 1, w->meta->id, -1, SQLITE_STATIC);
     bind_meta(s, w->meta, seq, (int64_t)w->nappend);
     sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
     if ((st = bind_body(ss, s, 12, state, err)) != AS_OK) return st;
     rc = sqlite3_step(s);
-    done(s);
+    stmt_reset(s);
     if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
         as_error_set(err, AS_ECONFLICT, "a session with id \"%s\" exists", w->meta->id);
         as_error_set_id(err, w->meta->id);
         return AS_ECONFLICT;
     }
-    if (rc != SQLITE_DONE) return db_fail(ss, rc, err);
+    if (rc != SQLITE_DONE) return sq_fail(ss, rc, err);
     rid = sqlite3_last_insert_rowid(ss->db);
     if (rid < 1 || rid > RID_MAX)
         return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
@@ -629,22 +629,22 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
                             (long long)(SLOT_SPAN - 1));
     total = keep + (int64_t)w->nappend;
     if ((status = next_seq(ss, &seq, err)) != AS_OK) return status;
-    if (w->create) return create(ss, w, seq, err);
+    if (w->create) return sq_create(ss, w, seq, err);
     /* one delete clears the rows past the new end and any debris of damage past
     ** the stored count, which would otherwise survive or collide with appends */
     if ((status = delete_messages(ss, rid, total < stored ? total : stored, err)) != AS_OK
         || (status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
         return status;
-    if ((status = prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
+    if ((status = stmt_prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
     bind_meta(s, w->meta, seq, total);
     sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
-    if ((status = run(ss, s, err)) != AS_OK) return status;
+    if ((status = stmt_run(ss, s, err)) != AS_OK) return status;
     if (w->state) {
-        if ((status = prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
+        if ((status = stmt_prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
         sqlite3_bind_int64(s, 1, rid);
         if ((status = bind_body(ss, s, 2, w->state, err)) != AS_OK
-            || (status = run(ss, s, err)) != AS_OK)
+            || (status = stmt_run(ss, s, err)) != AS_OK)
             return status;
     }
     return write_tags(ss, rid, w->meta, seq, err);
@@ -658,12 +658,12 @@ static as_status sq_remove(as_store *st, const as_meta *old, const as_stored *fo
     as_status status;
     (void)old;
     if ((status = delete_messages(ss, rid, 0, err)) != AS_OK) return status;
-    if ((status = prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return status;
+    if ((status = stmt_prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
-    if ((status = run(ss, s, err)) != AS_OK) return status;
-    if ((status = prepare(ss, S_DELETE_SESSION, &s, err)) != AS_OK) return status;
+    if ((status = stmt_run(ss, s, err)) != AS_OK) return status;
+    if ((status = stmt_prepare(ss, S_DELETE_SESSION, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
-    return run(ss, s, err);
+    return stmt_run(ss, s, err);
 }
 
 /* ---------------------------------------------------------------- list */
@@ -699,7 +699,7 @@ static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as
         char sql[512];
         rc = sqlite3_prepare_v3(ss->db, list_sql(tagged, agent, parent, sql, sizeof sql), -1,
                                 SQLITE_PREPARE_PERSISTENT, slot, NULL);
-        if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+        if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     }
     s = *slot;
     if (agent) sqlite3_bind_text(s, 1, f->agent_name, -1, SQLITE_STATIC);
@@ -720,8 +720,8 @@ static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as
         as_meta_clear(&m);
         if (status != AS_OK) break;
     }
-    if (status == AS_OK && out->n < f->limit && rc != SQLITE_DONE) status = db_fail(ss, rc, err);
-    done(s);
+    if (status == AS_OK && out->n < f->limit && rc != SQLITE_DONE) status = sq_fail(ss, rc, err);
+    stmt_reset(s);
     if (status != AS_OK) as_meta_list_clear(out);
     return status;
 }
@@ -795,7 +795,7 @@ static void sql_digest(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
 /* The digest key drawn when the file was made. */
 static as_status load_key(sqlite_store *ss, as_error *err) {
     int64_t seed;
-    as_status st = query_int(ss, "SELECT digest_key FROM counter", &seed, err);
+    as_status st = sq_query_int(ss, "SELECT digest_key FROM counter", &seed, err);
     if (st == AS_OK) as_digest_key_init(&ss->key, (uint64_t)seed);
     return st;
 }
@@ -804,17 +804,17 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
     int64_t bad;
     as_status st;
     if (version == 1) {
-        st = query_int(ss, "SELECT count(*) FROM messages WHERE rid < 1 OR rid > "
+        st = sq_query_int(ss, "SELECT count(*) FROM messages WHERE rid < 1 OR rid > "
                            XSTR(RID_MAX_VALUE) " OR pos < 0 OR pos > 4294967295", &bad, err);
         if (st != AS_OK) return st;
-        if (bad > 0) return damaged(ss, "message positions out of range in a version 1 file", err);
-        if ((st = exec(ss, migrate_1_to_2_key, err)) != AS_OK || (st = load_key(ss, err)) != AS_OK
-            || (st = exec(ss, migrate_1_to_2, err)) != AS_OK)
+        if (bad > 0) return sq_damaged(ss, "message positions out of range in a version 1 file", err);
+        if ((st = sq_exec(ss, migrate_1_to_2_key, err)) != AS_OK || (st = load_key(ss, err)) != AS_OK
+            || (st = sq_exec(ss, migrate_1_to_2, err)) != AS_OK)
             return st;
     }
-    if (version <= 2 && (st = exec(ss, migrate_2_to_3, err)) != AS_OK) return st;
-    if ((st = exec(ss, schema_indexes, err)) != AS_OK) return st;
-    return exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
+    if (version <= 2 && (st = sq_exec(ss, migrate_2_to_3, err)) != AS_OK) return st;
+    if ((st = sq_exec(ss, schema_indexes, err)) != AS_OK) return st;
+    return sq_exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
 }
 
 /* What the file is: new (empty), ours at some schema version, or not ours.
@@ -822,9 +822,9 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
 static as_status inspect(sqlite_store *ss, int *fresh, int64_t *version, as_error *err) {
     int64_t app, objects;
     as_status st;
-    if ((st = query_int(ss, "PRAGMA application_id", &app, err)) != AS_OK
-        || (st = query_int(ss, "PRAGMA user_version", version, err)) != AS_OK
-        || (st = query_int(ss, "SELECT count(*) FROM sqlite_master", &objects, err)) != AS_OK)
+    if ((st = sq_query_int(ss, "PRAGMA application_id", &app, err)) != AS_OK
+        || (st = sq_query_int(ss, "PRAGMA user_version", version, err)) != AS_OK
+        || (st = sq_query_int(ss, "SELECT count(*) FROM sqlite_master", &objects, err)) != AS_OK)
         return st;
     *fresh = app == 0 && *version == 0 && objects == 0;
     if (*fresh) return AS_OK;
@@ -835,7 +835,7 @@ static as_status inspect(sqlite_store *ss, int *fresh, int64_t *version, as_erro
         return as_error_set(err, AS_ESTORAGE, "%s: written by a newer agentsession (schema "
                             "version %lld; this one reads up to %d)", ss->path,
                             (long long)*version, SCHEMA_VERSION);
-    if (*version < 1) return damaged(ss, "no schema version", err);
+    if (*version < 1) return sq_damaged(ss, "no schema version", err);
     return AS_OK;
 }
 
@@ -845,16 +845,16 @@ static as_status ensure_schema(sqlite_store *ss, as_error *err) {
     int64_t version;
     int fresh;
     as_status st;
-    if ((st = exec(ss, "BEGIN IMMEDIATE", err)) != AS_OK) return st;
+    if ((st = sq_exec(ss, "BEGIN IMMEDIATE", err)) != AS_OK) return st;
     if ((st = inspect(ss, &fresh, &version, err)) == AS_OK) {
         if (fresh) {
-            if ((st = exec(ss, schema_tables, err)) == AS_OK
-                && (st = exec(ss, schema_indexes, err)) == AS_OK)
-                st = exec(ss, "PRAGMA application_id = " XSTR(APPLICATION_ID) ";"
+            if ((st = sq_exec(ss, schema_tables, err)) == AS_OK
+                && (st = sq_exec(ss, schema_indexes, err)) == AS_OK)
+                st = sq_exec(ss, "PRAGMA application_id = " XSTR(APPLICATION_ID) ";"
                               "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
         } else if (version < SCHEMA_VERSION) st = migrate(ss, version, err);
     }
-    if (st == AS_OK) return exec(ss, "COMMIT", err);
+    if (st == AS_OK) return sq_exec(ss, "COMMIT", err);
     sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
     return st;
 }
@@ -877,7 +877,7 @@ static as_status use_wal(sqlite_store *ss, as_error *err) {
         }
         sqlite3_finalize(s);
         if (rc == SQLITE_ROW) return st;
-        if ((rc & 0xff) != SQLITE_BUSY || waited >= ss->busy_timeout_ms) return db_fail(ss, rc, err);
+        if ((rc & 0xff) != SQLITE_BUSY || waited >= ss->busy_timeout_ms) return sq_fail(ss, rc, err);
         sqlite3_sleep(pause);
         waited += pause;
         if (pause < 32) pause *= 2;
@@ -910,18 +910,18 @@ static as_status configure(sqlite_store *ss, as_durability durability, int run_t
 #endif
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, ss, sql_digest, NULL, NULL);
-    if (rc != SQLITE_OK) return db_fail(ss, rc, err);
+    if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     /* refuse a file that is not ours before changing anything in it; one read
     ** transaction, so a schema another process is creating is seen whole or not */
-    if ((st = exec(ss, "BEGIN", err)) != AS_OK) return st;
+    if ((st = sq_exec(ss, "BEGIN", err)) != AS_OK) return st;
     st = inspect(ss, &fresh, &version, err);
     sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
     if (st != AS_OK) return st;
     if ((st = use_wal(ss, err)) != AS_OK) return st;
-    st = exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
+    st = sq_exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
                                                    : "PRAGMA synchronous = NORMAL", err);
     /* a deleted or rewound conversation is overwritten, not left in free pages */
-    if (st == AS_OK) st = exec(ss, "PRAGMA secure_delete = ON", err);
+    if (st == AS_OK) st = sq_exec(ss, "PRAGMA secure_delete = ON", err);
     if (st == AS_OK && (fresh || version < SCHEMA_VERSION)) st = ensure_schema(ss, err);
     return st == AS_OK ? load_key(ss, err) : st;
 }
@@ -959,7 +959,7 @@ as_status as_store_sqlite_open(const char *path, const as_sqlite_opts *opts, as_
     ss->base.location = ss->path;
     rc = open_db(ss, path);
     if (rc != SQLITE_OK) {
-        if (ss->db) st = db_fail(ss, rc, err);
+        if (ss->db) st = sq_fail(ss, rc, err);
         else if (rc == SQLITE_NOMEM) st = as_error_nomem(err);
         else st = as_error_set(err, AS_ESTORAGE, "%s: %s", path, sqlite3_errstr(rc));
     } else st = configure(ss, opts ? opts->durability : AS_DURABILITY_NORMAL,

@@ -155,7 +155,7 @@ static as_status garbage(call *c, const char *name, const as_error *why) {
 
 /* Runs fn(arg) under lua_pcall on the calling thread, restoring its stack;
 ** arg is an operation's struct, whose first member is c. */
-static as_status run(custom_store *cs, lua_CFunction fn, call *c) {
+static as_status cu_run(custom_store *cs, lua_CFunction fn, call *c) {
     lua_State *L = cs->L;
     int top = lua_gettop(L), rc;
     if (!lua_checkstack(L, 30)) return as_error_nomem(c->err);
@@ -408,7 +408,7 @@ static as_status cu_load(as_store *st, const char *id, const as_span *span, as_s
     lc.span = span;
     lc.out = out;
     lc.found = found;
-    if (run(cs, step_load, &lc.c) != AS_OK) as_session_clear(out);
+    if (cu_run(cs, step_load, &lc.c) != AS_OK) as_session_clear(out);
     return lc.c.st;
 }
 
@@ -630,7 +630,7 @@ static as_status note_write(custom_store *cs, const char *id, const as_write *w)
     nc.c.err = &ignored;
     nc.id = id;
     nc.w = w;
-    run(cs, step_note, &nc.c);
+    cu_run(cs, step_note, &nc.c);
     return AS_OK;
 }
 
@@ -640,7 +640,7 @@ static as_status cu_write(as_store *st, const as_write *w, as_error *err) {
     memset(&wc, 0, sizeof wc);
     wc.c.err = err;
     wc.w = w;
-    if (run(cs, step_write, &wc.c) != AS_OK) return wc.c.st;
+    if (cu_run(cs, step_write, &wc.c) != AS_OK) return wc.c.st;
     return note_write(cs, w->meta->id, w);
 }
 
@@ -663,7 +663,7 @@ static as_status cu_remove(as_store *st, const as_meta *old, const as_stored *fo
     memset(&rc, 0, sizeof rc);
     rc.c.err = err;
     rc.id = old->id;
-    if (run(cs, step_remove, &rc.c) != AS_OK) return rc.c.st;
+    if (cu_run(cs, step_remove, &rc.c) != AS_OK) return rc.c.st;
     return note_write(cs, old->id, NULL);
 }
 
@@ -805,7 +805,7 @@ static as_status cu_list(as_store *st, const as_filter *f, as_meta_list *out, as
     lc.c.err = err;
     lc.f = f;
     lc.out = out;
-    run(cs, step_list, &lc.c);
+    cu_run(cs, step_list, &lc.c);
     for (i = 0; i < lc.nentries; i++) as_meta_clear(&lc.entries[i].meta);
     as_free(lc.entries);
     if (lc.c.st != AS_OK) as_meta_list_clear(out);
@@ -839,7 +839,7 @@ static void cu_close(as_store *st) {
     call c;
     memset(&c, 0, sizeof c);
     c.err = &ignored;
-    if (cs->L) run(cs, step_close, &c);
+    if (cs->L) cu_run(cs, step_close, &c);
     as_buf_free(&cs->buf);
     as_free(cs);
 }
