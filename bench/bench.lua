@@ -28,6 +28,7 @@ local cjson = require "cjson"
 local harness = require "harness"
 local conversation = require "conversation"
 local PlainManager = require "plain_manager"
+local same = require("agentsession.conformance").same
 
 local h = harness.new{ name_width = 50 }
 
@@ -39,32 +40,26 @@ local id = session.metadata.id
 local ours_text = agentsession.json.encode(session)
 local cjson_text = cjson.encode(session)
 
--- Exact structural equality (integers stay integers, floats stay floats; metatables ignored).
--- With `by_value`, numbers are compared by value only (for lua-cjson, which decodes 1 as 1.0).
+-- Numbers by value only, for lua-cjson, which decodes 1 as 1.0.
+local BY_VALUE = { numbers = function(a, b)
+  if a ~= b then return tostring(a) .. " vs " .. tostring(b) end
+  return nil
+end }
+
+-- A copy of table t without the keys of `ignore`.
+local function without_keys(t, ignore)
+  local out = {}
+  for k, v in pairs(t) do
+    if not ignore[k] then out[k] = v end
+  end
+  return out
+end
+
+-- Exact structural equality (integers stay integers, floats stay floats; metatables ignored),
+-- leaving out the top-level keys of `ignore`. With `by_value`, numbers are compared by value only.
 local function deep_equal(a, b, path, ignore, by_value)
-  local ta, tb = type(a), type(b)
-  if ta ~= tb then return false, path .. ": " .. ta .. " vs " .. tb end
-  if ta == "number" then
-    if not by_value and math.type(a) ~= math.type(b) then
-      return false, path .. ": " .. math.type(a) .. " came back as " .. math.type(b)
-    end
-    if a == b then return true end
-    return false, path .. ": " .. tostring(a) .. " vs " .. tostring(b)
-  end
-  if a == b then return true end
-  if ta ~= "table" then return false, path .. ": values differ" end
-  for k, v in pairs(a) do
-    if not (ignore and ignore[k]) then
-      local ok, why = deep_equal(v, b[k], path .. "." .. tostring(k), nil, by_value)
-      if not ok then return false, why end
-    end
-  end
-  for k in pairs(b) do
-    if a[k] == nil and not (ignore and ignore[k]) then
-      return false, path .. "." .. tostring(k) .. ": extra key"
-    end
-  end
-  return true
+  if ignore then a, b = without_keys(a, ignore), without_keys(b, ignore) end
+  return same(a, b, by_value and BY_VALUE or nil, path)
 end
 
 local check_failures = {}

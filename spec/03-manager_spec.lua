@@ -24,56 +24,18 @@ end
 
 local error_of = require("helpers.expect").error_of
 
-local function describe_key(k)
-  if math.type(k) == "integer" then return tostring(k) end
-  return deep.describe(k)
-end
-
 -- Exact equality: same types, same number subtypes and bits, same metatables.
-local function same(a, b, path)
-  return deep.compare(a, b, { root = path or "value" })
-end
-
 local function assert_same(expected, actual, what)
-  local ok, why = same(expected, actual, what)
-  assert.is_true(ok, why)
+  deep.assert_same(expected, actual, { root = what })
 end
 
--- JSON equality: like same, but a non-empty table with keys 1..n is an array
--- whether or not it carries array_mt, and a plain empty table is an object.
-local function is_array(t)
-  if getmetatable(t) == agentsession.array_mt then return true end
-  local n = #t
-  if n == 0 then return false end
-  local count = 0
-  for _ in pairs(t) do count = count + 1 end
-  return count == n
-end
-
-local function json_same(a, b, path)
-  if type(a) ~= "table" or type(b) ~= "table" then return same(a, b, path) end
-  if is_array(a) ~= is_array(b) then return false, path .. ": array ~= object" end
-  for k, v in pairs(a) do
-    local ok, why = json_same(v, rawget(b, k), path .. "[" .. describe_key(k) .. "]")
-    if not ok then return false, why end
-  end
-  for k in pairs(b) do
-    if rawget(a, k) == nil then return false, path .. ": unexpected key " .. describe_key(k) end
-  end
-  return true
-end
-
+-- JSON equality: like assert_same, but an empty table is [] (array_mt) or {}
+-- alike and other metatables are not compared.
 local function assert_json_same(expected, actual, what)
-  local ok, why = json_same(expected, actual, what)
-  assert.is_true(ok, why)
+  deep.assert_same(expected, actual, { root = what, metatables = "json" })
 end
 
-local function deep_copy(v)
-  if type(v) ~= "table" then return v end
-  local copy = {}
-  for k, x in pairs(v) do copy[k] = deep_copy(x) end
-  return setmetatable(copy, getmetatable(v))
-end
+local deep_copy = deep.copy
 
 local id_counter = 0
 local function new_id()
