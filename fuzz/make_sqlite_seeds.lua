@@ -16,7 +16,7 @@
 --   v2.db        sessions.db as schema version 2 wrote it (no sessions.bytes),
 --                which the store migrates when it opens it
 --   v1.db        a schema-1 file (messages keyed by (rid, pos), no digests), as
---                spec/08-sqlite_spec.lua builds one, which the store migrates
+--                spec/08-sqlite_schema_spec.lua builds one, which the store migrates
 --   damaged.db   sessions.db with a message and a state that are not JSON and
 --                a missing message row: reading them reports `storage`
 -- Ids, names and times are fixed (the fork's id too), so only the store's

@@ -1,4 +1,4 @@
--- Helpers for the SQLite store's own spec (spec/08-sqlite_spec.lua) and its
+-- Helpers for the SQLite store's own specs (spec/08-sqlite_*_spec.lua) and their
 -- child processes (spec/helpers/sqlite_child.lua): temporary directories,
 -- child processes, reading store files with LuaSQL, and self-checking sessions.
 --

@@ -1,6 +1,7 @@
--- The child processes of spec/08-sqlite_spec.lua: one program, the first
--- argument names what it does. Run with LUA_PATH/LUA_CPATH set as
--- helpers.sqlite.child_command does. Output is line-oriented for the spec to read.
+-- The child processes of the SQLite store's specs (spec/08-sqlite_*_spec.lua):
+-- one program, the first argument names what it does. Run with LUA_PATH/LUA_CPATH
+-- set as helpers.sqlite.child_command does. Output is line-oriented for the specs
+-- to read.
 
 local agentsession = require("agentsession")
 local h = require("helpers.sqlite")

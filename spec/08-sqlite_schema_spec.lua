@@ -1,0 +1,221 @@
+-- What only the SQLite store has: the layout of its file and its migrations.
+-- The documented tables and the rows a session is kept in, the digest key of
+-- each file, and a schema-1 file opened, upgraded and written. Every test works
+-- on real files in a fresh temporary directory; the files are inspected with
+-- LuaSQL. The contract every store keeps is in 03-manager_spec.
+local agentsession = require("agentsession")
+local deep = require("helpers.deep")
+local h = require("helpers.sqlite")
+local ids_of = require("helpers.stores").ids
+local sqlite_case = require("helpers.sqlite_case")
+local open, session, assert_sound = sqlite_case.open, sqlite_case.session, sqlite_case.assert_sound
+
+local dir -- this test's temporary directory
+
+describe("sqlite store", function()
+  before_each(function() dir = sqlite_case.start() end)
+  after_each(sqlite_case.finish)
+
+  describe("file format", function()
+    it("marks a new file with application_id and user_version 3 and has the documented tables", function()
+      local path = dir .. "/new.db"
+      open(path):save(session({ agent_name = "a" }))
+      assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
+      assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+      assert.are.equal("wal", h.value(path, "PRAGMA journal_mode"))
+      local function columns(tbl)
+        local names = {}
+        for _, r in ipairs(h.query(path, "PRAGMA table_info(" .. tbl .. ")")) do names[#names + 1] = r.name end
+        return names
+      end
+      assert.are.same({ "one", "seq", "digest_key" }, columns("counter"))
+      assert.are.same({ "rid", "id", "name", "agent_name", "parent_id", "created_at", "updated_at", "seq",
+        "turn_count", "total_tokens", "version", "nmsgs", "state", "bytes" }, columns("sessions"))
+      assert.are.same({ "rid", "pos", "tag", "updated_at", "seq" }, columns("tags"))
+      assert.are.same({ "slot", "digest", "body" }, columns("messages"))
+      assert.are.same({ { one = 1, ok = 1 } },
+        h.query(path, "SELECT one, seq = (SELECT max(seq) FROM sessions) AS ok FROM counter"))
+    end)
+
+    it("keeps a session in the documented rows", function()
+      local path = dir .. "/rows.db"
+      local mgr = open(path)
+      mgr:save(session({ id = "first", agent_name = "a" }))
+      local s = session({ id = "doc", name = "n", agent_name = "coder", tags = { "x", "y" },
+        messages = { { role = "user", content = "hi" }, "two", 3 }, state = { cwd = "/w", list = { 1, 2 } } })
+      s.metadata.turn_count, s.metadata.total_tokens = 3, 77
+      local meta = mgr:save(s)
+      mgr:close()
+      h.with_db(path, function(conn)
+        local row = h.rows(conn, "SELECT * FROM sessions WHERE id = 'doc'")[1]
+        assert.are.equal("n", row.name)
+        assert.are.equal("coder", row.agent_name)
+        assert.are.equal(meta.created_at, row.created_at)
+        assert.are.equal(meta.updated_at, row.updated_at)
+        assert.are.equal(3, row.turn_count)
+        assert.are.equal(77, row.total_tokens)
+        assert.are.equal(1, row.version)
+        assert.are.equal(3, row.nmsgs)
+        deep.assert_same(s.state, agentsession.json.decode(row.state), { metatables = "ignore" }, "state column")
+        local counter = h.rows(conn, "SELECT seq FROM counter")[1].seq
+        local first = h.rows(conn, "SELECT seq FROM sessions WHERE id = 'first'")[1].seq
+        assert.is_true(first < row.seq and row.seq <= counter,
+          string.format("seq: first save %d, second %d, counter %d", first, row.seq, counter))
+        local tags = h.rows(conn, "SELECT pos, tag, updated_at, seq FROM tags WHERE rid = " .. row.rid
+          .. " ORDER BY pos")
+        assert.are.same({ { pos = 0, tag = "x", updated_at = row.updated_at, seq = row.seq },
+          { pos = 1, tag = "y", updated_at = row.updated_at, seq = row.seq } }, tags)
+        local rid, pos = h.message_key()
+        local bodies = h.rows(conn, "SELECT " .. pos .. " AS pos, body FROM messages WHERE " .. rid .. " = "
+          .. row.rid .. " ORDER BY 1")
+        assert.are.equal(3, #bodies)
+        for i, b in ipairs(bodies) do
+          assert.are.equal(i - 1, b.pos)
+          deep.assert_same(s.messages[i], agentsession.json.decode(b.body), { metatables = "ignore" }, "message " .. i)
+        end
+      end)
+      assert_sound(path, "after two saves")
+    end)
+
+    it("keys message digests per file: the same messages saved into two new files get different digests", function()
+      local function digests(path)
+        local mgr = open(path)
+        mgr:save(session({ id = "same", agent_name = "a",
+          messages = { { role = "user", content = "hello" }, "two", 3 } }))
+        mgr:close()
+        local list = {}
+        for i, r in ipairs(h.query(path, "SELECT digest FROM messages ORDER BY slot")) do
+          assert.are.equal("number", type(r.digest), path .. ": message " .. i .. " has no digest")
+          list[i] = r.digest
+        end
+        assert.are.equal(3, #list)
+        return list, h.value(path, "SELECT digest_key FROM counter")
+      end
+      local a, key_a = digests(dir .. "/keyed-a.db")
+      local b, key_b = digests(dir .. "/keyed-b.db")
+      assert.are_not.equal(key_a, key_b, "two new files drew the same digest_key")
+      for i = 1, 3 do
+        assert.are_not.equal(a[i], b[i], "message " .. i .. " has the same digest in both files")
+      end
+    end)
+  end)
+
+  describe("migration from schema version 1", function()
+    local V1 = {
+      "PRAGMA application_id = 1634169715",
+      "PRAGMA user_version = 1",
+      "CREATE TABLE counter(one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL)",
+      "CREATE TABLE sessions(rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT,"
+        .. " agent_name TEXT NOT NULL, parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+        .. " seq INTEGER NOT NULL, turn_count INTEGER NOT NULL, total_tokens INTEGER NOT NULL,"
+        .. " version INTEGER NOT NULL, nmsgs INTEGER NOT NULL, state TEXT NOT NULL)",
+      "CREATE TABLE tags(rid INTEGER NOT NULL, pos INTEGER NOT NULL, tag TEXT NOT NULL,"
+        .. " updated_at INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (rid, pos)) WITHOUT ROWID",
+      "CREATE TABLE messages(rid INTEGER NOT NULL, pos INTEGER NOT NULL, body TEXT NOT NULL,"
+        .. " PRIMARY KEY (rid, pos))",
+      "CREATE INDEX sessions_recent ON sessions (updated_at, seq)",
+      "CREATE INDEX tags_recent ON tags (tag, updated_at, seq)",
+      "INSERT INTO counter VALUES (1, 5)",
+      [[INSERT INTO sessions VALUES (1, 'v1-alpha', 'alpha', 'coder', NULL, 1700000000000, 1700000001000,
+        2, 3, 120, 2, 3, '{"cwd":"/home/a","n":[1,2.5,null],"deep":{"x":{"y":[]}}}')]],
+      [[INSERT INTO sessions VALUES (2, 'v1-beta', NULL, 'coder', 'v1-alpha', 1700000002000, 1700000003000,
+        5, 1, 0, 1, 1, '{}')]],
+      [[INSERT INTO sessions VALUES (3, 'v1-gamma', 'gamma', 'writer', NULL, 1700000002500, 1700000003000,
+        4, 0, 9, 3, 0, '[1,"two"]')]],
+      "INSERT INTO tags VALUES (1, 0, 'prod', 1700000001000, 2)",
+      "INSERT INTO tags VALUES (1, 1, 'blue', 1700000001000, 2)",
+      "INSERT INTO tags VALUES (2, 0, 'prod', 1700000003000, 5)",
+      [[INSERT INTO messages VALUES (1, 0, '{"role":"user","content":"hi \u00e9"}')]],
+      [[INSERT INTO messages VALUES (1, 1, '{"role":"assistant","content":"hello","tokens":42}')]],
+      [[INSERT INTO messages VALUES (1, 2, '[1,2.0,"three",null,{},-0.0,9007199254740993]')]],
+      [[INSERT INTO messages VALUES (2, 0, '"just a string"')]],
+    }
+
+    local decode = agentsession.json.decode
+    local function expected()
+      local function meta(t)
+        t.tags = agentsession.array(t.tags)
+        return t
+      end
+      return {
+        ["v1-alpha"] = {
+          metadata = meta({ id = "v1-alpha", name = "alpha", agent_name = "coder", created_at = 1700000000000,
+            updated_at = 1700000001000, turn_count = 3, total_tokens = 120, version = 2, tags = { "prod", "blue" } }),
+          messages = agentsession.array({ decode('{"role":"user","content":"hi \\u00e9"}'),
+            decode('{"role":"assistant","content":"hello","tokens":42}'),
+            decode('[1,2.0,"three",null,{},-0.0,9007199254740993]') }),
+          state = decode('{"cwd":"/home/a","n":[1,2.5,null],"deep":{"x":{"y":[]}}}'),
+        },
+        ["v1-beta"] = {
+          metadata = meta({ id = "v1-beta", agent_name = "coder", parent_id = "v1-alpha", created_at = 1700000002000,
+            updated_at = 1700000003000, turn_count = 1, total_tokens = 0, version = 1, tags = { "prod" } }),
+          messages = agentsession.array({ "just a string" }),
+          state = decode("{}"),
+        },
+        ["v1-gamma"] = {
+          metadata = meta({ id = "v1-gamma", name = "gamma", agent_name = "writer", created_at = 1700000002500,
+            updated_at = 1700000003000, turn_count = 0, total_tokens = 9, version = 3, tags = {} }),
+          messages = agentsession.array(),
+          state = decode('[1,"two"]'),
+        },
+      }
+    end
+
+    it("opens a version-1 file without loss and upgrades it to version 3", function()
+      local path = dir .. "/v1.db"
+      h.with_db(path, function(conn)
+        for _, sql in ipairs(V1) do h.exec(conn, sql) end
+      end, true)
+      assert.are.equal(1, h.value(path, "PRAGMA user_version"))
+      local mgr = open(path)
+      for id, want in pairs(expected()) do
+        deep.assert_same(want, mgr:resume(id), { root = id })
+      end
+      assert.are.same({ "v1-beta", "v1-gamma", "v1-alpha" }, ids_of(mgr:list()))
+      assert.are.same({ "v1-beta", "v1-alpha" }, ids_of(mgr:list({ tag = "prod" })))
+      assert.are.same({ "v1-alpha" }, ids_of(mgr:list({ tags = { "prod", "blue" } })))
+      assert.are.same({ "v1-beta", "v1-alpha" }, ids_of(mgr:list({ agent_name = "coder" })))
+      assert.are.same({ "v1-beta" }, ids_of(mgr:list({ parent_id = "v1-alpha" })))
+      assert.are.same({ "v1-gamma" }, ids_of(mgr:list({ limit = 1, offset = 1 })))
+      deep.assert_same(agentsession.array({ "just a string" }), mgr:resume("v1-beta", { last = 5 }).messages)
+      assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+      assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
+      assert_sound(path, "after the migration")
+
+      -- writing works, and goes on from the stored versions and counter
+      local want = expected()
+      local alpha = mgr:resume("v1-alpha")
+      alpha.messages[4] = { role = "user", content = "after" }
+      alpha.metadata.turn_count, alpha.metadata.total_tokens = 4, 125
+      local meta = mgr:save(alpha)
+      assert.are.equal(3, meta.version)
+      assert.are.equal(4, meta.turn_count)
+      assert.are.equal(125, meta.total_tokens)
+      assert.are.equal(1700000000000, meta.created_at)
+      want["v1-alpha"].messages[4] = decode('{"role":"user","content":"after"}')
+      local beta = mgr:resume("v1-beta")
+      beta.messages[2] = "second"
+      beta.metadata.turn_count = 2
+      assert.are.equal(2, mgr:save(beta).version)
+      want["v1-beta"].messages[2] = "second"
+      mgr:save(session({ id = "v2-new", agent_name = "coder", tags = { "prod" } }))
+      assert.are.same({ "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids_of(mgr:list()))
+      assert.are.same({ "v2-new", "v1-beta", "v1-alpha" }, ids_of(mgr:list({ tag = "prod" })))
+      local forked = mgr:fork("v1-alpha", "alpha again", { at = 2 })
+      assert.are.equal(2, forked.turn_count)
+      mgr:close()
+
+      -- and survives reopening
+      local again = open(path)
+      for id, w in pairs(want) do
+        local got = again:resume(id)
+        deep.assert_same(w.messages, got.messages, { root = id .. ".messages" })
+        deep.assert_same(w.state, got.state, { root = id .. ".state" })
+        deep.assert_same(w.metadata.tags, got.metadata.tags, { root = id .. ".tags" })
+      end
+      assert.are.same({ forked.id, "v2-new", "v1-beta", "v1-alpha", "v1-gamma" }, ids_of(again:list()))
+      assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+      assert_sound(path, "after writing to the migrated file")
+    end)
+  end)
+end)
