@@ -1,14 +1,24 @@
 -- What only the SQLite store has: the layout of its file and its migrations.
 -- The documented tables and the rows a session is kept in, the digest key of
--- each file, and a schema-1 file opened, upgraded and written. Every test works
--- on real files in a fresh temporary directory; the files are inspected with
--- LuaSQL. The contract every store keeps is in 03-manager_spec.
+-- each file, a schema-1 file opened, upgraded and written, and a schema-2 file
+-- migrated to schema 3. Every test works on real files in a fresh temporary
+-- directory; the files are inspected with LuaSQL. The contract every store
+-- keeps is in 03-manager_spec.
 local agentsession = require("agentsession")
 local deep = require("helpers.deep")
+local error_of = require("helpers.expect").error_of
 local h = require("helpers.sqlite")
-local ids_of = require("helpers.stores").ids
+local stores = require("helpers.stores")
+local managers = require("helpers.managers")
+local track, close_all, snapshot = managers.track, managers.close_all, managers.snapshot
+local rich = require("helpers.rich")
+local assert_same, rich_session = rich.assert_same, rich.rich_session
 local sqlite_case = require("helpers.sqlite_case")
 local open, session, assert_sound = sqlite_case.open, sqlite_case.session, sqlite_case.assert_sound
+
+local ids_of = stores.ids
+local array = agentsession.array
+local copy = deep.copy
 
 local dir -- this test's temporary directory
 
@@ -217,5 +227,82 @@ describe("sqlite store", function()
       assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
       assert_sound(path, "after writing to the migrated file")
     end)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("sqlite: a schema-2 file", function()
+  after_each(close_all)
+
+  -- Each session's bytes as the store wrote them, and as the schema defines them.
+  local function bytes_of(path)
+    local out = {}
+    for _, row in ipairs(h.query(path, "SELECT id, bytes FROM sessions")) do out[row.id] = tonumber(row.bytes) end
+    return out
+  end
+  local function bytes_by_definition(path)
+    local rid, _ = h.message_key()
+    local out = {}
+    for _, row in ipairs(h.query(path, "SELECT s.id AS id, length(CAST(s.state AS BLOB))"
+      .. " + coalesce((SELECT sum(length(CAST(m.body AS BLOB)) + 1) FROM messages m WHERE " .. rid .. " = s.rid), 0)"
+      .. " AS n FROM sessions s")) do
+      out[row.id] = tonumber(row.n)
+    end
+    return out
+  end
+  local function columns(path)
+    local out = {}
+    for _, row in ipairs(h.query(path, "PRAGMA table_info(sessions)")) do out[#out + 1] = row.name end
+    table.sort(out)
+    return out
+  end
+
+  it("is migrated to schema 3 on opening: bytes computed as the store writes them, sessions unchanged", function()
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    for _, s in ipairs(h.sample_sessions("mig", 7)) do mgr:save(s) end
+    mgr:append("mig-02", { { content = "appended \u{1F600}\u{e9}" }, "ñ" }, { tokens = 3 })
+    mgr:save(rich_session("mig-rich"))
+    mgr:fork("mig-rich", "fork \u{e9}", { at = 4 })
+    mgr:save(agentsession.session{ id = "mig-empty", messages = {}, state = array() })
+    local before = snapshot(mgr)
+    local bytes = bytes_of(path)
+    mgr:close()
+    -- the store writes bytes as the schema defines them, unicode counted in bytes
+    assert.are.same(bytes_by_definition(path), bytes)
+    assert.is_true(bytes["mig-rich"] > 0)
+
+    h.with_db(path, function(conn)
+      h.exec(conn, "ALTER TABLE sessions DROP COLUMN bytes")
+      h.exec(conn, "PRAGMA user_version = 2")
+    end)
+    assert.are.equal(2, h.value(path, "PRAGMA user_version"))
+    local old_columns = columns(path)
+    for _, c in ipairs(old_columns) do assert.are_not.equal("bytes", c) end
+
+    local again = track(agentsession.sqlite(path))
+    assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+    assert_same(before, snapshot(again), "the sessions after the migration")
+    assert.are.same(bytes, bytes_of(path))
+    assert.are.equal("ok", h.integrity(path))
+    assert.are.same({}, h.schema_problems(path))
+    local new_columns = copy(old_columns)
+    new_columns[#new_columns + 1] = "bytes"
+    table.sort(new_columns)
+    assert.are.same(new_columns, columns(path))
+
+    -- and it works as before: appends, size checks, reopening
+    again:append("mig-rich", { "after the migration \u{e9}" }, { tokens = 1, expect_version = 1 })
+    again:append("mig-empty", { {} })
+    assert.are.same(bytes_by_definition(path), bytes_of(path))
+    local r = again:resume("mig-rich")
+    assert.are.equal("after the migration \u{e9}", r.messages[#r.messages])
+    again:close()
+    local third = track(agentsession.sqlite(path, { max_session_bytes = bytes["mig-rich"] + 600 }))
+    error_of("too_large", third.append, third, "mig-rich", { string.rep("z", 600) })
+    assert_same(r, third:resume("mig-rich"), "mig-rich after a too_large append")
+    third:append("mig-rich", { "small" })
+    assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
   end)
 end)

@@ -1,4 +1,4 @@
--- Child processes on one store, running spec/helpers/beyond_child.lua with the
+-- Child processes on one store, running spec/helpers/pair_child.lua with the
 -- command and arguments given: two started together (released at once by a go
 -- file once both have opened the store), or one run to its end.
 local stores = require("helpers.stores")
@@ -7,7 +7,7 @@ local h = require("helpers.sqlite")
 local M = {}
 
 local function child(args)
-  local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4", h.q(h.root .. "/spec/helpers/beyond_child.lua") }
+  local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4", h.q(h.root .. "/spec/helpers/pair_child.lua") }
   for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
   return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
 end

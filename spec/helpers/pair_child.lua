@@ -1,8 +1,9 @@
--- The child processes of spec/13-beyond_spec.lua: one program, run with the
--- environment helpers.sqlite.lua_env gives. Arguments: the command, the store
--- as agentsession.open takes it ("sqlite:PATH" or "redis://host:port/0?prefix=P"),
--- a file this process creates once its store is open, a file whose appearance
--- starts the work (so that two children start together), then the command's own.
+-- The child processes of helpers.pair (spec/13-two_processes_spec.lua): one
+-- program, run with the environment helpers.sqlite.lua_env gives. Arguments:
+-- the command, the store as agentsession.open takes it ("sqlite:PATH" or
+-- "redis://host:port/0?prefix=P"), a file this process creates once its store
+-- is open, a file whose appearance starts the work (so that two children start
+-- together), then the command's own.
 -- Prints "DONE <counts>" when it ends well, "FAIL <why>" when it does not.
 
 local agentsession = require("agentsession")

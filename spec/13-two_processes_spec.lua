@@ -1,0 +1,85 @@
+-- Two real processes on one session of a store they share (SQLite and Redis,
+-- each child running spec/helpers/pair_child.lua): appending at once loses no
+-- message and keeps each one's order, and racing saves or appends with
+-- expect_version lose no update and see conflicts.
+local agentsession = require("agentsession")
+local stores = require("helpers.stores")
+local managers = require("helpers.managers")
+local track, close_all = managers.track, managers.close_all
+local run_pair = require("helpers.pair").run
+
+local shared = {
+  { name = "sqlite", open = function()
+    local path = stores.new_file()
+    return track(agentsession.sqlite(path)), "sqlite:" .. path
+  end },
+  { name = "redis", open = function()
+    local m, prefix = stores.new_redis()
+    return track(m), stores.redis_server():url(0, prefix)
+  end },
+}
+
+for _, store in ipairs(shared) do
+  describe(store.name .. ": two processes", function()
+    after_each(close_all)
+
+    it("appending 300 messages each to one session lose none and keep each one's order", function()
+      local mgr, uri = store.open()
+      local n, switches, attempts = 300, 0, 0
+      repeat
+        attempts = attempts + 1
+        local id = "shared-" .. attempts
+        mgr:save(agentsession.session{ id = id, name = "shared" })
+        local out_a, out_b = run_pair(uri, { "appender", id, "a", n, 1 }, { "appender", id, "b", n, 1 })
+        assert.truthy(out_a:find("DONE " .. n, 1, true), out_a)
+        assert.truthy(out_b:find("DONE " .. n, 1, true), out_b)
+        local r = mgr:resume(id)
+        assert.are.equal(2 * n, #r.messages)
+        assert.are.equal(2 * n, r.metadata.turn_count)
+        assert.are.equal(2 * n, r.metadata.total_tokens)
+        assert.are.equal(2 * n + 1, r.metadata.version)
+        local next_of = { a = 1, b = 1 }
+        for pos, m in ipairs(r.messages) do
+          assert.are.equal(next_of[m.who], m.i, "message " .. pos .. " of " .. tostring(m.who))
+          next_of[m.who] = next_of[m.who] + 1
+          if pos > 1 and m.who ~= r.messages[pos - 1].who then switches = switches + 1 end
+        end
+        assert.are.same({ a = n + 1, b = n + 1 }, next_of)
+      until switches > 1 or attempts == 5
+      -- the appends did run at once: the two processes' messages interleave
+      assert.is_true(switches > 1, "in " .. attempts .. " runs, one process always appended all its messages first")
+    end)
+
+    for _, mode in ipairs({ "save", "append" }) do
+      it("racing " .. mode .. "s with expect_version lose no update and see conflicts", function()
+        local mgr, uri = store.open()
+        local n, conflicts, attempts = 200, 0, 0
+        repeat
+          attempts = attempts + 1
+          local id = "race-" .. mode .. "-" .. attempts
+          mgr:save(agentsession.session{ id = id, state = { counter = 0 } })
+          local out_a, out_b = run_pair(uri, { "racer", id, mode, n, 1 }, { "racer", id, mode, n, 1 })
+          local wa, ca = out_a:match("DONE (%d+) (%d+)")
+          local wb, cb = out_b:match("DONE (%d+) (%d+)")
+          assert.truthy(wa, out_a)
+          assert.truthy(wb, out_b)
+          wa, ca, wb, cb = tonumber(wa), tonumber(ca), tonumber(wb), tonumber(cb)
+          assert.are.equal(n, wa + ca)
+          assert.are.equal(n, wb + cb)
+          local r = mgr:resume(id)
+          assert.are.equal(1 + wa + wb, r.metadata.version)
+          if mode == "save" then
+            assert.are.equal(wa + wb, r.state.counter)
+          else
+            assert.are.equal(wa + wb, #r.messages)
+            for i, m in ipairs(r.messages) do
+              assert.are.equal(i, m.version, "message " .. i .. " was written expecting version " .. m.version)
+            end
+          end
+          conflicts = conflicts + ca + cb
+        until conflicts > 0 or attempts == 5
+        assert.is_true(conflicts > 0, "no conflict in " .. attempts .. " runs of two processes")
+      end)
+    end
+  end)
+end
