@@ -7,6 +7,10 @@
 #   make sanitize the C tests and every spec with AddressSanitizer and UBSan
 #   make valgrind the C tests and every spec under valgrind memcheck
 #   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
+#   make dist     build/dist/agentsession-VERSION.tar.gz (HEAD's tracked files) and its rockspec
+
+# The library's version, which make dist releases.
+VERSION = 0.1.0
 
 LUA ?= lua5.4
 LUA_INC ?= /usr/include/lua5.4
@@ -40,7 +44,8 @@ VALGRIND_DEBS = valgrind
 FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test check lint spec ctest rock demo bench float-proof clean sanitize valgrind fuzz
+.PHONY: all deps test check lint spec ctest rock dist demo bench float-proof clean sanitize valgrind \
+	fuzz
 
 all: $(MODULE)
 
@@ -65,7 +70,7 @@ test: deps
 check: all lint ctest fuzz-replay rock spec
 
 lint:
-	luacheck -q lua spec examples bench tests fuzz
+	luacheck -q lua spec examples bench tests fuzz tools
 
 spec: all
 	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
@@ -97,6 +102,9 @@ fuzz: deps
 
 rock:
 	@sh tools/rock-check.sh
+
+dist:
+	@sh tools/dist.sh $(VERSION) build/dist
 
 demo: deps
 	@$(MAKE) --no-print-directory all

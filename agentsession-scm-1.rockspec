@@ -2,16 +2,21 @@ rockspec_format = "3.0"
 package = "agentsession"
 version = "scm-1"
 source = {
-  url = "git+file:///dev/null",
+  -- The project's canonical address; a release rockspec (make dist) points at its tarball.
+  url = "git+https://github.com/agentsession/agentsession.git",
 }
 description = {
   summary = "Sessions of AI agents for Lua: create, persist, resume, fork, rewind, tag and list conversations",
   detailed = [[
     A C library with a Lua 5.4 binding that keeps the sessions of AI agents:
     an exact JSON codec, one store interface with an in-memory, a SQLite and a
-    Redis store, stores written in Lua, and a manager userdata with save, resume,
-    append, list, fork, rewind, tag, untag, rename, delete, export and import.
+    Redis store, stores written in Lua with a conformance suite to prove them,
+    and a manager userdata with save, resume (whole or a window), append, list,
+    fork, rewind, tag, untag, rename, delete, export and import.
   ]],
+  homepage = "https://github.com/agentsession/agentsession",
+  issues_url = "https://github.com/agentsession/agentsession/issues",
+  labels = { "ai", "agent", "session", "json", "sqlite", "redis" },
   license = "MIT",
 }
 dependencies = {
