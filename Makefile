@@ -9,7 +9,8 @@
 #   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
 #   make dist     build/dist/agentsession-VERSION.tar.gz (HEAD's tracked files) and its rockspec
 
-# The library's version, which make dist releases.
+# The library's version: init.lua, the release rockspec, CHANGELOG.md and the C header must
+# agree with it (make version-check, part of make test).
 VERSION = 0.1.0
 
 LUA ?= lua5.4
@@ -44,8 +45,8 @@ VALGRIND_DEBS = valgrind
 FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test check lint spec ctest rock dist demo bench float-proof clean sanitize valgrind \
-	fuzz
+.PHONY: all deps test check lint spec ctest rock dist version-check demo bench float-proof clean \
+	sanitize valgrind fuzz
 
 all: $(MODULE)
 
@@ -67,7 +68,7 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint ctest fuzz-replay rock spec
+check: all lint version-check ctest fuzz-replay rock spec
 
 lint:
 	luacheck -q lua spec examples bench tests fuzz tools
@@ -99,6 +100,9 @@ valgrind: deps
 fuzz: deps
 	@sh tools/deps.sh $(FUZZ_DEBS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) sh tools/fuzz.sh
+
+version-check:
+	@$(LUA) tools/version-check.lua $(VERSION)
 
 rock:
 	@sh tools/rock-check.sh
