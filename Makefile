@@ -28,7 +28,7 @@ LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
 MODULE = build/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server
+DEBS = git gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
@@ -104,8 +104,9 @@ fuzz: deps
 version-check:
 	@$(LUA) tools/version-check.lua $(VERSION)
 
+# luarocks make, make dist, luarocks pack and install, offline, in a scratch directory.
 rock:
-	@sh tools/rock-check.sh
+	@sh tools/rock-check.sh $(VERSION)
 
 dist:
 	@sh tools/dist.sh $(VERSION) build/dist
@@ -124,5 +125,8 @@ float-proof: $(FLOAT_TEST)
 # The fuzz targets' replay over their corpus and regressions (gcc, no libFuzzer).
 include fuzz/fuzz.mk
 
+# Also what luarocks make leaves in a checkout: objects beside the sources, agentsession/core.so.
 clean:
 	rm -rf build
+	rm -f csrc/*/*.o agentsession/core.so
+	@rmdir agentsession 2>/dev/null || true
