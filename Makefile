@@ -8,6 +8,7 @@
 #   make valgrind the C tests and every spec under valgrind memcheck
 #   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
 #   make dist     build/dist/agentsession-VERSION.tar.gz (HEAD's tracked files) and its rockspec
+#   make docs     the reference (LDoc) in build/docs/; any LDoc warning fails it
 
 # The library's version: init.lua, the release rockspec, CHANGELOG.md and the C header must
 # agree with it (make version-check, part of make test).
@@ -28,7 +29,7 @@ LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
 MODULE = build/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = git gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server
+DEBS = git gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
@@ -45,8 +46,8 @@ VALGRIND_DEBS = valgrind
 FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test check lint spec ctest rock dist version-check demo bench float-proof clean \
-	sanitize valgrind fuzz
+.PHONY: all deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
+	clean sanitize valgrind fuzz
 
 all: $(MODULE)
 
@@ -68,10 +69,19 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint version-check ctest fuzz-replay rock spec
+check: all lint docs version-check ctest fuzz-replay rock spec
 
 lint:
 	luacheck -q lua spec examples bench tests fuzz tools
+
+# LDoc reads config.ld; what it prints on standard output is progress, on standard error
+# warnings, and a warning fails the target.
+docs:
+	@sh tools/deps.sh lua-ldoc
+	@rm -rf build/docs && mkdir -p build
+	@ldoc --fatalwarnings --testing . >/dev/null 2>build/ldoc.log; status=$$?; cat build/ldoc.log >&2; \
+	  if [ $$status -ne 0 ] || [ -s build/ldoc.log ]; then echo "make docs: LDoc warned (above)" >&2; exit 1; fi
+	@echo "docs: build/docs/index.html, no warning"
 
 spec: all
 	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua

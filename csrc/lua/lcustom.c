@@ -889,6 +889,20 @@ static void check_backend(lua_State *L) {
     }
 }
 
+/***
+@module agentsession
+*/
+
+/***
+A manager over a store written in Lua, with every rule of the other managers.
+@function custom
+@within Managers
+@tparam table backend the functions `load`, `store`, `remove` and `list`, and optionally
+ `query`, `update`, `rewind`, `fork`, `append` and `close`
+@tparam[opt] table opts `{ max_session_bytes = n }`
+@treturn SessionManager the manager
+@raise `invalid` for a backend without its functions or a bad option
+*/
 int lbind_new_custom(lua_State *L) {
     static const char *const names[] = { "max_session_bytes", NULL };
     as_manager_opts opts;

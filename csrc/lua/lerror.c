@@ -112,6 +112,19 @@ static int error_concat(lua_State *L) {
     return 1;
 }
 
+/***
+@module agentsession
+*/
+
+/***
+Is a value an agentsession error object, of that kind?
+@function is_error
+@within Errors
+@param err any value, typically what `pcall` caught
+@tparam[opt] string kind `"not_found"`, `"invalid"`, `"too_large"`, `"conflict"`,
+ `"storage"`, `"unavailable"` or `"closed"`
+@treturn bool true when `err` is an error object (whose `kind` is `kind`, when given)
+*/
 int lbind_is_error(lua_State *L) {
     int yes = is_error_object(L, 1);
     if (yes && !lua_isnoneornil(L, 2)) {

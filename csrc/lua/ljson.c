@@ -396,6 +396,19 @@ static int encode_options(lua_State *L, int arg) {
     return lbind_opt_bool(L, arg, "options", "canonical", 0);
 }
 
+/***
+@module agentsession
+*/
+
+/***
+A value as JSON text, with the codec the stores use.
+@function json.encode
+@within JSON
+@param value a JSON value: `agentsession.null`, a boolean, a number, a UTF-8 string or a table
+@tparam[opt] table opts `{ canonical = true }` writes object keys in byte order at every level
+@treturn string the JSON text
+@raise `invalid`, naming the path, for a value that cannot round trip
+*/
 static int json_encode(lua_State *L) {
     as_buf *b = lbind_scratch(L);
     as_error err;
@@ -410,6 +423,15 @@ static int json_encode(lua_State *L) {
     return 1;
 }
 
+/***
+The value of a JSON text: integers stay integers, arrays carry `array_mt`.
+@function json.decode
+@within JSON
+@string text the JSON text
+@tparam[opt] table opts no option is defined yet: any key is `invalid`
+@return the value
+@raise `invalid`, naming the byte offset and the path, for text that is not strict JSON
+*/
 static int json_decode(lua_State *L) {
     size_t len;
     const char *text;
@@ -426,6 +448,13 @@ static int json_decode(lua_State *L) {
     return 1;
 }
 
+/***
+Marks a table as a JSON array by setting `array_mt` on it.
+@function array
+@within JSON
+@tparam[opt] table t the table; a new empty one when absent
+@treturn table `t`
+*/
 static int array_new(lua_State *L) {
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);

@@ -185,6 +185,26 @@ static int opt_window(lua_State *L, int idx, as_window *win) {
     return 1;
 }
 
+/***
+@module agentsession
+*/
+
+/***
+A manager: a store of sessions, of any kind, with the same methods.
+Made by `memory`, `sqlite`, `redis`, `custom` or `open`; every method raises on failure,
+and a failed call changes nothing in the store.
+@type SessionManager
+*/
+
+/***
+Creates or replaces the session with that id (a window keeps the messages before it).
+@function save
+@tparam table session `{ metadata, messages, state }`, or a window from `resume`
+@tparam[opt] table opts `{ expect_version = v }`: `conflict` unless the stored version is `v`
+ (`0`: the id must not exist yet)
+@treturn table the stored metadata
+@raise `invalid`, `too_large`, `conflict`, `storage`, `unavailable` or `closed`
+*/
 static int m_save(lua_State *L) {
     as_manager *m = check_open(L);
     int64_t expect = -1;
@@ -251,6 +271,15 @@ static void push_window(lua_State *L, const as_window *win) {
     lua_setfield(L, -2, "version");
 }
 
+/***
+Loads a session, or only some of its messages as a window.
+@function resume
+@string id the session's id
+@tparam[opt] table opts `{ last = n }`, or `{ from = i [, count = n] }` (`i` from 1)
+@treturn table a fresh session table; with `opts`, a window: it has a field
+ `window = { first, count, total, version }`
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_resume(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -273,6 +302,16 @@ static int m_resume(lua_State *L) {
     return 1;
 }
 
+/***
+Adds messages after the stored ones in one atomic write, without reading the history.
+@function append
+@string id the session's id
+@tparam table messages an array of messages
+@tparam[opt] table opts `{ tokens = n, expect_version = v, state = x }`: `tokens` is added to
+ `total_tokens`; `state`, when given, replaces the stored state in the same write
+@treturn table the new metadata
+@raise `not_found`, `invalid`, `too_large`, `conflict`, `storage`, `unavailable` or `closed`
+*/
 static int m_append(lua_State *L) {
     static const char *const names[] = { "tokens", "expect_version", "state", NULL };
     as_manager *m = check_open(L);
@@ -323,6 +362,13 @@ static int m_append(lua_State *L) {
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
+/***
+The session as one JSON document `{"metadata":{…},"messages":[…],"state":…}`.
+@function export
+@string id the session's id
+@treturn string the document
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_export(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -406,6 +452,15 @@ static void import_path(as_error *err) {
     }
 }
 
+/***
+Stores a document made by `export` under its own id, its metadata as given.
+@function import
+@string json the document
+@tparam[opt] table opts `{ replace = true }` replaces a session of that id
+@treturn table the stored metadata
+@raise `invalid` (naming the field from the document's root, as `json.metadata.id`),
+ `conflict` when the id exists without `replace`, `too_large`, `storage`, `unavailable` or `closed`
+*/
 static int m_import(lua_State *L) {
     as_manager *m = check_open(L);
     size_t len;
@@ -458,6 +513,14 @@ static const char *filter_text(lua_State *L, int tbl, const char *field, const c
 
 /* The length of an array of filter tags, refusing holes and other keys. */
 
+/***
+The metadata of the sessions, most recently updated first; ties go to the most recent write.
+@function list
+@tparam[opt] table filter `{ tag =, tags =, agent_name =, parent_id =, limit =, offset = }`,
+ combined
+@treturn table an array of metadata
+@raise `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_list(lua_State *L) {
     static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit", "offset", NULL };
     as_manager *m = check_open(L);
@@ -511,6 +574,16 @@ static int m_list(lua_State *L) {
     return 1;
 }
 
+/***
+Copies a session under a new UUID, with `parent_id` set to its source.
+@function fork
+@string id the source's id
+@tparam[opt] string name the copy's name; by default `"<name> (fork)"`, or none when the source
+ has none
+@tparam[opt] table opts `{ at = k }` copies only the first `k` messages
+@treturn table the new metadata
+@raise `not_found`, `invalid`, `too_large`, `storage`, `unavailable` or `closed`
+*/
 static int m_fork(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -536,6 +609,14 @@ static int m_fork(lua_State *L) {
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
+/***
+Keeps the first `min(k, #messages)` messages; `turn_count` becomes that number.
+@function rewind
+@string id the session's id
+@int k the number of messages to keep
+@treturn table the rewound session
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_rewind(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -593,14 +674,37 @@ static int change_tags(lua_State *L, int remove) {
     return st == AS_OK ? 1 : lbind_error(L, &err);
 }
 
+/***
+Appends the tags the session does not carry yet, in order.
+@function tag
+@string id the session's id
+@tparam string|table tags a tag or an array of tags
+@treturn table the session's tag array
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_tag(lua_State *L) {
     return change_tags(L, 0);
 }
 
+/***
+Removes tags from a session.
+@function untag
+@string id the session's id
+@tparam string|table tags a tag or an array of tags
+@treturn table the session's tag array
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_untag(lua_State *L) {
     return change_tags(L, 1);
 }
 
+/***
+Sets a session's name.
+@function rename
+@string id the session's id
+@string name the new name
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_rename(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -611,6 +715,12 @@ static int m_rename(lua_State *L) {
     return 0;
 }
 
+/***
+Removes a session and all its data.
+@function delete
+@string id the session's id
+@raise `not_found`, `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_delete(lua_State *L) {
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
@@ -620,6 +730,10 @@ static int m_delete(lua_State *L) {
     return 0;
 }
 
+/***
+Releases the store; idempotent. Also the manager's `__gc` and `__close`.
+@function close
+*/
 static int m_close(lua_State *L) {
     lmanager *lm = check_manager(L);
     as_manager *m = lm->m;
@@ -629,7 +743,13 @@ static int m_close(lua_State *L) {
     return 0;
 }
 
-/* {kind=, location=, round_trips=, connects=, retries=} */
+/***
+What the store is and what it counted.
+@function stats
+@treturn table `{ kind =, location =, round_trips =, connects =, retries = }`: `kind` is
+ `"memory"`, `"sqlite"`, `"redis"` or `"custom"`; the counts are Redis's (zero for the others)
+@raise `closed`
+*/
 static int m_stats(lua_State *L) {
     as_manager *m = check_open(L);
     const char *where = as_manager_location(m);

@@ -5,6 +5,18 @@
 #include "../core/as_manager.h"
 #include "../core/as_store_memory.h"
 
+/***
+@module agentsession
+*/
+
+/***
+A manager whose sessions live in this process.
+@function memory
+@within Managers
+@tparam[opt] table opts `{ max_session_bytes = n }` (default 16 MiB)
+@treturn SessionManager the manager
+@raise `invalid` for an unknown option or a bad value
+*/
 int lbind_new_memory(lua_State *L) {
     static const char *const names[] = { "max_session_bytes", NULL };
     as_manager_opts opts;

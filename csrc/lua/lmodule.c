@@ -6,6 +6,16 @@
 #include "lbind.h"
 #include "../core/as_manager.h"
 
+/***
+@module agentsession
+*/
+
+/***
+A random UUID v4 from libuuid, in lowercase.
+@function uuid
+@within Values
+@treturn string the UUID, as `"3f2c5a1e-…"`
+*/
 static int mod_uuid(lua_State *L) {
     char id[37];
     as_error err;
@@ -15,6 +25,12 @@ static int mod_uuid(lua_State *L) {
     return 1;
 }
 
+/***
+The wall clock in Unix milliseconds.
+@function now
+@within Values
+@treturn int milliseconds since 1970
+*/
 static int mod_now(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)as_now_ms());
     return 1;

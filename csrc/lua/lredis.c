@@ -14,6 +14,20 @@ static int redis_int(lua_State *L, const char *field, lua_Integer lo, lua_Intege
     return lbind_opt_int(L, 1, "options", field, lo, hi, &v) ? (int)v : dflt;
 }
 
+/***
+@module agentsession
+*/
+
+/***
+A manager over a Redis server; it connects at once.
+@function redis
+@within Managers
+@tparam[opt] table opts `{ host = "127.0.0.1", port = 6379, db = 0, username =, password =,
+ prefix = "agentsession:", timeout_ms = 2000, max_session_bytes = n }`
+@treturn SessionManager the manager
+@raise `invalid` for a bad option, a wrong password or a missing db; `unavailable` when
+ the server cannot be reached
+*/
 int lbind_new_redis(lua_State *L) {
     static const char *const names[] = {
         "max_session_bytes", "host", "port", "db", "username", "password", "prefix",

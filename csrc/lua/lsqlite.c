@@ -7,6 +7,21 @@
 #include "../core/as_manager.h"
 #include "../core/as_store_sqlite.h"
 
+/***
+@module agentsession
+*/
+
+/***
+A manager over one SQLite file, created (mode 0600) when missing.
+@function sqlite
+@within Managers
+@string path the file
+@tparam[opt] table opts `{ busy_timeout_ms = 5000, durability = "normal" or "full",
+ triggers = false, max_session_bytes = n }`
+@treturn SessionManager the manager
+@raise `invalid` for a bad option, `storage` when the file cannot be opened as a store,
+ `unavailable` when it stays locked
+*/
 int lbind_new_sqlite(lua_State *L) {
     static const char *const names[] = {
         "max_session_bytes", "busy_timeout_ms", "durability", "triggers", NULL

@@ -1,5 +1,8 @@
--- agentsession: sessions of AI agents, kept in memory, SQLite or Redis.
---
+--- Sessions of AI agents for Lua 5.4: create, save, resume, append, fork, rewind, tag, list
+-- and delete an agent's conversation, kept in memory, in a SQLite file, in Redis or in a
+-- store written in Lua, with its history kept exactly as it was written.
+-- @module agentsession
+
 -- The C module (agentsession.core) holds the codec, the managers and their
 -- stores; this file adds the helpers that read best in Lua.
 
@@ -26,7 +29,11 @@ local function fail(kind, message, level)
   error(core.new_error(kind, message, nil, (level or 1) + 1), 0)
 end
 
---- Does the metadata (or a session's metadata) carry `tag`?
+--- Does the metadata (or a session's metadata) carry a tag?
+-- @within Sessions
+-- @tparam table metadata a session's metadata, or a session
+-- @string tag the tag
+-- @treturn bool true when its `tags` hold `tag`
 function M.has_tag(metadata, tag)
   if type(metadata) ~= "table" then
     error("bad argument #1 to 'has_tag' (table expected, got " .. type(metadata) .. ")", 2)
@@ -51,6 +58,12 @@ local session_fields = {
 }
 
 --- A new session table with defaults filled in.
+-- @within Sessions
+-- @tparam[opt] table fields `{ id =, name =, tags =, agent_name =, messages =, state = }`;
+-- by default a new UUID v4 id, `agent_name = ""`, zero times and counts, no messages and an
+-- empty-object state
+-- @treturn table `{ metadata = {…}, messages = {…}, state = … }`
+-- @raise `invalid` for an unknown field or a field of the wrong type
 function M.session(fields)
   if fields == nil then fields = {} end
   if type(fields) ~= "table" then
@@ -172,8 +185,14 @@ local function store_for(uri, opts)
   fail("invalid", "uri: no store for scheme \"" .. scheme .. "\"", 3)
 end
 
---- A manager from a URI: "memory:", "sqlite:PATH" or a bare path (no "scheme:"
---- prefix), "redis://…". `opts` goes to the store's constructor.
+--- A manager from a URI: `"memory:"`, `"sqlite:PATH"` or a bare path (no `scheme:` prefix),
+-- or `"redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]"`.
+-- @within Managers
+-- @string uri the store
+-- @tparam[opt] table opts the options of the store's constructor
+-- @treturn SessionManager the manager
+-- @raise `invalid` for a malformed URI, an unknown scheme or an option given twice; what
+-- the store's constructor raises
 function M.open(uri, opts)
   if type(uri) ~= "string" then
     error("bad argument #1 to 'open' (string expected, got " .. type(uri) .. ")", 2)
@@ -191,4 +210,10 @@ function M.open(uri, opts)
   return mgr
 end
 
+--- The values of the module.
+-- @field VERSION the version of this library, `"0.1.0"`
+-- @field null JSON null: the same value as lua-cjson's `cjson.null`
+-- @field array_mt the metatable that marks a table as a JSON array (see `array`)
+-- @table agentsession
+-- @within Values
 return M
