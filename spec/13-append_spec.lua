@@ -19,7 +19,7 @@ local array = agentsession.array
 
 -- JSON equality: a non-empty array is an array with or without array_mt.
 local function assert_json_same(expected, actual, what)
-  deep.assert_same(expected, actual, { root = what or "value", array_mt = true, metatables = "ignore" })
+  deep.assert_same(expected, actual, { root = what or "value", metatables = "json" })
 end
 
 for _, store in ipairs(stores) do

@@ -274,9 +274,9 @@ for _, store in ipairs(shared) do
       assert.are.equal(9, #after)
       for i = 1, 5 do assert.are.equal(before[i], after[i], "stored text of message " .. i) end
       -- the window's own messages are written anew, as their tables are now
-      deep.assert_same(msgs[6], agentsession.json.decode(after[6]), { array_mt = true })
+      deep.assert_same(msgs[6], agentsession.json.decode(after[6]), { array_mt = agentsession.array_mt })
       assert.are.same({ replaced = true }, agentsession.json.decode(after[7]))
-      deep.assert_same(msgs[8], agentsession.json.decode(after[8]), { array_mt = true })
+      deep.assert_same(msgs[8], agentsession.json.decode(after[8]), { array_mt = agentsession.array_mt })
       assert.are.same({ added = true }, agentsession.json.decode(after[9]))
     end)
 
