@@ -158,11 +158,8 @@ local function deep_text(n)
   return string.rep("[", n) .. string.rep("]", n)
 end
 
-local function cycle()
-  local t = { role = "user" }
-  t.self = t
-  return t
-end
+-- A message that refers to itself, which no store can encode.
+local cycle = require("agentsession.conformance.support").cycle
 
 -- The same table twice in one value: not a cycle.
 local function shared()
