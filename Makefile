@@ -9,6 +9,9 @@
 #   make fuzz     the libFuzzer targets, each for FUZZ_SECONDS (default 60)
 #   make dist     build/dist/agentsession-VERSION.tar.gz (HEAD's tracked files) and its rockspec
 #   make docs     the reference (LDoc) in build/docs/; any LDoc warning fails it
+#   make lib      the C library without Lua: build/lib/libagentsession.a and .so
+#   make install PREFIX=/usr/local [DESTDIR=]   the C library, agentsession.h, agentsession.pc
+#   make uninstall PREFIX=… [DESTDIR=]         removes what install installed
 
 # The library's version: init.lua, the release rockspec, CHANGELOG.md and the C header must
 # agree with it (make version-check, part of make test).
@@ -31,6 +34,23 @@ MODULE = build/agentsession/core.so
 # Debian packages: what the build, the tests and the tools need.
 DEBS = git gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
 
+# The C library: the core and csrc/lib (agentsession.h), without Lua.
+SOVERSION = $(firstword $(subst ., ,$(VERSION)))
+LIB_SRC = csrc/lib/agentsession.c csrc/lib/agentsession_read.c
+LIB_OBJ = $(LIB_SRC:csrc/%.c=build/obj/%.o)
+LIB_A = build/lib/libagentsession.a
+LIB_SONAME = libagentsession.so.$(SOVERSION)
+LIB_SO_FILE = libagentsession.so.$(VERSION)
+LIB_SO = build/lib/libagentsession.so
+LD ?= ld
+OBJCOPY ?= objcopy
+AR ?= ar
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL ?= install
+
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
 CORE_TEST = build/core_test
@@ -47,7 +67,7 @@ FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
-	clean sanitize valgrind fuzz
+	clean sanitize valgrind fuzz lib install uninstall
 
 all: $(MODULE)
 
@@ -62,6 +82,54 @@ build/obj/core/%.o: csrc/core/%.c $(wildcard csrc/core/*.h)
 build/obj/lua/%.o: csrc/lua/%.c $(wildcard csrc/core/*.h csrc/lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c -o $@ $<
+
+build/obj/lib/%.o: csrc/lib/%.c $(wildcard csrc/core/*.h csrc/lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+lib: $(LIB_A) $(LIB_SO)
+
+# An archive holds one object linked from all of its own, in which every
+# symbol but the public ones is made local: code of a host named like an
+# internal function of ours meets no clash.
+define prelink
+	@mkdir -p $(dir $@) build/obj/prelink
+	$(LD) -r -o build/obj/prelink/$(notdir $@).o $^
+	$(OBJCOPY) --localize-hidden build/obj/prelink/$(notdir $@).o
+	rm -f $@
+	$(AR) rcs $@ build/obj/prelink/$(notdir $@).o
+endef
+
+$(LIB_A): $(CORE_OBJ) $(LIB_OBJ)
+	$(prelink)
+
+build/lib/$(LIB_SO_FILE): $(CORE_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--no-undefined -o $@ $^ $(LDFLAGS) $(LDLIBS) -lm
+
+$(LIB_SO): build/lib/$(LIB_SO_FILE)
+	ln -sf $(LIB_SO_FILE) build/lib/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $@
+
+# A pkg-config file for the PREFIX being installed to.
+define write_pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' $(1) > $(2)
+endef
+
+install: lib
+	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 644 csrc/lib/agentsession.h $(DESTDIR)$(INCLUDEDIR)/agentsession.h
+	$(INSTALL) -m 644 $(LIB_A) $(DESTDIR)$(LIBDIR)/libagentsession.a
+	$(INSTALL) -m 755 build/lib/$(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/$(LIB_SO_FILE)
+	ln -sf $(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libagentsession.so
+	$(call write_pc,csrc/lib/agentsession.pc.in,$(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc)
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/agentsession.h $(DESTDIR)$(LIBDIR)/libagentsession.a \
+		$(DESTDIR)$(LIBDIR)/$(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libagentsession.so $(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc
 
 deps:
 	@sh tools/deps.sh $(DEBS)
