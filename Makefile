@@ -50,6 +50,7 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 INSTALL ?= install
+CAPI_TEST = build/capi_test
 
 RUN_ENV = LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;'
 
@@ -151,15 +152,19 @@ docs:
 	  if [ $$status -ne 0 ] || [ -s build/ldoc.log ]; then echo "make docs: LDoc warned (above)" >&2; exit 1; fi
 	@echo "docs: build/docs/index.html, no warning"
 
-spec: all
+spec: all $(CAPI_TEST)
 	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
 
-ctest: $(CORE_TEST) $(FAULT_TEST) $(FLOAT_TEST)
+ctest: $(CORE_TEST) $(FAULT_TEST) $(FLOAT_TEST) $(CAPI_TEST)
 	$(CORE_TEST)
+	$(CAPI_TEST)
 	$(RUN_ENV) $(FAULT_TEST)
 	$(FLOAT_TEST) $(FLOAT_COUNT) $(FLOAT_SEED)
 
 $(CORE_TEST): tests/core_test.c $(CORE_OBJ)
+	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(CAPI_TEST): tests/capi_test.c $(CORE_OBJ) $(LIB_OBJ)
 	$(CC) -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(FLOAT_TEST): tests/float_test.c $(CORE_OBJ)

@@ -17,11 +17,13 @@ vg="valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=def
 vg="$vg --show-leak-kinds=definite,indirect,possible --suppressions=$root/tools/valgrind.supp --num-callers=30"
 
 failed=0
-make --no-print-directory all build/core_test build/fault_test build/float_test fuzz-replay-build || exit 1
+make --no-print-directory all build/core_test build/fault_test build/float_test build/capi_test \
+    fuzz-replay-build || exit 1
 
 echo "valgrind: C tests"
 $vg --log-file="$out/core_test.%p.log" build/core_test || failed=$((failed + 1))
 $vg --log-file="$out/fault_test.%p.log" build/fault_test || failed=$((failed + 1))
+$vg --log-file="$out/capi_test.%p.log" build/capi_test || failed=$((failed + 1))
 # a small sample: make test runs the full one natively
 $vg --log-file="$out/float_test.%p.log" build/float_test 2000 || failed=$((failed + 1))
 FUZZ_RUNNER="$vg --log-file=$out/replay.%p.log" make --no-print-directory fuzz-replay || failed=$((failed + 1))
