@@ -10,8 +10,10 @@
 #   make dist     build/dist/agentsession-VERSION.tar.gz (HEAD's tracked files) and its rockspec
 #   make docs     the reference (LDoc) in build/docs/; any LDoc warning fails it
 #   make lib      the C library without Lua: build/lib/libagentsession.a and .so
+#   make lua-lib  build/lib/libagentsession_lua.a: the Lua module, for hosts that embed Lua
 #   make install PREFIX=/usr/local [DESTDIR=]   the C library, agentsession.h, agentsession.pc
-#   make uninstall PREFIX=… [DESTDIR=]         removes what install installed
+#   make install-lua PREFIX=… [DESTDIR=]       libagentsession_lua.a, agentsession_lua.h, agentsession-lua.pc
+#   make uninstall PREFIX=… [DESTDIR=]         removes what both installed
 
 # The library's version: init.lua, the release rockspec, CHANGELOG.md and the C header must
 # agree with it (make version-check, part of make test).
@@ -42,6 +44,10 @@ LIB_A = build/lib/libagentsession.a
 LIB_SONAME = libagentsession.so.$(SOVERSION)
 LIB_SO_FILE = libagentsession.so.$(VERSION)
 LIB_SO = build/lib/libagentsession.so
+# The Lua module for hosts that embed Lua: the binding, the core and the Lua layer in one archive.
+LUALIB_OBJ = build/obj/lib/agentsession_lua.o
+LUALIB_A = build/lib/libagentsession_lua.a
+LUA_CHUNKS = build/gen/agentsession_lua_chunks.h
 LD ?= ld
 OBJCOPY ?= objcopy
 AR ?= ar
@@ -68,7 +74,7 @@ FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
-	clean sanitize valgrind fuzz lib install uninstall
+	clean sanitize valgrind fuzz lib install uninstall lua-lib install-lua
 
 all: $(MODULE)
 
@@ -88,11 +94,22 @@ build/obj/lib/%.o: csrc/lib/%.c $(wildcard csrc/core/*.h csrc/lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+$(LUALIB_OBJ): csrc/lib/agentsession_lua.c csrc/lib/agentsession_lua.h $(LUA_CHUNKS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -I$(dir $(LUA_CHUNKS)) -c -o $@ $<
+
+$(LUA_CHUNKS): lua/agentsession/init.lua lua/agentsession/conformance.lua tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-lua.sh $@ as_chunk_init=lua/agentsession/init.lua \
+		as_chunk_conformance=lua/agentsession/conformance.lua
+
 lib: $(LIB_A) $(LIB_SO)
 
+lua-lib: $(LUALIB_A)
+
 # An archive holds one object linked from all of its own, in which every
-# symbol but the public ones is made local: code of a host named like an
-# internal function of ours meets no clash.
+# symbol but the public ones is made local: a host linking both archives, or
+# code of its own named like an internal function, meets no clash.
 define prelink
 	@mkdir -p $(dir $@) build/obj/prelink
 	$(LD) -r -o build/obj/prelink/$(notdir $@).o $^
@@ -104,6 +121,9 @@ endef
 $(LIB_A): $(CORE_OBJ) $(LIB_OBJ)
 	$(prelink)
 
+$(LUALIB_A): $(CORE_OBJ) $(LUA_OBJ) $(LUALIB_OBJ)
+	$(prelink)
+
 build/lib/$(LIB_SO_FILE): $(CORE_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--no-undefined -o $@ $^ $(LDFLAGS) $(LDLIBS) -lm
@@ -112,7 +132,7 @@ $(LIB_SO): build/lib/$(LIB_SO_FILE)
 	ln -sf $(LIB_SO_FILE) build/lib/$(LIB_SONAME)
 	ln -sf $(LIB_SONAME) $@
 
-# A pkg-config file for the PREFIX being installed to.
+# agentsession.pc or agentsession-lua.pc for the PREFIX being installed to.
 define write_pc
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' $(1) > $(2)
@@ -127,10 +147,18 @@ install: lib
 	ln -sf $(LIB_SONAME) $(DESTDIR)$(LIBDIR)/libagentsession.so
 	$(call write_pc,csrc/lib/agentsession.pc.in,$(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc)
 
+install-lua: lua-lib
+	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	$(INSTALL) -m 644 csrc/lib/agentsession_lua.h $(DESTDIR)$(INCLUDEDIR)/agentsession_lua.h
+	$(INSTALL) -m 644 $(LUALIB_A) $(DESTDIR)$(LIBDIR)/libagentsession_lua.a
+	$(call write_pc,csrc/lib/agentsession-lua.pc.in,$(DESTDIR)$(PKGCONFIGDIR)/agentsession-lua.pc)
+
 uninstall:
-	rm -f $(DESTDIR)$(INCLUDEDIR)/agentsession.h $(DESTDIR)$(LIBDIR)/libagentsession.a \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/agentsession.h $(DESTDIR)$(INCLUDEDIR)/agentsession_lua.h \
+		$(DESTDIR)$(LIBDIR)/libagentsession.a $(DESTDIR)$(LIBDIR)/libagentsession_lua.a \
 		$(DESTDIR)$(LIBDIR)/$(LIB_SO_FILE) $(DESTDIR)$(LIBDIR)/$(LIB_SONAME) \
-		$(DESTDIR)$(LIBDIR)/libagentsession.so $(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc
+		$(DESTDIR)$(LIBDIR)/libagentsession.so \
+		$(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc $(DESTDIR)$(PKGCONFIGDIR)/agentsession-lua.pc
 
 deps:
 	@sh tools/deps.sh $(DEBS)
