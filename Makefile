@@ -14,6 +14,7 @@
 #   make install PREFIX=/usr/local [DESTDIR=]   the C library, agentsession.h, agentsession.pc
 #   make install-lua PREFIX=… [DESTDIR=]       libagentsession_lua.a, agentsession_lua.h, agentsession-lua.pc
 #   make uninstall PREFIX=… [DESTDIR=]         removes what both installed
+#   make host-examples  the C hosts of examples/host, built with pkg-config against an installed copy
 
 # The library's version: init.lua, the release rockspec, CHANGELOG.md and the C header must
 # agree with it (make version-check, part of make test).
@@ -34,7 +35,7 @@ LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
 MODULE = build/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = git gcc make lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
+DEBS = git gcc g++ make pkg-config lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
 
 # The C library: the core and csrc/lib (agentsession.h), without Lua.
 SOVERSION = $(firstword $(subst ., ,$(VERSION)))
@@ -74,7 +75,7 @@ FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
-	clean sanitize valgrind fuzz lib install uninstall lua-lib install-lua
+	clean sanitize valgrind fuzz lib install uninstall lua-lib install-lua host-examples
 
 all: $(MODULE)
 
@@ -160,13 +161,17 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libagentsession.so \
 		$(DESTDIR)$(PKGCONFIGDIR)/agentsession.pc $(DESTDIR)$(PKGCONFIGDIR)/agentsession-lua.pc
 
+# The C hosts of examples/host, built against an installed copy (see the script).
+host-examples:
+	CC="$(CC)" CXX="$(CXX)" CFLAGS="$(CFLAGS)" LDFLAGS="$(LDFLAGS)" sh tools/host-examples.sh
+
 deps:
 	@sh tools/deps.sh $(DEBS)
 
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint docs version-check ctest fuzz-replay rock spec
+check: all lint docs version-check ctest fuzz-replay rock spec host-examples
 
 lint:
 	luacheck -q lua spec examples bench tests fuzz tools

@@ -1,7 +1,8 @@
 #!/bin/sh
 # make sanitize: builds the C code with AddressSanitizer (leaks included) and
 # UndefinedBehaviorSanitizer in a copy of the tree (build/sanitize/tree), then
-# runs there the C tests, the fuzz replays and every spec. The sanitizer
+# runs there the C tests, the fuzz replays, every spec and the C hosts of
+# examples/host (built against the sanitized library, installed). The sanitizer
 # runtimes are preloaded into each lua5.4 process only: a lua5.4 wrapper first
 # on PATH sets LD_PRELOAD, and a small preloaded library removes it from the
 # environment again, so the shells, redis-servers and other programs the specs
@@ -45,7 +46,7 @@ export UBSAN_OPTIONS="log_path=$logs/ubsan:halt_on_error=1:print_stacktrace=1"
 export LSAN_OPTIONS="suppressions=$root/tools/lsan.supp:print_suppressions=0"
 
 cd "$tree" || exit 1
-{ make --no-print-directory ${SANITIZE_TARGETS:-all ctest fuzz-replay spec} \
+{ make --no-print-directory ${SANITIZE_TARGETS:-all ctest fuzz-replay spec host-examples} \
     CFLAGS="-O1 -g $flags" LDFLAGS="$flags" 2>&1; echo "$?" > "$out/status"; } | tee "$out/output.log"
 status=$(cat "$out/status")
 

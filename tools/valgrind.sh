@@ -1,6 +1,7 @@
 #!/bin/sh
-# make valgrind: runs the C tests, the fuzz replays and every spec under valgrind
-# memcheck. The spec files run one busted process each, two at a time (this
+# make valgrind: runs the C tests, the fuzz replays, the C hosts of
+# examples/host and every spec under valgrind memcheck. The spec files run one
+# busted process each, two at a time (this
 # machine has two cores), each under valgrind; the programs they start (shells,
 # redis-server, child lua5.4 processes) run natively — make sanitize checks the
 # children. Any error, or any definite, indirect or possible leak, fails the run; the
@@ -27,6 +28,8 @@ $vg --log-file="$out/capi_test.%p.log" build/capi_test || failed=$((failed + 1))
 # a small sample: make test runs the full one natively
 $vg --log-file="$out/float_test.%p.log" build/float_test 2000 || failed=$((failed + 1))
 FUZZ_RUNNER="$vg --log-file=$out/replay.%p.log" make --no-print-directory fuzz-replay || failed=$((failed + 1))
+echo "valgrind: the C hosts of examples/host"
+HOST_RUNNER="$vg --log-file=$out/host.%p.log" make --no-print-directory host-examples || failed=$((failed + 1))
 
 echo "valgrind: specs, two files at a time"
 # The longest files first, so that the two queues end together.
