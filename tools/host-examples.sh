@@ -2,9 +2,10 @@
 # make host-examples: the C hosts of examples/host built as a host builds them,
 # against the library installed (make install, make install-lua) into a
 # temporary prefix, with pkg-config; then run, their output compared with
-# examples/host/*.expected. On the way it checks what is installed, what the
-# shared library exports, that a static link needs no shared library of
-# ours, that the header compiles as C++, and that uninstall removes it all.
+# examples/host/*.expected; so are the programs of docs/c-api.md. On the way
+# it checks what is installed, what the shared library exports, that a static
+# link needs no shared library of ours, that the header compiles as C++, that
+# the manual's prototypes are the header's, and that uninstall removes it all.
 #   CC, CXX, CFLAGS, LDFLAGS as for the build (make passes them);
 #   HOST_RUNNER runs each program under a tool (make valgrind sets it).
 set -eu
@@ -97,8 +98,48 @@ export LUA_PATH="$tmp/nowhere/?.lua" LUA_CPATH="$tmp/nowhere/?.so"
 unset LUA_INIT LUA_PATH_5_4 LUA_CPATH_5_4 LUA_INIT_5_4
 run embed_lua "$tmp/embed_lua" "$root/examples/host/agent.lua" "$tmp/agent.db"
 
+# docs/c-api.md: its programs build and run; its prototypes (blocks of
+# declarations) and fragments (the other blocks, each compiled as the body of
+# a function) compile against the installed headers; it shows every function.
+mkdir "$tmp/doc"
+awk -v dir="$tmp/doc" '
+    /^```c$/ { n++; file = sprintf("%s/block%02d.c", dir, n); inside = 1; next }
+    /^```$/ { inside = 0; next }
+    inside { print > file }
+' docs/c-api.md
+{
+    echo "#include <agentsession.h>"
+    echo "#include <agentsession_lua.h>"
+    echo "#include <stdio.h>"
+} > "$tmp/doc/all.c"
+for block in "$tmp/doc"/block*.c; do
+    name=$(basename "$block" .c)
+    if grep -q 'int main(' "$block"; then
+        # shellcheck disable=SC2046,SC2086
+        $cc $cflags -o "$tmp/doc/$name" "$block" $(pkg-config --cflags --libs agentsession) \
+            -Wl,-rpath,"$libdir" $ldflags || fail "the program of docs/c-api.md in $name does not build"
+        $runner "$tmp/doc/$name" > "$tmp/doc/$name.out" 2> "$tmp/doc/$name.err" \
+            && [ ! -s "$tmp/doc/$name.err" ] \
+            || { cat "$tmp/doc/$name.err" >&2; fail "the program of docs/c-api.md in $name failed"; }
+    elif grep -q -v -E '^(agentsession_status|void|int|const char) |^ ' "$block"; then
+        printf 'void doc_%s(agentsession_manager *m, const char *id);\n' "$name" >> "$tmp/doc/all.c"
+        printf 'void doc_%s(agentsession_manager *m, const char *id) {\n' "$name" >> "$tmp/doc/all.c"
+        echo "    agentsession_error err; (void)m; (void)id; (void)err;" >> "$tmp/doc/all.c"
+        cat "$block" >> "$tmp/doc/all.c"
+        echo "}" >> "$tmp/doc/all.c"
+    else
+        cat "$block" >> "$tmp/doc/all.c"
+    fi
+done
+# shellcheck disable=SC2046
+$cc -std=c11 -fsyntax-only $(pkg-config --cflags agentsession) "$tmp/doc/all.c" \
+    || fail "the prototypes or fragments of docs/c-api.md do not compile against the headers"
+for f in $(sed -n 's/^AGENTSESSION_API [^(]*[ *]\(agentsession_[a-z_]*\)(.*/\1/p' csrc/lib/agentsession.h); do
+    grep -q "$f(" docs/c-api.md || fail "docs/c-api.md does not show $f"
+done
+
 make --no-print-directory uninstall PREFIX="$prefix" > "$tmp/uninstall.log" 2>&1 \
     || { cat "$tmp/uninstall.log" >&2; fail "make uninstall failed"; }
 left=$(find "$prefix" ! -type d)
 [ -z "$left" ] || fail "make uninstall left: $left"
-echo "host-examples: npc (shared and static), embed_lua and the C++ header check as expected"
+echo "host-examples: npc (shared and static), embed_lua, the C++ header check and docs/c-api.md as expected"
