@@ -133,7 +133,7 @@ static as_status mem_load(as_store *st, const char *id, const as_span *span, as_
     as_span_clip(span, e->s.nmsgs, &from, &n);
     info->total = e->s.nmsgs;
     info->first = from;
-    if (as_session_push(out, e->s.msgs + from, n, err) != AS_OK) {
+    if (n > 0 && as_session_push(out, e->s.msgs + from, n, err) != AS_OK) {
         as_session_clear(out);
         return err->status;
     }
