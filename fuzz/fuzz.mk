@@ -2,10 +2,10 @@
 # instead of libFuzzer, and run over their checked-in corpus and regressions:
 # make fuzz-replay (part of make check). The libFuzzer build and runs are
 # tools/fuzz.sh (make fuzz). Included by the top Makefile, whose CC, CFLAGS,
-# WARN, LDFLAGS, LDLIBS, LUA_INC, CORE_OBJ and LUA_OBJ this uses.
+# WARN, LDFLAGS, LDLIBS, LUA_INC, CORE_OBJ, LUA_OBJ and LIB_OBJ this uses.
 FUZZ_REPLAY_DIR = build/fuzz-replay
 FUZZ_REPLAY_LUA_TARGETS = json_decode json_encode
-FUZZ_REPLAY_TARGETS = $(FUZZ_REPLAY_LUA_TARGETS) sqlite_load
+FUZZ_REPLAY_TARGETS = $(FUZZ_REPLAY_LUA_TARGETS) sqlite_load session_json
 FUZZ_REPLAY_BINS = $(FUZZ_REPLAY_TARGETS:%=$(FUZZ_REPLAY_DIR)/%)
 FUZZ_REPLAY_CFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L $(WARN) $(CFLAGS)
 
@@ -15,6 +15,11 @@ $(FUZZ_REPLAY_LUA_TARGETS:%=$(FUZZ_REPLAY_DIR)/%): $(FUZZ_REPLAY_DIR)/%: fuzz/%.
 	$(CC) $(FUZZ_REPLAY_CFLAGS) -I$(LUA_INC) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -llua5.4 $(LDLIBS) -lm
 
 $(FUZZ_REPLAY_DIR)/sqlite_load: fuzz/sqlite_load.c fuzz/replay.c $(CORE_OBJ) $(wildcard csrc/core/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_REPLAY_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lm
+
+$(FUZZ_REPLAY_DIR)/session_json: fuzz/session_json.c fuzz/replay.c $(CORE_OBJ) $(LIB_OBJ) \
+		$(wildcard csrc/core/*.h csrc/lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(FUZZ_REPLAY_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lm
 

@@ -18,7 +18,7 @@ set -u
 cd "$(dirname "$0")/.." || exit 2
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-json_decode json_encode sqlite_load}
+targets=${FUZZ_TARGETS:-json_decode json_encode sqlite_load session_json}
 cc=${FUZZ_CC:-clang}
 lua_inc=${LUA_INC:-/usr/include/lua5.4}
 out=build/fuzz
@@ -61,11 +61,19 @@ for src in csrc/lua/*.c; do
     lua_obj="$lua_obj $obj"
 done
 
+lib_obj=""
+for src in csrc/lib/agentsession.c csrc/lib/agentsession_read.c; do
+    obj="$out/obj/lib/$(basename "$src" .c).o"
+    compile "$src" "$obj" || { echo "fuzz: cannot compile $src" >&2; exit 1; }
+    lib_obj="$lib_obj $obj"
+done
+
 for t in $targets; do
     [ -f "fuzz/$t.c" ] || { echo "fuzz: no target fuzz/$t.c" >&2; exit 2; }
     compile "fuzz/$t.c" "$out/obj/fuzz/$t.o" || { echo "fuzz: cannot compile fuzz/$t.c" >&2; exit 1; }
     case $t in
         sqlite_load) objs="$core_obj"; extra="" ;;
+        session_json) objs="$core_obj $lib_obj"; extra="" ;;
         *) objs="$core_obj $lua_obj"; extra="-llua5.4" ;;
     esac
     # shellcheck disable=SC2086
