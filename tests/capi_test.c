@@ -433,6 +433,10 @@ static void test_bad_documents(agentsession_manager *m) {
     CHECK(before && after && strcmp(before, after) == 0);
     free(before);
     free(after);
+    /* the example of docs/c-api.md, word for word */
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_save(m, "{\"metadata\":{\"id\":\"x\",\"agent_name\":\"a\"},"
+                                                        "\"messages\":[1,{\"c\":[tru]}]}", NULL, NULL, &err));
+    CHECK(strcmp(err.message, "messages[2].c[1]: at byte 61: invalid literal") == 0);
 
     /* nesting: 128 levels in a message are fine, 129 are not */
     {
