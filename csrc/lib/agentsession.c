@@ -177,7 +177,8 @@ static int write_tags(as_buf *b, const as_meta *m) {
     size_t i;
     if (as_buf_putc(b, '[') != 0) return -1;
     for (i = 0; i < m->ntags; i++)
-        if ((i && as_buf_putc(b, ',') != 0) || as_json_write_string(b, m->tags[i], strlen(m->tags[i]), NULL) != 0)
+        if ((i && as_buf_putc(b, ',') != 0)
+            || as_json_write_string(b, m->tags[i], strlen(m->tags[i]), NULL) != 0)
             return -1;
     return as_buf_putc(b, ']');
 }
@@ -330,7 +331,8 @@ agentsession_status agentsession_open_sqlite(const char *path, const agentsessio
     if (path[0] == '\0') return invalid(err, "path", "must not be empty");
     if (opts->busy_timeout_ms < 0)
         return invalid(err, "opts.busy_timeout_ms", "must not be negative (got %d)", opts->busy_timeout_ms);
-    if (opts->durability != AGENTSESSION_DURABILITY_NORMAL && opts->durability != AGENTSESSION_DURABILITY_FULL)
+    if (opts->durability != AGENTSESSION_DURABILITY_NORMAL
+        && opts->durability != AGENTSESSION_DURABILITY_FULL)
         return invalid(err, "opts.durability", "must be AGENTSESSION_DURABILITY_NORMAL or _FULL (got %d)",
                        (int)opts->durability);
     a.path = path;
@@ -374,7 +376,8 @@ agentsession_status agentsession_open_redis(const agentsession_redis_options *op
         || (st = check_option_int(opts->db, "opts.db", 0, INT_MAX, err)) != AGENTSESSION_OK
         || (st = check_option_text(opts->username, "opts.username", 1, 4096, err)) != AGENTSESSION_OK
         || (st = check_option_text(opts->password, "opts.password", 0, 4096, err)) != AGENTSESSION_OK
-        || (st = check_option_text(opts->prefix, "opts.prefix", 0, AS_REDIS_PREFIX_MAX, err)) != AGENTSESSION_OK
+        || (st = check_option_text(opts->prefix, "opts.prefix", 0, AS_REDIS_PREFIX_MAX, err))
+               != AGENTSESSION_OK
         || (st = check_option_int(opts->timeout_ms, "opts.timeout_ms", 1, INT_MAX, err)) != AGENTSESSION_OK)
         return st;
     if (opts->username && opts->password == NULL)
@@ -638,7 +641,8 @@ agentsession_status agentsession_list(agentsession_manager *am, const agentsessi
     result_init(&r, metadata_array_json);
     if ((st = check_open(am, err)) != AGENTSESSION_OK) return st;
     if (filter) {
-        if ((st = check_strings(filter->tags, filter->ntags, "filter.tags", err)) != AGENTSESSION_OK) return st;
+        if ((st = check_strings(filter->tags, filter->ntags, "filter.tags", err)) != AGENTSESSION_OK)
+            return st;
         f.tags = filter->tags;
         f.ntags = filter->ntags;
         f.agent_name = filter->agent_name;
@@ -683,7 +687,8 @@ agentsession_status agentsession_import(agentsession_manager *am, const char *js
     as_error e;
     agentsession_status st;
     result_init(&r, metadata_json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(json, "json", err)) != AGENTSESSION_OK)
+    if ((st = check_open(am, err)) != AGENTSESSION_OK
+        || (st = check_text(json, "json", err)) != AGENTSESSION_OK)
         return st;
     rc = as_session_from_json(json, strlen(json), AS_DOC_EXPORT, as_manager_canonical(am->m), &s, NULL,
                               NULL, &e);

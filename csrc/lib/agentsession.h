@@ -73,10 +73,13 @@ typedef enum agentsession_status {
 /* What went wrong: a plain struct the caller owns (on the stack is fine);
 ** it holds no pointer, so nothing in it is ever freed. */
 typedef struct agentsession_error {
-    agentsession_status status;                /* as returned */
-    char message[AGENTSESSION_ERROR_MESSAGE_SIZE]; /* "path: what went wrong", as the Lua error's message */
-    char path[AGENTSESSION_ERROR_PATH_SIZE];   /* the field at fault ("messages[3].content"), or "" */
-    char id[AGENTSESSION_ERROR_ID_SIZE];       /* the session concerned, or "" */
+    agentsession_status status; /* as returned */
+    /* "path: what went wrong", as the Lua module's error message */
+    char message[AGENTSESSION_ERROR_MESSAGE_SIZE];
+    /* the field at fault ("messages[3].content", "opts.port"), or "" */
+    char path[AGENTSESSION_ERROR_PATH_SIZE];
+    /* the session concerned, or "" */
+    char id[AGENTSESSION_ERROR_ID_SIZE];
 } agentsession_error;
 
 /* The kind name of a status: "ok", "not_found", "invalid", "too_large",

@@ -38,6 +38,10 @@ typedef struct reader {
     as_error *err;   /* the outcome, apart from the parser's own errors */
 } reader;
 
+static as_status bad_path(reader *r, const char *why) {
+    return as_error_set(r->err, AS_EINVALID, "path: %s", why);
+}
+
 /* Reads a path: names joined with '.', 1-based indexes in brackets. */
 static as_status parse_path(reader *r, const char *path) {
     const char *p = path;
@@ -50,26 +54,26 @@ static as_status parse_path(reader *r, const char *path) {
         if (*p == '[') {
             size_t v = 0;
             p++;
-            if (*p < '0' || *p > '9') return as_error_set(r->err, AS_EINVALID, "path: a digit must follow '['");
+            if (*p < '0' || *p > '9') return bad_path(r, "a digit must follow '['");
             for (; *p >= '0' && *p <= '9'; p++) {
-                if (v > (SIZE_MAX - 9) / 10) return as_error_set(r->err, AS_EINVALID, "path: index too large");
+                if (v > (SIZE_MAX - 9) / 10) return bad_path(r, "index too large");
                 v = v * 10 + (size_t)(*p - '0');
             }
-            if (*p++ != ']') return as_error_set(r->err, AS_EINVALID, "path: ']' expected after an index");
-            if (v == 0) return as_error_set(r->err, AS_EINVALID, "path: indexes start at 1");
+            if (*p++ != ']') return bad_path(r, "']' expected after an index");
+            if (v == 0) return bad_path(r, "indexes start at 1");
             s->index = v;
         } else {
             if (*p == '.') {
-                if (p == path) return as_error_set(r->err, AS_EINVALID, "path: a name must not start with '.'");
+                if (p == path) return bad_path(r, "a name must not start with '.'");
                 p++;
             } else if (p != path) {
-                return as_error_set(r->err, AS_EINVALID, "path: '.' or '[' expected");
+                return bad_path(r, "'.' or '[' expected");
             }
             s->index = 0;
             s->key = p;
             p += strcspn(p, ".[");
             s->len = (size_t)(p - s->key);
-            if (s->len == 0) return as_error_set(r->err, AS_EINVALID, "path: empty name");
+            if (s->len == 0) return bad_path(r, "empty name");
         }
     }
     return AS_OK;
