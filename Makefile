@@ -99,10 +99,11 @@ $(LUALIB_OBJ): csrc/lib/agentsession_lua.c csrc/lib/agentsession_lua.h $(LUA_CHU
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -I$(dir $(LUA_CHUNKS)) -c -o $@ $<
 
-$(LUA_CHUNKS): lua/agentsession/init.lua lua/agentsession/conformance.lua tools/embed-lua.sh
+LUA_LAYER = $(sort $(wildcard lua/agentsession/*.lua lua/agentsession/*/*.lua))
+
+$(LUA_CHUNKS): $(LUA_LAYER) tools/embed-lua.sh
 	@mkdir -p $(dir $@)
-	sh tools/embed-lua.sh $@ as_chunk_init=lua/agentsession/init.lua \
-		as_chunk_conformance=lua/agentsession/conformance.lua
+	sh tools/embed-lua.sh $@ $(LUA_LAYER)
 
 lib: $(LIB_A) $(LIB_SO)
 
@@ -171,7 +172,7 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: all lint docs version-check ctest fuzz-replay rock spec host-examples
+check: all lint docs version-check ctest fuzz-replay rock host-examples spec
 
 lint:
 	luacheck -q lua spec examples bench tests fuzz tools

@@ -3,42 +3,61 @@
 ** the Lua layer's sources are compiled in (build/gen/agentsession_lua_chunks.h,
 ** written by tools/embed-lua.sh), and preloaded next to the C module.
 */
+#include <string.h>
+
 #include <lua.h>
 #include <lauxlib.h>
 
 #include "agentsession_lua.h"
+
+/* One source file of the Lua layer, carried by the library. */
+typedef struct as_lua_chunk {
+    const char *module;    /* "agentsession.conformance" */
+    const char *chunkname; /* "@agentsession/conformance/init.lua", as require names the file */
+    const unsigned char *text;
+    size_t len;
+} as_lua_chunk;
+
 #include "agentsession_lua_chunks.h"
 
-/* Runs one carried chunk as require would run its file: with the module name. */
-static int run_chunk(lua_State *L, const unsigned char *text, size_t len, const char *chunkname,
-                     const char *modname) {
-    if (luaL_loadbufferx(L, (const char *)text, len, chunkname, "t") != LUA_OK) return lua_error(L);
-    lua_pushstring(L, modname);
+/* Runs a carried chunk as require would run its file: with its module name. */
+static int run_chunk(lua_State *L, const as_lua_chunk *c) {
+    if (luaL_loadbufferx(L, (const char *)c->text, c->len, c->chunkname, "t") != LUA_OK)
+        return lua_error(L);
+    lua_pushstring(L, c->module);
     lua_call(L, 1, 1);
     return 1;
 }
 
+/* The loader package.preload holds for a carried module (its chunk as upvalue). */
+static int open_chunk(lua_State *L) {
+    return run_chunk(L, lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+static int run_module(lua_State *L, const char *module) {
+    const as_lua_chunk *c;
+    for (c = as_lua_chunks; c->module; c++)
+        if (strcmp(c->module, module) == 0) return run_chunk(L, c);
+    return luaL_error(L, "module '%s' is not carried by this library", module);
+}
+
 int luaopen_agentsession(lua_State *L) {
-    return run_chunk(L, as_chunk_init, sizeof as_chunk_init, "@agentsession/init.lua", "agentsession");
+    return run_module(L, "agentsession");
 }
 
 int luaopen_agentsession_conformance(lua_State *L) {
-    return run_chunk(L, as_chunk_conformance, sizeof as_chunk_conformance,
-                     "@agentsession/conformance.lua", "agentsession.conformance");
+    return run_module(L, "agentsession.conformance");
 }
 
 void agentsession_lua_preload(lua_State *L) {
-    static const luaL_Reg modules[] = {
-        { "agentsession.core", luaopen_agentsession_core },
-        { "agentsession", luaopen_agentsession },
-        { "agentsession.conformance", luaopen_agentsession_conformance },
-        { NULL, NULL }
-    };
-    const luaL_Reg *mod;
+    const as_lua_chunk *c;
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-    for (mod = modules; mod->name; mod++) {
-        lua_pushcfunction(L, mod->func);
-        lua_setfield(L, -2, mod->name);
+    lua_pushcfunction(L, luaopen_agentsession_core);
+    lua_setfield(L, -2, "agentsession.core");
+    for (c = as_lua_chunks; c->module; c++) {
+        lua_pushlightuserdata(L, (void *)c);
+        lua_pushcclosure(L, open_chunk, 1);
+        lua_setfield(L, -2, c->module);
     }
     lua_pop(L, 1);
 }

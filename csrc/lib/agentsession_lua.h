@@ -39,7 +39,8 @@ AGENTSESSION_LUA_API int luaopen_agentsession(struct lua_State *L);
 ** written in Lua), carried likewise. Pushes its table. */
 AGENTSESSION_LUA_API int luaopen_agentsession_conformance(struct lua_State *L);
 
-/* Puts the three modules above in L's package.preload (the registry's
+/* Puts the modules above, and the modules of the conformance suite they
+** load (agentsession.conformance.*), in L's package.preload (the registry's
 ** "_PRELOAD" table), so that require finds them before any file. Raises a
 ** Lua error only when memory runs out (call it where a Lua error is caught,
 ** or right after luaL_newstate as luaL_openlibs is). */
