@@ -254,29 +254,33 @@ local extra_messages = {
 }
 
 
--- Row f's sessions: `pools` of 3,000 and of 10 messages, each appended to in
+-- Saves `count` sessions of the messages `msgs` (and `state`, when given) named
+-- after `label`; returns their ids.
+local function save_pool(mgr, label, count, msgs, state)
+  local ids = {}
+  for k = 1, count do
+    ids[k] = mgr:save(agentsession.session{ id = string.format("bench-%s-%d", label, k),
+      messages = msgs, state = state }).id
+  end
+  return ids
+end
+
+-- A function that runs op(id) on each of the ids in turn, one per call.
+local function in_turn(ids, op)
+  local k = 0
+  return function()
+    k = k % #ids + 1
+    sink[1] = op(ids[k])
+  end
+end
+
+-- Row f's sessions: pools of 3,000 and of 10 messages, each appended to in
 -- turn, so that each grows by only a few messages over the whole run.
 local function append_pools(mgr, tag)
-  local pools = {}
-  for _, spec in ipairs({ { n = 3000, count = 20 }, { n = 10, count = 100 } }) do
-    local ids = {}
-    local msgs = cycled_messages(spec.n)
-    for k = 1, spec.count do
-      local s = agentsession.session{ id = string.format("bench-append-%s-%d-%d", tag, spec.n, k),
-        messages = msgs }
-      ids[k] = mgr:save(s).id
-    end
-    pools[#pools + 1] = ids
-  end
   local one = { extra_messages[1] }
-  local function appender(ids)
-    local k = 0
-    return function()
-      k = k % #ids + 1
-      sink[1] = mgr:append(ids[k], one)
-    end
-  end
-  return appender(pools[1]), appender(pools[2])
+  local function append(sid) return mgr:append(sid, one) end
+  return in_turn(save_pool(mgr, "append-" .. tag .. "-3000", 20, cycled_messages(3000)), append),
+         in_turn(save_pool(mgr, "append-" .. tag .. "-10", 100, cycled_messages(10)), append)
 end
 
 -- A window's save after one new message, on pools of sessions of 3000 and of
@@ -284,52 +288,46 @@ end
 -- The sessions end with the same messages and the pools are as large, so the
 -- windows are alike as the sessions grow.
 local function window_pools(mgr, tag)
-  local pools = {}
-  for _, spec in ipairs({ { n = 3000, count = 20 }, { n = 30, count = 20 } }) do
-    local ids = {}
-    local msgs = ending_messages(spec.n, 3000)
-    for k = 1, spec.count do
-      local s = agentsession.session{ id = string.format("bench-window-%s-%d-%d", tag, spec.n, k),
-        messages = msgs }
-      ids[k] = mgr:save(s).id
-    end
-    pools[#pools + 1] = ids
+  local big = save_pool(mgr, "window-" .. tag .. "-3000", 20, ending_messages(3000, 3000))
+  local small = save_pool(mgr, "window-" .. tag .. "-30", 20, ending_messages(30, 3000))
+  local function save_window(sid)
+    local w = mgr:resume(sid, { last = 20 })
+    w.messages[#w.messages + 1] = extra_messages[1]
+    return mgr:save(w)
   end
-  local function saver(ids)
-    local k = 0
-    return function()
-      k = k % #ids + 1
-      local w = mgr:resume(ids[k], { last = 20 })
-      w.messages[#w.messages + 1] = extra_messages[1]
-      sink[1] = mgr:save(w)
-    end
-  end
-  local big = mgr:resume(pools[1][1], { last = 20 })
-  big.messages[21] = extra_messages[2]
-  mgr:save(big)
-  local all = mgr:resume(pools[1][1])
+  local w = mgr:resume(big[1], { last = 20 })
+  w.messages[21] = extra_messages[2]
+  mgr:save(w)
+  local all = mgr:resume(big[1])
   check(tag .. " window save keeps the history", #all.messages == 3001
     and deep_equal(ending_messages(3000, 3000)[1], all.messages[1], "messages[1]")
     and deep_equal(extra_messages[2], all.messages[3001], "messages[3001]"), "messages differ")
-  return saver(pools[1]), saver(pools[2])
+  return in_turn(big, save_window), in_turn(small, save_window)
 end
 
--- Appends of one message with a new state and without, to pools of sessions of 10 messages.
+-- Appends of one message with a new state and without, to a pool of sessions of 10 messages.
 local function state_pools(mgr, tag)
-  local ids = {}
-  for k = 1, 100 do
-    ids[k] = mgr:save(agentsession.session{ id = string.format("bench-state-%s-%d", tag, k),
-      messages = cycled_messages(10), state = session.state }).id
-  end
-  local one, k = { extra_messages[1] }, 0
+  local ids = save_pool(mgr, "state-" .. tag, 100, cycled_messages(10), session.state)
+  local one = { extra_messages[1] }
   mgr:append(ids[1], one, { state = session.state })
   check(tag .. " append with state", deep_equal(session.state, mgr:resume(ids[1]).state, "state"))
+  return in_turn(ids, function(sid) return mgr:append(sid, one, { state = session.state }) end),
+         in_turn(ids, function(sid) return mgr:append(sid, one) end)
+end
+
+-- The `make` of a row timing the two functions pools(mgr, tag) gives, on a
+-- new memory manager or on a SQLite file of the benchmark's.
+local function on_memory(pools)
   return function()
-    k = k % #ids + 1
-    sink[1] = mgr:append(ids[k], one, { state = session.state })
-  end, function()
-    k = k % #ids + 1
-    sink[1] = mgr:append(ids[k], one)
+    local m = agentsession.memory()
+    local ours, rival = pools(m, "memory")
+    return ours, rival, function() m:close() end
+  end
+end
+
+local function on_sqlite(pools, file)
+  return function()
+    return pools(open_store("ours", file), "sqlite")
   end
 end
 
@@ -488,19 +486,11 @@ local rows = {
   {
     -- Appending hands over only the new message: its cost must not grow with the history.
     name = "memory append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
-    make = function()
-      local m = agentsession.memory()
-      local big, small = append_pools(m, "memory")
-      return big, small, function() m:close() end
-    end,
+    make = on_memory(append_pools),
   },
   {
     name = "sqlite append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
-    make = function()
-      local m = open_store("ours", "append.db")
-      local big, small = append_pools(m, "sqlite")
-      return big, small
-    end,
+    make = on_sqlite(append_pools, "append.db"),
   },
   {
     -- A store written in Lua: the specs' backend (spec/helpers/lua_backend.lua) with every
@@ -520,38 +510,22 @@ local rows = {
   {
     -- A window's save reads and writes the window, not the history (see window_pools).
     name = "memory window save, 1 new msg: 3000 / 30-msg session", target = 1.5, count = 200,
-    make = function()
-      local m = agentsession.memory()
-      local big, small = window_pools(m, "memory")
-      return big, small, function() m:close() end
-    end,
+    make = on_memory(window_pools),
   },
   {
     name = "sqlite window save, 1 new msg: 3000 / 30-msg session", target = 1.5, count = 200,
-    make = function()
-      local m = open_store("ours", "window.db")
-      local big, small = window_pools(m, "sqlite")
-      return big, small
-    end,
+    make = on_sqlite(window_pools, "window.db"),
   },
   {
     -- The state replaced in the same write: what it adds to an append (informational).
     name = "memory append 1 msg with state / without",
     count = 200,
-    make = function()
-      local m = agentsession.memory()
-      local with, without = state_pools(m, "memory")
-      return with, without, function() m:close() end
-    end,
+    make = on_memory(state_pools),
   },
   {
     name = "sqlite append 1 msg with state / without",
     count = 200,
-    make = function()
-      local m = open_store("ours", "state.db")
-      local with, without = state_pools(m, "sqlite")
-      return with, without
-    end,
+    make = on_sqlite(state_pools, "state.db"),
   },
   {
     -- A fork shares the stored messages of its source (the delete keeps the store from growing).
