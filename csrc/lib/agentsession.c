@@ -121,6 +121,13 @@ static agentsession_status check_text(const char *s, const char *path, agentsess
     return s ? AGENTSESSION_OK : invalid(err, path, "must be a string (got NULL)");
 }
 
+/* What every call on one session checks first: an open manager and an id. */
+static agentsession_status check_call(const agentsession_manager *am, const char *id,
+                                      agentsession_error *err) {
+    agentsession_status st = check_open(am, err);
+    return st != AGENTSESSION_OK ? st : check_text(id, "id", err);
+}
+
 static agentsession_status check_expect(int64_t v, const char *path, agentsession_error *err) {
     if (v >= AGENTSESSION_ANY_VERSION) return AGENTSESSION_OK;
     return invalid(err, path, "must be at least 0, or AGENTSESSION_ANY_VERSION (got %lld)", (long long)v);
@@ -460,7 +467,7 @@ static agentsession_status resume(agentsession_manager *am, const char *id, cons
     as_error e;
     agentsession_status st;
     result_init(&r, session_json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK)
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK)
         return st;
     as_error_clear(&e);
     rc = as_manager_resume(am->m, id, span, &s, &win, &e);
@@ -510,7 +517,7 @@ agentsession_status agentsession_append(agentsession_manager *am, const char *id
     int canonical;
     result_init(&r, metadata_json);
     if (opts == NULL) opts = &defaults;
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK
         || (st = check_text(messages_json, "messages_json", err)) != AGENTSESSION_OK
         || (st = check_expect(opts->expect_version, "opts.expect_version", err)) != AGENTSESSION_OK)
         return st;
@@ -545,7 +552,7 @@ agentsession_status agentsession_rewind(agentsession_manager *am, const char *id
     as_error e;
     agentsession_status st;
     result_init(&r, session_json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK)
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK)
         return st;
     hook(am->m, &wr, &r, WRITE_SESSION, &s);
     rc = as_manager_rewind(am->m, id, turn_index, &s, &e);
@@ -563,7 +570,7 @@ agentsession_status agentsession_fork_at(agentsession_manager *am, const char *i
     as_error e;
     agentsession_status st;
     result_init(&r, metadata_json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK)
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK)
         return st;
     hook(am->m, &wr, &r, WRITE_META, NULL);
     rc = as_manager_fork(am->m, id, new_name, at, &meta, &e);
@@ -587,7 +594,7 @@ static agentsession_status change_tags(agentsession_manager *am, const char *id,
     as_error e;
     agentsession_status st;
     result_init(&r, tags_json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK
         || (st = check_strings(tags, ntags, "tags", err)) != AGENTSESSION_OK)
         return st;
     hook(am->m, &wr, &r, WRITE_TAGS, NULL);
@@ -611,7 +618,7 @@ agentsession_status agentsession_rename(agentsession_manager *am, const char *id
                                         agentsession_error *err) {
     as_error e;
     agentsession_status st;
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK
         || (st = check_text(new_name, "new_name", err)) != AGENTSESSION_OK)
         return st;
     if (as_manager_rename(am->m, id, new_name, &e) != AS_OK) return as_lib_report(&e, err);
@@ -621,7 +628,7 @@ agentsession_status agentsession_rename(agentsession_manager *am, const char *id
 agentsession_status agentsession_delete(agentsession_manager *am, const char *id, agentsession_error *err) {
     as_error e;
     agentsession_status st;
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK)
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK)
         return st;
     if (as_manager_delete(am->m, id, &e) != AS_OK) return as_lib_report(&e, err);
     return as_lib_succeed(err);
@@ -670,7 +677,7 @@ agentsession_status agentsession_export(agentsession_manager *am, const char *id
     as_error e;
     agentsession_status st;
     result_init(&r, json);
-    if ((st = check_open(am, err)) != AGENTSESSION_OK || (st = check_text(id, "id", err)) != AGENTSESSION_OK)
+    if ((st = check_call(am, id, err)) != AGENTSESSION_OK)
         return st;
     rc = as_manager_export(am->m, id, &r.text, &e);
     return result_end(&r, rc, &e, err);
