@@ -53,8 +53,9 @@ static inline void as_span_clip(const as_span *span, size_t total, size_t *first
 /* What a load tells of the stored session besides what it returns. */
 typedef struct as_stored {
     size_t bytes; /* the stored size: its state's text, and each message's text plus one */
-    size_t total; /* messages stored (set by a load with a span) */
-    size_t first; /* the stored index of the first message loaded (likewise) */
+    size_t total; /* messages stored (set by a load with a span; a store whose
+                  ** write needs it may set it for the metadata alone too) */
+    size_t first; /* the stored index of the first message loaded (set with a span) */
     /* The store's own note of what it found, for the write or remove that
     ** follows (SQLite's row id, Redis's write number, a custom store's
     ** reference to the table its backend returned); 0 when it notes nothing.
