@@ -6,6 +6,10 @@
 # redis-server whose pid is in a *.pid file under that directory, removes the
 # directory, and exits with the command's status.
 #   sh tools/run-specs.sh lua5.4 /usr/bin/busted [args...]
+# The first argument names the interpreter (lua5.1 … lua5.4, luajit): the
+# command finds the C module of that interpreter's build directory through
+# LUA_CPATH, and the specs learn it from AGENTSESSION_TEST_LUA
+# (spec/helpers/interp.lua).
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentsession-test.XXXXXX") || {
     echo "run-specs: cannot create a temporary directory" >&2
@@ -13,6 +17,13 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentsession-test.XXXXXX") || {
 }
 chmod 700 "$tmp"
 export AGENTSESSION_TEST_TMP="$tmp"
+export AGENTSESSION_TEST_LUA="$1"
+case "$1" in
+    lua5.4) build=build ;;
+    *) build="build/$1" ;;
+esac
+export LUA_CPATH="$PWD/$build/?.so;;"
+unset LUA_CPATH_5_2 LUA_CPATH_5_3 LUA_CPATH_5_4
 status=1
 
 is_redis() {
