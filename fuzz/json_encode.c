@@ -171,7 +171,7 @@ static int c_none(void *ctx) { (void)ctx; return 0; }
 
 static const as_json_sink counting_sink = {
     c_null, c_boolean, c_integer, c_number, c_string, c_begin_array, c_item, c_none,
-    c_begin_object, c_key, c_none, c_none
+    c_begin_object, c_key, c_none, c_none, NULL
 };
 
 /* The shape of the value at idx must be the shape of the text b. */

@@ -258,7 +258,8 @@ static as_status read_number(parser *P) {
         d = strtod(txt, NULL);
         if (isinf(d)) return parse_fail(P, "number out of range of a double");
         P->p = s;
-        SINK(P, number(P->ctx, d));
+        if (!is_float && P->sink->big_integer) SINK(P, big_integer(P->ctx, (const char *)begin, n, d));
+        else SINK(P, number(P->ctx, d));
     }
     return AS_OK;
 }
@@ -410,7 +411,7 @@ static int ok_str(void *ctx, const char *s, size_t n) { (void)ctx; (void)s; (voi
 static int ok_idx(void *ctx, size_t i) { (void)ctx; (void)i; return 0; }
 
 static const as_json_sink validate_sink = {
-    ok0, ok_bool, ok_int, ok_num, ok_str, ok0, ok_idx, ok0, ok0, ok_str, ok0, ok0
+    ok0, ok_bool, ok_int, ok_num, ok_str, ok0, ok_idx, ok0, ok0, ok_str, ok0, ok0, NULL
 };
 
 as_status as_json_validate(const char *text, size_t len, as_buf *scratch, const char *root,

@@ -34,6 +34,9 @@ typedef struct as_json_sink {
     int (*key)(void *ctx, const char *s, size_t len);
     int (*object_item)(void *ctx); /* after each member's value */
     int (*end_object)(void *ctx);
+    /* An integer literal outside the 64-bit range: its text (sign and digits) and
+    ** the nearest double. NULL: `number` gets that double, as for any float. */
+    int (*big_integer)(void *ctx, const char *text, size_t len, double nearest);
 } as_json_sink;
 
 /* Parse flags. */

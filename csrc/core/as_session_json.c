@@ -581,7 +581,7 @@ static int s_object_item(void *ctx) {
 static const as_json_sink doc_sink = {
     s_null, s_boolean, s_integer, s_number, s_string,
     s_begin_array, s_array_item, s_end_array,
-    s_begin_object, s_key, s_object_item, s_end_object
+    s_begin_object, s_key, s_object_item, s_end_object, NULL
 };
 
 static void doc_init(doc_parser *d, doc_mode mode, int canonical, as_session *s, as_error *err) {

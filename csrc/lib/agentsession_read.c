@@ -212,7 +212,7 @@ static int r_key(void *ctx, const char *k, size_t len) {
 static const as_json_sink read_sink = {
     r_null, r_boolean, r_integer, r_double, r_string,
     r_begin_array, r_array_item, r_close,
-    r_begin_object, r_key, r_object_item, r_close
+    r_begin_object, r_key, r_object_item, r_close, NULL
 };
 
 /* The parser stops at the sink's first non-zero return: a read that found
