@@ -1,5 +1,7 @@
 # agentsession: build, test, demo, bench.
-#   make          build build/agentsession/core.so
+#   make          build build/agentsession/core.so (for Lua 5.4)
+#   make LUA=luajit   the module for another Lua: lua5.1, lua5.2, lua5.3 or luajit, in build/<lua>/
+#   make modules  the module for every Lua in LUAS
 #   make test     install missing Debian packages, build, lint, run every test
 #   make demo     install missing Debian packages, build, run the quickstart
 #   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager), then float-proof
@@ -21,7 +23,12 @@
 VERSION = 0.1.0
 
 LUA ?= lua5.4
-LUA_INC ?= /usr/include/lua5.4
+# Every Lua the module builds for; make test runs the specs on each.
+LUAS = lua5.1 lua5.2 lua5.3 lua5.4 luajit
+# Each Lua's module and binding objects in a directory of their own: Lua 5.4's in build/,
+# the others' in build/<lua>/. The core has no Lua in it: its objects serve every build.
+LUA_BUILD = $(if $(filter lua5.4,$(LUA)),build,build/$(LUA))
+LUA_INC ?= $(if $(filter luajit,$(LUA)),/usr/include/luajit-2.1,/usr/include/$(LUA))
 CC ?= gcc
 CFLAGS ?= -O2 -g
 WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -31,11 +38,12 @@ LDLIBS = -luuid -lsqlite3 -lhiredis
 CORE_SRC = $(wildcard csrc/core/*.c)
 LUA_SRC = $(wildcard csrc/lua/*.c)
 CORE_OBJ = $(CORE_SRC:csrc/%.c=build/obj/%.o)
-LUA_OBJ = $(LUA_SRC:csrc/%.c=build/obj/%.o)
-MODULE = build/agentsession/core.so
+LUA_OBJ = $(LUA_SRC:csrc/%.c=$(LUA_BUILD)/obj/%.o)
+MODULE = $(LUA_BUILD)/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
-DEBS = git gcc g++ make pkg-config lua5.4 liblua5.4-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
+DEBS = git gcc g++ make pkg-config lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
+	lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua-compat53-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
 
 # The C library: the core and csrc/lib (agentsession.h), without Lua.
 SOVERSION = $(firstword $(subst ., ,$(VERSION)))
@@ -46,8 +54,8 @@ LIB_SONAME = libagentsession.so.$(SOVERSION)
 LIB_SO_FILE = libagentsession.so.$(VERSION)
 LIB_SO = build/lib/libagentsession.so
 # The Lua module for hosts that embed Lua: the binding, the core and the Lua layer in one archive.
-LUALIB_OBJ = build/obj/lib/agentsession_lua.o
-LUALIB_A = build/lib/libagentsession_lua.a
+LUALIB_OBJ = $(LUA_BUILD)/obj/lib/agentsession_lua.o
+LUALIB_A = $(LUA_BUILD)/lib/libagentsession_lua.a
 LUA_CHUNKS = build/gen/agentsession_lua_chunks.h
 LD ?= ld
 OBJCOPY ?= objcopy
@@ -74,7 +82,7 @@ VALGRIND_DEBS = valgrind
 FUZZ_DEBS = clang libclang-rt-14-dev
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
+.PHONY: all modules deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
 	clean sanitize valgrind fuzz lib install uninstall lua-lib install-lua host-examples
 
 all: $(MODULE)
@@ -87,9 +95,12 @@ build/obj/core/%.o: csrc/core/%.c $(wildcard csrc/core/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/obj/lua/%.o: csrc/lua/%.c $(wildcard csrc/core/*.h csrc/lua/*.h)
+$(LUA_BUILD)/obj/lua/%.o: csrc/lua/%.c $(wildcard csrc/core/*.h csrc/lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c -o $@ $<
+
+modules:
+	@for l in $(LUAS); do $(MAKE) --no-print-directory LUA=$$l all || exit 1; done
 
 build/obj/lib/%.o: csrc/lib/%.c $(wildcard csrc/core/*.h csrc/lib/*.h)
 	@mkdir -p $(dir $@)
@@ -186,8 +197,9 @@ docs:
 	  if [ $$status -ne 0 ] || [ -s build/ldoc.log ]; then echo "make docs: LDoc warned (above)" >&2; exit 1; fi
 	@echo "docs: build/docs/index.html, no warning"
 
-spec: all $(CAPI_TEST)
-	sh tools/run-specs.sh $(LUA) /usr/bin/busted -o spec/helpers/summary.lua
+# The suite on every Lua of LUAS (make spec LUAS=luajit: on one), each with its own module.
+spec: modules $(CAPI_TEST)
+	sh tools/spec-each.sh $(LUAS)
 
 ctest: $(CORE_TEST) $(FAULT_TEST) $(FLOAT_TEST) $(CAPI_TEST)
 	$(CORE_TEST)

@@ -8,7 +8,7 @@ source = {
 description = {
   summary = "Sessions of AI agents for Lua: create, persist, resume, fork, rewind, tag and list conversations",
   detailed = [[
-    A C library with a Lua 5.4 binding that keeps the sessions of AI agents:
+    A C library with a Lua binding (Lua 5.1 to 5.4 and LuaJIT) that keeps the sessions of AI agents:
     an exact JSON codec, one store interface with an in-memory, a SQLite and a
     Redis store, stores written in Lua with a conformance suite to prove them,
     and a manager userdata with save, resume (whole or a window), append, list,
@@ -20,7 +20,7 @@ description = {
   license = "MIT",
 }
 dependencies = {
-  "lua >= 5.4",
+  "lua >= 5.1, < 5.5",
 }
 external_dependencies = {
   UUID = { header = "uuid/uuid.h", library = "uuid" },
@@ -65,6 +65,7 @@ build = {
         "csrc/core/as_store_sqlite.c",
         "csrc/core/as_utf8.c",
         "csrc/lua/lcommon.c",
+        "csrc/lua/lcompat.c",
         "csrc/lua/lcustom.c",
         "csrc/lua/lerror.c",
         "csrc/lua/ljson.c",

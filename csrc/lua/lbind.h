@@ -9,11 +9,11 @@
 #ifndef LBIND_H
 #define LBIND_H
 
-#include <lua.h>
-#include <lauxlib.h>
+#include "lcompat.h"
 
 #include "../core/as_buf.h"
 #include "../core/as_error.h"
+#include "../core/as_manager.h"
 #include "../core/as_session.h"
 
 #define LBIND_MANAGER_MT "agentsession.SessionManager"
@@ -109,16 +109,32 @@ int lbind_new_error(lua_State *L); /* core.new_error(kind, message [, id [, leve
 
 /* ---------------------------------------------------------------- ljson.c: the codec */
 
+/* How an integer beyond 2^53 is read where numbers are doubles (Lua 5.1, 5.2,
+** LuaJIT): the option big_integers of the constructors and of json.decode. */
+enum { LBIND_BIG_ERROR, LBIND_BIG_FLOAT, LBIND_BIG_STRING };
+extern const char *const lbind_big_names[]; /* "error", "float", "string", NULL */
+/* The option big_integers of the table at tbl (checked on every Lua). */
+int lbind_opt_big(lua_State *L, int tbl, const char *what);
+/* Whether the number at idx is written as a JSON integer, which it is then in
+** *out: an integer where Lua has them; elsewhere a number with an integral
+** value of magnitude at most 2^53 (but -0). */
+int lbind_whole(lua_State *L, int idx, int64_t *out);
+/* Pushes an integer read from a store or a text: beyond 2^53 where numbers are
+** doubles, as `big` says; returns 0, or 1 with err set (invalid) when "error"
+** refuses it (nothing pushed). */
+int lbind_push_int64(lua_State *L, int64_t v, int big, as_error *err);
+
 /* Encodes the value at idx as JSON into b (appended). Errors name the path from root.
 ** With `sorted`, object keys are written in byte order: equal values, equal text. */
 as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, int sorted,
                        as_error *err);
-/* Pushes the value of a JSON text; on failure pushes nothing. */
-as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
+/* Pushes the value of a JSON text, integers beyond 2^53 as `big` says; on failure
+** pushes nothing. */
+as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root, int big,
                        as_error *err);
 /* The same for a session document, whose own two levels do not count (AS_JSON_DOCUMENT). */
 as_status lbind_decode_document(lua_State *L, const char *text, size_t len, const char *root,
-                                as_error *err);
+                                int big, as_error *err);
 /* Sets json, null, array_mt and array in the module table at the top. */
 void lbind_json_open(lua_State *L);
 
@@ -135,28 +151,33 @@ as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int
 as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, as_error *err);
 /* A metadata table (as list() gives) to core metadata. */
 as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err);
-void lbind_push_meta(lua_State *L, const as_meta *m);
+/* Pushes the metadata table; a count, time or version beyond 2^53 where numbers
+** are doubles as `big` says (raising invalid, naming the field, for "error"). */
+void lbind_push_meta(lua_State *L, const as_meta *m, int big);
 void lbind_push_tags(lua_State *L, const as_meta *m);
 /* Pushes {metadata, messages, state}; raises a storage error when a stored value
-** does not decode, naming `where` the store keeps it (NULL: not named). */
-void lbind_push_session(lua_State *L, const as_session *s, const char *where);
+** does not decode, naming `where` the store keeps it (NULL: not named), and
+** invalid for an integer beyond 2^53 that `big` refuses. */
+void lbind_push_session(lua_State *L, const as_session *s, const char *where, int big);
 
 /* ---------------------------------------------------------------- lmanager.c: the manager */
 
 /* Store constructors: parse the options (raising on bad ones) into opts, push a
 ** closed manager with lbind_manager_new, make the store, then return
 ** lbind_manager_start, which opens the manager on it. */
-struct as_manager_opts;
-struct as_store;
-void lbind_manager_opts(lua_State *L, int arg, const char *const *names,
-                        struct as_manager_opts *opts);
+/* A manager's options: the core's, and how it reads integers beyond 2^53 (big_integers). */
+typedef struct lbind_opts {
+    as_manager_opts core;
+    int big; /* LBIND_BIG_* */
+} lbind_opts;
+void lbind_manager_opts(lua_State *L, int arg, const char *const *names, lbind_opts *opts);
 void lbind_manager_new(lua_State *L);
 /* A store whose work calls into Lua learns, before every method runs, which
 ** Lua state (thread) calls it; `enter` returns non-zero when the store is
 ** busy (a backend function called its own manager), and the method raises. */
 typedef int (*lbind_enter_fn)(void *store, lua_State *L);
 void lbind_manager_set_enter(lua_State *L, int idx, lbind_enter_fn enter, void *store);
-int lbind_manager_start(lua_State *L, struct as_store *store, const struct as_manager_opts *opts);
+int lbind_manager_start(lua_State *L, as_store *store, const lbind_opts *opts);
 /* Makes the manager's metatable and methods. */
 void lbind_manager_open(lua_State *L);
 

@@ -49,6 +49,7 @@ typedef struct custom_store {
     int64_t seq;  /* writes made through this store */
     int write;    /* the transaction under way writes */
     int busy;     /* a backend function is running */
+    int big;      /* LBIND_BIG_*: integers beyond 2^53 handed to the backend */
     as_buf buf;
 } custom_store;
 
@@ -167,9 +168,10 @@ static as_status cu_run(custom_store *cs, lua_CFunction fn, call *c) {
     rc = lua_pcall(L, 1, 0, 0);
     cs->busy = 0;
     if (rc != LUA_OK) {
-        /* a Lua error outside a backend call: out of memory, or an error
-        ** object whose __tostring failed */
+        /* a Lua error outside a backend call: out of memory, an integer the
+        ** option big_integers refuses, or an error object whose __tostring failed */
         if (rc == LUA_ERRMEM) c->st = as_error_nomem(c->err);
+        else if (lbind_error_get(L, -1, c->err)) c->st = c->err->status;
         else c->st = as_error_set(c->err, AS_ESTORAGE, "custom store: %.400s",
                                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
                                                                  : "an error in Lua");
@@ -423,7 +425,7 @@ static void cu_release(as_store *st, as_stored *found) {
 static as_status push_decoded(lua_State *L, call *c, const as_blob *b) {
     as_error why;
     as_error_clear(&why);
-    if (lbind_decode(L, b->text, b->len, NULL, &why) == AS_OK) return AS_OK;
+    if (lbind_decode(L, b->text, b->len, NULL, c->cs->big, &why) == AS_OK) return AS_OK;
     *c->err = why;
     return why.status;
 }
@@ -444,7 +446,7 @@ static as_status push_messages(lua_State *L, call *c, as_blob *const *msgs, size
 /* tag, untag, rename: backend.update(metadata). */
 static void write_update(lua_State *L, call *c, const as_meta *meta) {
     backend_fn(L, c->cs, "update");
-    lbind_push_meta(L, meta);
+    lbind_push_meta(L, meta, c->cs->big);
     c->st = backend_call(L, c, "update", 1);
 }
 
@@ -453,7 +455,7 @@ static void write_rewind(lua_State *L, call *c, const char *id, size_t keep, con
     backend_fn(L, c->cs, "rewind");
     lua_pushstring(L, id);
     lbind_push_count(L, keep);
-    lbind_push_meta(L, meta);
+    lbind_push_meta(L, meta, c->cs->big);
     c->st = backend_call(L, c, "rewind", 3);
 }
 
@@ -463,7 +465,7 @@ static void write_append(lua_State *L, call *c, const char *id, as_blob *const *
     backend_fn(L, c->cs, "append");
     lua_pushstring(L, id);
     if ((c->st = push_messages(L, c, msgs, n)) != AS_OK) return;
-    lbind_push_meta(L, meta);
+    lbind_push_meta(L, meta, c->cs->big);
     c->st = backend_call(L, c, "append", 3);
 }
 
@@ -471,7 +473,7 @@ static void write_append(lua_State *L, call *c, const char *id, as_blob *const *
 static void write_fork(lua_State *L, call *c, const char *from, const as_meta *meta, size_t n) {
     backend_fn(L, c->cs, "fork");
     lua_pushstring(L, from);
-    lbind_push_meta(L, meta);
+    lbind_push_meta(L, meta, c->cs->big);
     lbind_push_count(L, n);
     c->st = backend_call(L, c, "fork", 3);
 }
@@ -534,7 +536,7 @@ static void write_store(lua_State *L, call *c, const as_write *w) {
     }
     backend_fn(L, c->cs, "store");
     lua_createtable(L, 0, 3);
-    lbind_push_meta(L, w->meta);
+    lbind_push_meta(L, w->meta, c->cs->big);
     lua_setfield(L, -2, "metadata");
     if (session && keep > 0) {
         lua_getfield(L, session, "messages");
@@ -904,8 +906,8 @@ A manager over a store written in Lua, with every rule of the other managers.
 @raise `invalid` for a backend without its functions or a bad option
 */
 int lbind_new_custom(lua_State *L) {
-    static const char *const names[] = { "max_session_bytes", NULL };
-    as_manager_opts opts;
+    static const char *const names[] = { "max_session_bytes", "big_integers", NULL };
+    lbind_opts opts;
     custom_store *cs;
     check_backend(L);
     lbind_manager_opts(L, 2, names, &opts);
@@ -916,6 +918,7 @@ int lbind_new_custom(lua_State *L) {
     }
     cs->base.ops = &custom_ops;
     cs->backend = cs->order = cs->sizes = LUA_NOREF;
+    cs->big = opts.big;
     /* from here the manager owns the store and closes it, also on error */
     lbind_manager_start(L, &cs->base, &opts);
     lbind_manager_set_enter(L, -1, cu_enter, cs);

@@ -6,6 +6,9 @@
 ** are arrays when their metatable is array_mt or their keys are exactly 1..n,
 ** objects when every key is a string; anything else is refused with its path.
 */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,15 +241,17 @@ static as_status encode_value(encoder *E, int idx) {
         if (r > 0) return as_error_set(E->err, AS_EINVALID, "string is not valid UTF-8 (byte %zu)", bad + 1);
         return AS_OK;
     }
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            if (as_json_write_integer(E->b, (int64_t)lua_tointeger(L, idx)) != 0) return as_error_nomem(E->err);
+    case LUA_TNUMBER: {
+        int64_t whole;
+        if (lbind_whole(L, idx, &whole)) {
+            if (as_json_write_integer(E->b, whole) != 0) return as_error_nomem(E->err);
         } else {
             int r = as_json_write_double(E->b, (double)lua_tonumber(L, idx));
             if (r < 0) return as_error_nomem(E->err);
             if (r > 0) return refuse(E, "%s", "NaN and infinities cannot be encoded as JSON");
         }
         return AS_OK;
+    }
     case LUA_TTABLE:
         return encode_table(E, idx);
     case LUA_TBOOLEAN:
@@ -288,11 +293,76 @@ as_status lbind_encode(lua_State *L, int idx, as_buf *b, const char *root, int s
     return st;
 }
 
+/* ---------------------------------------------------------------- numbers */
+
+/* 2^53: where numbers are doubles, every integer up to it in magnitude is exact. */
+#define EXACT_MAX 9007199254740992.0
+
+const char *const lbind_big_names[] = { "error", "float", "string", NULL };
+
+int lbind_opt_big(lua_State *L, int tbl, const char *what) {
+    return lbind_opt_enum(L, tbl, what, "big_integers", lbind_big_names, LBIND_BIG_ERROR);
+}
+
+int lbind_whole(lua_State *L, int idx, int64_t *out) {
+#if LBIND_INTEGERS
+    if (!lua_isinteger(L, idx)) return 0;
+    *out = (int64_t)lua_tointeger(L, idx);
+    return 1;
+#else
+    double d = (double)lua_tonumber(L, idx);
+    /* -0 has no integer literal: it stays a float, "-0.0" */
+    if (!(fabs(d) <= EXACT_MAX) || (double)(int64_t)d != d || (d == 0 && signbit(d))) return 0;
+    *out = (int64_t)d;
+    return 1;
+#endif
+}
+
+#if !LBIND_INTEGERS
+/* An integer beyond 2^53, of decimal text `text`, as the option `big` says. */
+static int push_big(lua_State *L, const char *text, size_t len, double nearest, int big,
+                    as_error *err) {
+    if (big == LBIND_BIG_FLOAT) {
+        lua_pushnumber(L, (lua_Number)nearest);
+        return 0;
+    }
+    if (big == LBIND_BIG_STRING) {
+        lua_pushlstring(L, text, len);
+        return 0;
+    }
+    as_error_set(err, AS_EINVALID,
+                 "the integer %.*s%s is beyond 2^53, the largest a number of %s holds exactly "
+                 "(the option big_integers = \"float\" or \"string\" reads it)",
+                 (int)(len > 40 ? 40 : len), text, len > 40 ? "…" : "", LBIND_BUILT_FOR);
+    return 1;
+}
+#endif
+
+int lbind_push_int64(lua_State *L, int64_t v, int big, as_error *err) {
+#if LBIND_INTEGERS
+    (void)big;
+    (void)err;
+    lua_pushinteger(L, (lua_Integer)v);
+    return 0;
+#else
+    char text[24];
+    int n;
+    if (v >= -((int64_t)1 << 53) && v <= (int64_t)1 << 53) {
+        lua_pushnumber(L, (lua_Number)v);
+        return 0;
+    }
+    n = snprintf(text, sizeof text, "%" PRId64, v);
+    return push_big(L, text, (size_t)n, (double)v, big, err);
+#endif
+}
+
 /* ---------------------------------------------------------------- decoding */
 
 typedef struct decoder {
     lua_State *L;
     int array_mt; /* stack index of array_mt */
+    int big;      /* LBIND_BIG_*: integers beyond 2^53 where numbers are doubles */
+    as_error *err;
 } decoder;
 
 static int d_null(void *ctx) {
@@ -306,8 +376,22 @@ static int d_boolean(void *ctx, int v) {
 }
 
 static int d_integer(void *ctx, int64_t v) {
-    lua_pushinteger(((decoder *)ctx)->L, (lua_Integer)v);
+    decoder *D = ctx;
+    return lbind_push_int64(D->L, v, D->big, D->err);
+}
+
+/* An integer literal beyond 64 bits: a float where Lua has integers (as the
+** contract says), else an integer beyond 2^53 like any other. */
+static int d_big_integer(void *ctx, const char *text, size_t len, double nearest) {
+    decoder *D = ctx;
+#if LBIND_INTEGERS
+    (void)text;
+    (void)len;
+    lua_pushnumber(D->L, (lua_Number)nearest);
     return 0;
+#else
+    return push_big(D->L, text, len, nearest, D->big, D->err);
+#endif
 }
 
 static int d_number(void *ctx, double v) {
@@ -354,16 +438,18 @@ static int d_end(void *ctx) {
 static const as_json_sink lua_sink = {
     d_null, d_boolean, d_integer, d_number, d_string,
     d_begin_array, d_array_item, d_end,
-    d_begin_object, d_string, d_object_item, d_end
+    d_begin_object, d_string, d_object_item, d_end, d_big_integer
 };
 
 static as_status decode(lua_State *L, const char *text, size_t len, int flags,
-                        const char *root, as_error *err) {
+                        const char *root, int big, as_error *err) {
     decoder D;
     int top = lua_gettop(L);
     as_status st;
     luaL_checkstack(L, 8, "JSON decoding");
     D.L = L;
+    D.big = big;
+    D.err = err;
     lua_getfield(L, LUA_REGISTRYINDEX, LBIND_ARRAY_MT);
     D.array_mt = lua_gettop(L);
     st = as_json_parse(text, len, &lua_sink, &D, lbind_scratch(L), flags, root, err);
@@ -375,14 +461,14 @@ static as_status decode(lua_State *L, const char *text, size_t len, int flags,
     return AS_OK;
 }
 
-as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root,
+as_status lbind_decode(lua_State *L, const char *text, size_t len, const char *root, int big,
                        as_error *err) {
-    return decode(L, text, len, 0, root, err);
+    return decode(L, text, len, 0, root, big, err);
 }
 
 as_status lbind_decode_document(lua_State *L, const char *text, size_t len, const char *root,
-                                as_error *err) {
-    return decode(L, text, len, AS_JSON_DOCUMENT, root, err);
+                                int big, as_error *err) {
+    return decode(L, text, len, AS_JSON_DOCUMENT, root, big, err);
 }
 
 /* ---------------------------------------------------------------- json.* */
@@ -428,23 +514,28 @@ The value of a JSON text: integers stay integers, arrays carry `array_mt`.
 @function json.decode
 @within JSON
 @string text the JSON text
-@tparam[opt] table opts no option is defined yet: any key is `invalid`
+@tparam[opt] table opts `{ big_integers = "error" | "float" | "string" }`: how an integer
+ literal beyond 2^53 is read where numbers are doubles (Lua 5.1, 5.2, LuaJIT): an `invalid`
+ error naming its path (the default), the nearest number, or its decimal text. On Lua 5.3
+ and 5.4 it changes nothing.
 @return the value
 @raise `invalid`, naming the byte offset and the path, for text that is not strict JSON
 */
 static int json_decode(lua_State *L) {
+    static const char *const names[] = { "big_integers", NULL };
     size_t len;
     const char *text;
     as_error err;
+    int big = LBIND_BIG_ERROR;
     luaL_checktype(L, 1, LUA_TSTRING);
     if (!lua_isnoneornil(L, 2)) {
-        static const char *const names[] = { NULL }; /* none yet: every key is unknown */
         luaL_checktype(L, 2, LUA_TTABLE);
         lbind_check_options(L, 2, "options", names);
+        big = lbind_opt_big(L, 2, "options");
     }
     text = lua_tolstring(L, 1, &len);
     as_error_clear(&err);
-    if (lbind_decode(L, text, len, "value", &err) != AS_OK) return lbind_error(L, &err);
+    if (lbind_decode(L, text, len, "value", big, &err) != AS_OK) return lbind_error(L, &err);
     return 1;
 }
 

@@ -19,6 +19,7 @@
 
 typedef struct lmanager {
     as_manager *m; /* NULL once closed */
+    int big;       /* LBIND_BIG_*: integers beyond 2^53 where numbers are doubles */
     lbind_enter_fn enter;
     void *store;
 } lmanager;
@@ -63,13 +64,14 @@ typedef struct result_hook {
     int what;                  /* RESULT_* */
     const as_session *session; /* RESULT_SESSION: the session the operation fills */
     const char *where;         /* the store's location, for damaged values */
+    int big;                   /* LBIND_BIG_* */
     int built;
 } result_hook;
 
 static void push_result(lua_State *L, const result_hook *h, const as_meta *meta) {
-    if (h->what == RESULT_META) lbind_push_meta(L, meta);
+    if (h->what == RESULT_META) lbind_push_meta(L, meta, h->big);
     else if (h->what == RESULT_TAGS) lbind_push_tags(L, meta);
-    else lbind_push_session(L, h->session, h->where);
+    else lbind_push_session(L, h->session, h->where, h->big);
 }
 
 static int build_result(lua_State *L) {
@@ -110,6 +112,7 @@ static void hook_result(lua_State *L, as_manager *m, result_hook *h, int what,
     h->what = what;
     h->session = session;
     h->where = as_manager_location(m);
+    h->big = check_manager_at(L, 1)->big;
     h->built = 0;
     as_manager_set_write_hook(m, write_hook, h);
 }
@@ -293,7 +296,7 @@ static int m_resume(lua_State *L) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
-    lbind_push_session(L, &c->session, as_manager_location(m));
+    lbind_push_session(L, &c->session, as_manager_location(m), check_manager(L)->big);
     if (windowed) {
         push_window(L, &win);
         lua_setfield(L, -2, "window");
@@ -486,7 +489,8 @@ static int m_import(lua_State *L) {
     }
     lua_settop(L, 2);
     as_error_clear(&err);
-    if (lbind_decode_document(L, text, len, "json", &err) != AS_OK) return lbind_error(L, &err);
+    if (lbind_decode_document(L, text, len, "json", check_manager(L)->big, &err) != AS_OK)
+        return lbind_error(L, &err);
     import_session(L, 3);
     c = lbind_call_new(L);
     st = lbind_to_session(L, 4, &c->session, &c->buf, as_manager_canonical(m), &err);
@@ -529,6 +533,7 @@ static int m_list(lua_State *L) {
     lbind_call *c;
     as_error err;
     size_t i;
+    int big;
     if (!lua_isnoneornil(L, 2)) {
         lua_Integer v;
         const char *tag;
@@ -564,9 +569,10 @@ static int m_list(lua_State *L) {
         lbind_call_done(c);
         return lbind_error(L, &err);
     }
+    big = check_manager(L)->big;
     lua_createtable(L, c->list.n < INT32_MAX ? (int)c->list.n : 0, 0);
     for (i = 0; i < c->list.n; i++) {
-        lbind_push_meta(L, &c->list.items[i]);
+        lbind_push_meta(L, &c->list.items[i], big);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     luaL_setmetatable(L, LBIND_ARRAY_MT);
@@ -785,17 +791,19 @@ static int m_tostring(lua_State *L) {
 void lbind_manager_new(lua_State *L) {
     lmanager *lm = lua_newuserdatauv(L, sizeof *lm, 0);
     lm->m = NULL;
+    lm->big = LBIND_BIG_ERROR;
     lm->enter = NULL;
     lm->store = NULL;
     luaL_setmetatable(L, LBIND_MANAGER_MT);
 }
 
 /* Opens the manager at the top of the stack on the store (which it takes). */
-int lbind_manager_start(lua_State *L, as_store *store, const as_manager_opts *opts) {
+int lbind_manager_start(lua_State *L, as_store *store, const lbind_opts *opts) {
     lmanager *lm = check_manager_at(L, -1);
     as_error err;
     as_error_clear(&err);
-    if (as_manager_new(store, opts, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
+    lm->big = opts->big;
+    if (as_manager_new(store, &opts->core, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
     return 1;
 }
 
@@ -805,14 +813,16 @@ void lbind_manager_set_enter(lua_State *L, int idx, lbind_enter_fn fn, void *sto
     lm->store = store;
 }
 
-void lbind_manager_opts(lua_State *L, int arg, const char *const *names, as_manager_opts *opts) {
+void lbind_manager_opts(lua_State *L, int arg, const char *const *names, lbind_opts *opts) {
     lua_Integer v;
     memset(opts, 0, sizeof *opts);
+    opts->big = LBIND_BIG_ERROR;
     if (lua_isnoneornil(L, arg)) return;
     luaL_checktype(L, arg, LUA_TTABLE);
     lbind_check_options(L, arg, "options", names);
     if (lbind_opt_int(L, arg, "options", "max_session_bytes", 1, LUA_MAXINTEGER, &v))
-        opts->max_session_bytes = lbind_size(v);
+        opts->core.max_session_bytes = lbind_size(v);
+    opts->big = lbind_opt_big(L, arg, "options");
 }
 
 void lbind_manager_open(lua_State *L) {

@@ -18,8 +18,8 @@ A manager whose sessions live in this process.
 @raise `invalid` for an unknown option or a bad value
 */
 int lbind_new_memory(lua_State *L) {
-    static const char *const names[] = { "max_session_bytes", NULL };
-    as_manager_opts opts;
+    static const char *const names[] = { "max_session_bytes", "big_integers", NULL };
+    lbind_opts opts;
     as_store *store;
     as_error err;
     lbind_manager_opts(L, 1, names, &opts);

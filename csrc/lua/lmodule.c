@@ -3,6 +3,8 @@
 ** shared state and the metatables, and registers every function the module
 ** has, the stores' constructors among them.
 */
+#include <string.h>
+
 #include "lbind.h"
 #include "../core/as_manager.h"
 
@@ -36,6 +38,41 @@ static int mod_now(lua_State *L) {
     return 1;
 }
 
+/* Names the Lua this file was built for, where a loader that cannot link it
+** (lua/agentsession/init.lua) finds it in the file. */
+__attribute__((used)) static const char built_for[] =
+    "agentsession.core is built for " LBIND_BUILT_FOR ".";
+
+/* The Lua that loads the module, as built_for names it. */
+static const char *running_lua(lua_State *L) {
+    const char *name;
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "jit");
+    if (!lua_isnil(L, -1)) name = "LuaJIT";
+    else {
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "_G");
+        lua_getfield(L, -1, "_VERSION");
+        name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an unknown Lua";
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+    return name;
+}
+
+/* A module built for one Lua and loaded by another that links it all the same
+** fails here, naming both; Lua 5.1 and LuaJIT share an ABI, and a build for
+** either serves both. */
+static void check_lua(lua_State *L) {
+    const char *running = running_lua(L);
+    if (strcmp(running, LBIND_BUILT_FOR) == 0) return;
+    if ((strcmp(running, "LuaJIT") == 0 || strcmp(running, "Lua 5.1") == 0)
+        && (strcmp(LBIND_BUILT_FOR, "LuaJIT") == 0 || strcmp(LBIND_BUILT_FOR, "Lua 5.1") == 0))
+        return;
+    luaL_error(L, "agentsession.core is built for %s, but %s loads it: build it for %s "
+               "(make LUA=...) or point package.cpath at its build", LBIND_BUILT_FOR, running, running);
+}
+
 int luaopen_agentsession_core(lua_State *L) {
     static const luaL_Reg funcs[] = {
         { "uuid", mod_uuid },
@@ -48,6 +85,7 @@ int luaopen_agentsession_core(lua_State *L) {
         { "custom", lbind_new_custom },
         { NULL, NULL }
     };
+    check_lua(L);
     luaL_checkversion(L);
     lbind_shared_open(L);
     lbind_error_open(L);

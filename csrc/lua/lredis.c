@@ -30,10 +30,10 @@ A manager over a Redis server; it connects at once.
 */
 int lbind_new_redis(lua_State *L) {
     static const char *const names[] = {
-        "max_session_bytes", "host", "port", "db", "username", "password", "prefix",
+        "max_session_bytes", "big_integers", "host", "port", "db", "username", "password", "prefix",
         "timeout_ms", NULL
     };
-    as_manager_opts opts;
+    lbind_opts opts;
     as_redis_opts ropts;
     as_store *store;
     as_error err;

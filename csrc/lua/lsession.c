@@ -5,10 +5,12 @@
 ** encoded to JSON blobs, and the result is a core session held by the caller's
 ** call record. Nothing in the caller's table is changed.
 */
+#include <stdio.h>
 #include <string.h>
 
 #include "lbind.h"
 #include "../core/as_alloc.h"
+#include "../core/as_json.h"
 
 static as_status invalid(as_error *err, const char *path, const char *fmt, const char *detail) {
     as_error_set(err, AS_EINVALID, fmt, detail);
@@ -35,15 +37,55 @@ static as_status text_field(lua_State *L, int idx, const char *path, int optiona
     return AS_OK;
 }
 
-/* A whole number in [0, max] (integral floats accepted); nil leaves *out. */
+#if !LBIND_INTEGERS
+/* The decimal text big_integers = "string" gives for an integer (digits, no
+** leading zero, an optional '-') into *out; 0 when s is not such a text of a
+** 64-bit integer. */
+static int decimal_text(const char *s, size_t len, lua_Integer *out) {
+    size_t i = 0;
+    int neg = 0;
+    uint64_t v = 0, limit;
+    if (len > 0 && s[0] == '-') neg = 1, i = 1;
+    if (i == len || (s[i] == '0' && len - i > 1)) return 0;
+    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < len; i++) {
+        unsigned digit = (unsigned)(s[i] - '0');
+        if (digit > 9 || v > (limit - digit) / 10) return 0;
+        v = v * 10 + digit;
+    }
+    *out = neg ? (lua_Integer)(0 - v) : (lua_Integer)v;
+    return 1;
+}
+#endif
+
+/* A whole number in [0, max] (integral floats accepted; where numbers are
+** doubles, also the decimal text big_integers = "string" reads a larger one
+** as, so that such a session saves back unchanged); nil leaves *out. */
 static as_status count_field(lua_State *L, int idx, const char *path, lua_Integer max,
                              lua_Integer *out, as_error *err) {
     int isint;
     lua_Integer v;
     int t = lua_type(L, idx);
     if (t == LUA_TNIL) return AS_OK;
+#if LBIND_INTEGERS
     if (t != LUA_TNUMBER) return invalid(err, path, "must be an integer (got %s)", lua_typename(L, t));
     v = lua_tointegerx(L, idx, &isint);
+#else
+    if (t == LUA_TSTRING) {
+        size_t len;
+        const char *text = lua_tolstring(L, idx, &len);
+        if (!decimal_text(text, len, &v))
+            return invalid(err, path, "%s", "must be an integer (got a string that is not one)");
+        isint = 1;
+    } else if (t == LUA_TNUMBER) {
+        double d = (double)lua_tonumber(L, idx);
+        /* exactly a 64-bit integer: [-2^63, 2^63) and integral */
+        isint = d >= -9223372036854775808.0 && d < 9223372036854775808.0 && (double)(int64_t)d == d;
+        v = isint ? (lua_Integer)d : 0;
+    } else {
+        return invalid(err, path, "must be an integer (got %s)", lua_typename(L, t));
+    }
+#endif
     if (!isint) return invalid(err, path, "%s", "must be a whole number");
     if (v < 0 || v > max) {
         as_error_set(err, AS_EINVALID, "must be between 0 and %lld (got %lld)", (long long)max, (long long)v);
@@ -245,7 +287,20 @@ void lbind_push_tags(lua_State *L, const as_meta *m) {
     luaL_setmetatable(L, LBIND_ARRAY_MT);
 }
 
-void lbind_push_meta(lua_State *L, const as_meta *m) {
+/* Sets t[name] (t at the top) to an integer of metadata, as `big` says. */
+static void meta_int(lua_State *L, const char *name, int64_t v, int big) {
+    as_error err;
+    as_error_clear(&err);
+    if (lbind_push_int64(L, v, big, &err) != 0) {
+        char path[32];
+        snprintf(path, sizeof path, "metadata.%s", name);
+        as_error_prefix(&err, path);
+        lbind_error(L, &err);
+    }
+    lua_setfield(L, -2, name);
+}
+
+void lbind_push_meta(lua_State *L, const as_meta *m, int big) {
     lua_createtable(L, 0, 10);
     lua_pushstring(L, m->id);
     lua_setfield(L, -2, "id");
@@ -257,16 +312,11 @@ void lbind_push_meta(lua_State *L, const as_meta *m) {
     lua_setfield(L, -2, "tags");
     lua_pushstring(L, m->agent_name ? m->agent_name : "");
     lua_setfield(L, -2, "agent_name");
-    lua_pushinteger(L, (lua_Integer)m->created_at);
-    lua_setfield(L, -2, "created_at");
-    lua_pushinteger(L, (lua_Integer)m->updated_at);
-    lua_setfield(L, -2, "updated_at");
-    lua_pushinteger(L, (lua_Integer)m->turn_count);
-    lua_setfield(L, -2, "turn_count");
-    lua_pushinteger(L, (lua_Integer)m->total_tokens);
-    lua_setfield(L, -2, "total_tokens");
-    lua_pushinteger(L, (lua_Integer)m->version);
-    lua_setfield(L, -2, "version");
+    meta_int(L, "created_at", m->created_at, big);
+    meta_int(L, "updated_at", m->updated_at, big);
+    meta_int(L, "turn_count", (int64_t)m->turn_count, big);
+    meta_int(L, "total_tokens", (int64_t)m->total_tokens, big);
+    meta_int(L, "version", m->version, big);
     if (m->parent_id) {
         lua_pushstring(L, m->parent_id);
         lua_setfield(L, -2, "parent_id");
@@ -274,12 +324,22 @@ void lbind_push_meta(lua_State *L, const as_meta *m) {
 }
 
 static void push_stored(lua_State *L, const as_blob *blob, const char *root, size_t index,
-                        const char *id, const char *where) {
+                        const char *id, const char *where, int big) {
     as_error err;
     as_error_clear(&err);
-    if (lbind_decode(L, blob->text, blob->len, NULL, &err) == AS_OK) return;
+    if (lbind_decode(L, blob->text, blob->len, NULL, big, &err) == AS_OK) return;
     if (index) as_error_prefix_index(&err, index);
     as_error_prefix(&err, root);
+    {
+        /* a value that is JSON was refused (an integer beyond 2^53 the option
+        ** refuses): that is the caller's choice, not damage */
+        as_error valid;
+        as_error_clear(&valid);
+        if (as_json_validate(blob->text, blob->len, lbind_scratch(L), NULL, &valid) == AS_OK) {
+            as_error_set_id(&err, id);
+            lbind_error(L, &err);
+        }
+    }
     {
         as_error damaged = err;
         if (where)
@@ -292,19 +352,19 @@ static void push_stored(lua_State *L, const as_blob *blob, const char *root, siz
     }
 }
 
-void lbind_push_session(lua_State *L, const as_session *s, const char *where) {
+void lbind_push_session(lua_State *L, const as_session *s, const char *where, int big) {
     size_t i;
     lua_createtable(L, 0, 3);
-    lbind_push_meta(L, &s->meta);
+    lbind_push_meta(L, &s->meta, big);
     lua_setfield(L, -2, "metadata");
     lua_createtable(L, s->nmsgs < INT32_MAX ? (int)s->nmsgs : 0, 0);
     for (i = 0; i < s->nmsgs; i++) {
-        push_stored(L, s->msgs[i], "messages", i + 1, s->meta.id, where);
+        push_stored(L, s->msgs[i], "messages", i + 1, s->meta.id, where, big);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     luaL_setmetatable(L, LBIND_ARRAY_MT);
     lua_setfield(L, -2, "messages");
-    if (s->state) push_stored(L, s->state, "state", 0, s->meta.id, where);
+    if (s->state) push_stored(L, s->state, "state", 0, s->meta.id, where, big);
     else lua_newtable(L);
     lua_setfield(L, -2, "state");
 }

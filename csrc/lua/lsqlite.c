@@ -24,11 +24,11 @@ A manager over one SQLite file, created (mode 0600) when missing.
 */
 int lbind_new_sqlite(lua_State *L) {
     static const char *const names[] = {
-        "max_session_bytes", "busy_timeout_ms", "durability", "triggers", NULL
+        "max_session_bytes", "big_integers", "busy_timeout_ms", "durability", "triggers", NULL
     };
     static const char *const durability[] = { "normal", "full", NULL };
     const char *path = lbind_check_text(L, 1, "path");
-    as_manager_opts opts;
+    lbind_opts opts;
     as_sqlite_opts sopts;
     as_store *store;
     as_error err;

@@ -1,4 +1,4 @@
---- Sessions of AI agents for Lua 5.4: create, save, resume, append, fork, rewind, tag, list
+--- Sessions of AI agents for Lua 5.1 to 5.4 and LuaJIT: create, save, resume, append, fork,
 -- and delete an agent's conversation, kept in memory, in a SQLite file, in Redis or in a
 -- store written in Lua, with its history kept exactly as it was written.
 -- @module agentsession
@@ -6,7 +6,33 @@
 -- The C module (agentsession.core) holds the codec, the managers and their
 -- stores; this file adds the helpers that read best in Lua.
 
-local core = require("agentsession.core")
+-- The Lua running this file, as the C module names the Lua it is built for.
+local function running_lua()
+  if package.loaded.jit then return "LuaJIT" end
+  return _VERSION
+end
+
+-- A C module built for another Lua cannot be linked (an undefined symbol): find
+-- the Lua it is built for in the file, and say so, naming both.
+local function load_core()
+  local ok, core = pcall(require, "agentsession.core")
+  if ok then return core end
+  local message = tostring(core)
+  local path = message:match("from file '(.-)'")
+  local file = path and io.open(path, "rb")
+  if file then
+    local built_for = file:read("*a"):match("agentsession%.core is built for ([^%z]-)%.%z")
+    file:close()
+    if built_for and built_for ~= running_lua() then
+      message = ("agentsession.core at %s is built for %s, but %s loads it: build it for %s"
+        .. " (make LUA=…, or luarocks make with its --lua-version) or point package.cpath"
+        .. " at that build (%s)"):format(path, built_for, running_lua(), running_lua(), message)
+    end
+  end
+  error(message, 0)
+end
+
+local core = load_core()
 
 local M = {
   VERSION = "0.1.0",
