@@ -5,9 +5,7 @@
 */
 #include <string.h>
 
-#include <lua.h>
-#include <lauxlib.h>
-
+#include "../lua/lcompat.h"
 #include "agentsession_lua.h"
 
 /* One source file of the Lua layer, carried by the library. */
@@ -51,7 +49,17 @@ int luaopen_agentsession_conformance(lua_State *L) {
 
 void agentsession_lua_preload(lua_State *L) {
     const as_lua_chunk *c;
+#if LUA_VERSION_NUM >= 503
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+#else
+    /* package.preload, which the host opened with the package library */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "package");
+    if (!lua_istable(L, -1)) luaL_error(L, "agentsession_lua_preload needs the package library open");
+    luaL_getsubtable(L, -1, "preload");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+#endif
     lua_pushcfunction(L, luaopen_agentsession_core);
     lua_setfield(L, -2, "agentsession.core");
     for (c = as_lua_chunks; c->module; c++) {
