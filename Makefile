@@ -148,7 +148,7 @@ $(LIB_SO): build/lib/$(LIB_SO_FILE)
 # agentsession.pc or agentsession-lua.pc for the PREFIX being installed to.
 define write_pc
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' $(1) > $(2)
+		-e 's|@VERSION@|$(VERSION)|' -e 's|@LUA@|$(LUA)|' $(1) > $(2)
 endef
 
 install: lib
