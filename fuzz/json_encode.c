@@ -78,7 +78,7 @@ static void read_back(const as_buf *b) {
     as_error_clear(&err);
     if (as_json_validate(b->data, b->len, &scratch, "value", &err) != AS_OK)
         die("the validator refuses an encoding", &err);
-    if (lbind_decode(L, b->data, b->len, "value", &err) != AS_OK)
+    if (lbind_decode(L, b->data, b->len, "value", LBIND_BIG_ERROR, &err) != AS_OK)
         die("an encoding does not decode", &err);
 }
 
@@ -205,7 +205,7 @@ static int roundtrip(lua_State *Ls) {
     as_error err;
     int value;
     as_error_clear(&err);
-    if (lbind_decode(Ls, text, len, "value", &err) != AS_OK) {
+    if (lbind_decode(Ls, text, len, "value", LBIND_BIG_ERROR, &err) != AS_OK) {
         if (err.status != AS_EINVALID) die("the decoder failed without refusing", &err);
         return 0;
     }
