@@ -43,20 +43,26 @@ static int mod_now(lua_State *L) {
 __attribute__((used)) static const char built_for[] =
     "agentsession.core is built for " LBIND_BUILT_FOR ".";
 
-/* The Lua that loads the module, as built_for names it. */
+/* The Lua that loads the module, as built_for names it: LuaJIT when its jit
+** library is loaded, else the _VERSION of the globals; NULL when neither
+** says (a host that opened no library). Raw reads only: nothing can raise. */
 static const char *running_lua(lua_State *L) {
-    const char *name;
-    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-    lua_getfield(L, -1, "jit");
-    if (!lua_isnil(L, -1)) name = "LuaJIT";
-    else {
-        lua_pop(L, 1);
-        lua_getfield(L, -1, "_G");
-        lua_getfield(L, -1, "_VERSION");
-        name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an unknown Lua";
+    const char *name = NULL;
+    lua_pushliteral(L, "_LOADED");
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    if (lua_istable(L, -1)) {
+        lua_pushliteral(L, "jit");
+        lua_rawget(L, -2);
+        if (lua_istable(L, -1)) name = "LuaJIT";
         lua_pop(L, 1);
     }
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    if (name) return name;
+    lua_pushglobaltable(L);
+    lua_pushliteral(L, "_VERSION");
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) == LUA_TSTRING) name = lua_tostring(L, -1);
+    lua_pop(L, 2); /* the string stays alive in _G */
     return name;
 }
 
@@ -65,7 +71,7 @@ static const char *running_lua(lua_State *L) {
 ** either serves both. */
 static void check_lua(lua_State *L) {
     const char *running = running_lua(L);
-    if (strcmp(running, LBIND_BUILT_FOR) == 0) return;
+    if (running == NULL || strcmp(running, LBIND_BUILT_FOR) == 0) return;
     if ((strcmp(running, "LuaJIT") == 0 || strcmp(running, "Lua 5.1") == 0)
         && (strcmp(LBIND_BUILT_FOR, "LuaJIT") == 0 || strcmp(LBIND_BUILT_FOR, "Lua 5.1") == 0))
         return;
