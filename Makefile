@@ -43,7 +43,7 @@ MODULE = $(LUA_BUILD)/agentsession/core.so
 
 # Debian packages: what the build, the tests and the tools need.
 DEBS = git gcc g++ make pkg-config lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
-	lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua-compat53-dev lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
+	lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua-compat53-dev neovim love lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
 
 # The C library: the core and csrc/lib (agentsession.h), without Lua.
 SOVERSION = $(firstword $(subst ., ,$(VERSION)))
