@@ -226,7 +226,7 @@ static void lists(as_manager *m, const as_meta *first) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const char message[] = "{\"role\":\"user\",\"content\":\"one more turn\",\"n\":[1,2.5,null]}";
     as_sqlite_opts sopts = { 10, AS_DURABILITY_NORMAL, 0 };
-    as_manager_opts mopts = { 1 << 20 };
+    as_manager_opts mopts = { .max_session_bytes = 1 << 20 };
     as_filter all = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
     as_meta_list list = { 0 };
     as_session missing = { 0 };

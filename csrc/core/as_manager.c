@@ -21,6 +21,7 @@
 struct as_manager {
     as_store *store;
     size_t max_session_bytes;
+    uint64_t max_total_tokens;
     int64_t last_stamp; /* so that a later write never gets an earlier updated_at */
     as_write_hook write_hook; /* see as_manager_set_write_hook */
     void *write_hook_ctx;
@@ -50,6 +51,8 @@ as_status as_manager_new(as_store *store, const as_manager_opts *opts, as_manage
     m->store = store;
     m->max_session_bytes = (opts && opts->max_session_bytes) ? opts->max_session_bytes
                                                              : AS_DEFAULT_MAX_SESSION_BYTES;
+    m->max_total_tokens = (opts && opts->max_total_tokens && opts->max_total_tokens < AS_TOTAL_TOKENS_MAX)
+                              ? opts->max_total_tokens : AS_TOTAL_TOKENS_MAX;
     *out = m;
     return AS_OK;
 }
@@ -688,9 +691,9 @@ static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_e
                           (unsigned long)AS_TURN_COUNT_MAX);
         goto done;
     }
-    if (a->tokens > AS_TOTAL_TOKENS_MAX - old.s.meta.total_tokens) {
+    if (old.s.meta.total_tokens > a->max_tokens || a->tokens > a->max_tokens - old.s.meta.total_tokens) {
         st = as_error_set(err, AS_EINVALID, "total_tokens would pass %llu",
-                          (unsigned long long)AS_TOTAL_TOKENS_MAX);
+                          (unsigned long long)a->max_tokens);
         goto done;
     }
     if ((st = as_meta_copy(&meta, &old.s.meta, err)) != AS_OK) goto done;
@@ -727,9 +730,9 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
     size_t i;
     if (opts == NULL) opts = &defaults;
     if ((st = check_id(id, err)) != AS_OK) return st;
-    if (opts->tokens > AS_TOTAL_TOKENS_MAX)
+    if (opts->tokens > m->max_total_tokens)
         return as_error_set(err, AS_EINVALID, "tokens: must be at most %llu",
-                            (unsigned long long)AS_TOTAL_TOKENS_MAX);
+                            (unsigned long long)m->max_total_tokens);
     a.id = id;
     a.msgs = msgs;
     a.nmsgs = n;
@@ -737,6 +740,7 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
     a.expect_version = opts->expect_version;
     a.state = opts->state;
     a.max_bytes = m->max_session_bytes;
+    a.max_tokens = m->max_total_tokens;
     for (a.bytes = 0, i = 0; i < n; i++) a.bytes = add_size(a.bytes, add_size(msgs[i]->len, 1));
     do {
         a.now = next_stamp(m);

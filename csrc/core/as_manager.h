@@ -19,6 +19,11 @@ typedef struct as_manager as_manager;
 
 typedef struct as_manager_opts {
     size_t max_session_bytes; /* 0: AS_DEFAULT_MAX_SESSION_BYTES */
+    /* How far an append may take total_tokens (AS_EINVALID past it); 0:
+    ** AS_TOTAL_TOKENS_MAX. A host whose numbers are doubles, which refuses to
+    ** read a count beyond 2^53, sets 2^53: no append then writes a count it
+    ** cannot read back. */
+    uint64_t max_total_tokens;
 } as_manager_opts;
 
 /* Takes the store (closed with the manager, also on failure). */

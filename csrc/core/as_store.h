@@ -89,7 +89,7 @@ typedef struct as_store_stats {
 
 /* An append, for stores that do it in one step: the messages go after the
 ** stored ones; turn_count grows by nmsgs (AS_EINVALID past AS_TURN_COUNT_MAX),
-** total_tokens by tokens (AS_EINVALID past AS_TOTAL_TOKENS_MAX), version by
+** total_tokens by tokens (AS_EINVALID past max_tokens), version by
 ** one; updated_at becomes now; a non-NULL state replaces the stored one; the
 ** size grows by `bytes` (and by the new state's length less the old one's),
 ** and AS_ETOOLARGE when the session would then pass max_bytes (its size as in
@@ -104,6 +104,7 @@ typedef struct as_append {
     int64_t now;
     size_t bytes;
     size_t max_bytes;
+    uint64_t max_tokens; /* at most AS_TOTAL_TOKENS_MAX */
     as_blob *state; /* NULL: the stored state stays */
 } as_append;
 

@@ -119,7 +119,8 @@ static const char list_script[] =
 
 /* append: one atomic step. KEYS: meta, msgs, the counter, state. ARGV: prefix,
 ** id, number of messages, tokens, expected version (-1: any), now, bytes added,
-** size limit, "1" and the new state or "0" and "", then the messages. Checks first, the kinds of the keys it will
+** size limit, "1" and the new state or "0" and "", the limit of total_tokens, then the
+** messages. Checks first, the kinds of the keys it will
 ** write included (only the HINCRBY of the tokens writes before the size check,
 ** and is undone when it fails), so no error can stop it half-way; the meta JSON
 ** length (`metalen`) follows the counters' digits. Returns {"OK", meta hash}
@@ -129,6 +130,7 @@ static const char append_script[] =
     "local new_state = ARGV[9] == '1' and ARGV[10] or nil\n"
     "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
+    "local max_tokens = ARGV[11]\n"
     "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
     "  'bytes', 'metalen', 'seq', 'agent_name', 'parent_id', 'tags')\n"
     "if not f[1] then\n"
@@ -163,6 +165,10 @@ static const char append_script[] =
     "  return redis.error_reply(r.err)\n"
     "end\n"
     "local new_tokens = redis.call('HGET', meta, 'total_tokens')\n"
+    "if #new_tokens > #max_tokens or (#new_tokens == #max_tokens and new_tokens > max_tokens) then\n"
+    "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
+    "  return {'TOKENS'}\n"
+    "end\n"
     "local new_turns = string.format('%d', turns + n)\n"
     "local new_version = string.format('%d', version + 1)\n"
     "local metalen = tonumber(f[6]) + #new_turns - #f[2] + #new_tokens - #f[3] + #now - #f[4]\n"
@@ -175,8 +181,8 @@ static const char append_script[] =
     "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
-    "for i = 11, 10 + n, 1000 do\n"
-    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 10 + n)))\n"
+    "for i = 12, 11 + n, 1000 do\n"
+    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 11 + n)))\n"
     "end\n"
     "if new_state then redis.call('SET', statekey, new_state) end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
@@ -1112,7 +1118,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs)
-                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 15 + a->nmsgs)
+                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 16 + a->nmsgs)
                   || put_str(b, "4") || put_skey(rs, b, a->id, "meta")
                   || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
                   || put_skey(rs, b, a->id, "state")
@@ -1123,6 +1129,8 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
               || put_int(b, (int64_t)a->bytes) || put_int(b, (int64_t)a->max_bytes)
               || put_str(b, a->state ? "1" : "0")
               || (a->state ? put_bulk(b, a->state->text, a->state->len) : put_str(b, ""));
+        snprintf(num, sizeof num, "%llu", (unsigned long long)a->max_tokens);
+        bad = bad || put_str(b, num);
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */
@@ -1159,7 +1167,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
                               (unsigned long)AS_TURN_COUNT_MAX);
     else if (strcmp(tag, "TOKENS") == 0)
         status = as_error_set(err, AS_EINVALID, "total_tokens would pass %llu",
-                              (unsigned long long)AS_TOTAL_TOKENS_MAX);
+                              (unsigned long long)a->max_tokens);
     else if (strcmp(tag, "TOOLARGE") == 0 && res->elements == 2
              && res->element[1]->type == REDIS_REPLY_STRING) {
         as_error_set(err, AS_ETOOLARGE, "session of %.20s bytes is over the limit of %zu bytes",

@@ -288,7 +288,7 @@ typedef as_status (*store_open_fn)(const void *opts, as_store **out, as_error *e
 static agentsession_status start(store_open_fn open, const void *opts, size_t max_bytes,
                                  agentsession_manager **out, agentsession_error *err) {
     agentsession_manager *am;
-    as_manager_opts mopts;
+    as_manager_opts mopts = { 0 };
     as_store *store;
     as_error e;
     as_error_clear(&e);

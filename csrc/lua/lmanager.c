@@ -800,10 +800,15 @@ void lbind_manager_new(lua_State *L) {
 /* Opens the manager at the top of the stack on the store (which it takes). */
 int lbind_manager_start(lua_State *L, as_store *store, const lbind_opts *opts) {
     lmanager *lm = check_manager_at(L, -1);
+    as_manager_opts core = opts->core;
     as_error err;
     as_error_clear(&err);
     lm->big = opts->big;
-    if (as_manager_new(store, &opts->core, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
+#if !LBIND_INTEGERS
+    /* a manager that refuses to read a count beyond 2^53 writes none */
+    if (opts->big == LBIND_BIG_ERROR) core.max_total_tokens = (uint64_t)1 << 53;
+#endif
+    if (as_manager_new(store, &core, &lm->m, &err) != AS_OK) return lbind_error(L, &err);
     return 1;
 }
 
