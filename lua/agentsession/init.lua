@@ -1,6 +1,6 @@
 --- Sessions of AI agents for Lua 5.1 to 5.4 and LuaJIT: create, save, resume, append, fork,
--- and delete an agent's conversation, kept in memory, in a SQLite file, in Redis or in a
--- store written in Lua, with its history kept exactly as it was written.
+-- rewind, tag, list and delete an agent's conversation, kept in memory, in a SQLite file, in
+-- Redis or in a store written in Lua, with its history kept exactly as it was written.
 -- @module agentsession
 
 -- The C module (agentsession.core) holds the codec, the managers and their

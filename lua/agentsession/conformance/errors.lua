@@ -115,9 +115,9 @@ refused_save("a sparse table in a message", function(s) s.messages[2] = { [1] = 
 refused_save("a mixed table in a message", function(s) s.messages[1] = { "a", role = "user" } end,
   { path = "messages[1]" })
 refused_save("a cycle in a message", function(s) s.messages[2] = cycle() end, { path = "messages[2]" })
-refused_save("invalid UTF-8 in a message", function(s) s.messages[3].content = "caf\xe9" end,
+refused_save("invalid UTF-8 in a message", function(s) s.messages[3].content = "caf\233" end,
   { path = "messages[3].content" })
-refused_save("invalid UTF-8 in the state", function(s) s.state.cwd = "\x80" end, { path = "state.cwd" })
+refused_save("invalid UTF-8 in the state", function(s) s.state.cwd = "\128" end, { path = "state.cwd" })
 refused_save("a function in the state", function(s) s.state.cwd = print end, { path = "state.cwd" })
 refused_save("an unknown metadata key", function(_, m) m.bogus = 1 end, { path = "bogus" })
 refused_save("an unknown session key", function(s) s.extra = true end, { path = "extra" })

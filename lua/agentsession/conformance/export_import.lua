@@ -14,6 +14,12 @@ local resume, meta_of, list, list_ids = support.resume, support.meta_of, support
 local save, snapshot, unchanged = support.save, support.snapshot, support.unchanged
 local two_sessions, append, concat = support.two_sessions, support.append, support.concat
 local append_source = support.append_source
+local HAS_INTEGERS, number_type, integer_text = support.HAS_INTEGERS, support.number_type, support.integer_text
+local MAX_INTEGER, MIN_INTEGER = support.MAX_INTEGER, support.MIN_INTEGER
+
+-- An odd integer above 2^53 and 2^62 + 1 where Lua has integers; 2^53 - 1 and 2^52 + 1 elsewhere.
+local BIG_ODD = HAS_INTEGERS and 9007199254740993 or 9007199254740991
+local BIG_62 = HAS_INTEGERS and 4611686018427387905 or 4503599627370497
 
 local checks, check = support.family()
 
@@ -106,7 +112,7 @@ check("export: metadata has the seed's eight fields, equal to the stored ones", 
   local doc = exported(mgr, id)
   eq(seed_meta(meta_of(mgr, id)), doc.metadata, "the document's metadata")
   for _, f in ipairs({ "created_at", "updated_at", "turn_count", "total_tokens" }) do
-    truthy(math.type(doc.metadata[f]) == "integer", "metadata.%s is %s, not an integer", f, show(doc.metadata[f]))
+    truthy(number_type(doc.metadata[f]) == "integer", "metadata.%s is %s, not an integer", f, show(doc.metadata[f]))
   end
 end)
 
@@ -117,7 +123,8 @@ check("export: a fork's document has its parent_id after the seed's eight fields
   local meta = meta_of(mgr, fork.id)
   local doc = exported(mgr, fork.id)
   eq(export_meta(meta), doc.metadata, "the fork's document's metadata")
-  local tail = '"total_tokens":' .. meta.total_tokens .. ',"parent_id":' .. json.encode(s.metadata.id) .. '},'
+  local tail = '"total_tokens":' .. integer_text(meta.total_tokens) .. ',"parent_id":' .. json.encode(s.metadata.id)
+    .. '},'
   local text = export(mgr, fork.id)
   truthy(text:find(tail, 1, true), "export() of a fork has no %s: %s", show(tail), show(text))
   eq(nil, exported(mgr, s.metadata.id).metadata.parent_id, "parent_id in the source's document")
@@ -132,16 +139,18 @@ check("export: an unset name is null", function(mgr)
 end)
 
 check("export: messages and state are exact (integers, floats, null, [] and {})", function(mgr)
-  local msgs = { math.maxinteger, math.mininteger, (1 << 53) + 1, 1.0, 0.1, 1e300, null, agentsession.array(), {},
+  local msgs = { MAX_INTEGER, MIN_INTEGER, BIG_ODD, 1.0, 0.1, 1e300, null, agentsession.array(), {},
     { list = agentsession.array(), object = {}, n = 3, f = 3.0 }, "a\0b" }
-  local state = { list = agentsession.array(), object = {}, big = (1 << 62) + 1, half = 0.5 }
+  local state = { list = agentsession.array(), object = {}, big = BIG_62, half = 0.5 }
   local s = make_session(nil, msgs, state)
   save(mgr, s)
   local doc = exported(mgr, s.metadata.id)
   eq_json(msgs, doc.messages, "the document's messages")
   eq_json(state, doc.state, "the document's state")
-  truthy(math.type(doc.messages[4]) == "float", "messages[4] (1.0) is %s", show(doc.messages[4]))
-  truthy(math.type(doc.messages[10].f) == "float", "messages[10].f (3.0) is %s", show(doc.messages[10].f))
+  -- 1.0 and 3.0 are floats where Lua has integers; elsewhere the numbers 1 and 3, written as 1 and 3
+  local integral = HAS_INTEGERS and "float" or "integer"
+  truthy(number_type(doc.messages[4]) == integral, "messages[4] (1.0) is %s", show(doc.messages[4]))
+  truthy(number_type(doc.messages[10].f) == integral, "messages[10].f (3.0) is %s", show(doc.messages[10].f))
 end)
 
 check("export: empty tags and messages are [], an empty state {}", function(mgr)
@@ -242,8 +251,8 @@ local function same_as(mgr, id, src, version, what)
 end
 
 check("import: an exported session comes back equal in another store", function(mgr, ctx)
-  local named = make_session({ tags = { "b", "a" }, turn_count = 9, total_tokens = math.maxinteger, created_at = 1000 },
-    { { role = "user", n = (1 << 53) + 1, f = 1.0 }, agentsession.array(), {}, null, "é\0" },
+  local named = make_session({ tags = { "b", "a" }, turn_count = 9, total_tokens = MAX_INTEGER, created_at = 1000 },
+    { { role = "user", n = BIG_ODD, f = 1.0 }, agentsession.array(), {}, null, "é\0" },
     { list = agentsession.array(), object = {}, nested = { 0.1, { true } } })
   save(mgr, named)
   append(mgr, named.metadata.id, { "appended" }, { tokens = 0 })
@@ -333,7 +342,7 @@ check("import: malformed JSON is invalid and stores nothing", function(mgr)
   local before = snapshot(mgr)
   local good = document(doc_meta("bad-json"))
   for _, text in ipairs({ "", "{", good:sub(1, -2), good .. " x", good:gsub('"id"', "id", 1),
-    (good:gsub("}$", ",}")), "\xff" }) do
+    (good:gsub("}$", ",}")), "\255" }) do
     expect_error_in("import of " .. show(text), "invalid", function() return mgr:import(text) end)
   end
   unchanged(mgr, before, "a failed import")
@@ -372,7 +381,7 @@ check("import: bad field values are invalid and store nothing", function(mgr)
     { "an empty id", doc_meta("") },
     { "a numeric id", doc_meta(5) },
     { "a negative turn_count", doc_meta("b1", { turn_count = -1 }) },
-    { "turn_count 2^32", doc_meta("b2", { turn_count = 1 << 32 }) },
+    { "turn_count 2^32", doc_meta("b2", { turn_count = 4294967296 }) },
     { "a fractional created_at", doc_meta("b3", { created_at = 1.5 }) },
     { "tags as a string", doc_meta("b4", { tags = "x" }) },
     { "an empty tag", doc_meta("b5", { tags = agentsession.array({ "" }) }) },
@@ -417,14 +426,20 @@ check("import: the session takes its place in list by its updated_at", function(
   eq({ "old", b, a }, list_ids(mgr), "list() ids after an append to the imported session")
 end)
 
+-- The numbers of "import: values stay exact": the 64-bit extremes, 2^53 + 1 and
+-- 1.0 where Lua has integers; elsewhere 2^53, 2^53 - 1 and 1.5 (where 1.0 is
+-- the number 1, which a store that re-encodes it writes as 1).
+local EXACT = HAS_INTEGERS and { "9223372036854775807", "9007199254740993", "1.0", "-9223372036854775808", 1.0 }
+  or { "9007199254740992", "9007199254740991", "1.5", "-9007199254740992", 1.5 }
+
 check("import: values stay exact", function(mgr)
   local text = '{"metadata":{"id":"exact","name":"n","tags":[],"agent_name":"","created_at":1,"updated_at":2,'
-    .. '"turn_count":0,"total_tokens":9223372036854775807},"messages":[9007199254740993,1.0,0.1,[],{},null,'
-    .. '"é😀",-9223372036854775808],"state":[]}'
+    .. '"turn_count":0,"total_tokens":' .. EXACT[1] .. '},"messages":[' .. EXACT[2] .. ',' .. EXACT[3] .. ',0.1,[],{},'
+    .. 'null,"é😀",' .. EXACT[4] .. '],"state":[]}'
   import(mgr, text)
   local r = resume(mgr, "exact")
-  eq(math.maxinteger, r.metadata.total_tokens, "total_tokens")
-  eq_json({ (1 << 53) + 1, 1.0, 0.1, agentsession.array(), {}, null, "é😀", math.mininteger }, r.messages,
+  eq(MAX_INTEGER, r.metadata.total_tokens, "total_tokens")
+  eq_json({ BIG_ODD, EXACT[5], 0.1, agentsession.array(), {}, null, "é😀", MIN_INTEGER }, r.messages,
     "messages")
   eq_json(agentsession.array(), r.state, "state")
   eq(text, export(mgr, "exact"), "export() of the imported document")

@@ -23,9 +23,9 @@
 --
 -- `same(expected, actual [, mode [, root]])` is the deep comparison the checks
 -- use: it returns true, or false and one line naming the path of a difference
--- (from `root`, "value" by default). Numbers must have the same math.type and
--- value (1 ~= 1.0; -0.0 == 0.0), null is compared as a value, tables by their
--- keys and values. mode:
+-- (from `root`, "value" by default). Numbers must have the same value and, on
+-- Lua 5.3 and later, the same math.type (1 ~= 1.0; -0.0 == 0.0), null is
+-- compared as a value, tables by their keys and values. mode:
 --   nil     metatables are ignored
 --   "json"  an empty table must be [] (array_mt) or {} (no array_mt) alike
 --   "meta"  every table must have the same metatable
@@ -34,8 +34,10 @@
 --           `numbers(exp, act)` two numbers; each returns nil when they may
 --           be equal and a reason otherwise.
 --
--- Pure Lua 5.4; depends on require("agentsession") only (and, when present,
--- the standard `debug` library to find a protected `__close` metamethod).
+-- Pure Lua, for Lua 5.1 to 5.4 and LuaJIT; depends on require("agentsession")
+-- only (and, when present, the standard `debug` library to find a protected
+-- `__close` metamethod). Where Lua has no integer subtype (5.1, 5.2, LuaJIT)
+-- the checks of values hold integers to 2^53, as the codec does.
 
 local agentsession = require("agentsession")
 local support = require("agentsession.conformance.support")
@@ -92,7 +94,7 @@ local function run_one(c, new_manager)
       return m
     end,
   }
-  local passed, err = xpcall(c.fn, function(e) return e end, mgr, ctx)
+  local passed, err = pcall(c.fn, mgr, ctx)
   close_quietly(mgr)
   for _, m in ipairs(extra) do close_quietly(m) end
   if passed then return true end

@@ -17,6 +17,40 @@ local now = agentsession.now
 local M = {}
 
 ---------------------------------------------------------------------------
+-- Numbers on every Lua
+---------------------------------------------------------------------------
+
+-- Lua 5.3 and 5.4 have an integer subtype. On 5.1, 5.2 and LuaJIT every
+-- number is a double: the codec writes an integral one of magnitude at most
+-- 2^53 as an integer literal, and reads such a literal back as that number;
+-- larger integer literals are refused unless a manager's big_integers option
+-- says otherwise.
+local HAS_INTEGERS = math.type ~= nil
+local SAFE_INTEGER = 2 ^ 53
+
+-- The length of a table without its __len (which 5.1 and LuaJIT never call on tables).
+local rawlen = rawget(_G, "rawlen") or function(t) return #t end
+
+--- "integer", "float" or nil (not a number): math.type where Lua has it;
+--- elsewhere "integer" for what the codec writes as an integer literal (an
+--- integral number of magnitude at most 2^53, -0 excepted).
+local function number_type(v)
+  if HAS_INTEGERS then return math.type(v) end
+  if type(v) ~= "number" then return nil end
+  if v == math.floor(v) and v >= -SAFE_INTEGER and v <= SAFE_INTEGER and (v ~= 0 or 1 / v > 0) then
+    return "integer"
+  end
+  return "float"
+end
+
+--- The decimal text of an integer: tostring where Lua has integers (5.1
+--- would write 2^53 as 9.007199254741e+15).
+local function integer_text(v)
+  if HAS_INTEGERS then return tostring(v) end
+  return string.format("%.0f", v)
+end
+
+---------------------------------------------------------------------------
 -- Describing values and failing
 ---------------------------------------------------------------------------
 
@@ -45,7 +79,7 @@ local function show(v)
     if cut then s = s .. "... (" .. #v .. " bytes)" end
     return s
   elseif t == "number" then
-    if math.type(v) == "integer" then return tostring(v) end
+    if number_type(v) == "integer" then return integer_text(v) end
     return string.format("%.17g", v) .. " (float)"
   elseif t == "table" then
     if is_error(v) then return "error {" .. safe_tostring(v) .. "}" end
@@ -60,7 +94,7 @@ local function show(v)
 end
 
 local function key_path(path, k)
-  if math.type(k) == "integer" then return path .. "[" .. k .. "]" end
+  if number_type(k) == "integer" then return path .. "[" .. integer_text(k) .. "]" end
   if type(k) == "string" and k:match("^[%a_][%w_]*$") then return path .. "." .. k end
   return path .. "[" .. show(k) .. "]"
 end
@@ -79,9 +113,12 @@ local function expected_got(exp, act)
   return why
 end
 
--- The numbers of every mode: the same math.type and value (1 ~= 1.0; -0.0 == 0.0).
+-- The numbers of every mode: the same value and, where Lua has integers, the
+-- same math.type (1 ~= 1.0; -0.0 == 0.0).
 local function numbers_alike(exp, act)
-  if math.type(exp) ~= math.type(act) or exp ~= act then return expected_got(exp, act) end
+  if exp ~= act or (HAS_INTEGERS and math.type(exp) ~= math.type(act)) then
+    return expected_got(exp, act)
+  end
   return nil
 end
 
@@ -293,9 +330,9 @@ local function wait_past(t)
 end
 
 local function between(v, low, high, what)
-  if math.type(v) ~= "integer" then fail("%s is %s, not an integer", what, show(v)) end
+  if number_type(v) ~= "integer" then fail("%s is %s, not an integer", what, show(v)) end
   if v < low or v > high then
-    fail("%s = %d, expected now (between %d and %d)", what, v, low, high)
+    fail("%s = %s, expected now (between %s and %s)", what, integer_text(v), integer_text(low), integer_text(high))
   end
 end
 
@@ -436,6 +473,14 @@ function M.is_failure(err)
   return getmetatable(err) == Failure
 end
 
+--- Whether numbers have an integer subtype (Lua 5.3 and later).
+M.HAS_INTEGERS = HAS_INTEGERS
+--- The largest and smallest integers a session keeps exactly by default:
+--- math.maxinteger and math.mininteger, or 2^53 and -2^53 where Lua has no integers.
+M.MAX_INTEGER = math.maxinteger or SAFE_INTEGER
+M.MIN_INTEGER = math.mininteger or -SAFE_INTEGER
+M.number_type = number_type
+M.integer_text = integer_text
 M.fail = fail
 M.safe_tostring = safe_tostring
 M.show = show

@@ -7,6 +7,7 @@ local now = agentsession.now
 local fail, show, eq, make_session = support.fail, support.show, support.eq, support.make_session
 local messages, wait_past, between = support.messages, support.wait_past, support.between
 local meta_of, list, save = support.meta_of, support.list, support.save
+local number_type = support.number_type
 
 local checks, check = support.family()
 
@@ -125,7 +126,7 @@ check("timestamps: a later write never gets an earlier updated_at", function(mgr
   end
   for i = 2, #stamps do
     local prev, cur = stamps[i - 1], stamps[i]
-    if math.type(cur[2]) ~= "integer" then fail("%s: updated_at is %s", cur[1], show(cur[2])) end
+    if number_type(cur[2]) ~= "integer" then fail("%s: updated_at is %s", cur[1], show(cur[2])) end
     if cur[2] < prev[2] then
       fail("%s got updated_at %d, earlier than %d of the write before (%s)", cur[1], cur[2], prev[2], prev[1])
     end
