@@ -3,6 +3,7 @@
 -- limit and the SQLite migrations.
 local agentsession = require("agentsession")
 local deep = require("helpers.deep")
+local interp = require("helpers.interp")
 
 local null = agentsession.null
 local array = agentsession.array
@@ -22,13 +23,21 @@ function M.seed_of(meta)
   return out
 end
 
--- Messages whose values must come back exactly: 64-bit integers, floats,
--- null, [] and {}, UTF-8 and NUL.
+-- The integers of rich values: 64-bit ones where Lua has integers (the
+-- extremes, 2^53 + 1, 2^62 + 3); elsewhere those up to 2^53. And -0.0, made
+-- at run time (Lua 5.1 merges the constants 0 and -0.0 of a function).
+local INTEGERS = interp.has_integers
+  and { max = math.maxinteger, min = math.mininteger, odd = 9007199254740993, big = 4611686018427387907 }
+  or { max = 2 ^ 53, min = -(2 ^ 53), odd = 2 ^ 53 - 1, big = 2 ^ 52 + 3 }
+local NEG_ZERO = -1 / math.huge
+
+-- Messages whose values must come back exactly: integers (of 64 bits where
+-- Lua has them), floats, null, [] and {}, UTF-8 and NUL.
 function M.rich_messages(tag)
   return {
-    { role = "user", content = "caf\u{e9} \u{1F600} " .. tag, n = math.maxinteger, f = 1.0 },
-    { role = "assistant", content = null, calls = array({ { id = "c1", args = { depth = (1 << 53) + 1 } } }) },
-    array(), {}, 0.1, -0.0, "a\0b", math.mininteger, true,
+    { role = "user", content = "caf\195\169 \240\159\152\128 " .. tag, n = INTEGERS.max, f = 1.0 },
+    { role = "assistant", content = null, calls = array({ { id = "c1", args = { depth = INTEGERS.odd } } }) },
+    array(), {}, 0.1, NEG_ZERO, "a\0b", INTEGERS.min, true,
   }
 end
 
@@ -36,10 +45,10 @@ end
 -- fields (false unsets one).
 function M.rich_session(id, fields)
   local s = {
-    metadata = { id = id, name = "rich " .. id, tags = { "t\u{e9}", "b" }, agent_name = "agent-\u{1F600}",
+    metadata = { id = id, name = "rich " .. id, tags = { "t\195\169", "b" }, agent_name = "agent-\240\159\152\128",
       created_at = 1700000000123, updated_at = 0, turn_count = 9, total_tokens = 4321 },
     messages = M.rich_messages(id),
-    state = { cwd = "/home/\u{e9}", list = array(), object = {}, big = (1 << 62) + 3, half = 0.5, none = null },
+    state = { cwd = "/home/\195\169", list = array(), object = {}, big = INTEGERS.big, half = 0.5, none = null },
   }
   for k, v in pairs(fields or {}) do
     if v == false then s.metadata[k] = nil else s.metadata[k] = v end -- false: unset

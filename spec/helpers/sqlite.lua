@@ -8,6 +8,8 @@
 
 local agentsession = require("agentsession")
 local system = require("system")
+local interp = require("helpers.interp")
+local number_type = require("agentsession.conformance.support").number_type
 
 local M = {}
 
@@ -26,12 +28,16 @@ function M.q(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- Runs a shell command; returns success, its output (stdout and stderr), how it ended, its code.
+--- Runs a shell command; returns success, its output (stdout and stderr) and its exit
+--- status as sh gives it (128 + n after signal n). The shell prints the status after
+--- the output, since pipe:close() does not return it on Lua 5.1 and LuaJIT.
 function M.sh(command)
-  local pipe = assert(io.popen(command .. " 2>&1", "r"))
-  local output = pipe:read("a")
-  local ok, how, code = pipe:close()
-  return ok == true, output, how, code
+  local pipe = assert(io.popen("{ " .. command .. "\n} 2>&1; printf '\\nexit %d\\n' $?", "r"))
+  local all = pipe:read("*a")
+  pipe:close()
+  local output, status = all:match("^(.*)\nexit (%d+)\n$")
+  if not status then return false, all, nil end
+  return status == "0", output, tonumber(status)
 end
 
 --- Runs a shell command that must succeed; returns its output without the last newline.
@@ -44,7 +50,7 @@ end
 function M.read(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local data = f:read("a")
+  local data = f:read("*a")
   f:close()
   return data
 end
@@ -71,18 +77,17 @@ end
 --- Absolute path of the repository root (busted runs from there).
 M.root = os.getenv("AGENTSESSION_ROOT") or M.must("pwd")
 
---- The environment a child lua5.4 needs to load agentsession and these helpers from `root`.
+--- The environment a child of the suite's interpreter needs to load agentsession
+--- (its build for that interpreter) and these helpers from `root`.
 function M.lua_env(root)
   root = root or M.root
-  return "LUA_PATH=" .. M.q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/?.lua;;")
-    .. " LUA_CPATH=" .. M.q(root .. "/build/?.so;;")
-    .. " AGENTSESSION_ROOT=" .. M.q(root)
+  return interp.env(root) .. " AGENTSESSION_ROOT=" .. M.q(root) .. " AGENTSESSION_TEST_LUA=" .. M.q(interp.lua)
 end
 
 --- A shell command running the child program `sqlite_child.lua` with the given arguments.
 function M.child_command(args, root)
   root = root or M.root
-  local words = { M.lua_env(root), "lua5.4", M.q(root .. "/spec/helpers/sqlite_child.lua") }
+  local words = { M.lua_env(root), interp.lua, M.q(root .. "/spec/helpers/sqlite_child.lua") }
   for _, a in ipairs(args) do words[#words + 1] = M.q(a) end
   return table.concat(words, " ")
 end
@@ -90,7 +95,7 @@ end
 --- Runs the child program to its end (killed after opts.limit seconds, default 60).
 --- opts.prefix: a command that runs it (setpriv …); opts.shell: commands a shell runs
 --- first (umask, ulimit, trap); opts.root: where the module and helpers are.
---- Returns success, output (stdout and stderr), how it ended, its code.
+--- Returns success, output (stdout and stderr) and the exit status.
 function M.run_child(args, opts)
   opts = opts or {}
   local inner = M.child_command(args, opts.root)
@@ -107,7 +112,7 @@ end
 function M.spawn_child(args, out, err)
   local command = M.child_command(args) .. " >" .. M.q(out) .. " 2>" .. M.q(err) .. " </dev/null & echo $!"
   local pipe = assert(io.popen(command, "r"))
-  local pid = tonumber(pipe:read("l"))
+  local pid = tonumber(pipe:read("*l"))
   pipe:close()
   assert(pid, "could not start " .. command)
   return pid
@@ -121,14 +126,14 @@ function M.alive(pid)
   if state == "Z" or state == "X" then return false end
   local cmdline = M.read("/proc/" .. pid .. "/cmdline") or ""
   -- While a process is inside execve its command line reads as empty for a moment:
-  -- that is our child on its way from the shell to lua5.4, not a process that ended.
+  -- that is our child on its way from the shell to Lua, not a process that ended.
   if cmdline == "" then return true end
   return cmdline:find("sqlite_child.lua", 1, true) ~= nil
 end
 
 --- Sends SIGKILL to one of our children (by its pid) and waits until it is gone.
 function M.kill9(pid)
-  if M.alive(pid) then os.execute("kill -9 " .. math.tointeger(pid) .. " 2>/dev/null") end
+  if M.alive(pid) then os.execute(string.format("kill -9 %d 2>/dev/null", pid)) end
   local deadline = M.monotime() + 10
   while M.alive(pid) do
     if M.monotime() > deadline then error("process " .. pid .. " survived kill -9") end
@@ -154,13 +159,14 @@ function M.rmdir(dir)
   os.execute("chmod -R u+rwX " .. M.q(dir) .. " 2>/dev/null; rm -rf " .. M.q(dir))
 end
 
---- Copies the module (lua/, build/agentsession/) and the spec helpers under dir/mod,
---- readable by every user, for child processes that run as another user.
+--- Copies the module (lua/, the interpreter's build of agentsession.core) and the spec
+--- helpers under dir/mod, readable by every user, for child processes that run as another user.
 function M.copy_module(dir)
   local mod = dir .. "/mod"
-  M.must("mkdir -p " .. M.q(mod .. "/build") .. " " .. M.q(mod .. "/spec")
+  local build = interp.build_dir()
+  M.must("mkdir -p " .. M.q(mod .. "/" .. build) .. " " .. M.q(mod .. "/spec")
     .. " && cp -R " .. M.q(M.root .. "/lua") .. " " .. M.q(mod .. "/")
-    .. " && cp -R " .. M.q(M.root .. "/build/agentsession") .. " " .. M.q(mod .. "/build/")
+    .. " && cp -R " .. M.q(M.root .. "/" .. build .. "/agentsession") .. " " .. M.q(mod .. "/" .. build .. "/")
     .. " && cp -R " .. M.q(M.root .. "/spec/helpers") .. " " .. M.q(mod .. "/spec/")
     .. " && chmod -R a+rX " .. M.q(mod) .. " && chmod a+rx " .. M.q(dir))
   return mod
@@ -272,7 +278,12 @@ end
 
 --- The key of message `pos` (0-based) of the session whose row id is `rid`.
 function M.slot(rid, pos)
-  return (rid << 32) + pos
+  return rid * 4294967296 + pos
+end
+
+--- The decimal text of an integer for SQL (Lua 5.1 writes large numbers with an exponent).
+function M.int(n)
+  return string.format("%d", n)
 end
 
 --- The sessions row of `id` (every column), or nil.
@@ -282,8 +293,8 @@ end
 
 --- The number of message rows of the session whose row id is `rid`.
 function M.message_rows(path, rid)
-  return M.value(path, "SELECT count(*) FROM messages WHERE slot >= " .. M.slot(rid, 0)
-    .. " AND slot < " .. M.slot(rid, 0) + (1 << 32))
+  return M.value(path, "SELECT count(*) FROM messages WHERE slot >= " .. M.int(M.slot(rid, 0))
+    .. " AND slot < " .. M.int(M.slot(rid + 1, 0)))
 end
 
 --- Problems with the documented schema's invariants (an empty array when there are none):
@@ -319,12 +330,37 @@ end
 -- over the messages before it; the state records the message count and last hash
 -- as of the session's last full save.
 
+-- One step of FNV-1a: (h xor byte) * 16777619 mod 2^32. With Lua's bitwise
+-- operators where it has them (5.3 and later, loaded from text since older Luas
+-- cannot parse them); elsewhere the xor of the low byte from a table and the
+-- product in two halves, each exact in a double.
+local fnv_step
+if math.type then
+  fnv_step = load("return function(h, b) return ((h ~ b) * 16777619) & 0xffffffff end")()
+else
+  local xor8 = {}
+  for a = 0, 255 do
+    for b = 0, 255 do
+      local x, bit, p, q = 0, 1, a, b
+      while p > 0 or q > 0 do
+        if p % 2 ~= q % 2 then x = x + bit end
+        p, q, bit = math.floor(p / 2), math.floor(q / 2), bit * 2
+      end
+      xor8[a * 256 + b] = x
+    end
+  end
+  fnv_step = function(h, b)
+    local low = h % 256
+    h = h - low + xor8[low * 256 + b]
+    local hi, lo = math.floor(h / 65536), h % 65536
+    return ((hi * 16777619) % 65536 * 65536 + lo * 16777619) % 4294967296
+  end
+end
+
 --- 32-bit FNV-1a of a string.
 function M.fnv(s, h)
   h = h or 2166136261
-  for i = 1, #s do
-    h = ((h ~ s:byte(i)) * 16777619) & 0xffffffff
-  end
+  for i = 1, #s do h = fnv_step(h, s:byte(i)) end
   return h
 end
 
@@ -366,7 +402,7 @@ function M.check_session(s)
     end
   end
   local st = s.state
-  if type(st) ~= "table" or math.type(st.n) ~= "integer" or math.type(st.h) ~= "integer" then
+  if type(st) ~= "table" or number_type(st.n) ~= "integer" or number_type(st.h) ~= "integer" then
     return meta.id .. ": state is not {n=, h=}"
   end
   -- the state was written with the messages of a full save; rewinds and short forks
@@ -388,6 +424,11 @@ end
 --------------------------------------------------------------------------
 -- Deterministic sample sessions with values that must round trip exactly.
 
+-- The largest integer of a message of the sample sessions, and -0.0 (made at run
+-- time: Lua 5.1 merges the constants 0 and -0.0 of a function).
+local BIG = interp.has_integers and math.maxinteger or 2 ^ 53
+local NEG_ZERO = -1 / math.huge
+
 function M.sample_sessions(prefix, count)
   local null = agentsession.null
   local out = {}
@@ -396,8 +437,8 @@ function M.sample_sessions(prefix, count)
     for i = 1, (k * 3) % 7 do
       msgs[i] = {
         role = i % 2 == 1 and "user" or "assistant",
-        content = string.format("message %d of session %d: caf\u{e9} \u{1F600} \"quoted\"\n", i, k),
-        n = i * 1000000007 * 1000, f = i / 8 + 0.1, neg = -0.0, big = math.maxinteger - i,
+        content = string.format("message %d of session %d: caf\195\169 \240\159\152\128 \"quoted\"\n", i, k),
+        n = i * 1000000007 * 1000, f = i / 8 + 0.1, neg = NEG_ZERO, big = BIG - i,
         flags = agentsession.array({ true, false, null }), empty_array = agentsession.array(), empty_object = {},
       }
     end

@@ -9,6 +9,8 @@ local deep = require("helpers.deep")
 
 io.stdout:setvbuf("line")
 
+local unpack = table.unpack or rawget(_G, "unpack")
+
 local function one_line(s)
   return (tostring(s):gsub("\n", "\\n"))
 end
@@ -107,7 +109,7 @@ function commands.crash_writer(path, logpath, seed, iter)
       say("B grow " .. id)
       local s = mgr:resume(id)
       if #s.messages > 40 then
-        s.messages = { table.unpack(s.messages, 1, 10) }
+        s.messages = { unpack(s.messages, 1, 10) }
       end
       for _, m in ipairs(h.chain(sid_of(s), s.messages[#s.messages], rnd(1, 3), rnd)) do
         s.messages[#s.messages + 1] = m
@@ -120,7 +122,7 @@ function commands.crash_writer(path, logpath, seed, iter)
       local s = mgr:resume(id)
       if #s.messages > 0 then
         local j = rnd(1, #s.messages)
-        local kept = { table.unpack(s.messages, 1, j - 1) }
+        local kept = { unpack(s.messages, 1, j - 1) }
         for _, m in ipairs(h.chain(sid_of(s), kept[#kept], #s.messages - j + 1, rnd)) do
           kept[#kept + 1] = m
         end
@@ -458,4 +460,4 @@ if not command then
   io.stderr:write("sqlite_child.lua: unknown command ", tostring(arg[1]), "\n")
   os.exit(2)
 end
-command(table.unpack(arg, 2))
+command(unpack(arg, 2))

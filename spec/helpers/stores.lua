@@ -4,16 +4,39 @@ local agentsession = require("agentsession")
 
 local M = {}
 
--- A private directory for this process's store files, removed when the Lua
--- state closes (busted closes it on exit).
+--- Runs a shell command; true when it exited with status 0 (os.execute returns
+--- the status itself on Lua 5.1 and LuaJIT, true or nil on 5.2 and later).
+function M.execute(command)
+  local result = os.execute(command)
+  return result == true or result == 0
+end
+
+-- An object whose finalizer calls fn: a table with __gc from Lua 5.2 on, a
+-- newproxy userdata on 5.1 and LuaJIT, whose tables have no finalizers.
+local function finalizer(fn)
+  local newproxy = rawget(_G, "newproxy")
+  if newproxy then
+    local proxy = newproxy(true)
+    getmetatable(proxy).__gc = fn
+    return proxy
+  end
+  return setmetatable({}, { __gc = fn })
+end
+
+-- A private directory for this process's store files: under the directory
+-- tools/run-specs.sh removes afterwards (AGENTSESSION_TEST_TMP) when there is
+-- one, and removed when the Lua state closes (busted closes it on exit from
+-- Lua 5.2 on).
 local dir
 function M.tmpdir()
   if dir == nil then
     local name = os.tmpname()
     os.remove(name)
-    assert(os.execute("mkdir -m 700 '" .. name .. "'"), "cannot create " .. name)
+    local base = os.getenv("AGENTSESSION_TEST_TMP")
+    if base then name = base .. "/stores" .. name:gsub("[^%w]", "-") end
+    assert(M.execute("mkdir -m 700 '" .. name .. "'"), "cannot create " .. name)
     dir = name
-    M.cleanup = setmetatable({}, { __gc = function() os.execute("rm -rf '" .. name .. "'") end })
+    M.cleanup = finalizer(function() os.execute("rm -rf '" .. name .. "'") end)
   end
   return dir
 end
@@ -64,7 +87,7 @@ local folders = 0
 function M.new_folder()
   folders = folders + 1
   local path = M.tmpdir() .. "/folder" .. folders
-  assert(os.execute("mkdir '" .. path .. "'"), "cannot create " .. path)
+  assert(M.execute("mkdir '" .. path .. "'"), "cannot create " .. path)
   return path
 end
 M[6] = { name = "file store example", new = function(opts)
