@@ -1,6 +1,7 @@
 -- Loading the module and its small top-level helpers.
 local agentsession = require("agentsession")
 local cjson = require("cjson")
+local deep = require("helpers.deep")
 
 local UUID_V4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
@@ -91,7 +92,7 @@ describe("agentsession.now", function()
     local before = os.time()
     local now = agentsession.now()
     local after = os.time()
-    assert.are.equal("integer", math.type(now))
+    deep.assert_integer(now)
     -- one second of slack each way: os.time may read a coarser clock
     assert.is_true(now >= (before - 1) * 1000, "now() = " .. now .. ", os.time() = " .. before)
     assert.is_true(now < (after + 2) * 1000, "now() = " .. now .. ", os.time() = " .. after)
@@ -125,7 +126,7 @@ describe("agentsession.session", function()
     assert.is_nil(next(m.tags))
     for _, field in ipairs({ "created_at", "updated_at", "turn_count", "total_tokens" }) do
       assert.are.equal(0, m[field], field)
-      assert.are.equal("integer", math.type(m[field]), field)
+      deep.assert_integer(m[field], field)
     end
     assert.is_table(s.messages)
     assert.is_nil(next(s.messages))

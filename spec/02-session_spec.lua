@@ -2,6 +2,7 @@
 -- values it refuses; and agentsession.has_tag.
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
+local deep = require("helpers.deep")
 
 local UUID_V4 = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89abAB]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
 
@@ -47,7 +48,7 @@ describe("agentsession.session", function()
     it("has zero integer times and counts", function()
       for _, field in ipairs({ "created_at", "updated_at", "turn_count", "total_tokens" }) do
         assert.are.equal(0, s.metadata[field], field)
-        assert.are.equal("integer", math.type(s.metadata[field]), field)
+        deep.assert_integer(s.metadata[field], field)
       end
     end)
 

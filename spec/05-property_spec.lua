@@ -3,6 +3,8 @@
 local agentsession = require("agentsession")
 local cjson = require("cjson")
 local deep = require("helpers.deep")
+local interp = require("helpers.interp")
+local number_type = require("agentsession.conformance.support").number_type
 
 local json = agentsession.json
 local array = agentsession.array
@@ -18,15 +20,41 @@ local function cjson_exact(x)
   return tonumber(string.format("%.14g", x)) == x
 end
 
+-- A random integer in [m, n]: math.random where Lua has integers; elsewhere
+-- from a random float, since Lua 5.1 takes the bounds as C ints.
+local random_in = math.random
+if not interp.has_integers then
+  random_in = function(m, n) return m + math.floor(math.random() * (n - m + 1)) end
+end
+
+-- 64 random bits as an integer (Lua 5.3 and later): math.random(0) on 5.4,
+-- two 32-bit halves (wrapping around) on 5.3.
+local HAS_RANDOM_0 = pcall(math.random, 0)
+local function random_bits()
+  if HAS_RANDOM_0 then return math.random(0) end
+  return math.random(0, 4294967295) * 4294967296 + math.random(0, 4294967295)
+end
+
 local function pick(list)
   return list[math.random(#list)]
+end
+
+-- The UTF-8 bytes of a code point.
+local function utf8_char(c)
+  if c < 0x80 then return string.char(c) end
+  if c < 0x800 then return string.char(0xC0 + math.floor(c / 0x40), 0x80 + c % 0x40) end
+  if c < 0x10000 then
+    return string.char(0xE0 + math.floor(c / 0x1000), 0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
+  end
+  return string.char(0xF0 + math.floor(c / 0x40000), 0x80 + math.floor(c / 0x1000) % 0x40,
+    0x80 + math.floor(c / 0x40) % 0x40, 0x80 + c % 0x40)
 end
 
 local ESCAPES = { "\"", "\\", "/", "\b", "\f", "\n", "\r", "\t", "\0", "\127" }
 local MULTIBYTE_RANGES = {
   { 0x80, 0x7FF }, { 0x800, 0xD7FF }, { 0xE000, 0xFFFF }, { 0x10000, 0x10FFFF },
 }
-local FIXED_CHARACTERS = { "é", "日", "€", "😀", "\u{2028}", "\u{FEFF}", "\u{10FFFF}" }
+local FIXED_CHARACTERS = { "é", "日", "€", "😀", "\226\128\168", "\239\187\191", "\244\143\191\191" }
 
 local function random_piece()
   local r = math.random(10)
@@ -38,7 +66,7 @@ local function random_piece()
     return string.char(math.random(0, 31))
   elseif r <= 9 then
     local range = pick(MULTIBYTE_RANGES)
-    return utf8.char(math.random(range[1], range[2]))
+    return utf8_char(math.random(range[1], range[2]))
   end
   return pick(FIXED_CHARACTERS)
 end
@@ -58,36 +86,52 @@ local function random_string(max_pieces)
   return table.concat(pieces)
 end
 
+-- The integers at the edges: of 64 bits where Lua has integers, else of 2^53.
 local EXTREME_INTEGERS = {
-  0, 1, -1, math.maxinteger, math.mininteger, math.maxinteger - 1, math.mininteger + 1,
-  1 << 53, (1 << 53) + 1, -(1 << 53) - 1, 1 << 62, 99999999999999, -99999999999999,
+  0, 1, -1, 2 ^ 53, -(2 ^ 53), 2 ^ 53 - 1, 1 - 2 ^ 53, 2 ^ 52 + 1, 99999999999999, -99999999999999,
 }
+if interp.has_integers then
+  EXTREME_INTEGERS = {
+    0, 1, -1, math.maxinteger, math.mininteger, math.maxinteger - 1, math.mininteger + 1,
+    9007199254740992, 9007199254740993, -9007199254740993, 4611686018427387904, 99999999999999, -99999999999999,
+  }
+end
 
 local function random_integer(plain)
   local r = math.random(4)
   if plain then
     if r <= 2 then return math.random(-1000, 1000) end
-    return math.random(-99999999999999, 99999999999999)
+    return random_in(-99999999999999, 99999999999999)
   end
   if r == 1 then
     return math.random(-1000, 1000)
   elseif r == 2 then
-    return math.random(-2147483648, 2147483647)
+    return random_in(-2147483648, 2147483647)
   elseif r == 3 then
-    return math.random(0)
+    if not interp.has_integers then return random_in(-(2 ^ 53), 2 ^ 53) end
+    return random_bits()
   end
   return pick(EXTREME_INTEGERS)
 end
 
 local SPECIAL_FLOATS = {
-  0.0, -0.0, 1.0, -1.0, 0.1, 0.5, 1 / 3, -2 / 3, 5e-324, -5e-324, 2.2250738585072014e-308,
+  0.0, -1 / math.huge, 1.0, -1.0, 0.1, 0.5, 1 / 3, -2 / 3, 5e-324, -5e-324, 2.2250738585072014e-308,
   1.7976931348623157e308, -1.7976931348623157e308, 2.0 ^ 53, 2.0 ^ 53 + 2, 2.0 ^ 63, 2.0 ^ 64,
   -(2.0 ^ 63), 1e300, 1e-300, 1e16, 1e22, 123.456, 0.1 + 0.2,
-}
+} -- -1 / math.huge: -0.0 made at run time, as Lua 5.1 would merge the constants 0.0 and -0.0
 
+-- A float of random bits, NaNs and infinities excepted: from 64 random bits
+-- where string.pack exists; elsewhere from a random sign, exponent field
+-- (0 to 2046) and 52-bit fraction.
 local function random_float_bits()
+  if not string.pack then
+    local fraction = math.floor(math.random() * 2 ^ 26) * 2 ^ 26 + math.floor(math.random() * 2 ^ 26)
+    local exponent = random_in(0, 2046)
+    local x = exponent == 0 and fraction * 2 ^ -1074 or (2 ^ 52 + fraction) * 2 ^ (exponent - 1075)
+    return math.random(2) == 1 and x or -x
+  end
   while true do
-    local x = string.unpack("<d", string.pack("<i8", math.random(0)))
+    local x = string.unpack("<d", string.pack("<i8", random_bits()))
     if x == x and x ~= math.huge and x ~= -math.huge then return x end
   end
 end
@@ -185,7 +229,7 @@ describe("property (seed " .. SEED .. ", " .. CASES .. " values per set)", funct
   it("generates values of every kind", function()
     local seen = {}
     local function visit(v)
-      local kind = math.type(v) or type(v)
+      local kind = number_type(v) or type(v)
       if type(v) == "table" then
         kind = getmetatable(v) == array_mt and "array" or "object"
         if next(v) == nil then kind = "empty " .. kind end

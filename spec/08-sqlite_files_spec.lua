@@ -209,7 +209,8 @@ describe("sqlite store", function()
       -- (read directly: LuaSQL opens a path ending in ":memory:" as an in-memory database)
       local header = h.read(file):sub(1, 100)
       assert.are.equal("SQLite format 3\0", header:sub(1, 16))
-      assert.are.equal(h.APPLICATION_ID, (string.unpack(">I4", header, 69)))
+      local b1, b2, b3, b4 = header:byte(69, 72) -- big-endian
+      assert.are.equal(h.APPLICATION_ID, ((b1 * 256 + b2) * 256 + b3) * 256 + b4)
       deep.assert_same(agentsession.array({ "one", "two" }), open(file):resume("rel").messages)
     end
 
@@ -237,7 +238,7 @@ describe("sqlite store", function()
       assert.is_false(h.exists(path .. "-wal"), "the -wal file outlived the manager")
       local size = #h.read(path)
       -- ulimit -f counts 512-byte blocks in sh (POSIX); either way far below the 4 MiB to write
-      local blocks = (size + 256 * 1024) // 512
+      local blocks = math.floor((size + 256 * 1024) / 512)
       local ok, out = h.run_child({ "big_save", path, tostring(4 * 1024 * 1024) },
         { shell = "ulimit -f " .. blocks .. "; trap '' XFSZ" })
       assert.is_true(ok, "the child did not end normally:\n" .. out)
@@ -267,7 +268,7 @@ describe("sqlite store", function()
       mgr:save(session({ id = "small", agent_name = "a", tags = { "t" }, messages = { "one" } }))
       mgr:close()
       assert.is_false(h.exists(path .. "-wal"), "the -wal file outlived the manager")
-      local blocks = (#h.read(path) + 256 * 1024) // 512
+      local blocks = math.floor((#h.read(path) + 256 * 1024) / 512)
       local ok, out = h.run_child({ "full_ops", path },
         { shell = "ulimit -f " .. blocks .. "; trap '' XFSZ" })
       assert.is_true(ok, "the child did not end normally:\n" .. out)

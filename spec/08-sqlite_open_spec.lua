@@ -86,7 +86,7 @@ describe("sqlite store", function()
     it("accepts durability normal and full and busy_timeout_ms 0", function()
       local path = dir .. "/good.db"
       for _, opts in ipairs({ { durability = "normal" }, { durability = "full" }, { busy_timeout_ms = 0 },
-          { busy_timeout_ms = 5000, durability = "full", max_session_bytes = 1 << 20 } }) do
+          { busy_timeout_ms = 5000, durability = "full", max_session_bytes = 1048576 } }) do
         local mgr = open(path, opts)
         mgr:save(session({ agent_name = "a" }))
         mgr:close()
