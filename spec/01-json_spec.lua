@@ -251,7 +251,7 @@ describe("json floats", function()
                          2.2250738585072014e-308, 5e-324, 1e-320, 1.5e-310 }) do
       local text = json.encode(x)
       assert.are.equal(fewest_digits(x), significant_digits(text),
-        string.format("%a encoded as %s", x, text))
+        hex(x) .. " encoded as " .. text)
     end
   end)
 

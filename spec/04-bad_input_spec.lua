@@ -18,6 +18,12 @@ end
 -- A valid session with the given id; the rows below break one thing in it.
 local valid_session = require("helpers.known")
 
+-- Strings where a whole number belongs. Where Lua has no integers the decimal text of
+-- an integer is taken (big_integers = "string" reads large counts so), so these are
+-- texts that name no integer.
+local NOT_A_NUMBER = interp.has_integers and { created_at = "1000", total_tokens = "10", version = "1" }
+  or { created_at = "1e3", total_tokens = "10.0", version = "01" }
+
 local function nested(depth)
   local v = {}
   for _ = 2, depth do v = { v } end
@@ -82,7 +88,7 @@ local rows = {
   -- times and counts
   save_row("a negative created_at", "metadata.created_at", function(_, m) m.created_at = -1 end),
   save_row("a fractional created_at", "metadata.created_at", function(_, m) m.created_at = 1.5 end),
-  save_row("a string created_at", "metadata.created_at", function(_, m) m.created_at = "1000" end),
+  save_row("a string created_at", "metadata.created_at", function(_, m) m.created_at = NOT_A_NUMBER.created_at end),
   save_row("an infinite created_at", "metadata.created_at", function(_, m) m.created_at = math.huge end),
   save_row("a NaN created_at", "metadata.created_at", function(_, m) m.created_at = 0 / 0 end),
   save_row("a negative updated_at", "metadata.updated_at", function(_, m) m.updated_at = -5 end),
@@ -91,8 +97,9 @@ local rows = {
   save_row("a fractional turn_count", "metadata.turn_count", function(_, m) m.turn_count = 2.5 end),
   save_row("a negative total_tokens", "metadata.total_tokens", function(_, m) m.total_tokens = -1 end),
   save_row("total_tokens 2^63 (a float)", "metadata.total_tokens", function(_, m) m.total_tokens = 2.0 ^ 63 end),
-  save_row("a string total_tokens", "metadata.total_tokens", function(_, m) m.total_tokens = "10" end),
-  save_row("a string version", "metadata.version", function(_, m) m.version = "1" end),
+  save_row("a string total_tokens", "metadata.total_tokens",
+    function(_, m) m.total_tokens = NOT_A_NUMBER.total_tokens end),
+  save_row("a string version", "metadata.version", function(_, m) m.version = NOT_A_NUMBER.version end),
   save_row("an empty parent_id", "metadata.parent_id", function(_, m) m.parent_id = "" end),
   save_row("a numeric parent_id", "metadata.parent_id", function(_, m) m.parent_id = 1 end),
   -- unknown keys and missing parts
@@ -108,7 +115,7 @@ local rows = {
     function(s) s.messages[3].content = print end),
   save_row("a function as a message", "messages[2]", function(s) s.messages[2] = print end),
   save_row("a coroutine in a message", "messages[1].co",
-    function(s) s.messages[1].co = coroutine.create(print) end),
+    function(s) s.messages[1].co = coroutine.create(function() end) end),
   save_row("a file handle in a message", "messages[1]", function(s) s.messages[1].f = io.stdout end),
   save_row("NaN in a message", "messages[2].content[1].score",
     function(s) s.messages[2].content[1].score = 0 / 0 end),
@@ -231,6 +238,24 @@ local rows = {
   call_row("json.encode of nil", "invalid", "value", function() return json.encode(nil) end),
 }
 
+if not interp.has_integers then
+  -- Where Lua has no integers, a write whose counts would pass 2^53 could not be read
+  -- back by default (big_integers = "error"): it is refused before anything is written.
+  for _, row in ipairs({
+    save_row("total_tokens 2^53 + 2", "metadata.total_tokens", function(_, m) m.total_tokens = 2 ^ 53 + 2 end),
+    save_row("total_tokens 2^63 - 1024", "metadata.total_tokens",
+      function(_, m) m.total_tokens = 9223372036854774784 end),
+    save_row("total_tokens as the text of 2^53 + 1", "metadata.total_tokens",
+      function(_, m) m.total_tokens = "9007199254740993" end),
+    save_row("created_at as the text of 2^60", "metadata.created_at",
+      function(_, m) m.created_at = "1152921504606846976" end),
+    call_row("append taking total_tokens past 2^53", "invalid", "metadata.total_tokens",
+      function(mgr, id) return mgr:append(id, { "x" }, { tokens = 2 ^ 53 }) end),
+  }) do
+    rows[#rows + 1] = row
+  end
+end
+
 -- Calls that misuse the API: each must raise a standard Lua argument error.
 local misuse = {
   { "save of a string", function(mgr) return mgr:save("x") end },
@@ -303,7 +328,7 @@ for _, store in ipairs(stores) do
             "expected an error of kind " .. row.kind .. ", got " .. tostring(err))
           assert.are.equal("string", type(err.message))
           local found, part = message_contains(err.message, row.contains)
-          assert.is_true(found, string.format("message %q does not contain %q", err.message, part))
+          assert.is_true(found, string.format("message %q does not contain %q", err.message, tostring(part)))
           assert_unchanged()
         end)
       end
@@ -320,6 +345,34 @@ for _, store in ipairs(stores) do
           assert_unchanged()
         end)
       end
+    end)
+
+    describe("option big_integers", function()
+      it("is refused with invalid naming it unless \"error\", \"float\" or \"string\"", function()
+        for _, bad in ipairs({ "bogus", "", "STRING", 1, true, {} }) do
+          local ok, err = pcall(store.new, { big_integers = bad })
+          assert.is_false(ok, "accepted " .. tostring(bad))
+          assert.is_true(agentsession.is_error(err, "invalid"), tostring(err))
+          assert.truthy(err.message:find("options.big_integers", 1, true), err.message)
+        end
+      end)
+
+      it("is accepted with each of its values" .. (interp.has_integers and ", and changes nothing here" or ""),
+        function()
+          for _, opt in ipairs({ "error", "float", "string" }) do
+            local m = store.new({ big_integers = opt })
+            local s = valid_session(new_id())
+            -- a 64-bit count where Lua has integers: the option does not touch it
+            s.metadata.total_tokens = interp.has_integers and math.maxinteger or 2 ^ 53
+            s.messages = { interp.has_integers and 9007199254740993 or 2 ^ 53, 0.5, "9007199254740993" }
+            local meta = m:save(s)
+            local back = m:resume(s.metadata.id)
+            deep.assert_same(s.messages, back.messages, { root = opt .. ": messages", metatables = "ignore" })
+            assert.are.equal(s.metadata.total_tokens, meta.total_tokens, opt)
+            assert.are.equal(s.metadata.total_tokens, back.metadata.total_tokens, opt)
+            m:close()
+          end
+        end)
     end)
 
     describe("accepts the boundary values", function()
@@ -355,6 +408,34 @@ for _, store in ipairs(stores) do
         assert.are.equal(max_tokens, meta.total_tokens)
         assert.are.equal(max_tokens, mgr:resume(s.metadata.id).metadata.total_tokens)
       end)
+
+      if not interp.has_integers then
+        it("the decimal text of times and counts (as big_integers = \"string\" reads them)", function()
+          local s = valid_session(new_id())
+          s.metadata.created_at, s.metadata.turn_count, s.metadata.total_tokens = "5000", "2", "9007199254740992"
+          local meta = mgr:save(s)
+          assert.are.equal(5000, meta.created_at)
+          assert.are.equal(2, meta.turn_count)
+          assert.are.equal(2 ^ 53, meta.total_tokens)
+          deep.assert_same(meta, mgr:resume(s.metadata.id).metadata, { root = "metadata" })
+        end)
+
+        it("total_tokens past 2^53 with big_integers = \"string\" or \"float\", read as the option says",
+          function()
+            for _, opt in ipairs({ "string", "float" }) do
+              local m = store.new({ big_integers = opt })
+              local s = valid_session(new_id())
+              s.metadata.total_tokens = "9007199254740994" -- 2^53 + 2, which a double holds
+              local want = opt == "string" and "9007199254740994" or 2 ^ 53 + 2
+              assert.are.equal(want, m:save(s).total_tokens, opt)
+              assert.are.equal(want, m:resume(s.metadata.id).metadata.total_tokens, opt)
+              assert.are.equal(want, m:list()[1].total_tokens, opt)
+              local appended = m:append(s.metadata.id, {}, { tokens = 2 })
+              assert.are.equal(opt == "string" and "9007199254740996" or 2 ^ 53 + 4, appended.total_tokens, opt)
+              m:close()
+            end
+          end)
+      end
 
       it("integral floats for created_at and turn_count, stored as integers", function()
         local s = valid_session(new_id())

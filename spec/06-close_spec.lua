@@ -40,17 +40,18 @@ local function argument_error(fn, ...)
 end
 
 -- Every method, called with valid arguments on a session `id` that existed
--- before the manager was closed.
+-- before the manager was closed. Not as tail calls, whose caller's frame
+-- LuaJIT drops (so the error's `where` could not name the line).
 local methods = {
-  save = function(mgr) return mgr:save(new_session()) end,
-  resume = function(mgr, id) return mgr:resume(id) end,
-  list = function(mgr) return mgr:list() end,
-  fork = function(mgr, id) return mgr:fork(id) end,
-  rewind = function(mgr, id) return mgr:rewind(id, 1) end,
-  tag = function(mgr, id) return mgr:tag(id, "x") end,
-  untag = function(mgr, id) return mgr:untag(id, "t") end,
-  rename = function(mgr, id) return mgr:rename(id, "n") end,
-  delete = function(mgr, id) return mgr:delete(id) end,
+  save = function(mgr) return (mgr:save(new_session())) end,
+  resume = function(mgr, id) return (mgr:resume(id)) end,
+  list = function(mgr) return (mgr:list()) end,
+  fork = function(mgr, id) return (mgr:fork(id)) end,
+  rewind = function(mgr, id) return (mgr:rewind(id, 1)) end,
+  tag = function(mgr, id) return (mgr:tag(id, "x")) end,
+  untag = function(mgr, id) return (mgr:untag(id, "t")) end,
+  rename = function(mgr, id) return (mgr:rename(id, "n")) end,
+  delete = function(mgr, id) return (mgr:delete(id)) end,
 }
 local method_names = { "save", "resume", "list", "fork", "rewind", "tag", "untag", "rename", "delete" }
 

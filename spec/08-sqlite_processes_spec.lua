@@ -7,6 +7,7 @@ local agentsession = require("agentsession")
 local deep = require("helpers.deep")
 local error_of = require("helpers.expect").error_of
 local h = require("helpers.sqlite")
+local interp = require("helpers.interp")
 local ids_of = require("helpers.stores").ids
 local sqlite_case = require("helpers.sqlite_case")
 local open, spawn, output_of = sqlite_case.open, sqlite_case.spawn, sqlite_case.output_of
@@ -19,6 +20,13 @@ describe("sqlite store", function()
   after_each(sqlite_case.finish)
 
   describe("durability across processes", function()
+    it("starts children of the suite's Lua, loading the module built for it", function()
+      local ok, out = h.run_child({ "lua" })
+      assert.is_true(ok, out)
+      assert.are.equal("LUA " .. h.lua_of() .. "\n", out)
+      assert.truthy(out:find("/" .. interp.build_dir() .. "/agentsession/core.so\n", 1, true), out)
+    end)
+
     it("a session saved by one process is resumed exactly by another and by this one", function()
       local path = dir .. "/durable.db"
       local mine = open(path) -- opened first, kept open while the children write

@@ -84,6 +84,18 @@ function M.lua_env(root)
   return interp.env(root) .. " AGENTSESSION_ROOT=" .. M.q(root) .. " AGENTSESSION_TEST_LUA=" .. M.q(interp.lua)
 end
 
+--- "<_VERSION> <LuaJIT's version or no-jit> <file of agentsession.core on package.cpath>"
+--- of this process, to compare a child's with.
+function M.lua_of()
+  local jit = rawget(_G, "jit")
+  local module = "none"
+  for template in package.cpath:gmatch("[^;]+") do
+    local path = template:gsub("%?", "agentsession/core")
+    if M.exists(path) then module = path break end
+  end
+  return _VERSION .. " " .. (jit and jit.version or "no-jit") .. " " .. module
+end
+
 --- A shell command running the child program `sqlite_child.lua` with the given arguments.
 function M.child_command(args, root)
   root = root or M.root

@@ -26,6 +26,11 @@ end
 
 local commands = {}
 
+-- lua: prints "LUA " and helpers.sqlite.lua_of() of this process.
+function commands.lua()
+  print("LUA " .. h.lua_of())
+end
+
 -- save_samples PATH PREFIX COUNT: saves the sample sessions; prints "META <json>" for each.
 function commands.save_samples(path, prefix, count)
   local mgr = agentsession.sqlite(path)

@@ -40,7 +40,7 @@ check("values: floats stay floats, exactly", function(mgr)
   local r = round_trip(mgr, values, { f = 1.0, g = 0.1, list = values })
   eq(values, r.messages, "messages")
   eq({ f = 1.0, g = 0.1, list = values }, r.state, "state")
-  local z = round_trip(mgr, { -0.0 }).messages[1]
+  local z = round_trip(mgr, { -1 / math.huge }).messages[1] -- -0.0 (Lua 5.1 would merge the constant with 0.0)
   truthy(number_type(z) == "float" and z == 0, "-0.0 came back as %s", show(z))
 end)
 
