@@ -21,6 +21,7 @@ description = {
 }
 dependencies = {
   "lua >= 5.1, < 5.5",
+  "argparse >= 0.7",
 }
 external_dependencies = {
   UUID = { header = "uuid/uuid.h", library = "uuid" },
@@ -31,6 +32,13 @@ build = {
   type = "builtin",
   modules = {
     ["agentsession"] = "lua/agentsession/init.lua",
+    ["agentsession.cli"] = "lua/agentsession/cli.lua",
+    ["agentsession.cli.commands"] = "lua/agentsession/cli/commands.lua",
+    ["agentsession.cli.context"] = "lua/agentsession/cli/context.lua",
+    ["agentsession.cli.show"] = "lua/agentsession/cli/show.lua",
+    ["agentsession.cli.text"] = "lua/agentsession/cli/text.lua",
+    ["agentsession.cli.transfer"] = "lua/agentsession/cli/transfer.lua",
+    ["agentsession.cli.walk"] = "lua/agentsession/cli/walk.lua",
     ["agentsession.conformance"] = "lua/agentsession/conformance/init.lua",
     ["agentsession.conformance.append"] = "lua/agentsession/conformance/append.lua",
     ["agentsession.conformance.close"] = "lua/agentsession/conformance/close.lua",
@@ -81,5 +89,9 @@ build = {
       libdirs = { "$(UUID_LIBDIR)", "$(SQLITE_LIBDIR)", "$(HIREDIS_LIBDIR)" },
       libraries = { "uuid", "sqlite3", "hiredis" },
     },
+  },
+  install = {
+    -- the command for people who look after stores (docs/cli.md)
+    bin = { agentsession = "bin/agentsession" },
   },
 }
