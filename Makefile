@@ -3,8 +3,8 @@
 #   make LUA=luajit   the module for another Lua: lua5.1, lua5.2, lua5.3 or luajit, in build/<lua>/
 #   make modules  the module for every Lua in LUAS
 #   make test     install missing Debian packages, build, lint, run every test
-#   make demo     install missing Debian packages, build, run the quickstart
-#   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager), then float-proof
+#   make demo     install missing Debian packages, build, run the quickstart, show its store
+#   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager), the command's, float-proof
 #   make float-proof  the float writer against an exact shortest search, FLOAT_PROOF_COUNT values
 #   make sanitize the C tests and every spec with AddressSanitizer and UBSan
 #   make valgrind the C tests and every spec under valgrind memcheck
@@ -40,10 +40,13 @@ LUA_SRC = $(wildcard csrc/lua/*.c)
 CORE_OBJ = $(CORE_SRC:csrc/%.c=build/obj/%.o)
 LUA_OBJ = $(LUA_SRC:csrc/%.c=$(LUA_BUILD)/obj/%.o)
 MODULE = $(LUA_BUILD)/agentsession/core.so
+# The agentsession command of this checkout: bin/agentsession run by $(LUA) with this build.
+CLI = $(LUA_BUILD)/bin/agentsession
 
 # Debian packages: what the build, the tests and the tools need.
 DEBS = git gcc g++ make pkg-config lua5.4 liblua5.4-dev lua5.1 liblua5.1-0-dev lua5.2 liblua5.2-dev \
-	lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua-compat53-dev neovim love lua-cjson uuid-dev libsqlite3-dev lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc
+	lua5.3 liblua5.3-dev luajit libluajit-5.1-dev lua-compat53-dev neovim love lua-cjson uuid-dev libsqlite3-dev \
+	lua-sql-sqlite3 lua-busted lua-check luarocks libhiredis-dev redis-server lua-ldoc lua-argparse
 
 # The C library: the core and csrc/lib (agentsession.h), without Lua.
 SOVERSION = $(firstword $(subst ., ,$(VERSION)))
@@ -85,7 +88,7 @@ FUZZ_SECONDS ?= 60
 .PHONY: all modules deps test check lint docs spec ctest rock dist version-check demo bench float-proof \
 	clean sanitize valgrind fuzz lib install uninstall lua-lib install-lua host-examples
 
-all: $(MODULE)
+all: $(MODULE) $(CLI)
 
 $(MODULE): $(CORE_OBJ) $(LUA_OBJ)
 	@mkdir -p $(dir $@)
@@ -98,6 +101,9 @@ build/obj/core/%.o: csrc/core/%.c $(wildcard csrc/core/*.h)
 $(LUA_BUILD)/obj/lua/%.o: csrc/lua/%.c $(wildcard csrc/core/*.h csrc/lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(LUA_INC) -c -o $@ $<
+
+$(CLI): tools/cli-wrapper.sh
+	sh tools/cli-wrapper.sh $@ $(LUA) $(LUA_BUILD)
 
 modules:
 	@for l in $(LUAS); do $(MAKE) --no-print-directory LUA=$$l all || exit 1; done
@@ -240,12 +246,20 @@ rock:
 dist:
 	@sh tools/dist.sh $(VERSION) build/dist
 
+# The quickstart's store ($$AGENTSESSION_STORE or agentsession-demo.db), then the command
+# showing it: its sessions, and the transcript of the latest.
+DEMO_STORE = $${AGENTSESSION_STORE:-agentsession-demo.db}
 demo: deps
 	@$(MAKE) --no-print-directory all
 	$(RUN_ENV) $(LUA) examples/quickstart.lua
+	@echo; echo '$$ agentsession list'
+	@$(CLI) --store "$(DEMO_STORE)" list
+	@id=$$($(CLI) --store "$(DEMO_STORE)" list --limit 1 --json | sed -n 's/^{"id":"\([^"]*\)".*/\1/p') && \
+	  echo && echo "$$ agentsession show $$id" && $(CLI) --store "$(DEMO_STORE)" show "$$id"
 
 bench: all
 	$(RUN_ENV) $(LUA) bench/bench.lua
+	$(RUN_ENV) $(LUA) bench/cli_bench.lua
 	@$(MAKE) --no-print-directory float-proof
 
 float-proof: $(FLOAT_TEST)
