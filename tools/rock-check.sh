@@ -9,7 +9,8 @@
 #    `luarocks pack` makes the source rock of that rockspec with its source.url pointed at the
 #    local tarball, and `luarocks install --deps-mode=none` builds the source rock into an empty
 #    tree;
-#  - each tree then serves the module alone, used once.
+#  - each tree then serves the module alone, used once, and its agentsession command lists
+#    the store the module wrote.
 # luarocks runs without a network where `unshare -rn` can give it an empty network namespace
 # (offline by its inputs alone elsewhere: local files, --deps-mode=none), with TMPDIR in the
 # scratch directory, and with CFLAGS -O0 instead of its -O2, which shortens the two builds and
@@ -151,6 +152,10 @@ use_tree() {
       local passed, failed, failures = conformance.run(as.memory, { only = "^save:" })
       assert(passed > 0 and failed == 0, failures[1])
     ' || fail "the module installed in $1 does not work"
+    # the agentsession command it installs, with the tree's modules and the system's argparse
+    LUA_PATH="$1/share/lua/$lv/?.lua;$1/share/lua/$lv/?/init.lua;;" LUA_CPATH="$1/lib/lua/$lv/?.so" \
+        "$1/bin/agentsession" --store "$1/check.db" list --json 2>&1 | grep -q '"name":"rock"' \
+        || fail "the agentsession command installed in $1 does not list its store"
 }
 use_tree "$work/make-tree"
 use_tree "$work/rock-tree"
@@ -168,6 +173,6 @@ $left"
     use_tree "$work/make-tree-$lv" $lv
 done
 echo "rock: luarocks make left the checkout clean; make dist, luarocks pack and luarocks install" \
-    "of $name-1.src.rock built it ($network); each tree served the module alone;" \
+    "of $name-1.src.rock built it ($network); each tree served the module alone and its command;" \
     "luarocks make built it for Lua 5.1, 5.2 and 5.3 too"
 
