@@ -2,7 +2,13 @@
 local rs = require("helpers.redis_server")
 
 local function sh_ok(cmd)
-  return os.execute(cmd .. " </dev/null >/dev/null 2>&1") == true
+  return rs.succeeds(cmd .. " </dev/null >/dev/null 2>&1")
+end
+
+-- An integer: math.type says so where Lua has integers, elsewhere an integral number.
+local function is_integer(v)
+  if math.type then return math.type(v) == "integer" end
+  return type(v) == "number" and v == math.floor(v)
 end
 
 describe("helpers.redis_server", function()
@@ -18,12 +24,20 @@ describe("helpers.redis_server", function()
 
   it("starts a server that answers on its port", function()
     assert.equals("127.0.0.1", srv.host)
-    assert.is_true(math.type(srv.port) == "integer" and srv.port >= 20000 and srv.port <= 59999)
+    assert.is_true(is_integer(srv.port) and srv.port >= 20000 and srv.port <= 59999)
     assert.is_nil(srv.password)
     assert.is_number(srv.pid)
     local out, code = srv:cli("PING")
     assert.equals("PONG", out)
     assert.equals(0, code)
+  end)
+
+  it("runs a shell command, giving its output and exit status", function()
+    assert.are.same({ "out\n", 3 }, { rs.run("echo out; echo err >&2; exit 3") })
+    assert.are.same({ "no newline", 0 }, { rs.run("printf 'no newline'") })
+    assert.are.same({ "", 137 }, { rs.run("(sh -c 'kill -9 $$') 2>/dev/null") })
+    assert.is_true(rs.succeeds("true"))
+    assert.is_false(rs.succeeds("exit 1"))
   end)
 
   it("passes arguments through the shell unchanged", function()
@@ -88,9 +102,7 @@ describe("helpers.redis_server", function()
     end)
 
     it("refuses commands without it and accepts them with it", function()
-      local p = io.popen("redis-cli -h 127.0.0.1 -p " .. secure.port .. " --raw PING </dev/null 2>&1")
-      local out = p:read("*a")
-      p:close()
+      local out = rs.run("redis-cli -h 127.0.0.1 -p " .. secure.port .. " --raw PING </dev/null 2>&1")
       assert.matches("NOAUTH", out)
       assert.equals("PONG", (secure:cli("PING")))
       assert.equals("4", (secure:cli("CONFIG", "GET", "databases")):match("\n(%d+)$"))

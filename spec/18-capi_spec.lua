@@ -4,11 +4,10 @@
 local stores = require("helpers.stores")
 local rs = require("helpers.redis_server")
 
+-- Whether build/capi_test exited with status 0, and its output.
 local function run(args)
-  local pipe = assert(io.popen("build/capi_test " .. args .. " 2>&1"))
-  local output = pipe:read("a")
-  local ok = pipe:close()
-  return ok, output
+  local output, status = rs.run("build/capi_test " .. args .. " 2>&1")
+  return status == 0, output
 end
 
 describe("the C library on Redis", function()

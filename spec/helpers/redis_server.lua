@@ -37,15 +37,27 @@ local function now()
 end
 
 --- Runs `cmd` under sh; returns its stdout and exit status (128+n if killed
---- by signal n). Raises if sh could not be started.
+--- by signal n). Raises if sh could not be started. The status comes from
+--- the shell itself, on a last line of the output: pipe:close() gives no
+--- status on Lua 5.1 and LuaJIT.
 local function run(cmd)
-  local p, err = io.popen(cmd, "r")
+  local p, err = io.popen("(" .. cmd .. "\n); echo \"<exit $?>\"", "r")
   if not p then error("cannot run: " .. cmd .. ": " .. tostring(err), 0) end
   local out = p:read("*a")
-  local ok, how, code = p:close()
-  if ok then code = 0 elseif how == "signal" then code = 128 + code end
-  return out, code
+  p:close()
+  local text, code = out:match("^(.*)<exit (%d+)>\n$")
+  if not text then error("cannot run: " .. cmd .. ": no exit status in its output", 0) end
+  return text, tonumber(code)
 end
+M.run = run
+
+--- Whether `cmd` exits with status 0 (os.execute gives a number on Lua 5.1
+--- and LuaJIT, true or nil on 5.2 and later).
+local function succeeds(cmd)
+  local status = os.execute(cmd)
+  return status == true or status == 0
+end
+M.succeeds = succeeds
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -75,7 +87,7 @@ local function alive(pid)
     return state ~= "Z" and state ~= "X"
   end
   if read_file("/proc/self/stat") then return false end -- /proc works: gone
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  return succeeds("kill -0 " .. pid .. " 2>/dev/null")
 end
 
 --- Polls until `pid` is gone or `seconds` have passed; whether it is gone.
@@ -93,7 +105,10 @@ local function random_port()
   if f then
     local b = f:read(4)
     f:close()
-    if b and #b == 4 then return 20000 + string.unpack("<I4", b) % 40000 end
+    if b and #b == 4 then
+      local b1, b2, b3, b4 = b:byte(1, 4)
+      return 20000 + (((b4 * 256 + b3) * 256 + b2) * 256 + b1) % 40000
+    end
   end
   return math.random(20000, 59999)
 end
@@ -110,12 +125,12 @@ local own_base = false -- whether base is ours to remove at close
 local function base_dir()
   if base then return base end
   local env = os.getenv("AGENTSESSION_TEST_TMP")
-  if env and env ~= "" and os.execute("test -d " .. quote(env)) == true then
+  if env and env ~= "" and succeeds("test -d " .. quote(env)) then
     base = env
   else
     local name = os.tmpname()
     os.remove(name)
-    if os.execute("mkdir -m 700 " .. quote(name)) ~= true then
+    if not succeeds("mkdir -m 700 " .. quote(name)) then
       error("redis_server: cannot create directory " .. name, 0)
     end
     base, own_base = name, true
@@ -295,7 +310,7 @@ function Server:pause(seconds)
       end
       return self -- slept and woke before a probe caught it: too short to see
     end
-    if os.execute(probe) ~= true then return self end -- asleep
+    if not succeeds(probe) then return self end -- asleep
     if now() > deadline then error("redis_server: server did not go to sleep on DEBUG SLEEP", 2) end
     sleep(POLL)
   end
@@ -304,7 +319,7 @@ end
 --- "redis://[:password@]127.0.0.1:PORT/DB[?prefix=PREFIX]"; db defaults to 0.
 function Server:url(db, prefix)
   local auth = self.password and (":" .. pct(self.password) .. "@") or ""
-  local url = "redis://" .. auth .. self.host .. ":" .. self.port .. "/" .. math.tointeger(db or 0)
+  local url = "redis://" .. auth .. self.host .. ":" .. self.port .. "/" .. string.format("%d", db or 0)
   if prefix then url = url .. "?prefix=" .. pct(prefix) end
   return url
 end
@@ -330,7 +345,8 @@ function M.start(opts)
   opts = opts or {}
   assert(opts.password == nil or type(opts.password) == "string", "password must be a string")
   local databases = opts.databases or 16
-  assert(math.type(databases) == "integer" and databases > 0, "databases must be a positive integer")
+  assert(type(databases) == "number" and databases == math.floor(databases) and databases > 0,
+    "databases must be a positive integer")
   local root = base_dir()
   local out, code = run("mktemp -d " .. quote(root .. "/redis.XXXXXX") .. " 2>&1")
   if code ~= 0 then error("redis_server: cannot create a directory under " .. root .. ": " .. out, 2) end
@@ -361,17 +377,23 @@ function M.stop_all()
   end
 end
 
--- At state close: stop every server, remove the directories.
-M.cleanup = setmetatable({}, {
-  __gc = function()
-    M.stop_all()
-    for _, srv in ipairs(registry) do
-      if srv.pid and alive(srv.pid) then os.execute("kill -9 " .. srv.pid .. " 2>/dev/null") end
-      os.execute("rm -rf " .. quote(srv.dir))
-    end
-    if own_base and base then os.execute("rm -rf " .. quote(base)) end
-  end,
-})
+-- At state close: stop every server, remove the directories. Lua 5.1 and
+-- LuaJIT call __gc on userdata only, which newproxy makes there.
+local function cleanup()
+  M.stop_all()
+  for _, srv in ipairs(registry) do
+    if srv.pid and alive(srv.pid) then os.execute("kill -9 " .. srv.pid .. " 2>/dev/null") end
+    os.execute("rm -rf " .. quote(srv.dir))
+  end
+  if own_base and base then os.execute("rm -rf " .. quote(base)) end
+end
+local newproxy = rawget(_G, "newproxy")
+if newproxy then
+  M.cleanup = newproxy(true)
+  getmetatable(M.cleanup).__gc = cleanup
+else
+  M.cleanup = setmetatable({}, { __gc = cleanup })
+end
 
 M.Server = Server
 return M
