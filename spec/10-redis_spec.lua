@@ -6,6 +6,7 @@ local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local rs = require("helpers.redis_server")
 local h = require("helpers.sqlite")
+local interp = require("helpers.interp")
 local error_of = require("helpers.expect").error_of
 
 local session = agentsession.session
@@ -56,11 +57,11 @@ local function perl_server(body, what)
   h.write(script, PERL_LISTEN .. body)
   local pid = h.must("perl " .. h.q(script) .. " " .. h.q(portfile) .. " >/dev/null 2>&1 & echo $!")
   finally(function()
-    os.execute("kill " .. math.tointeger(tonumber(pid)) .. " 2>/dev/null")
+    os.execute("kill " .. string.format("%d", tonumber(pid)) .. " 2>/dev/null")
     h.rmdir(dir)
   end)
   h.wait_until(function() return (h.read(portfile) or ""):find("\n") ~= nil end, 10, what)
-  return math.tointeger(tonumber(h.read(portfile)))
+  return tonumber(h.read(portfile):match("%d+"))
 end
 
 describe("redis store", function()
@@ -610,14 +611,14 @@ while (my $c = $srv->accept) {
 
   describe("processes sharing a server", function()
     local function child(args)
-      local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4",
+      local words = { "env", interp.env(h.root), "timeout -s KILL 120", interp.lua,
         h.q(h.root .. "/spec/helpers/redis_child.lua") }
       for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
       return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
     end
 
     local function finish(pipe)
-      local out = pipe:read("a")
+      local out = pipe:read("*a")
       pipe:close()
       return out
     end
@@ -705,7 +706,7 @@ while (my $c = $srv->accept) {
         local pipe = child({ "crasher", durable.host, durable.port, prefix, 4 })
         local lines = {}
         repeat
-          local line = pipe:read("l")
+          local line = pipe:read("*l")
           lines[#lines + 1] = line
         until line == nil or #lines >= 150 + 50 * round
         durable:kill() -- while the child is in the middle of its next call

@@ -28,8 +28,9 @@ for _, store in ipairs(stores) do
         local fork = mgr:fork("e1", nil, { at = 3 })
         mgr:save(rich_session("e2", { name = false }))
         local text = mgr:export("e1")
-        local head = '{"metadata":{"id":"e1","name":"rich e1","tags":["t\u{e9}","b"],"agent_name":"agent-\u{1F600}",'
-          .. '"created_at":1700000000123,"updated_at":' .. mgr:resume("e1").metadata.updated_at
+        local head = '{"metadata":{"id":"e1","name":"rich e1","tags":["t\195\169","b"],'
+          .. '"agent_name":"agent-\240\159\152\128","created_at":1700000000123,"updated_at":'
+          .. mgr:resume("e1").metadata.updated_at
           .. ',"turn_count":10,"total_tokens":4322},"messages":[{'
         assert.are.equal(head, text:sub(1, #head))
         local other = track(store.new())
@@ -84,7 +85,7 @@ for _, store in ipairs(stores) do
         local text = mgr:export(fork.id)
         local before = snapshot(mgr)
         for _, bad in ipairs({ '""', '"' .. string.rep("p", 256) .. '"', "5", "true", '["p2"]', '{}', '"a\\nb"',
-          '"a\\u0000b"', '"a\u{85}"', '"a\u{7f}"', '"a\xc0\xaf"' }) do
+          '"a\\u0000b"', '"a\194\133"', '"a\127"', '"a\192\175"' }) do
           local doc = text:gsub('"parent_id":"p2"', function() return '"parent_id":' .. bad end)
           assert.are_not.equal(text, doc)
           for _, o in ipairs({ {}, { replace = true } }) do

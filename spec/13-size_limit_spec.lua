@@ -56,7 +56,7 @@ local function edge_of(mgr)
   assert.is_true(fits(mgr, lo), "an append of an empty string to the base does not fit")
   assert.is_false(fits(mgr, hi), "an append of " .. hi .. " bytes fits under a limit of " .. LIMIT)
   while hi - lo > 1 do
-    local mid = (lo + hi) // 2
+    local mid = math.floor((lo + hi) / 2)
     if fits(mgr, mid) then lo = mid else hi = mid end
   end
   return lo
@@ -84,7 +84,8 @@ for _, store in ipairs(stores) do
         local before = snapshot(small)
         local err = error_of("too_large", small.append, small, EDGE, { string.rep("x", k + 1) }, { tokens = 3 })
         assert.are.equal(EDGE, err.id)
-        error_of("too_large", small.append, small, EDGE, { string.rep("x", k // 2), string.rep("y", k // 2) })
+        local half = math.floor(k / 2)
+        error_of("too_large", small.append, small, EDGE, { string.rep("x", half), string.rep("y", half) })
         assert_unchanged(small, before, "after a too_large append")
         -- exactly at the limit: fits; then nothing more does, but an empty append
         local meta = small:append(EDGE, { string.rep("x", k) })

@@ -27,7 +27,7 @@ local json = agentsession.json
 
 local DEPTH = 128
 local ID_MAX, TAG_MAX, NAME_MAX = 255, 255, 1024
-local TURNS_MAX, TOKENS_MAX = (1 << 32) - 1, math.maxinteger
+local TURNS_MAX, TOKENS_MAX = 4294967295, math.maxinteger
 local LIMIT = 4096 -- max_session_bytes of the size tests
 
 -- ------------------------------------------------------------------ values

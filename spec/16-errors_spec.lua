@@ -5,6 +5,7 @@
 local agentsession = require("agentsession")
 local backends = require("helpers.lua_backend")
 local stores = require("helpers.stores")
+local interp = require("helpers.interp")
 
 local MISSING = "0b9f6a2e-1c3d-4e5f-8a7b-9c0d1e2f3a4b"
 local SOURCE = debug.getinfo(1, "S").short_src
@@ -26,6 +27,26 @@ local function caught(kind, fn)
   assert.is_true(agentsession.is_error(err, kind), "expected an error of kind " .. kind .. ", got "
     .. tostring(err))
   return err
+end
+
+-- The function `function(mgr, id) mgr:resume(id) end` without line
+-- information: string.dump strips it on Lua 5.3 and later and on LuaJIT,
+-- luac -s on Lua 5.1 and 5.2 (whose string.dump keeps it).
+local function stripped_resume()
+  local load_string = rawget(_G, "loadstring") or load
+  if interp.has_integers or interp.jit then
+    return load_string(string.dump(function(mgr, id) mgr:resume(id) end, true))
+  end
+  local dir = stores.tmpdir()
+  local f = assert(io.open(dir .. "/resume.lua", "w"))
+  f:write("local mgr, id = ...\nmgr:resume(id)\n")
+  f:close()
+  local luac = interp.lua:gsub("^lua", "luac")
+  assert(os.execute(luac .. " -s -o " .. dir .. "/resume.luac " .. dir .. "/resume.lua"))
+  f = assert(io.open(dir .. "/resume.luac", "rb"))
+  local chunk = f:read("*a")
+  f:close()
+  return assert(load_string(chunk))
 end
 
 -- A backend whose function `name` is replaced by `fn`.
@@ -184,7 +205,7 @@ describe("where", function()
 
   it("is empty when the caller is a stripped chunk", function()
     local m = agentsession.memory()
-    local stripped = load(string.dump(function(mgr, id) mgr:resume(id) end, true))
+    local stripped = stripped_resume()
     local err = caught("not_found", function() stripped(m, MISSING) end)
     assert.are.equal("", err.where)
     m:close()

@@ -218,7 +218,10 @@ local shared = {
     local path = stores.new_file()
     local mgr = track(agentsession.sqlite(path))
     local raw = {}
-    local function rid(id) return math.tointeger(h.session_row(path, id).rid) end
+    local function rid(id)
+      local r = h.session_row(path, id).rid
+      return math.tointeger and math.tointeger(r) or r
+    end
     -- the stored texts of the messages of id, in order
     function raw.texts(id)
       local r = rid(id)
@@ -244,7 +247,7 @@ local shared = {
     local function key(id) return prefix .. "{" .. id .. "}:msgs" end
     function raw.texts(id)
       local out = {}
-      local n = math.tointeger(tonumber((srv:cli("LLEN", key(id)))))
+      local n = tonumber((srv:cli("LLEN", key(id))))
       for i = 0, n - 1 do out[#out + 1] = (srv:cli("LINDEX", key(id), tostring(i))) end
       return out
     end
@@ -263,7 +266,7 @@ for _, store in ipairs(shared) do
       local mgr, _, raw = store.open()
       local msgs = array()
       -- texts whose every byte tells: key order, escapes, numbers as written
-      for i = 1, 8 do msgs[i] = { z = i, a = "caf\u{e9}\t" .. i, f = i / 4, list = array() } end
+      for i = 1, 8 do msgs[i] = { z = i, a = "caf\195\169\t" .. i, f = i / 4, list = array() } end
       local id = mgr:save(agentsession.session{ id = "bytes", messages = msgs }).id
       local before = raw.texts(id)
       local w = mgr:resume(id, { last = 3 })

@@ -3,11 +3,13 @@
 -- file once both have opened the store), or one run to its end.
 local stores = require("helpers.stores")
 local h = require("helpers.sqlite")
+local interp = require("helpers.interp")
 
 local M = {}
 
 local function child(args)
-  local words = { "env", h.lua_env(), "timeout -s KILL 120 lua5.4", h.q(h.root .. "/spec/helpers/pair_child.lua") }
+  local words = { "env", interp.env(h.root), "AGENTSESSION_ROOT=" .. h.q(h.root), "timeout -s KILL 120",
+    interp.lua, h.q(h.root .. "/spec/helpers/pair_child.lua") }
   for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
   return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
 end
@@ -31,7 +33,7 @@ function M.run(uri, args_a, args_b)
   h.write(go, "go\n")
   local out = {}
   for i, p in ipairs(pipes) do
-    out[i] = p:read("a")
+    out[i] = p:read("*a")
     p:close()
   end
   assert(ok, tostring(err) .. "\n" .. out[1] .. "\n" .. out[2])
@@ -46,7 +48,7 @@ function M.run_one(uri, args)
   local full = { args[1], uri, base .. ".ready", base .. ".go" }
   for j = 2, #args do full[#full + 1] = args[j] end
   local p = child(full)
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return out
 end

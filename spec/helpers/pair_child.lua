@@ -1,5 +1,5 @@
 -- The child processes of helpers.pair (spec/13-two_processes_spec.lua): one
--- program, run with the environment helpers.sqlite.lua_env gives. Arguments:
+-- program, run by helpers.pair on the interpreter of the specs. Arguments:
 -- the command, the store as agentsession.open takes it ("sqlite:PATH" or
 -- "redis://host:port/0?prefix=P"), a file this process creates once its store
 -- is open, a file whose appearance starts the work (so that two children start
@@ -130,6 +130,6 @@ end
 
 local fn = commands[command]
 if not fn then fail("no command " .. tostring(command)) end
-local done, err = pcall(fn, table.unpack(arg, 5))
+local done, err = pcall(fn, (table.unpack or rawget(_G, "unpack"))(arg, 5))
 if not done then fail(err) end
 mgr:close()

@@ -1,6 +1,6 @@
 -- The child processes of spec/10-redis_spec.lua: one program, the first
 -- argument names what it does, the next three say where the store is (host,
--- port, prefix). Run with the environment helpers.sqlite.lua_env gives.
+-- port, prefix). Run on the interpreter of the specs (helpers.interp).
 -- Prints "DONE <count>" when it ends well, "FAIL <why>" when it does not.
 
 local agentsession = require("agentsession")
@@ -203,6 +203,6 @@ end
 
 local fn = commands[role]
 if not fn then fail("no command " .. tostring(role)) end
-local ok, err = pcall(fn, table.unpack(arg, 5))
+local ok, err = pcall(fn, (table.unpack or rawget(_G, "unpack"))(arg, 5))
 if not ok then fail(err) end
 mgr:close()
