@@ -6,7 +6,7 @@
 --   local mgr = file_store.open("/path/to/an/existing/folder")
 --
 -- Run as a script, it proves itself with the conformance suite:
---   lua5.4 examples/file_store.lua        (make demo's environment; see README)
+--   lua5.4 examples/file_store.lua        (any Lua from 5.1 on; make demo's environment, see README)
 --
 -- The folder holds:
 --   index.json         every session's metadata and the name of its file
@@ -30,7 +30,7 @@ local M = {}
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local text, err = f:read("a")
+  local text, err = f:read("*a")
   f:close()
   if not text then error("cannot read " .. path .. ": " .. tostring(err), 0) end
   return text
@@ -98,7 +98,8 @@ function M.backend(dir)
   local text = read_file(index_path)
   if text then
     index = decode(text, index_path, "index")
-    if type(index) ~= "table" or type(index.sessions) ~= "table" or math.type(index.next) ~= "integer" then
+    local n = type(index) == "table" and index.next
+    if type(n) ~= "number" or n ~= math.floor(n) or type(index.sessions) ~= "table" then
       error("damaged index " .. index_path, 0)
     end
   end
@@ -161,17 +162,24 @@ function M.open(dir, opts)
   return agentsession.custom(M.backend(dir), opts)
 end
 
+-- Whether a shell command succeeded: os.execute gives true on Lua 5.2 and
+-- later, 0 on Lua 5.1 and LuaJIT.
+local function succeeds(command)
+  local status = os.execute(command)
+  return status == true or status == 0
+end
+
 -- Run as a script: the conformance suite, each check on a new empty folder.
 local function main()
   local conformance = require("agentsession.conformance")
   local root = os.tmpname()
   os.remove(root)
-  assert(os.execute("mkdir -m 700 '" .. root .. "'"), "cannot create " .. root)
+  assert(succeeds("mkdir -m 700 '" .. root .. "'"), "cannot create " .. root)
   local made = 0
   local passed, failed, failures = conformance.run(function()
     made = made + 1
     local dir = root .. "/" .. made
-    assert(os.execute("mkdir '" .. dir .. "'"), "cannot create " .. dir)
+    assert(succeeds("mkdir '" .. dir .. "'"), "cannot create " .. dir)
     return M.open(dir)
   end)
   os.execute("rm -rf '" .. root .. "'")
@@ -180,7 +188,7 @@ local function main()
   os.exit(failed == 0 and 0 or 1)
 end
 
--- `lua5.4 examples/file_store.lua` loads this chunk under the very name it
+-- `lua examples/file_store.lua` loads this chunk under the very name it
 -- puts in arg[0]; dofile and require load it from a script of another name
 -- (arg[0] is that script, whatever its file is called).
 local function run_as_script()

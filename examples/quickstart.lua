@@ -18,7 +18,9 @@ end
 
 local path = os.getenv("AGENTSESSION_STORE")
 if path == nil or path == "" then path = "agentsession-demo.db" end
-local mgr <close> = agentsession.open(path)
+-- On Lua 5.4, `local mgr <close> = agentsession.open(path)` closes it at the end
+-- of the scope; this walkthrough runs on every Lua, so it calls mgr:close() last.
+local mgr = agentsession.open(path)
 show("store", path)
 
 -- What earlier runs left in the file: sessions survive the process.
@@ -58,9 +60,11 @@ show("save", string.format("%s %q updated_at=%d", meta.id, meta.name, meta.updat
 
 -- Later, in the same or a new process, resume by id.
 local loaded = mgr:resume(id)
+-- Integers stay integers (math.type on Lua 5.3 and 5.4; elsewhere numbers are
+-- doubles, exact up to 2^53).
+local count = loaded.messages[3].content.count
 show("resume", string.format("%d messages, cwd=%s, tool result count=%d (%s)",
-  #loaded.messages, loaded.state.cwd, loaded.messages[3].content.count,
-  math.type(loaded.messages[3].content.count)))
+  #loaded.messages, loaded.state.cwd, count, math.type and math.type(count) or type(count)))
 
 -- Each turn, append the new messages, the tokens they cost and the agent's new
 -- state, in one atomic write: the history is never handed over again, so a
@@ -131,3 +135,5 @@ mgr:delete(named_fork.id)
 ok, err = pcall(function() return mgr:resume(fork_meta.id) end)
 assert(not ok and agentsession.is_error(err, "not_found"))
 show("delete", tostring(err))
+
+mgr:close()
