@@ -2,13 +2,18 @@
 --
 -- From the repository root, after `make`:
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/?.so;;' lua5.4 bench/bench.lua
--- (`make bench` runs exactly that.)
+-- (`make bench` runs exactly that.) On another Lua, with its build (`make LUA=luajit`):
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit bench/bench.lua
+-- `lua5.4 bench/table.lua` runs the main rows on every Lua that has a build and prints one table.
 --
 -- Options (environment):
 --   BENCH_QUICK=1     short rounds, for a smoke run in tests
 --   BENCH_ROUNDS=n    rounds per row (default 7; 3 when quick)
 --   BENCH_TIME=s      CPU seconds per function per round (default 0.3; 0.02 when quick)
 -- Arguments: Lua patterns; only rows whose name matches one of them run (all rows when none).
+-- `--rows main`: only the main rows (those marked `main`), each followed by a line for
+-- bench/table.lua: "main", the Lua, the row's name, ours and the rival in ns, the ratio and the
+-- target, separated by tabs.
 --
 -- Every row compares ours with a rival measured in the same run, interleaved (see harness.lua).
 -- Ratios are informational: the benchmark exits 0 whatever they are, and non-zero only when
@@ -107,7 +112,7 @@ local temp = { dir = nil, stores = {} }
 local function temp_path(name)
   if not temp.dir then
     local p = assert(io.popen("mktemp -d /tmp/agentsession-bench-XXXXXX"))
-    local dir = p:read("l")
+    local dir = p:read("*l")
     p:close()
     assert(dir and dir ~= "", "bench: mktemp -d failed")
     temp.dir = dir
@@ -333,7 +338,7 @@ end
 
 local rows = {
   {
-    name = "json.encode / cjson.encode", target = 1.0,
+    name = "json.encode / cjson.encode", main = true, target = 1.0,
     make = function()
       local encode, cencode = agentsession.json.encode, cjson.encode
       return function() sink[1] = encode(session) end,
@@ -342,7 +347,7 @@ local rows = {
   },
   {
     -- Both decoders read the same text (agentsession's encoding of the session).
-    name = "json.decode / cjson.decode", target = 1.0,
+    name = "json.decode / cjson.decode", main = true, target = 1.0,
     make = function()
       local decode, cdecode = agentsession.json.decode, cjson.decode
       return function() sink[1] = decode(ours_text) end,
@@ -350,7 +355,7 @@ local rows = {
     end,
   },
   {
-    name = "memory save+resume / cjson enc+dec", target = 1.25,
+    name = "memory save+resume / cjson enc+dec", main = true, target = 1.25,
     make = function()
       local m = agentsession.memory()
       local cencode, cdecode = cjson.encode, cjson.decode
@@ -360,7 +365,7 @@ local rows = {
     end,
   },
   {
-    name = "memory save+resume / plain-Lua cjson manager", target = 0.6,
+    name = "memory save+resume / plain-Lua cjson manager", main = true, target = 0.6,
     make = function()
       local m = agentsession.memory()
       local p = PlainManager.new()
@@ -372,7 +377,7 @@ local rows = {
   {
     -- Repeated saves of one session: agentsession.sqlite rewrites only the metadata row when no
     -- message changed (real behaviour, but its best case; row b below is the worst case).
-    name = "sqlite save+resume / LuaSQL+cjson blob store", target = 0.8,
+    name = "sqlite save+resume / LuaSQL+cjson blob store", main = true, target = 0.8,
     make = function()
       local why = luasql_missing()
       if why then return nil, why end
@@ -485,11 +490,11 @@ local rows = {
   },
   {
     -- Appending hands over only the new message: its cost must not grow with the history.
-    name = "memory append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
+    name = "memory append 1 msg: 3000-msg / 10-msg session", main = true, target = 1.5, count = 200,
     make = on_memory(append_pools),
   },
   {
-    name = "sqlite append 1 msg: 3000-msg / 10-msg session", target = 1.5, count = 200,
+    name = "sqlite append 1 msg: 3000-msg / 10-msg session", main = true, target = 1.5, count = 200,
     make = on_sqlite(append_pools, "append.db"),
   },
   {
@@ -513,7 +518,7 @@ local rows = {
     make = on_memory(window_pools),
   },
   {
-    name = "sqlite window save, 1 new msg: 3000 / 30-msg session", target = 1.5, count = 200,
+    name = "sqlite window save, 1 new msg: 3000 / 30-msg session", main = true, target = 1.5, count = 200,
     make = on_sqlite(window_pools, "window.db"),
   },
   {
@@ -553,8 +558,21 @@ local rows = {
 ---------------------------------------------------------------------------------------------------
 -- Run
 
-local patterns = { ... }
-local function selected(name)
+local patterns, main_only = {}, false
+do
+  local args, i = { ... }, 1
+  while i <= #args do
+    if args[i] == "--rows" then
+      if args[i + 1] ~= "main" then error("bench: --rows takes 'main'", 0) end
+      main_only, i = true, i + 2
+    else
+      patterns[#patterns + 1], i = args[i], i + 1
+    end
+  end
+end
+
+local function selected(name, main)
+  if main_only and not main then return false end
   if #patterns == 0 then return true end
   for _, p in ipairs(patterns) do
     if name:find(p) then return true end
@@ -562,7 +580,11 @@ local function selected(name)
   return false
 end
 
-h:printf("agentsession benchmark (%s, lua-cjson %s)\n", _VERSION, cjson._VERSION or "?")
+-- The Lua running this: "Lua 5.4", or LuaJIT's version.
+local jit = rawget(_G, "jit")
+local LUA_NAME = jit and jit.version or _VERSION
+
+h:printf("agentsession benchmark (%s, lua-cjson %s)\n", LUA_NAME, cjson._VERSION or "?")
 h:printf("conversation: %d messages, %d bytes as agentsession.json, %d bytes as cjson " ..
   "(%.1f KiB)\n", #session.messages, #ours_text, #cjson_text, #ours_text / 1024)
 h:printf("timing: best of %d interleaved rounds, ~%.2f s CPU per function per round%s\n\n",
@@ -571,18 +593,22 @@ h:header()
 
 local function run_rows()
   for _, row in ipairs(rows) do
-    if selected(row.name) then
+    if selected(row.name, row.main) then
       local ours, rival, cleanup = row.make()
       if not ours then
         h:printf("%-" .. h.name_width .. "s skipped: %s\n", row.name, tostring(rival))
       else
         local timer = h
         if row.count then -- a fixed number of calls per round (the calls change what they time)
-          timer = harness.new{ count = h.quick and math.max(1, row.count // 10) or row.count,
+          timer = harness.new{ count = h.quick and math.max(1, math.floor(row.count / 10)) or row.count,
             rounds = h.rounds, quick = h.quick }
         end
         local ours_ns, rival_ns = timer:compare(ours, rival)
-        h:ratio(row.name, ours_ns, rival_ns, row.target)
+        local ratio = h:ratio(row.name, ours_ns, rival_ns, row.target)
+        if main_only then
+          h:printf("main\t%s\t%s\t%.1f\t%.1f\t%.4f\t%s\n", LUA_NAME, row.name, ours_ns, rival_ns, ratio,
+            row.target and string.format("%.2f", row.target) or "")
+        end
         if cleanup then cleanup() end
         assert(sink[1] ~= nil, row.name .. ": the timed functions produced nothing")
         sink[1] = nil
@@ -597,7 +623,7 @@ end
 local function written_bytes()
   local f = io.open("/proc/self/io")
   if not f then return nil end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   return tonumber(text:match("wchar:%s*(%d+)"))
 end
@@ -643,7 +669,13 @@ local function report_redis()
   require("redis_bench").report(h, session, cycled_messages)
 end
 
-local ok, err = xpcall(function() run_rows(); report_writes(); report_redis() end, debug.traceback)
+local ok, err = xpcall(function()
+  run_rows()
+  if not main_only then
+    report_writes()
+    report_redis()
+  end
+end, debug.traceback)
 close_stores() -- whatever is still open (the list fixture, or a failed row's stores)
 if not ok then error(err, 0) end
 

@@ -24,14 +24,47 @@ M.DEFAULT_SEED = 20240917
 M.DEFAULT_COUNT = 120
 
 ---------------------------------------------------------------------------------------------------
--- PRNG: 64-bit LCG (Knuth MMIX constants), high bits used. Deterministic across platforms.
+-- PRNG: 64-bit LCG (Knuth MMIX constants), high bits used. Deterministic across platforms and
+-- Lua versions: the 64-bit state is kept as four 16-bit limbs (least significant first), whose
+-- products and sums stay exact in a double, so Lua 5.1, 5.2 and LuaJIT draw the very numbers
+-- Lua 5.3 and 5.4 do (and math.floor keeps them integers there).
+
+local LIMB = 65536
+
+-- The limbs of an integer 0 <= n < 2^53.
+local function limbs(n)
+  local t = {}
+  for i = 1, 4 do
+    t[i] = n % LIMB
+    n = math.floor(n / LIMB)
+  end
+  return t
+end
+
+-- (a * b + c) mod 2^64, on limbs.
+local function mul_add(a, b, c)
+  local r, carry = {}, 0
+  for i = 1, 4 do
+    local sum = carry + c[i]
+    for j = 1, i do sum = sum + a[j] * b[i - j + 1] end
+    r[i] = sum % LIMB
+    carry = math.floor(sum / LIMB)
+  end
+  return r
+end
+
+local SEED_MUL = { 45309, 34736, 12006, 10171 } -- 2862933555777941757
+local SEED_ADD = { 62253, 46340, 0, 0 } -- 3037000493
+local MUL = { 32557, 19605, 62509, 22609 } -- 6364136223846793005
+local ADD = { 33103, 63335, 31614, 5125 } -- 1442695040888963407
 
 local function new_rng(seed)
-  local state = seed * 2862933555777941757 + 3037000493
+  assert(seed >= 0 and seed < 2 ^ 53 and seed == math.floor(seed), "conversation: seed must be an integer in [0, 2^53)")
+  local state = mul_add(limbs(seed), SEED_MUL, SEED_ADD)
   local rng = {}
   local function next32()
-    state = state * 6364136223846793005 + 1442695040888963407
-    return (state >> 32) & 0xffffffff
+    state = mul_add(state, MUL, ADD)
+    return state[4] * LIMB + state[3]
   end
   -- integer in [lo, hi]
   function rng.int(lo, hi)
@@ -80,7 +113,7 @@ local function to_json(v, null, out)
   elseif tv == "string" then
     out[#out + 1] = '"' .. v:gsub('[%c"\\]', escape_char) .. '"'
   elseif tv == "number" then
-    if math.type(v) == "integer" then
+    if v == math.floor(v) then -- the generator's floats are never integral
       out[#out + 1] = string.format("%d", v)
     else
       out[#out + 1] = string.format("%.14g", v)

@@ -21,6 +21,7 @@ local M = {}
 M.__index = M
 
 local clock = os.clock
+local unpack = table.unpack or rawget(_G, "unpack")
 
 local function env_number(name)
   local v = os.getenv(name)
@@ -55,7 +56,7 @@ function M.calibrate(fn, seconds)
     local t0 = clock()
     for _ = 1, n do fn() end
     local dt = clock() - t0
-    if dt >= seconds / 4 or n >= 1 << 30 then
+    if dt >= seconds / 4 or n >= 2 ^ 30 then
       if dt <= 0 then return n end
       return math.max(1, math.floor(n * seconds / dt + 0.5))
     end
@@ -87,7 +88,7 @@ function M:compare(...)
     end
   end
   for i = 1, k do best[i] = best[i] * 1e9 end
-  return table.unpack(best, 1, k)
+  return unpack(best, 1, k)
 end
 
 -- measure(fn) -> ns/op

@@ -93,7 +93,8 @@ function Store:save(session)
   local ok, err = pcall(function()
     if not meta.created_at or meta.created_at == 0 then
       local old = query_value(conn, "SELECT created_at FROM sessions WHERE id = " .. qid)
-      meta.created_at = old and math.tointeger(tonumber(old)) or now
+      meta.created_at = old and tonumber(old) or now
+      if math.tointeger then meta.created_at = math.tointeger(meta.created_at) end
     end
     local doc = cjson.encode({ metadata = meta, messages = session.messages,
       state = session.state })

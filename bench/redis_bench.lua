@@ -31,7 +31,7 @@ local function ping_rate(srv, requests)
   local cmd = string.format("redis-benchmark -h %s -p %d -c 1 -P 1 -n %d -t ping -q 2>&1",
     srv.host, srv.port, requests)
   local p = assert(io.popen(cmd))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   -- "PING_MBULK: 25000.00 requests per second, p50=0.031 msec" (carriage returns between updates)
   local mbulk = out:match("PING_MBULK:%s*([%d%.]+) requests per second")
