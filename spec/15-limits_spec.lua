@@ -22,12 +22,17 @@ local stores = require("helpers.stores")
 local deep = require("helpers.deep")
 local sizes = require("helpers.size")
 local expect = require("helpers.expect")
+local interp = require("helpers.interp")
 
 local json = agentsession.json
 
 local DEPTH = 128
 local ID_MAX, TAG_MAX, NAME_MAX = 255, 255, 1024
-local TURNS_MAX, TOKENS_MAX = 4294967295, math.maxinteger
+-- 2^32-1 and 2^63-1; where Lua has no integers (5.1, 5.2, LuaJIT) a number
+-- holds integers exactly up to 2^53, and 2^63-1 is read and written as its
+-- decimal text under big_integers = "string" (see the tests at the end).
+local TURNS_MAX, TOKENS_MAX = 4294967295, math.maxinteger or "9223372036854775807"
+local SAFE_MAX = 2 ^ 53
 local LIMIT = 4096 -- max_session_bytes of the size tests
 
 -- ------------------------------------------------------------------ values
@@ -618,54 +623,122 @@ for _, store in ipairs(stores) do
       end
     end)
 
-    describe("turn_count 2^32-1 and total_tokens 2^63-1", function()
-      it("save takes both at their maximum and refuses one more", function()
-        local s = session()
-        s.metadata.turn_count = TURNS_MAX
-        s.metadata.total_tokens = TOKENS_MAX
-        local meta = mgr:save(s)
-        assert.are.equal(TURNS_MAX, meta.turn_count)
-        assert.are.equal(TOKENS_MAX, meta.total_tokens)
-        assert.are.equal("integer", math.type(mgr:resume(s.metadata.id).metadata.total_tokens))
-        assert_round_trip(mgr, s)
-        local bad = session(known.metadata.id)
-        bad.metadata.turn_count = TURNS_MAX + 1
-        refuses(mgr, "invalid", "metadata.turn_count: must be between 0 and 4294967295 (got 4294967296)",
-          function() return mgr:save(bad) end)
-        bad = session(known.metadata.id)
-        bad.metadata.total_tokens = 2.0 ^ 63
-        refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
-        bad.metadata.total_tokens = math.mininteger
-        refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
-      end)
+    if interp.has_integers then
+      describe("turn_count 2^32-1 and total_tokens 2^63-1", function()
+        it("save takes both at their maximum and refuses one more", function()
+          local s = session()
+          s.metadata.turn_count = TURNS_MAX
+          s.metadata.total_tokens = TOKENS_MAX
+          local meta = mgr:save(s)
+          assert.are.equal(TURNS_MAX, meta.turn_count)
+          assert.are.equal(TOKENS_MAX, meta.total_tokens)
+          assert.are.equal("integer", math.type(mgr:resume(s.metadata.id).metadata.total_tokens))
+          assert_round_trip(mgr, s)
+          local bad = session(known.metadata.id)
+          bad.metadata.turn_count = TURNS_MAX + 1
+          refuses(mgr, "invalid", "metadata.turn_count: must be between 0 and 4294967295 (got 4294967296)",
+            function() return mgr:save(bad) end)
+          bad = session(known.metadata.id)
+          bad.metadata.total_tokens = 2.0 ^ 63
+          refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
+          bad.metadata.total_tokens = math.mininteger
+          refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
+        end)
 
-      it("append may reach turn_count 2^32-1, not pass it", function()
-        local s = session()
-        s.metadata.turn_count = TURNS_MAX - 2
-        mgr:save(s)
-        local id = s.metadata.id
-        refuses(mgr, "invalid", "turn_count would pass 4294967295",
-          function() return mgr:append(id, { "a", "b", "c" }) end)
-        assert.are.equal(TURNS_MAX, mgr:append(id, { "a", "b" }).turn_count)
-        refuses(mgr, "invalid", "turn_count would pass 4294967295", function() return mgr:append(id, { "c" }) end)
-        assert.are.equal(TURNS_MAX, mgr:append(id, {}).turn_count)
-        assert.are.equal(5, #mgr:resume(id).messages)
-      end)
+        it("append may reach turn_count 2^32-1, not pass it", function()
+          local s = session()
+          s.metadata.turn_count = TURNS_MAX - 2
+          mgr:save(s)
+          local id = s.metadata.id
+          refuses(mgr, "invalid", "turn_count would pass 4294967295",
+            function() return mgr:append(id, { "a", "b", "c" }) end)
+          assert.are.equal(TURNS_MAX, mgr:append(id, { "a", "b" }).turn_count)
+          refuses(mgr, "invalid", "turn_count would pass 4294967295", function() return mgr:append(id, { "c" }) end)
+          assert.are.equal(TURNS_MAX, mgr:append(id, {}).turn_count)
+          assert.are.equal(5, #mgr:resume(id).messages)
+        end)
 
-      it("append may reach total_tokens 2^63-1, not pass it", function()
-        local s = session()
-        s.metadata.total_tokens = TOKENS_MAX - 5
-        mgr:save(s)
-        local id = s.metadata.id
-        refuses(mgr, "invalid", "total_tokens would pass 9223372036854775807",
-          function() return mgr:append(id, {}, { tokens = 6 }) end)
-        assert.are.equal(TOKENS_MAX, mgr:append(id, { "x" }, { tokens = 5 }).total_tokens)
-        refuses(mgr, "invalid", "total_tokens would pass 9223372036854775807",
-          function() return mgr:append(id, {}, { tokens = 1 }) end)
-        refuses(mgr, "invalid", "total_tokens would pass",
-          function() return mgr:append(id, {}, { tokens = math.maxinteger }) end)
-        assert.are.equal(TOKENS_MAX, mgr:resume(id).metadata.total_tokens)
+        it("append may reach total_tokens 2^63-1, not pass it", function()
+          local s = session()
+          s.metadata.total_tokens = TOKENS_MAX - 5
+          mgr:save(s)
+          local id = s.metadata.id
+          refuses(mgr, "invalid", "total_tokens would pass 9223372036854775807",
+            function() return mgr:append(id, {}, { tokens = 6 }) end)
+          assert.are.equal(TOKENS_MAX, mgr:append(id, { "x" }, { tokens = 5 }).total_tokens)
+          refuses(mgr, "invalid", "total_tokens would pass 9223372036854775807",
+            function() return mgr:append(id, {}, { tokens = 1 }) end)
+          refuses(mgr, "invalid", "total_tokens would pass",
+            function() return mgr:append(id, {}, { tokens = math.maxinteger }) end)
+          assert.are.equal(TOKENS_MAX, mgr:resume(id).metadata.total_tokens)
+        end)
       end)
-    end)
+    else
+      describe("turn_count 2^32-1, total_tokens 2^53 as a number and 2^63-1 as text", function()
+        it("save takes both at their maximum and refuses one more", function()
+          local s = session()
+          s.metadata.turn_count = TURNS_MAX
+          s.metadata.total_tokens = SAFE_MAX
+          local meta = mgr:save(s)
+          assert.are.equal(TURNS_MAX, meta.turn_count)
+          assert.are.equal(SAFE_MAX, meta.total_tokens)
+          assert_round_trip(mgr, s)
+          local bad = session(known.metadata.id)
+          bad.metadata.turn_count = TURNS_MAX + 1
+          refuses(mgr, "invalid", "metadata.turn_count: must be between 0 and 4294967295 (got 4294967296)",
+            function() return mgr:save(bad) end)
+          -- past 2^53 a double skips integers: refused by default (big_integers = "error")
+          bad = session(known.metadata.id)
+          bad.metadata.total_tokens = SAFE_MAX + 2
+          refuses(mgr, "invalid", { "metadata.total_tokens", "beyond 2^53" }, function() return mgr:save(bad) end)
+          bad.metadata.total_tokens = 2.0 ^ 63
+          refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
+          bad.metadata.total_tokens = -SAFE_MAX
+          refuses(mgr, "invalid", "metadata.total_tokens", function() return mgr:save(bad) end)
+        end)
+
+        it("save takes total_tokens 2^63-1 as text with big_integers = \"string\", and refuses one more", function()
+          local texts = store.new({ big_integers = "string" })
+          local s = session()
+          s.metadata.total_tokens = TOKENS_MAX
+          assert.are.equal(TOKENS_MAX, texts:save(s).total_tokens)
+          assert.are.equal(TOKENS_MAX, texts:resume(s.metadata.id).metadata.total_tokens)
+          assert_round_trip(texts, s)
+          local bad = session(known.metadata.id)
+          bad.metadata.total_tokens = "9223372036854775808"
+          refuses(texts, "invalid", "metadata.total_tokens", function() return texts:save(bad) end)
+          texts:close()
+        end)
+
+        it("append may reach total_tokens 2^53, not pass it, by default", function()
+          local s = session()
+          s.metadata.total_tokens = SAFE_MAX - 5
+          mgr:save(s)
+          local id = s.metadata.id
+          assert.are.equal(SAFE_MAX, mgr:append(id, { "x" }, { tokens = 5 }).total_tokens)
+          refuses(mgr, "invalid", { "metadata.total_tokens", "beyond 2^53" },
+            function() return mgr:append(id, {}, { tokens = 1 }) end)
+          refuses(mgr, "invalid", "options.tokens", function() return mgr:append(id, {}, { tokens = 2.0 ^ 63 }) end)
+          assert.are.equal(SAFE_MAX, mgr:resume(id).metadata.total_tokens)
+        end)
+
+        it("append may reach total_tokens 2^63-1, not pass it, with big_integers = \"string\"", function()
+          local texts = store.new({ big_integers = "string" })
+          local s = session()
+          s.metadata.total_tokens = "9223372036854775802"
+          texts:save(s)
+          local id = s.metadata.id
+          refuses(texts, "invalid", "total_tokens would pass 9223372036854775807",
+            function() return texts:append(id, {}, { tokens = 6 }) end)
+          assert.are.equal(TOKENS_MAX, texts:append(id, { "x" }, { tokens = 5 }).total_tokens)
+          refuses(texts, "invalid", "total_tokens would pass 9223372036854775807",
+            function() return texts:append(id, {}, { tokens = 1 }) end)
+          refuses(texts, "invalid", "total_tokens would pass",
+            function() return texts:append(id, {}, { tokens = SAFE_MAX }) end)
+          assert.are.equal(TOKENS_MAX, texts:resume(id).metadata.total_tokens)
+          texts:close()
+        end)
+      end)
+    end
   end)
 end
