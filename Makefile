@@ -257,8 +257,12 @@ demo: deps
 	@id=$$($(CLI) --store "$(DEMO_STORE)" list --limit 1 --json | sed -n 's/^{"id":"\([^"]*\)".*/\1/p') && \
 	  echo && echo "$$ agentsession show $$id" && $(CLI) --store "$(DEMO_STORE)" show "$$id"
 
-bench: all
-	$(RUN_ENV) $(LUA) bench/bench.lua
+# The whole benchmark on Lua 5.4 and on LuaJIT, then its main rows on every Lua of LUAS in one
+# table, then the command's benchmark.
+bench: modules
+	$(RUN_ENV) lua5.4 bench/bench.lua
+	LUA_PATH='lua/?.lua;lua/?/init.lua;bench/?.lua;;' LUA_CPATH='build/luajit/?.so;;' luajit bench/bench.lua
+	$(RUN_ENV) lua5.4 bench/table.lua $(LUAS)
 	$(RUN_ENV) $(LUA) bench/cli_bench.lua
 	@$(MAKE) --no-print-directory float-proof
 
