@@ -249,7 +249,7 @@ if not interp.has_integers then
       function(_, m) m.total_tokens = "9007199254740993" end),
     save_row("created_at as the text of 2^60", "metadata.created_at",
       function(_, m) m.created_at = "1152921504606846976" end),
-    call_row("append taking total_tokens past 2^53", "invalid", "metadata.total_tokens",
+    call_row("append taking total_tokens past 2^53", "invalid", "total_tokens would pass 9007199254740992",
       function(mgr, id) return mgr:append(id, { "x" }, { tokens = 2 ^ 53 }) end),
   }) do
     rows[#rows + 1] = row
