@@ -312,7 +312,7 @@ int lbind_whole(lua_State *L, int idx, int64_t *out) {
 #else
     double d = (double)lua_tonumber(L, idx);
     /* -0 has no integer literal: it stays a float, "-0.0" */
-    if (!(fabs(d) <= EXACT_MAX) || (double)(int64_t)d != d || (d == 0 && signbit(d))) return 0;
+    if (!(d >= -EXACT_MAX && d <= EXACT_MAX) || (double)(int64_t)d != d || (d == 0 && signbit(d))) return 0;
     *out = (int64_t)d;
     return 1;
 #endif
