@@ -66,6 +66,7 @@ local function words(args, o)
   for k in pairs(o.env or {}) do names[#names + 1] = k end
   table.sort(names)
   for _, k in ipairs(names) do w[#w + 1] = k .. "=" .. q(o.env[k]) end
+  if o.runner then w[#w + 1] = o.runner end
   w[#w + 1] = q(o.command or M.command)
   for _, a in ipairs(args) do w[#w + 1] = q(a) end
   return table.concat(w, " ")
@@ -89,15 +90,31 @@ function M.run(args, o)
   return r
 end
 
+-- Whether script(1) can make a pseudo-terminal here (a chroot without /dev/pts cannot).
+local has_pty
+local function pty()
+  if has_pty == nil then has_pty = M.sh("script -qec true /dev/null </dev/null >/dev/null 2>&1") end
+  return has_pty
+end
+
 --- Runs the command under script(1): standard input, output and error are one terminal.
--- o: `input` (typed at the terminal), `env`. Returns { out = what the terminal showed
--- (with "\r\n" line ends), status = }.
+-- Where no pseudo-terminal can be made, runs it through spec/helpers/tty_driver.lua
+-- instead, which answers the command's terminal test with yes and merges its output and
+-- errors as a terminal shows them. o: `input` (typed at the terminal), `env`. Returns
+-- { out = what the terminal showed, status = }.
 function M.run_tty(args, o)
   o = o or {}
   local base = M.path("tty")
   local feed = o.input and ("printf '%s' " .. q(o.input) .. " | ") or ""
   local tail = o.input and "" or " </dev/null"
-  os.execute("cd " .. q(M.tmpdir()) .. " && " .. feed .. "script -qec " .. q(words(args, o)) .. " /dev/null >"
+  local line
+  if pty() then
+    line = "script -qec " .. q(words(args, o)) .. " /dev/null"
+  else
+    line = words(args, { env = o.env, runner = interp.env(M.root) .. " " .. interp.lua,
+      command = M.root .. "/spec/helpers/tty_driver.lua" })
+  end
+  os.execute("cd " .. q(M.tmpdir()) .. " && " .. feed .. line .. " >"
     .. q(base .. ".out") .. " 2>&1" .. tail .. "; echo $? >" .. q(base .. ".status"))
   local r = { out = M.read(base .. ".out"), status = tonumber(M.read(base .. ".status"):match("%d+")) }
   os.remove(base .. ".out")
