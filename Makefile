@@ -1,7 +1,7 @@
 # agentsession: build, test, demo, bench.
 #   make          build build/agentsession/core.so (for Lua 5.4)
 #   make LUA=luajit   the module for another Lua: lua5.1, lua5.2, lua5.3 or luajit, in build/<lua>/
-#   make modules  the module for every Lua in LUAS
+#   make modules  the module for every Lua the module supports
 #   make test     install missing Debian packages, build, lint, run every test
 #   make demo     install missing Debian packages, build, run the quickstart, show its store
 #   make bench    the benchmark (ratios against lua-cjson and a plain-Lua manager), the command's, float-proof
@@ -23,8 +23,10 @@
 VERSION = 0.1.0
 
 LUA ?= lua5.4
-# Every Lua the module builds for; make test runs the specs on each.
-LUAS = lua5.1 lua5.2 lua5.3 lua5.4 luajit
+# Every Lua the module builds for; make test runs the specs on each of LUAS (make spec
+# LUAS=luajit: on one), and needs every build (a spec loads each build into each Lua).
+ALL_LUAS = lua5.1 lua5.2 lua5.3 lua5.4 luajit
+LUAS = $(ALL_LUAS)
 # Each Lua's module and binding objects in a directory of their own: Lua 5.4's in build/,
 # the others' in build/<lua>/. The core has no Lua in it: its objects serve every build.
 LUA_BUILD = $(if $(filter lua5.4,$(LUA)),build,build/$(LUA))
@@ -106,7 +108,7 @@ $(CLI): tools/cli-wrapper.sh
 	sh tools/cli-wrapper.sh $@ $(LUA) $(LUA_BUILD)
 
 modules:
-	@for l in $(LUAS); do $(MAKE) --no-print-directory LUA=$$l all || exit 1; done
+	@for l in $(ALL_LUAS); do $(MAKE) --no-print-directory LUA=$$l all || exit 1; done
 
 build/obj/lib/%.o: csrc/lib/%.c $(wildcard csrc/core/*.h csrc/lib/*.h)
 	@mkdir -p $(dir $@)
