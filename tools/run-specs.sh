@@ -9,7 +9,8 @@
 # The first argument names the interpreter (lua5.1 … lua5.4, luajit): the
 # command finds the C module of that interpreter's build directory through
 # LUA_CPATH, and the specs learn it from AGENTSESSION_TEST_LUA
-# (spec/helpers/interp.lua).
+# (spec/helpers/interp.lua). SPEC_RUNNER, when set, is a command put before it
+# (make valgrind's valgrind and its options).
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentsession-test.XXXXXX") || {
     echo "run-specs: cannot create a temporary directory" >&2
@@ -65,7 +66,8 @@ trap 'interrupted 143' TERM
 # In the background so that a signal to this script is handled at once (a
 # foreground command would delay the trap until it ends); the command then
 # has stdin from /dev/null and ignores SIGINT, which arrives as TERM instead.
-"$@" &
+# shellcheck disable=SC2086 # SPEC_RUNNER is a command and its words
+${SPEC_RUNNER:-} "$@" &
 child=$!
 wait "$child"
 status=$?
