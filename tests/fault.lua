@@ -2,7 +2,8 @@
 --
 -- Run by build/fault_test (tests/fault_test.c), which provides the global
 -- `fault` (see that file). For each mode (the core's allocator, the Lua
--- state's allocator), each store (memory, SQLite on a temporary file, Redis on
+-- state's allocator, and on the SQLite store SQLite's allocator), each
+-- store (memory, SQLite on a temporary file, Redis on
 -- a redis-server started here, agentsession.custom over a plain Lua table), and each
 -- operation, it runs the operation with its N-th allocation failing, for
 -- N = 1, 2, 3, ... until a run completes without reaching the armed failure.
@@ -38,7 +39,13 @@ local CAP = 5000
 
 local dir = fault.tmpdir()
 local failures = {}
-local points = { core = 0, lua = 0 }
+local points = { core = 0, lua = 0, sqlite = 0 }
+-- The allocators swept: FAULT_MODES, default "core lua sqlite" (SQLite's on the SQLite store).
+local sweep_modes = {}
+for mode in (os.getenv("FAULT_MODES") or "core lua sqlite"):gmatch("%S+") do
+  assert(points[mode], "FAULT_MODES: unknown allocator " .. mode)
+  sweep_modes[#sweep_modes + 1] = mode
+end
 local recovered = 0
 
 local function fail(mode, store, op, n, what)
@@ -532,7 +539,11 @@ for _, store in ipairs(store_list) do
       op_names[op.name] = true
       local sname = store and store.name or "-"
       local _, ref = run_case("none", store or nil, op, 0, nil)
-      for _, mode in ipairs{ "core", "lua" } do
+      local modes = {}
+      for _, mode in ipairs(sweep_modes) do
+        if mode ~= "sqlite" or sname == "sqlite" then modes[#modes + 1] = mode end
+      end
+      for _, mode in ipairs(modes) do
         local n = 1
         while true do
           local hit = run_case(mode, store or nil, op, n, ref)
@@ -587,9 +598,9 @@ remove_db(template)
 os.remove(dir)
 if server then server:stop() end
 
-print(string.format("fault: %d allocation-failure points swept (%d core, %d Lua) over %d operations "
-                    .. "on %d stores, %d failed", points.core + points.lua, points.core, points.lua,
-                    nops, nstores, #failures))
+print(string.format("fault: %d allocation-failure points swept (%d core, %d Lua, %d SQLite) over %d "
+                    .. "operations on %d stores, %d failed", points.core + points.lua + points.sqlite,
+                    points.core, points.lua, points.sqlite, nops, nstores, #failures))
 if os.getenv("FAULT_VERBOSE") then
   print(string.format("fault: %d recovered, %.1f s", recovered, os.clock() - start))
 end

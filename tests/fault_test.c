@@ -10,7 +10,9 @@
 **                           error. mode "core": the n-th allocation of the
 **                           core's allocator (as_alloc.h's test hook) fails;
 **                           "lua": the n-th allocation of this lua_State's
-**                           allocator fails; "none": nothing is armed.
+**                           allocator fails; "sqlite": the n-th allocation
+**                           of SQLite's allocator fails; "none": nothing is
+**                           armed.
 **   fault.live()            the core's live blocks (allocated, not yet freed).
 **   fault.tmpdir()          a new private directory under $TMPDIR (or /tmp).
 **
@@ -20,6 +22,11 @@
 ** that asked for the memory (a "not enough memory" error) instead of being
 ** absorbed every time. Shrinking a block or freeing one never fails, as the
 ** Lua manual requires of an allocator. One-shot: later allocations succeed.
+**
+** SQLite's allocator is replaced (SQLITE_CONFIG_MALLOC) before the library is
+** first used, by one that calls SQLite's own and fails the n-th allocation or
+** growth when armed; lookaside is off, so that every allocation of SQLite
+** goes through it. SQLite retries none of them.
 **
 ** Exits with the script's result: it returns the number of failures. After
 ** lua_close the core must hold no block at all.
@@ -32,6 +39,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <sqlite3.h>
 
 #include "../csrc/core/as_alloc.h"
 
@@ -73,10 +81,45 @@ static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return realloc(ptr, nsize);
 }
 
+/* ---------------------------------------------------------------- SQLite's allocator */
+
+static sqlite3_mem_methods sqlite_own; /* SQLite's allocator, which does the work */
+
+static struct {
+    unsigned long countdown; /* 0: off; else allocations until the failing one */
+    int hit;
+} sfault;
+
+static int sqlite_fails(void) {
+    if (sfault.countdown == 0 || --sfault.countdown != 0) return 0;
+    sfault.hit = 1;
+    return 1;
+}
+
+static void *sqlite_malloc(int n) {
+    return sqlite_fails() ? NULL : sqlite_own.xMalloc(n);
+}
+
+static void *sqlite_realloc(void *p, int n) {
+    /* a shrink never fails */
+    if (n > sqlite_own.xSize(p) && sqlite_fails()) return NULL;
+    return sqlite_own.xRealloc(p, n);
+}
+
+static int sqlite_hook_on(void) {
+    sqlite3_mem_methods mine;
+    if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &sqlite_own) != SQLITE_OK) return 0;
+    mine = sqlite_own;
+    mine.xMalloc = sqlite_malloc;
+    mine.xRealloc = sqlite_realloc;
+    return sqlite3_config(SQLITE_CONFIG_MALLOC, &mine) == SQLITE_OK
+           && sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0) == SQLITE_OK;
+}
+
 /* ---------------------------------------------------------------- fault.* */
 
 static int f_run(lua_State *L) {
-    static const char *const modes[] = { "none", "core", "lua", NULL };
+    static const char *const modes[] = { "none", "core", "lua", "sqlite", NULL };
     int mode = luaL_checkoption(L, 1, NULL, modes), status, hit = 0;
     lua_Integer n = luaL_checkinteger(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
@@ -87,6 +130,9 @@ static int f_run(lua_State *L) {
     else if (mode == 2) {
         lfault.countdown = (unsigned long)n;
         lfault.hit = lfault.retry = 0;
+    } else if (mode == 3) {
+        sfault.countdown = (unsigned long)n;
+        sfault.hit = 0;
     }
     status = lua_pcall(L, 0, 1, 0);
     /* disarm before anything else can allocate */
@@ -97,6 +143,9 @@ static int f_run(lua_State *L) {
         lfault.countdown = 0;
         lfault.retry = 0;
         hit = lfault.hit;
+    } else if (mode == 3) {
+        sfault.countdown = 0;
+        hit = sfault.hit;
     }
     /* the stack is mode, n, and fn's result or error */
     lua_pushboolean(L, hit);
@@ -147,6 +196,10 @@ int main(int argc, char **argv) {
     int status, failed = 1;
     long live;
     as_alloc_hook_on(); /* before the first allocation of the core */
+    if (!sqlite_hook_on()) { /* before SQLite is first used */
+        fprintf(stderr, "fault_test: cannot replace SQLite's allocator\n");
+        return 1;
+    }
     L = lua_newstate(lua_alloc, NULL);
     if (L == NULL) {
         fprintf(stderr, "fault_test: cannot create a Lua state\n");

@@ -839,6 +839,23 @@ static as_status inspect(sqlite_store *ss, int *fresh, int64_t *version, as_erro
     return AS_OK;
 }
 
+/* Ends a transaction of the open: commits when `st` is AS_OK, else (or when
+** the commit fails, out of memory for one) rolls back, so that no transaction
+** stays open on the connection. Returns `st`, or the commit's failure. */
+static as_status end_open_step(sqlite_store *ss, as_status st, as_error *err) {
+    if (st == AS_OK) {
+        int rc = sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
+        if (rc != SQLITE_OK) st = sq_fail(ss, rc, err);
+    }
+    if (st != AS_OK && !sqlite3_get_autocommit(ss->db)) {
+        sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
+        /* a connection still inside a transaction is not handed on (it is closed) */
+        if (!sqlite3_get_autocommit(ss->db) && st == AS_OK)
+            st = as_error_set(err, AS_ESTORAGE, "%s: cannot end a transaction", ss->path);
+    }
+    return st;
+}
+
 /* Creates or migrates the schema in one write transaction, looking again
 ** inside it, since another process may have done it first. */
 static as_status ensure_schema(sqlite_store *ss, as_error *err) {
@@ -854,9 +871,7 @@ static as_status ensure_schema(sqlite_store *ss, as_error *err) {
                               "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
         } else if (version < SCHEMA_VERSION) st = migrate(ss, version, err);
     }
-    if (st == AS_OK) return sq_exec(ss, "COMMIT", err);
-    sqlite3_exec(ss->db, "ROLLBACK", NULL, NULL, NULL);
-    return st;
+    return end_open_step(ss, st, err);
 }
 
 /* Switches a file to write-ahead logging (once per file: the mode is kept in
@@ -914,8 +929,7 @@ static as_status configure(sqlite_store *ss, as_durability durability, int run_t
     /* refuse a file that is not ours before changing anything in it; one read
     ** transaction, so a schema another process is creating is seen whole or not */
     if ((st = sq_exec(ss, "BEGIN", err)) != AS_OK) return st;
-    st = inspect(ss, &fresh, &version, err);
-    sqlite3_exec(ss->db, "COMMIT", NULL, NULL, NULL);
+    st = end_open_step(ss, inspect(ss, &fresh, &version, err), err);
     if (st != AS_OK) return st;
     if ((st = use_wal(ss, err)) != AS_OK) return st;
     st = sq_exec(ss, durability == AS_DURABILITY_FULL ? "PRAGMA synchronous = FULL"
