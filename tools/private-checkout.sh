@@ -11,7 +11,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 chmod 700 "$dir" || exit 1
 mkdir "$dir/checkout" || exit 1
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -z "$(git rev-parse --show-prefix)" ]; then
     git ls-files -z --cached --others --exclude-standard \
         | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$dir/checkout"
 else

@@ -76,7 +76,7 @@ fail() {
 }
 
 # A tracked file deleted in the working tree is left out (tar names it on stderr).
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -z "$(git rev-parse --show-prefix)" ]; then
     git ls-files -z --cached --others --exclude-standard \
         | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C "$src"
 else
