@@ -174,7 +174,9 @@ static void write_some(as_manager *m, const char *id, as_blob *msg) {
     as_meta_clear(&meta);
     check("untag", as_manager_tag(m, id, tags, 1, 1, &meta, &err), &err);
     as_meta_clear(&meta);
-    check("append", as_manager_append(m, id, &msg, 1, &(as_append_opts){ 7, -1, msg }, &meta, &err),
+    check("append", as_manager_append(m, id, &msg, 1,
+                                      &(as_append_opts){ .tokens = 7, .expect_version = -1,
+                                                         .state = msg }, &meta, &err),
           &err);
     as_meta_clear(&meta);
     if (check("fork", as_manager_fork(m, id, NULL, AS_KEEP_ALL, &fork, &err), &err) == AS_OK) {

@@ -159,6 +159,78 @@ static void test_manager(void) {
     as_buf_free(&doc);
 }
 
+/* An append with an op_id applies once per session; the last AS_OP_IDS_KEPT
+** are remembered; a deleted session's go with it. */
+static void test_op_ids(void) {
+    as_store *store;
+    as_manager *m;
+    as_error err;
+    as_session s = { 0 };
+    as_meta meta = { 0 };
+    as_blob *msg = blob("\"m\"");
+    int applied = -1, i, again = 0;
+    char op[32];
+    as_append_opts opts = { .expect_version = -1, .op_id = "op-1", .applied = &applied };
+
+    CHECK(as_store_memory_new(&store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    s.meta.id = "ops";
+    s.meta.agent_name = "";
+    CHECK(as_manager_save(m, &s, NULL, -1, &meta, &err) == AS_OK);
+    as_meta_clear(&meta);
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 1);
+    CHECK(meta.version == 2 && meta.turn_count == 1);
+    as_meta_clear(&meta);
+    opts.expect_version = 1; /* a repeat is no conflict */
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 0);
+    CHECK(meta.version == 2 && meta.turn_count == 1);
+    as_meta_clear(&meta);
+    opts.expect_version = -1;
+    for (i = 2; i <= AS_OP_IDS_KEPT + 1; i++) {
+        snprintf(op, sizeof op, "op-%d", i);
+        opts.op_id = op;
+        CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 1);
+        as_meta_clear(&meta);
+    }
+    for (i = 2; i <= AS_OP_IDS_KEPT + 1; i++) {
+        snprintf(op, sizeof op, "op-%d", i);
+        CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK);
+        again += applied;
+        as_meta_clear(&meta);
+    }
+    CHECK(again == 0);
+    /* many more: the memory store keeps exactly the last AS_OP_IDS_KEPT, through its index */
+    for (i = AS_OP_IDS_KEPT + 2; i <= 1000; i++) {
+        int j;
+        snprintf(op, sizeof op, "op-%d", i);
+        CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 1);
+        as_meta_clear(&meta);
+        if (i % 97 != 0) continue;
+        for (j = i - AS_OP_IDS_KEPT + 1; j <= i; j++) {
+            snprintf(op, sizeof op, "op-%d", j);
+            CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK);
+            again += applied;
+            as_meta_clear(&meta);
+        }
+    }
+    CHECK(again == 0);
+    snprintf(op, sizeof op, "op-%d", 1000 - AS_OP_IDS_KEPT);
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 1);
+    as_meta_clear(&meta);
+    opts.op_id = "op\x01";
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_EINVALID);
+    CHECK(strcmp(err.path, "op_id") == 0);
+    opts.op_id = "op-2";
+    CHECK(as_manager_delete(m, "ops", &err) == AS_OK);
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_ENOTFOUND);
+    CHECK(as_manager_save(m, &s, NULL, -1, &meta, &err) == AS_OK);
+    as_meta_clear(&meta);
+    CHECK(as_manager_append(m, "ops", &msg, 1, &opts, &meta, &err) == AS_OK && applied == 1);
+    as_meta_clear(&meta);
+    as_manager_free(m);
+    as_blob_unref(msg);
+}
+
 /* The digest by its definition, one chunk at a time, with 128-bit arithmetic
 ** done the slow way: len*k^(m+1) + c1*k^m + ... + cm*k mod 2^61 - 1. */
 /* A window's save keeps the stored messages before it and replaces the rest. */
@@ -169,7 +241,7 @@ static void test_windows(void) {
     as_session s = { 0 }, win = { 0 }, got = { 0 };
     as_meta stored = { 0 };
     as_window w, stale;
-    as_append_opts opts = { 0, -1, NULL };
+    as_append_opts opts = { .expect_version = -1 };
     as_blob *msgs[5], *added = blob("\"added\""), *state = blob("{\"step\":2}");
     size_t i;
     char text[8];
@@ -322,6 +394,7 @@ int main(void) {
     test_json();
     test_manager();
     test_windows();
+    test_op_ids();
     test_digest();
     test_sqlite();
     printf("core tests: %d checks, %d failed\n", checks, failures);

@@ -676,6 +676,33 @@ as_status as_manager_delete(as_manager *m, const char *id, as_error *err) {
 
 /* ---------------------------------------------------------------- append */
 
+/* An op_id is checked as an id is; a store that keeps none refuses it. */
+static as_status check_op_id(as_manager *m, const char *op_id, as_error *err) {
+    as_status st = as_check_op_id(op_id, strlen(op_id), "op_id", err);
+    if (st != AS_OK) return st;
+    if (m->store->ops->append == NULL && m->store->ops->op_applied == NULL) {
+        as_error_set(err, AS_EINVALID, "the %s store keeps no op ids", m->store->ops->kind);
+        as_error_prefix(err, "op_id");
+        return AS_EINVALID;
+    }
+    return AS_OK;
+}
+
+/* Whether the append's op_id was applied to the session `old` already: then
+** *a->applied is 0 and `out` takes the stored metadata (nothing is written). */
+static as_status op_seen(as_manager *m, const as_append *a, loaded *old, as_meta *out,
+                         as_error *err) {
+    int seen = 0;
+    as_status st = m->store->ops->op_applied(m->store, &old->s.meta, &old->found, a->op_id, &seen,
+                                             err);
+    if (st != AS_OK) return st;
+    *a->applied = !seen;
+    if (!seen) return AS_OK;
+    *out = old->s.meta;
+    memset(&old->s.meta, 0, sizeof old->s.meta);
+    return AS_OK;
+}
+
 static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_error *err) {
     static const as_span no_message = { AS_SPAN_TAIL, 0 };
     loaded old;
@@ -685,6 +712,8 @@ static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_e
     /* a new state's size replaces the stored one's, which is then read */
     as_status st = load_span(m, a->id, a->state ? &no_message : NULL, &old, err);
     if (st != AS_OK) goto done;
+    if (a->op_id && (st = op_seen(m, a, &old, out, err)) != AS_OK) goto done;
+    if (a->op_id && *a->applied == 0) goto done;
     if ((st = check_version(a->id, old.s.meta.version, a->expect_version, err)) != AS_OK) goto done;
     if (a->nmsgs > (size_t)(AS_TURN_COUNT_MAX - old.s.meta.turn_count)) {
         st = as_error_set(err, AS_EINVALID, "turn_count would pass %lu",
@@ -712,9 +741,11 @@ static as_status append_in(as_manager *m, const as_append *a, as_meta *out, as_e
     w.append = a->msgs;
     w.nappend = a->nmsgs;
     w.state = a->state;
+    w.op_id = a->op_id;
     if ((st = store_write(m, &w, err)) == AS_OK) {
         *out = meta;
         memset(&meta, 0, sizeof meta);
+        *a->applied = 1;
     }
 done:
     as_meta_clear(&meta);
@@ -724,15 +755,19 @@ done:
 
 as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
                             const as_append_opts *opts, as_meta *out, as_error *err) {
-    static const as_append_opts defaults = { 0, -1, NULL };
+    static const as_append_opts defaults = { .expect_version = -1 };
     as_append a;
     as_status st;
     size_t i;
+    int applied = 1;
     if (opts == NULL) opts = &defaults;
     if ((st = check_id(id, err)) != AS_OK) return st;
     if (opts->tokens > m->max_total_tokens)
         return as_error_set(err, AS_EINVALID, "tokens: must be at most %llu",
                             (unsigned long long)m->max_total_tokens);
+    if (opts->op_id && (st = check_op_id(m, opts->op_id, err)) != AS_OK) return st;
+    a.op_id = opts->op_id;
+    a.applied = &applied;
     a.id = id;
     a.msgs = msgs;
     a.nmsgs = n;
@@ -744,6 +779,7 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
     for (a.bytes = 0, i = 0; i < n; i++) a.bytes = add_size(a.bytes, add_size(msgs[i]->len, 1));
     do {
         a.now = next_stamp(m);
+        applied = 1;
         if ((st = txn_begin(m, 1, err)) != AS_OK) break;
         if (m->store->ops->append) {
             st = m->store->ops->append(m->store, &a, out, err);
@@ -751,6 +787,7 @@ as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs,
         } else st = append_in(m, &a, out, err);
         if ((st = txn_finish(m, st, err)) != AS_OK) as_meta_clear(out);
     } while (st == AS_ERETRY);
+    if (st == AS_OK && opts->applied) *opts->applied = applied;
     return st;
 }
 

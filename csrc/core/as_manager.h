@@ -111,10 +111,16 @@ typedef struct as_append_opts {
     uint64_t tokens;        /* added to total_tokens */
     int64_t expect_version; /* as for save, but 0 never matches: the session must exist; -1: any */
     as_blob *state;         /* replaces the stored state in the same write; NULL: it stays */
+    /* NULL, or a name for this append (as_check_op_id): applied at most once
+    ** per session. When an append carrying it was applied to the session
+    ** already, nothing is written and `out` receives the current metadata. */
+    const char *op_id;
+    int *applied; /* NULL, or receives 1 when the append was applied, 0 when op_id was */
 } as_append_opts;
 
 /* Appends messages (valid JSON blobs); turn_count grows by n. opts NULL: no
-** tokens, any version, the state stays. `out` receives the new metadata. */
+** tokens, any version, the state stays, no op_id. `out` receives the new
+** metadata (the current one when op_id had been applied). */
 as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
                             const as_append_opts *opts, as_meta *out, as_error *err);
 #endif

@@ -301,3 +301,9 @@ int as_session_write_json(as_buf *b, const as_session *s) {
 int as_session_write_export_json(as_buf *b, const as_session *s) {
     return write_session(b, s, 1);
 }
+
+/* ---------------------------------------------------------------- op ids */
+
+as_status as_check_op_id(const char *op_id, size_t len, const char *what, as_error *err) {
+    return check_bounded(op_id, len, 1, AS_OP_ID_MAX, what, err);
+}

@@ -102,4 +102,12 @@ int as_session_write_json(as_buf *b, const as_session *s);
 ** session has one; no version. */
 int as_session_write_export_json(as_buf *b, const as_session *s);
 
+/* ---------------------------------------------------------------- op ids */
+
+/* An op_id names one append so that sending it again cannot apply it twice
+** (see as_append_opts.op_id): 1..AS_OP_ID_MAX bytes of UTF-8 without control
+** characters, as an id. `what` is its path. */
+#define AS_OP_ID_MAX 128
+as_status as_check_op_id(const char *op_id, size_t len, const char *what, as_error *err);
+
 #endif

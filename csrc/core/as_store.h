@@ -78,7 +78,18 @@ typedef struct as_write {
     ** load of it in this transaction found. NULL for a new session. */
     const as_meta *old;
     const as_stored *found;
+    /* Non-NULL for an append that carries an op_id (see op_applied below):
+    ** the store records it with the write, in the same atomic step, and keeps
+    ** the op ids of at least the last AS_OP_IDS_KEPT such writes of the
+    ** session for as long as the session exists. */
+    const char *op_id;
 } as_write;
+
+/* How many op ids a store keeps per session, at least: those of the session's
+** last appends that carried one. A session's op ids go when it is removed;
+** a write that replaces its messages (save, import, rewind) keeps them, a
+** fork starts with none. */
+#define AS_OP_IDS_KEPT 100
 
 /* Counters a store may keep of its work (all zero when it keeps none). */
 typedef struct as_store_stats {
@@ -106,6 +117,13 @@ typedef struct as_append {
     size_t max_bytes;
     uint64_t max_tokens; /* at most AS_TOTAL_TOKENS_MAX */
     as_blob *state; /* NULL: the stored state stays */
+    /* NULL, or the append's op_id: when the session's op ids hold it, the
+    ** append is not applied (nothing is written, no check fails) and `out`
+    ** receives the stored metadata; else it is applied and op_id recorded in
+    ** the same step (see as_write.op_id). First of the checks after the
+    ** session is found: a repeat is not a conflict. */
+    const char *op_id;
+    int *applied; /* never NULL: receives 1 when the append was applied, else 0 */
 } as_append;
 
 typedef struct as_store_ops {
@@ -151,6 +169,13 @@ typedef struct as_store_ops {
     ** wants them canonical: object keys in byte order, so that an unchanged
     ** message gives the same text however its table was built. */
     int canonical;
+    /* Whether an append carrying op_id was applied to the session `old`, which
+    ** a load in this transaction found (found: what it noted): *applied
+    ** receives 1 when the session's op ids hold it, else 0. A store with its
+    ** own append answers op ids there and may leave this NULL; a store with
+    ** neither keeps no op ids, and an append with an op_id is refused. */
+    as_status (*op_applied)(as_store *st, const as_meta *old, const as_stored *found,
+                            const char *op_id, int *applied, as_error *err);
 } as_store_ops;
 
 struct as_store {

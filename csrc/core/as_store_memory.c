@@ -5,7 +5,8 @@
 ** (linear probing, backward-shift deletion). Messages are shared blobs, so a
 ** fork copies pointers, and an append grows the entry's array in place.
 ** Every write allocates all it needs before it changes anything, so a failed
-** write leaves the store as it was.
+** write leaves the store as it was. Each entry keeps the op ids of its last
+** AS_OP_IDS_KEPT appends that carried one, dropped with the entry.
 */
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,11 +15,32 @@
 #include "as_alloc.h"
 #include "as_store_memory.h"
 
+/* The op ids of an entry's last AS_OP_IDS_KEPT appends that carried one: a
+** ring of their texts and hashes, and an open-addressing index of it (linear
+** probing, backward-shift deletion), so that a lookup reads a slot or two
+** and one hash rather than all of them. */
+#define OP_SLOTS 256 /* a power of two, more than twice AS_OP_IDS_KEPT */
+/* An op id shorter than this (a UUID) is kept in the ring itself, in no more
+** room than an allocation of its own would take, and costs no allocation. */
+#define OP_INLINE 48
+
+typedef struct op_ids {
+    uint64_t hash[AS_OP_IDS_KEPT];
+    char *text[AS_OP_IDS_KEPT];   /* inline[k], or an allocation of its own */
+    char inline_text[AS_OP_IDS_KEPT][OP_INLINE];
+    unsigned char slot[OP_SLOTS]; /* ring index + 1; 0 = empty */
+    size_t n;                     /* op ids held */
+    size_t next;                  /* the ring's place for the next (its oldest once full) */
+} op_ids;
+
+typedef char op_ids_fit_a_slot[AS_OP_IDS_KEPT < 255 ? 1 : -1];
+
 typedef struct entry {
     as_session s;
     size_t msg_cap;
     uint64_t seq; /* write order, for list's ties */
     size_t bytes; /* as_stored.bytes */
+    op_ids *ops;  /* NULL until its first append with an op id */
 } entry;
 
 typedef struct memory_store {
@@ -96,7 +118,14 @@ static void unlink_slot(memory_store *ms, size_t hole) {
     }
 }
 
+static void op_text_free(op_ids *o, size_t k) {
+    if (o->text[k] != o->inline_text[k]) as_free(o->text[k]);
+}
+
 static void entry_free(entry *e) {
+    size_t i;
+    for (i = 0; e->ops && i < e->ops->n; i++) op_text_free(e->ops, i);
+    as_free(e->ops);
     as_session_clear(&e->s);
     as_free(e);
 }
@@ -118,6 +147,98 @@ static int reserve_msgs(entry *e, size_t need) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- op ids */
+
+/* The hash of an op id, eight bytes at a time (an op id is read twice per
+** append: once to look it up, once to record it). */
+static uint64_t op_hash(const char *s) {
+    size_t len = strlen(s), i;
+    uint64_t h = 0x9E3779B97F4A7C15u ^ len, w;
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9u;
+        h ^= h >> 31;
+    }
+    w = 0;
+    memcpy(&w, s + i, len - i);
+    h = (h ^ w) * 0x94D049BB133111EBu;
+    return h ^ (h >> 29);
+}
+
+/* Makes room for one more op id in e, copying op_id (NULL: none) into *copy
+** when it is too long to be kept inline, so that recording it can no longer
+** fail. */
+static int ops_reserve(entry *e, const char *op_id, char **copy) {
+    *copy = NULL;
+    if (op_id == NULL) return 0;
+    if (strlen(op_id) >= OP_INLINE && (*copy = as_strdup(op_id)) == NULL) return -1;
+    if (e->ops == NULL && (e->ops = as_calloc(1, sizeof *e->ops)) == NULL) {
+        as_free(*copy);
+        *copy = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The index slot of the ring's entry k. */
+static size_t op_slot(const op_ids *o, size_t k) {
+    size_t i = (size_t)o->hash[k] & (OP_SLOTS - 1);
+    while (o->slot[i] != k + 1) i = (i + 1) & (OP_SLOTS - 1);
+    return i;
+}
+
+static void op_unlink(op_ids *o, size_t hole) {
+    size_t i = hole;
+    o->slot[hole] = 0;
+    for (;;) {
+        size_t home;
+        i = (i + 1) & (OP_SLOTS - 1);
+        if (o->slot[i] == 0) return;
+        home = (size_t)o->hash[o->slot[i] - 1] & (OP_SLOTS - 1);
+        /* move the entry back when its home is not between the hole and it */
+        if (((i - home) & (OP_SLOTS - 1)) >= ((i - hole) & (OP_SLOTS - 1))) {
+            o->slot[hole] = o->slot[i];
+            o->slot[i] = 0;
+            hole = i;
+        }
+    }
+}
+
+/* Records op_id as the newest (in `copy` when ops_reserve made one), in place
+** of the oldest when AS_OP_IDS_KEPT are kept. */
+static void ops_push(entry *e, const char *op_id, char *copy) {
+    op_ids *o = e->ops;
+    size_t k = o->next, i;
+    if (o->n == AS_OP_IDS_KEPT) {
+        op_unlink(o, op_slot(o, k));
+        op_text_free(o, k);
+    } else o->n++;
+    if (copy == NULL) copy = strcpy(o->inline_text[k], op_id);
+    o->hash[k] = op_hash(copy);
+    o->text[k] = copy;
+    for (i = (size_t)o->hash[k] & (OP_SLOTS - 1); o->slot[i] != 0; i = (i + 1) & (OP_SLOTS - 1))
+        continue;
+    o->slot[i] = (unsigned char)(k + 1);
+    o->next = (k + 1) % AS_OP_IDS_KEPT;
+}
+
+static as_status mem_op_applied(as_store *st, const as_meta *old, const as_stored *found,
+                                const char *op_id, int *applied, as_error *err) {
+    const op_ids *o = ((const entry *)(intptr_t)found->note)->ops;
+    uint64_t hash = op_hash(op_id);
+    size_t i;
+    (void)st;
+    (void)old;
+    (void)err;
+    *applied = 0;
+    if (o == NULL) return AS_OK;
+    for (i = (size_t)hash & (OP_SLOTS - 1); o->slot[i] != 0 && !*applied; i = (i + 1) & (OP_SLOTS - 1)) {
+        size_t k = o->slot[i] - 1u;
+        *applied = o->hash[k] == hash && strcmp(o->text[k], op_id) == 0;
+    }
+    return AS_OK;
+}
+
 /* ---------------------------------------------------------------- operations */
 
 static as_status mem_load(as_store *st, const char *id, const as_span *span, as_session *out,
@@ -127,6 +248,7 @@ static as_status mem_load(as_store *st, const char *id, const as_span *span, as_
     size_t from, n;
     if (e == NULL) return AS_ENOTFOUND;
     info->bytes = e->bytes;
+    info->note = (int64_t)(intptr_t)e; /* for op_applied: entries stay put until removed */
     memset(out, 0, sizeof *out);
     if (as_meta_copy(&out->meta, &e->s.meta, err) != AS_OK) return err->status;
     if (span == NULL) return AS_OK;
@@ -167,6 +289,7 @@ static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     memory_store *ms = (memory_store *)st;
     entry *e = mem_find(ms, w->meta->id);
     as_meta meta;
+    char *op = NULL;
     size_t keep, i;
     if (w->create) {
         if (e != NULL) {
@@ -181,7 +304,12 @@ static as_status mem_write(as_store *st, const as_write *w, as_error *err) {
     if (w->nappend > SIZE_MAX - keep || reserve_msgs(e, keep + w->nappend) != 0)
         return as_error_nomem(err);
     if (as_meta_copy(&meta, w->meta, err) != AS_OK) return err->status;
+    if (ops_reserve(e, w->op_id, &op) != 0) {
+        as_meta_clear(&meta);
+        return as_error_nomem(err);
+    }
     /* nothing can fail from here on */
+    if (w->op_id) ops_push(e, w->op_id, op);
     for (i = 0; i < w->nappend; i++) as_blob_ref(w->append[i]);
     for (i = keep; i < e->s.nmsgs; i++) as_blob_unref(e->s.msgs[i]);
     if (w->nappend > 0) memcpy(e->s.msgs + keep, w->append, w->nappend * sizeof(as_blob *));
@@ -263,6 +391,7 @@ static const as_store_ops memory_ops = {
     .remove = mem_remove,
     .list = mem_list,
     .close = mem_close,
+    .op_applied = mem_op_applied,
 };
 
 as_status as_store_memory_new(as_store **out, as_error *err) {

@@ -319,7 +319,7 @@ static int m_append(lua_State *L) {
     static const char *const names[] = { "tokens", "expect_version", "state", NULL };
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
-    as_append_opts opts = { 0, -1, NULL };
+    as_append_opts opts = { .expect_version = -1 };
     lua_Integer tokens = 0;
     int has_state = 0;
     lbind_call *c;
