@@ -11,10 +11,12 @@
 --   sessions.db  three sessions: one named and tagged with four messages
 --                (a tool call and its result, integers and floats, unicode) and
 --                an object state; a fork of it (parent_id) with a message
---                appended and its own tag; one without name, tags or messages
---                whose state is an array
---   v2.db        sessions.db as schema version 2 wrote it (no sessions.bytes),
+--                appended with an op_id and its own tag; one without name, tags
+--                or messages whose state is an array
+--   v3.db        sessions.db as schema version 3 wrote it (no sessions.ops),
 --                which the store migrates when it opens it
+--   v2.db        sessions.db as schema version 2 wrote it (no sessions.bytes
+--                either)
 --   v1.db        a schema-1 file (messages keyed by (rid, pos), no digests), as
 --                spec/08-sqlite_schema_spec.lua builds one, which the store migrates
 --   damaged.db   sessions.db with a message and a state that are not JSON and
@@ -104,17 +106,24 @@ store(sessions, function(mgr)
     },
   }))
   local fork = mgr:fork("alpha")
-  mgr:append(fork.id, { { role = "user", content = "And the specs?" } }, { tokens = 7 })
+  mgr:append(fork.id, { { role = "user", content = "And the specs?" } }, { tokens = 7, op_id = "seed-op" })
   mgr:tag(fork.id, "branch")
   mgr:save(agentsession.session({ id = "gamma", agent_name = "writer", state = A({ 1, "two", null }) }))
 end)
 settle(sessions)
 shrink(sessions)
 
+-- v3.db
+local v3 = dir .. "/v3.db"
+copy(sessions, v3)
+sql(v3, { "ALTER TABLE sessions DROP COLUMN ops", "PRAGMA user_version = 3" })
+shrink(v3)
+
 -- v2.db
 local v2 = dir .. "/v2.db"
 copy(sessions, v2)
-sql(v2, { "ALTER TABLE sessions DROP COLUMN bytes", "PRAGMA user_version = 2" })
+sql(v2, { "ALTER TABLE sessions DROP COLUMN bytes", "ALTER TABLE sessions DROP COLUMN ops",
+  "PRAGMA user_version = 2" })
 shrink(v2)
 
 -- v1.db
@@ -161,7 +170,7 @@ sql(damaged, {
 })
 shrink(damaged)
 
-for _, name in ipairs({ "empty.db", "sessions.db", "v2.db", "v1.db", "damaged.db" }) do
+for _, name in ipairs({ "empty.db", "sessions.db", "v3.db", "v2.db", "v1.db", "damaged.db" }) do
   local f = assert(io.open(dir .. "/" .. name, "rb"))
   print(("%-12s %6d bytes"):format(name, f:seek("end")))
   f:close()

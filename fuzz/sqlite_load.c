@@ -179,6 +179,11 @@ static void write_some(as_manager *m, const char *id, as_blob *msg) {
                                                          .state = msg }, &meta, &err),
           &err);
     as_meta_clear(&meta);
+    check("append with an op_id",
+          as_manager_append(m, id, &msg, 1, &(as_append_opts){ .expect_version = -1,
+                                                               .op_id = "fuzz-op" }, &meta, &err),
+          &err);
+    as_meta_clear(&meta);
     if (check("fork", as_manager_fork(m, id, NULL, AS_KEEP_ALL, &fork, &err), &err) == AS_OK) {
         check("fork of fork", as_manager_fork(m, fork.id, "fork", 1, &meta, &err), &err);
         as_meta_clear(&meta);

@@ -1,7 +1,8 @@
 -- What only the SQLite store has: the layout of its file and its migrations.
 -- The documented tables and the rows a session is kept in, the digest key of
--- each file, a schema-1 file opened, upgraded and written, and a schema-2 file
--- migrated to schema 3. Every test works on real files in a fresh temporary
+-- each file, a schema-1 file opened, upgraded and written, a schema-2 file
+-- migrated to schema 3, and a schema-3 file migrated to schema 4 (op ids in
+-- each session's row). Every test works on real files in a fresh temporary
 -- directory; the files are inspected with LuaSQL. The contract every store
 -- keeps is in 03-manager_spec.
 local agentsession = require("agentsession")
@@ -28,7 +29,7 @@ describe("sqlite store", function()
   after_each(sqlite_case.finish)
 
   describe("file format", function()
-    it("marks a new file with application_id and user_version 3 and has the documented tables", function()
+    it("marks a new file with application_id and user_version 4 and has the documented tables", function()
       local path = dir .. "/new.db"
       open(path):save(session({ agent_name = "a" }))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
@@ -41,7 +42,7 @@ describe("sqlite store", function()
       end
       assert.are.same({ "one", "seq", "digest_key" }, columns("counter"))
       assert.are.same({ "rid", "id", "name", "agent_name", "parent_id", "created_at", "updated_at", "seq",
-        "turn_count", "total_tokens", "version", "nmsgs", "state", "bytes" }, columns("sessions"))
+        "turn_count", "total_tokens", "version", "nmsgs", "state", "bytes", "ops" }, columns("sessions"))
       assert.are.same({ "rid", "pos", "tag", "updated_at", "seq" }, columns("tags"))
       assert.are.same({ "slot", "digest", "body" }, columns("messages"))
       assert.are.same({ { one = 1, ok = 1 } },
@@ -175,7 +176,7 @@ describe("sqlite store", function()
       }
     end
 
-    it("opens a version-1 file without loss and upgrades it to version 3", function()
+    it("opens a version-1 file without loss and upgrades it to version 4", function()
       local path = dir .. "/v1.db"
       h.with_db(path, function(conn)
         for _, sql in ipairs(V1) do h.exec(conn, sql) end
@@ -269,7 +270,7 @@ describe("sqlite: a schema-2 file", function()
     return out
   end
 
-  it("is migrated to schema 3 on opening: bytes computed as the store writes them, sessions unchanged", function()
+  it("is migrated on opening: bytes computed as the store writes them, sessions unchanged", function()
     local path = stores.new_file()
     local mgr = track(agentsession.sqlite(path))
     for _, s in ipairs(h.sample_sessions("mig", 7)) do mgr:save(s) end
@@ -286,6 +287,7 @@ describe("sqlite: a schema-2 file", function()
 
     h.with_db(path, function(conn)
       h.exec(conn, "ALTER TABLE sessions DROP COLUMN bytes")
+      h.exec(conn, "ALTER TABLE sessions DROP COLUMN ops")
       h.exec(conn, "PRAGMA user_version = 2")
     end)
     assert.are.equal(2, h.value(path, "PRAGMA user_version"))
@@ -300,6 +302,7 @@ describe("sqlite: a schema-2 file", function()
     assert.are.same({}, h.schema_problems(path))
     local new_columns = copy(old_columns)
     new_columns[#new_columns + 1] = "bytes"
+    new_columns[#new_columns + 1] = "ops" -- schema 4's
     table.sort(new_columns)
     assert.are.same(new_columns, columns(path))
 
@@ -315,5 +318,84 @@ describe("sqlite: a schema-2 file", function()
     assert_same(r, third:resume("mig-rich"), "mig-rich after a too_large append")
     third:append("mig-rich", { "small" })
     assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("sqlite: a schema-3 file", function()
+  after_each(close_all)
+
+  local function session_columns(path)
+    local out = {}
+    for _, row in ipairs(h.query(path, "PRAGMA table_info(sessions)")) do out[#out + 1] = row.name end
+    return out
+  end
+
+  -- A store file as schema 3 wrote it: the sessions of `fill`, without sessions.ops.
+  local function schema_3_file(fill)
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    fill(mgr)
+    local before = snapshot(mgr)
+    mgr:close()
+    h.with_db(path, function(conn)
+      h.exec(conn, "ALTER TABLE sessions DROP COLUMN ops")
+      h.exec(conn, "PRAGMA user_version = 3")
+    end)
+    assert.are.equal(3, h.value(path, "PRAGMA user_version"))
+    assert.are_not.equal("ops", session_columns(path)[#session_columns(path)])
+    return path, before
+  end
+
+  local function fill(mgr)
+    for _, s in ipairs(h.sample_sessions("v3", 4)) do mgr:save(s) end
+    mgr:save(rich_session("v3-rich"))
+    mgr:append("v3-01", { "appended" }, { tokens = 2 })
+    mgr:fork("v3-rich", "fork", { at = 2 })
+  end
+
+  it("is migrated to schema 4 on opening: no op ids yet, sessions unchanged, appends with op ids", function()
+    local path, before = schema_3_file(fill)
+    local again = track(agentsession.sqlite(path))
+    assert.are.equal(4, h.value(path, "PRAGMA user_version"))
+    assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
+    assert.are.equal("ops", session_columns(path)[#session_columns(path)])
+    assert_same(before, snapshot(again), "the sessions after the migration")
+    assert.are.same({ { n = 0 } }, h.query(path, "SELECT count(*) AS n FROM sessions WHERE ops IS NOT NULL"))
+    assert_sound(path, "after the migration")
+
+    local meta, applied = again:append("v3-rich", { "with an op id" }, { op_id = "after-migration" })
+    assert.is_true(applied)
+    local same_meta, again_applied = again:append("v3-rich", { "with an op id" }, { op_id = "after-migration" })
+    assert.is_false(again_applied)
+    assert.are.same(meta, same_meta)
+    again:close()
+    local third = track(agentsession.sqlite(path))
+    assert.is_false(select(2, third:append("v3-rich", { "x" }, { op_id = "after-migration" })))
+    assert.are.same({ { id = "v3-rich", n = 8 } },
+      h.query(path, "SELECT id, length(ops) AS n FROM sessions WHERE ops IS NOT NULL"))
+    assert_sound(path, "after appends with op ids")
+  end)
+
+  it("whose migration fails is left at schema 3 as it was, in one transaction", function()
+    local path = schema_3_file(fill)
+    -- a column in the way of the new one: the migration cannot add it
+    h.with_db(path, function(conn) h.exec(conn, "ALTER TABLE sessions ADD COLUMN ops TEXT") end)
+    local function rows()
+      local out = {}
+      for _, t in ipairs({ "sessions", "messages", "tags", "counter", "sqlite_master" }) do
+        out[t] = h.query(path, "SELECT * FROM " .. t .. " ORDER BY 1")
+      end
+      return out
+    end
+    local files = rows()
+    local ok, err = pcall(agentsession.sqlite, path)
+    assert.is_false(ok)
+    assert.is_true(agentsession.is_error(err, "storage"), tostring(err))
+    assert.truthy(err.message:find("ops", 1, true), err.message)
+    assert.are.equal(3, h.value(path, "PRAGMA user_version"))
+    assert.are.same(files, rows())
+    assert.are.equal("ok", h.integrity(path))
   end)
 end)

@@ -1,7 +1,7 @@
 /*
 ** The SQLite store: sessions in one file, durable and shared by processes.
 **
-** Layout (schema version 3, kept in PRAGMA user_version):
+** Layout (schema version 4, kept in PRAGMA user_version):
 **   sessions  one row per session: the metadata in columns, the state as JSON
 **             text, the message count, the session's size in bytes (`bytes`,
 **             so append checks the size limit without reading the history),
@@ -16,8 +16,12 @@
 **   tags      one row per tag, carrying its session's updated_at and seq, so a
 **             tag filter walks an index already in list order;
 **   counter   the last seq given out.
+** A session's row also keeps, in `ops`, the digests of the op ids of its last
+** appends that carried one: the row every write rewrites anyway, so that
+** recording an op id writes no page of its own.
 ** Version 1 kept messages keyed by (rid, pos) without digests, version 2 had
-** no `bytes`; opening such a file migrates it in one transaction.
+** no `bytes`, version 3 no `ops`; opening such a file migrates it in one
+** transaction.
 **
 ** Writes run in BEGIN IMMEDIATE transactions: the write lock is taken first,
 ** so a busy file is waited for (busy_timeout_ms) and never deadlocks on a lock
@@ -36,7 +40,7 @@
 #include "as_digest.h"
 #include "as_store_sqlite.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define APPLICATION_ID 1634169715 /* 0x61677373, "agss" */
 #define STR(x) #x
 #define XSTR(x) STR(x)
@@ -44,6 +48,16 @@
 /* so that (rid + 1) * SLOT_SPAN, the end of the last session's slots, fits */
 #define RID_MAX_VALUE 2147483646
 #define RID_MAX ((int64_t)RID_MAX_VALUE)
+/* sessions.ops: the op ids' digests, OP_DIGEST bytes each (little-endian),
+** oldest first, at most AS_OP_IDS_KEPT of them. A write with an op id
+** (?14, its digest; NULL for any other write) keeps the last
+** AS_OP_IDS_KEPT - 1 and adds it. */
+#define OP_DIGEST 8
+#define OPS_TAIL 792
+#define OPS_PUSH                                                                            \
+    "CASE WHEN ?14 IS NULL THEN ops WHEN ops IS NULL THEN ?14"                              \
+    " ELSE CAST(substr(ops, -" XSTR(OPS_TAIL) ") || ?14 AS BLOB) END"
+_Static_assert(OPS_TAIL == (AS_OP_IDS_KEPT - 1) * OP_DIGEST, "OPS_TAIL keeps all but one op id");
 
 enum {
     S_BEGIN_READ, S_BEGIN_WRITE, S_COMMIT, S_ROLLBACK,
@@ -52,6 +66,7 @@ enum {
     S_INSERT_SESSION, S_UPDATE_SESSION, S_UPDATE_STATE, S_DELETE_SESSION,
     S_DELETE_TAGS, S_INSERT_TAG,
     S_INSERT_MSG, S_UPDATE_MSG, S_DELETE_MSGS,
+    S_OPS,
     S_COUNT
 };
 
@@ -77,7 +92,7 @@ static const char *const sql_text[S_COUNT] = {
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     "UPDATE sessions SET name = ?2, agent_name = ?3, parent_id = ?4, created_at = ?5, "
     "updated_at = ?6, seq = ?7, turn_count = ?8, total_tokens = ?9, version = ?10, nmsgs = ?11, "
-    "bytes = ?13 WHERE rid = ?1",
+    "bytes = ?13, ops = " OPS_PUSH " WHERE rid = ?1",
     "UPDATE sessions SET state = ?2 WHERE rid = ?1",
     "DELETE FROM sessions WHERE rid = ?1",
     "DELETE FROM tags WHERE rid = ?1",
@@ -85,6 +100,7 @@ static const char *const sql_text[S_COUNT] = {
     "INSERT INTO messages (slot, digest, body) VALUES (?1, ?2, ?3)",
     "UPDATE messages SET digest = ?2, body = ?3 WHERE slot = ?1",
     "DELETE FROM messages WHERE slot >= ?1 AND slot < ?2",
+    "SELECT ops FROM sessions WHERE rid = ?1",
 };
 
 static const char schema_tables[] =
@@ -96,7 +112,7 @@ static const char schema_tables[] =
     " parent_id TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
     " seq INTEGER NOT NULL, turn_count INTEGER NOT NULL, total_tokens INTEGER NOT NULL,"
     " version INTEGER NOT NULL, nmsgs INTEGER NOT NULL, state TEXT NOT NULL,"
-    " bytes INTEGER NOT NULL);"
+    " bytes INTEGER NOT NULL, ops BLOB);"
     "CREATE TABLE tags ("
     " rid INTEGER NOT NULL, pos INTEGER NOT NULL, tag TEXT NOT NULL,"
     " updated_at INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (rid, pos)) WITHOUT ROWID;"
@@ -130,6 +146,9 @@ static const char migrate_2_to_3[] =
     "UPDATE sessions SET bytes = length(CAST(state AS BLOB)) + coalesce((SELECT"
     " sum(length(CAST(body AS BLOB)) + 1) FROM messages WHERE slot >= sessions.rid * 4294967296"
     " AND slot < (sessions.rid + 1) * 4294967296), 0);";
+
+/* Version 3 kept no op ids: a file starts with none. */
+static const char migrate_3_to_4[] = "ALTER TABLE sessions ADD COLUMN ops BLOB;";
 
 /* list() statements kept prepared: by filter tag (or none), agent, parent. */
 #define LIST_SHAPES 8
@@ -581,6 +600,46 @@ static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, as
     return stmt_run(ss, s, err);
 }
 
+/* ---------------------------------------------------------------- op ids */
+
+/* The digest of an op id under the file's key, as sessions.ops keeps it. */
+static void op_digest(const sqlite_store *ss, const char *op_id, unsigned char out[OP_DIGEST]) {
+    uint64_t d = as_digest(&ss->key, op_id, strlen(op_id));
+    int i;
+    for (i = 0; i < OP_DIGEST; i++) out[i] = (unsigned char)(d >> (8 * i));
+}
+
+/* Looks the op id's digest up among those the session's row keeps (the row
+** the load in this transaction found). Two different op ids have the same
+** digest for at most one key in 2^56 (see as_digest.h). */
+static as_status sq_op_applied(as_store *st, const as_meta *old, const as_stored *found,
+                               const char *op_id, int *applied, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    unsigned char want[OP_DIGEST];
+    const unsigned char *ops;
+    sqlite3_stmt *s;
+    as_status status = stmt_prepare(ss, S_OPS, &s, err);
+    int rc, n, i;
+    (void)old;
+    if (status != AS_OK) return status;
+    *applied = 0;
+    op_digest(ss, op_id, want);
+    sqlite3_bind_int64(s, 1, found->note);
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) status = rc == SQLITE_DONE ? sq_damaged(ss, "a session row is missing", err)
+                                                     : sq_fail(ss, rc, err);
+    else if (sqlite3_column_type(s, 0) == SQLITE_NULL) status = AS_OK;
+    else if (sqlite3_column_type(s, 0) != SQLITE_BLOB
+             || (n = sqlite3_column_bytes(s, 0)) % OP_DIGEST != 0
+             || n > AS_OP_IDS_KEPT * OP_DIGEST)
+        status = sq_damaged(ss, "column ops is not a list of op id digests", err);
+    else if ((ops = sqlite3_column_blob(s, 0)) == NULL && n > 0) status = as_error_nomem(err);
+    else
+        for (i = 0; i < n && !*applied; i += OP_DIGEST) *applied = memcmp(ops + i, want, OP_DIGEST) == 0;
+    stmt_reset(s);
+    return status;
+}
+
 static as_status sq_create(sqlite_store *ss, const as_write *w, int64_t seq, as_error *err) {
     const as_blob *state = w->state;
     sqlite3_stmt *s;
@@ -618,6 +677,7 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     sqlite3_stmt *s;
     int64_t rid = 0, stored = 0, keep = 0, total, seq;
+    unsigned char digest[OP_DIGEST];
     as_status status;
     if (!w->create) {
         rid = w->found->note;
@@ -639,6 +699,10 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
     sqlite3_bind_int64(s, 1, rid);
     bind_meta(s, w->meta, seq, total);
     sqlite3_bind_int64(s, 13, w->bytes > (size_t)INT64_MAX ? INT64_MAX : (int64_t)w->bytes);
+    if (w->op_id) {
+        op_digest(ss, w->op_id, digest);
+        sqlite3_bind_blob(s, 14, digest, OP_DIGEST, SQLITE_STATIC);
+    }
     if ((status = stmt_run(ss, s, err)) != AS_OK) return status;
     if (w->state) {
         if ((status = stmt_prepare(ss, S_UPDATE_STATE, &s, err)) != AS_OK) return status;
@@ -747,6 +811,7 @@ static const as_store_ops sqlite_ops = {
     .list = sq_list,
     .close = sq_close,
     .canonical = 1, /* save compares digests of message texts */
+    .op_applied = sq_op_applied,
 };
 
 /* ---------------------------------------------------------------- opening */
@@ -813,6 +878,7 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
             return st;
     }
     if (version <= 2 && (st = sq_exec(ss, migrate_2_to_3, err)) != AS_OK) return st;
+    if (version <= 3 && (st = sq_exec(ss, migrate_3_to_4, err)) != AS_OK) return st;
     if ((st = sq_exec(ss, schema_indexes, err)) != AS_OK) return st;
     return sq_exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
 }

@@ -18,7 +18,7 @@ M.monotime = system.monotime
 
 -- The documented file markers of a store.
 M.APPLICATION_ID = 1634169715
-M.USER_VERSION = 3
+M.USER_VERSION = 4
 
 --------------------------------------------------------------------------
 -- Shell and files
@@ -332,6 +332,10 @@ function M.schema_problems(path)
       .. " HAVING count(m.pos) <> s.nmsgs OR (s.nmsgs > 0 AND (min(m.pos) <> 0 OR max(m.pos) <> s.nmsgs - 1))",
       "message rows do not match nmsgs")
     check([[SELECT id, seq FROM sessions WHERE seq > (SELECT seq FROM counter)]], "session seq beyond counter")
+    if #M.rows(conn, "SELECT name FROM pragma_table_info('sessions') WHERE name = 'ops'") > 0 then
+      check("SELECT id, typeof(ops) AS type, length(ops) AS n FROM sessions WHERE ops IS NOT NULL"
+        .. " AND (typeof(ops) <> 'blob' OR length(ops) % 8 <> 0 OR length(ops) > 800)", "op id digests")
+    end
     check([[SELECT count(*) AS n FROM counter HAVING count(*) <> 1]], "counter rows")
     return problems
   end)
