@@ -8,6 +8,8 @@
 **                    holds) and `seq`, the session's last write number
 **   P{<id>}:msgs     list: one JSON text per message
 **   P{<id>}:state    string: the state's JSON text
+**   P{<id>}:ops      sorted set: the op ids of the session's last appends
+**                    that carried one, scored by the version they made
 **   Pall             sorted set of every session
 **   Ptag:<tag>       sorted set of the sessions carrying the tag
 **   Pagent:<name>    sorted set of the sessions of an agent
@@ -45,6 +47,9 @@
 
 #include "as_alloc.h"
 #include "as_store_redis.h"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
 
 /* ---------------------------------------------------------------- scripts */
 
@@ -117,20 +122,23 @@ static const char list_script[] =
     "end\n"
     "return out\n";
 
-/* append: one atomic step. KEYS: meta, msgs, the counter, state. ARGV: prefix,
-** id, number of messages, tokens, expected version (-1: any), now, bytes added,
-** size limit, "1" and the new state or "0" and "", the limit of total_tokens, then the
-** messages. Checks first, the kinds of the keys it will
-** write included (only the HINCRBY of the tokens writes before the size check,
-** and is undone when it fails), so no error can stop it half-way; the meta JSON
-** length (`metalen`) follows the counters' digits. Returns {"OK", meta hash}
-** or {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
+/* append: one atomic step. KEYS: meta, msgs, the counter, state, ops. ARGV:
+** prefix, id, number of messages, tokens, expected version (-1: any), now,
+** bytes added, size limit, "1" and the new state or "0" and "", the limit of
+** total_tokens, the op_id ("": none), then the messages. Checks first, the
+** kinds of the keys it will write included (only the HINCRBY of the tokens
+** writes before the size check, and is undone when it fails), so no error can
+** stop it half-way; the meta JSON length (`metalen`) follows the counters'
+** digits. An op_id the session's op ids hold ends it before any other check
+** (ZSCORE, the first command on that key, refuses one of another kind).
+** Returns {"OK", meta hash}, {"APPLIED", meta hash} (the op_id was) or
+** {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
 static const char append_script[] =
-    "local meta, msgs, seqkey, statekey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]\n"
+    "local meta, msgs, seqkey, statekey, opskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     "local new_state = ARGV[9] == '1' and ARGV[10] or nil\n"
     "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
-    "local max_tokens = ARGV[11]\n"
+    "local max_tokens, op = ARGV[11], ARGV[12]\n"
     "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
     "  'bytes', 'metalen', 'seq', 'agent_name', 'parent_id', 'tags')\n"
     "if not f[1] then\n"
@@ -144,8 +152,6 @@ static const char append_script[] =
     "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
     "    '\": its metadata is not what this store writes')\n"
     "end\n"
-    "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
-    "if turns + n > 4294967295 then return {'TURNS'} end\n"
     "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[8]}\n"
     "if f[9] then idx[#idx + 1] = prefix .. 'parent:' .. f[9] end\n"
     "for t in string.gmatch(f[10], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
@@ -159,6 +165,11 @@ static const char append_script[] =
     "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
     "    '\": one of its keys or indexes holds another kind of value')\n"
     "end\n"
+    "if op ~= '' and redis.call('ZSCORE', opskey, op) then\n"
+    "  return {'APPLIED', redis.call('HGETALL', meta)}\n"
+    "end\n"
+    "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
+    "if turns + n > 4294967295 then return {'TURNS'} end\n"
     "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
     "if type(r) == 'table' and r.err then\n"
     "  if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
@@ -181,8 +192,12 @@ static const char append_script[] =
     "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
-    "for i = 12, 11 + n, 1000 do\n"
-    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 11 + n)))\n"
+    "for i = 13, 12 + n, 1000 do\n"
+    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 12 + n)))\n"
+    "end\n"
+    "if op ~= '' then\n"
+    "  redis.call('ZADD', opskey, new_version, op)\n"
+    "  redis.call('ZREMRANGEBYRANK', opskey, 0, -" XSTR(AS_OP_IDS_KEPT) " - 1)\n"
     "end\n"
     "if new_state then redis.call('SET', statekey, new_state) end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
@@ -974,6 +989,11 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     as_buf *q = &rs->q;
     size_t i;
     int bad = queue_start(rs, m->id) || queue_meta(rs, m, w->bytes);
+    if (w->create) {
+        /* a new session starts with no op ids, whatever a damaged store left */
+        bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "ops");
+        rs->nq++;
+    }
     if (w->keep == 0) {
         bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "msgs");
         rs->nq++;
@@ -1001,9 +1021,9 @@ static as_status rd_remove(as_store *st, const as_meta *old, const as_stored *fo
                            as_error *err) {
     redis_store *rs = (redis_store *)st;
     as_buf *q = &rs->q;
-    int bad = queue_start(rs, old->id) || put_head(q, 4) || put_str(q, "DEL")
+    int bad = queue_start(rs, old->id) || put_head(q, 5) || put_str(q, "DEL")
               || put_skey(rs, q, old->id, "meta") || put_skey(rs, q, old->id, "msgs")
-              || put_skey(rs, q, old->id, "state");
+              || put_skey(rs, q, old->id, "state") || put_skey(rs, q, old->id, "ops");
     rs->nq++;
     bad |= queue_unindex(rs, old, found->note);
     return bad ? as_error_nomem(err) : AS_OK;
@@ -1118,10 +1138,10 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs)
-                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 16 + a->nmsgs)
-                  || put_str(b, "4") || put_skey(rs, b, a->id, "meta")
+                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 18 + a->nmsgs)
+                  || put_str(b, "5") || put_skey(rs, b, a->id, "meta")
                   || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
-                  || put_skey(rs, b, a->id, "state")
+                  || put_skey(rs, b, a->id, "state") || put_skey(rs, b, a->id, "ops")
                   || put_bulk(b, rs->prefix, rs->plen) || put_str(b, a->id)
                   || put_int(b, (int64_t)a->nmsgs);
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->tokens);
@@ -1130,7 +1150,7 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
               || put_str(b, a->state ? "1" : "0")
               || (a->state ? put_bulk(b, a->state->text, a->state->len) : put_str(b, ""));
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->max_tokens);
-        bad = bad || put_str(b, num);
+        bad = bad || put_str(b, num) || put_str(b, a->op_id ? a->op_id : "");
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */
@@ -1147,8 +1167,10 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     else if (res->type != REDIS_REPLY_ARRAY || res->elements < 1
              || res->element[0]->type != REDIS_REPLY_STRING)
         status = rd_damaged(rs, a->id, "the append script gave an unexpected reply", err);
-    else if (strcmp(tag = res->element[0]->str, "OK") == 0 && res->elements == 2) {
+    else if ((strcmp(tag = res->element[0]->str, "OK") == 0 || strcmp(tag, "APPLIED") == 0)
+             && res->elements == 2) {
         int64_t seq, bytes;
+        *a->applied = tag[0] == 'O';
         status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
         /* the script has run: say so rather than report a failed call */
         if (status == AS_ENOMEM) as_error_nomem_applied(err, a->id);
