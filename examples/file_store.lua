@@ -10,9 +10,11 @@
 --
 -- The folder holds:
 --   index.json         every session's metadata and the name of its file
---   <n>.jsonl          one session: its metadata, its state, then one message
---                      per line (one JSON text per line, so a value nested as
---                      deep as the codec allows still fits)
+--   <n>.jsonl          one session: its metadata, its state, its op_ids (the
+--                      manager's record of the appends it applied, see
+--                      docs/custom-stores.md), then one message per line (one
+--                      JSON text per line, so a value nested as deep as the
+--                      codec allows still fits)
 --
 -- Every write is atomic: the new session file is written under a new name,
 -- then the index is replaced (written to a temporary file, then renamed over
@@ -50,9 +52,11 @@ local function write_atomic(path, text)
   end
 end
 
+local HEADER = 3 -- lines before the messages
+
 local function encode_session(s)
-  local lines = { json.encode(s.metadata), json.encode(s.state) }
-  for i, m in ipairs(s.messages) do lines[i + 2] = json.encode(m) end
+  local lines = { json.encode(s.metadata), json.encode(s.state), json.encode(s.op_ids or agentsession.array()) }
+  for i, m in ipairs(s.messages) do lines[i + HEADER] = json.encode(m) end
   return table.concat(lines, "\n") .. "\n"
 end
 
@@ -69,8 +73,8 @@ end
 local function decode_session(text, path, hint)
   local lines = {}
   for line in text:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
-  if #lines < 2 then error("damaged session file " .. path, 0) end
-  local total = #lines - 2
+  if #lines < HEADER then error("damaged session file " .. path, 0) end
+  local total = #lines - HEADER
   local first, last = 1, total
   if hint and hint.last then
     first = math.max(1, total - hint.last + 1)
@@ -80,11 +84,12 @@ local function decode_session(text, path, hint)
   end
   local messages = agentsession.array()
   for i = first, last do
-    messages[#messages + 1] = decode(lines[i + 2], path, "message " .. i)
+    messages[#messages + 1] = decode(lines[i + HEADER], path, "message " .. i)
   end
   return {
     metadata = decode(lines[1], path, "metadata"),
     state = decode(lines[2], path, "state"),
+    op_ids = decode(lines[3], path, "op_ids"),
     messages = messages,
     window = (first > 1 or last < total) and { first = first, total = total } or nil,
   }

@@ -146,8 +146,12 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int 
 /* An array of messages (the value at idx) as blobs appended to s. */
 as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                             as_error *err);
-/* The metadata of the session table at idx, checking the table's fields but
-** converting no message and no state. */
+/* A session table a custom store's backend returned, which may also carry the
+** field op_ids (not converted: lcustom.c reads it). */
+as_status lbind_to_stored_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                                  as_error *err);
+/* The metadata of such a table, checking the table's fields but converting no
+** message and no state. */
 as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, as_error *err);
 /* A metadata table (as list() gives) to core metadata. */
 as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err);

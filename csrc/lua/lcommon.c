@@ -181,6 +181,14 @@ const char *lbind_opt_text(lua_State *L, int tbl, const char *what, const char *
         lua_pop(L, 1);
         return NULL;
     }
+    if (t == LUA_TSTRING) { /* the usual case, without the path's formatting */
+        s = lua_tolstring(L, -1, &len);
+        if (len >= min && len <= max && memchr(s, '\0', len) == NULL) {
+            /* the options table holds the string for as long as the call runs */
+            lua_pop(L, 1);
+            return s;
+        }
+    }
     field_path(path, sizeof path, what, field);
     if (t != LUA_TSTRING)
         lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", lua_typename(L, t));

@@ -12,6 +12,7 @@
 **   rewind(id, keep, metadata)                    (optional: keep the first messages)
 **   fork(source_id, metadata, count)              (optional: copy a session's first messages)
 **   append(id, messages, metadata)                (optional: add messages at the end)
+**   append_op(id, messages, metadata, op_ids)     (optional: the same, and set op_ids)
 **   close()                                       (optional)
 **
 ** A hint, { last = n } or { from = i [, count = n] }, says which messages the
@@ -19,6 +20,14 @@
 ** session's field window = { first = k, total = t } (its messages are the
 ** stored ones from index k on, of t stored); a session without `window` is
 ** the whole of it, and this store picks the messages asked for.
+**
+** Op ids live in the stored session: its field op_ids, an array of the op
+** ids of its last appends that carried one (oldest first, at most
+** AS_OP_IDS_KEPT), which store() is handed and load() gives back, with or
+** without a hint, and which update, rewind and append leave as they are. An
+** append with an op_id is checked against the loaded session's, and written
+** with the new array by append_op, or else by store(). The manager never
+** hands the field to its callers.
 **
 ** This file is a store like the others, behind the store interface: the
 ** manager keeps every rule of the contract and this store keeps what it is
@@ -328,7 +337,7 @@ static int convert_loaded(lua_State *L, load_call *lc, int hinted) {
     as_error_clear(&why);
     /* the whole session is encoded, also for its metadata alone: its size is
     ** what the texts of its messages and state come to */
-    c->st = lbind_to_session(L, -1, out, &c->cs->buf, 0, &why);
+    c->st = lbind_to_stored_session(L, -1, out, &c->cs->buf, 0, &why);
     n = out->nmsgs;
     if (c->st != AS_OK) {
         if (c->st != AS_ENOMEM) c->st = garbage(c, "load", &why);
@@ -478,6 +487,110 @@ static void write_fork(lua_State *L, call *c, const char *from, const as_meta *m
     c->st = backend_call(L, c, "fork", 3);
 }
 
+/* ---------------------------------------------------------------- write: op ids */
+
+/* Pushes the op_ids array of the stored session at idx (a new empty one when
+** it has none); 0 with c->st set when it is not an array of strings. */
+static int push_stored_op_ids(lua_State *L, call *c, int idx) {
+    lua_Integer n, i;
+    int t = lbind_rawfield(L, idx, "op_ids");
+    as_error why;
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 0);
+        return 1;
+    }
+    if (t == LUA_TTABLE && (n = lbind_array_len(L, -1)) >= 0) {
+        for (i = 1; i <= n; i++) {
+            t = lua_rawgeti(L, -1, i);
+            lua_pop(L, 1);
+            if (t != LUA_TSTRING) break;
+        }
+        if (i > n) return 1;
+    }
+    as_error_set(&why, AS_ESTORAGE, "must be an array of strings");
+    as_error_prefix(&why, "op_ids");
+    c->st = garbage(c, "load", &why);
+    return 0;
+}
+
+/* Pushes the op ids a write leaves the session: those of the stored session
+** at `session` (0: none), and op_id (NULL: none) as the newest, the oldest
+** dropped past AS_OP_IDS_KEPT. 0 with c->st set when the stored ones are garbage. */
+static int push_op_ids(lua_State *L, call *c, int session, const char *op_id) {
+    lua_Integer n = 0, from, i, k = 0;
+    int old = 0;
+    if (session) {
+        if (!push_stored_op_ids(L, c, session)) return 0;
+        old = lua_gettop(L);
+        n = (lua_Integer)lua_rawlen(L, old);
+    }
+    from = n - (AS_OP_IDS_KEPT - (op_id != NULL)) + 1;
+    if (from < 1) from = 1;
+    lua_createtable(L, (int)(n - from + 2), 0);
+    for (i = from; i <= n; i++) {
+        lua_rawgeti(L, old, i);
+        lua_rawseti(L, -2, ++k);
+    }
+    if (op_id) {
+        lua_pushstring(L, op_id);
+        lua_rawseti(L, -2, ++k);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    if (old) lua_remove(L, old);
+    return 1;
+}
+
+/* An append with an op_id: backend.append_op(id, messages, metadata, op_ids). */
+static void write_append_op(lua_State *L, call *c, const as_write *w) {
+    int session;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(w->found->note >> 1));
+    session = lua_gettop(L);
+    backend_fn(L, c->cs, "append_op");
+    lua_pushstring(L, w->meta->id);
+    if ((c->st = push_messages(L, c, w->append, w->nappend)) != AS_OK) return;
+    lbind_push_meta(L, w->meta, c->cs->big);
+    if (!push_op_ids(L, c, session, w->op_id)) return;
+    c->st = backend_call(L, c, "append_op", 4);
+}
+
+typedef struct op_call {
+    call c;
+    const as_stored *found;
+    const char *op_id;
+    int *applied;
+} op_call;
+
+static int step_op_applied(lua_State *L) {
+    op_call *oc = lua_touserdata(L, 1);
+    size_t len = strlen(oc->op_id), n, i;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, (int)(oc->found->note >> 1));
+    if (!push_stored_op_ids(L, &oc->c, lua_gettop(L))) return 0;
+    n = (size_t)lua_rawlen(L, -1);
+    *oc->applied = 0;
+    for (i = 1; i <= n && !*oc->applied; i++) {
+        size_t have;
+        const char *s;
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        s = lua_tolstring(L, -1, &have);
+        *oc->applied = have == len && memcmp(s, oc->op_id, len) == 0;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static as_status cu_op_applied(as_store *st, const as_meta *old, const as_stored *found,
+                               const char *op_id, int *applied, as_error *err) {
+    op_call oc;
+    (void)old;
+    memset(&oc, 0, sizeof oc);
+    oc.c.err = err;
+    oc.found = found;
+    oc.op_id = op_id;
+    oc.applied = applied;
+    return cu_run((custom_store *)st, step_op_applied, &oc.c);
+}
+
 /* Loads the session `id` whole for the write under way and pushes its
 ** table; 0 with c->st set when it fails. The converted session is only
 ** checked, and freed even when a Lua error cuts the load short. */
@@ -562,6 +675,10 @@ static void write_store(lua_State *L, call *c, const as_write *w) {
         lua_newtable(L);
     }
     lua_setfield(L, -2, "state");
+    if (session || w->op_id) {
+        if (!push_op_ids(L, c, session, w->op_id)) return;
+        lua_setfield(L, -2, "op_ids");
+    }
     c->st = backend_call(L, c, "store", 1);
 }
 
@@ -577,14 +694,16 @@ static int step_write(lua_State *L) {
     write_call *wc = lua_touserdata(L, 1);
     call *c = &wc->c;
     const as_write *w = wc->w;
-    int meta_only = !w->create && w->nappend == 0 && w->state == NULL;
+    int meta_only = !w->create && w->nappend == 0 && w->state == NULL && w->op_id == NULL;
+    int appends = !w->create && w->keep == AS_KEEP_ALL && w->state == NULL;
     if (meta_only && w->keep == AS_KEEP_ALL && has(L, c->cs, "update"))
         write_update(L, c, w->meta);
     else if (meta_only && w->keep != AS_KEEP_ALL && has(L, c->cs, "rewind"))
         write_rewind(L, c, w->meta->id, w->keep, w->meta);
-    else if (!w->create && w->keep == AS_KEEP_ALL && w->nappend > 0 && w->state == NULL
-             && has(L, c->cs, "append"))
+    else if (appends && w->nappend > 0 && w->op_id == NULL && has(L, c->cs, "append"))
         write_append(L, c, w->meta->id, w->append, w->nappend, w->meta);
+    else if (appends && w->op_id && has(L, c->cs, "append_op"))
+        write_append_op(L, c, w);
     else if (w->create && w->from && has(L, c->cs, "fork"))
         write_fork(L, c, w->from, w->meta, w->nappend);
     else
@@ -856,6 +975,7 @@ static const as_store_ops custom_ops = {
     .list = cu_list,
     .close = cu_close,
     .canonical = 0,
+    .op_applied = cu_op_applied,
 };
 
 /* ---------------------------------------------------------------- the constructor */
@@ -872,7 +992,7 @@ static int cu_enter(void *store, lua_State *L) {
 static void check_backend(lua_State *L) {
     static const char *const required[] = { "load", "store", "remove", "list", NULL };
     static const char *const optional[] = { "query", "update", "rewind", "fork", "append",
-                                            "close", NULL };
+                                            "append_op", "close", NULL };
     int i;
     luaL_checktype(L, 1, LUA_TTABLE);
     for (i = 0; required[i]; i++) {
@@ -900,7 +1020,7 @@ A manager over a store written in Lua, with every rule of the other managers.
 @function custom
 @within Managers
 @tparam table backend the functions `load`, `store`, `remove` and `list`, and optionally
- `query`, `update`, `rewind`, `fork`, `append` and `close`
+ `query`, `update`, `rewind`, `fork`, `append`, `append_op` and `close`
 @tparam[opt] table opts `{ max_session_bytes = n }`
 @treturn SessionManager the manager
 @raise `invalid` for a backend without its functions or a bad option

@@ -148,6 +148,12 @@ static int64_t opt_expect_version(lua_State *L, int tbl) {
     return (int64_t)v;
 }
 
+/* options.op_id: NULL when absent. The core checks its text (as_check_op_id),
+** naming the path "op_id", which an error here takes as "options.op_id". */
+static const char *opt_op_id(lua_State *L, int tbl) {
+    return lbind_opt_text(L, tbl, "options", "op_id", 1, AS_OP_ID_MAX);
+}
+
 /* A field a window must have: a whole number >= lo. */
 static lua_Integer window_field(lua_State *L, int tbl, const char *name, lua_Integer lo) {
     lua_Integer v;
@@ -310,18 +316,21 @@ Adds messages after the stored ones in one atomic write, without reading the his
 @function append
 @string id the session's id
 @tparam table messages an array of messages
-@tparam[opt] table opts `{ tokens = n, expect_version = v, state = x }`: `tokens` is added to
- `total_tokens`; `state`, when given, replaces the stored state in the same write
-@treturn table the new metadata
+@tparam[opt] table opts `{ tokens = n, expect_version = v, state = x, op_id = s }`: `tokens` is
+ added to `total_tokens`; `state`, when given, replaces the stored state in the same write;
+ `op_id` (1 to 128 bytes of UTF-8, a UUID for instance) makes the append apply at most once to
+ the session: sent again, it changes nothing
+@treturn table the new metadata (the current one when `op_id` had been applied)
+@treturn bool `true` when the append was applied, `false` when an append with that `op_id` had been
 @raise `not_found`, `invalid`, `too_large`, `conflict`, `storage`, `unavailable` or `closed`
 */
 static int m_append(lua_State *L) {
-    static const char *const names[] = { "tokens", "expect_version", "state", NULL };
+    static const char *const names[] = { "tokens", "op_id", "expect_version", "state", NULL };
     as_manager *m = check_open(L);
     const char *id = check_id(L, 2);
     as_append_opts opts = { .expect_version = -1 };
     lua_Integer tokens = 0;
-    int has_state = 0;
+    int has_state = 0, applied = 1;
     lbind_call *c;
     result_hook h;
     as_status st;
@@ -335,7 +344,9 @@ static int m_append(lua_State *L) {
         opts.expect_version = opt_expect_version(L, 4);
         has_state = lbind_rawfield(L, 4, "state") != LUA_TNIL;
         lua_pop(L, 1);
+        opts.op_id = opt_op_id(L, 4);
     }
+    opts.applied = &applied;
     c = lbind_call_new(L);
     as_error_clear(&err);
     st = lbind_to_messages(L, 3, &c->session, &c->buf, as_manager_canonical(m), &err);
@@ -352,9 +363,9 @@ static int m_append(lua_State *L) {
         int written = 0;
         if (as_manager_store_appends(m)) {
             /* the store's own append writes before the result can be built */
-            as_error applied;
-            as_error_nomem_applied(&applied, id);
-            lbind_push_error(L, &applied);
+            as_error was_applied;
+            as_error_nomem_applied(&was_applied, id);
+            lbind_push_error(L, &was_applied);
             written = lua_gettop(L);
         }
         hook_result(L, m, &h, RESULT_META, NULL);
@@ -362,7 +373,12 @@ static int m_append(lua_State *L) {
         unhook_result(L, m, &h, st, &c->meta, written);
     }
     lbind_call_done(c);
-    return st == AS_OK ? 1 : lbind_error(L, &err);
+    if (st != AS_OK) {
+        if (st == AS_EINVALID && strcmp(err.path, "op_id") == 0) as_error_prefix(&err, "options.");
+        return lbind_error(L, &err);
+    }
+    lua_pushboolean(L, applied);
+    return 2;
 }
 
 /***

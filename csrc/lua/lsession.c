@@ -226,6 +226,9 @@ static as_status to_messages(lua_State *L, int idx, as_session *s, as_buf *b, in
 
 /* `window` marks a session loaded in part (see m_save and lcustom.c). */
 static const char *const session_fields[] = { "metadata", "messages", "state", "window", NULL };
+/* A session a custom store's backend returns may also carry its op ids (lcustom.c). */
+static const char *const stored_fields[] = { "metadata", "messages", "state", "window", "op_ids",
+                                             NULL };
 
 as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
                             as_error *err) {
@@ -233,10 +236,12 @@ as_status lbind_to_messages(lua_State *L, int idx, as_session *s, as_buf *b, int
     return to_messages(L, lua_absindex(L, idx), s, b, sorted, err);
 }
 
-/* The fields of the session table at idx (an absolute index) and its metadata. */
-static as_status session_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
+/* The fields of the session table at idx (an absolute index), which may be
+** those named, and its metadata. */
+static as_status session_meta(lua_State *L, int idx, const char *const *fields, as_meta *m,
+                              as_error *err) {
     as_status st;
-    if ((st = known_fields(L, idx, session_fields, "", err)) != AS_OK) return st;
+    if ((st = known_fields(L, idx, fields, "", err)) != AS_OK) return st;
     lbind_rawfield(L, idx, "metadata");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
@@ -248,14 +253,14 @@ static as_status session_meta(lua_State *L, int idx, as_meta *m, as_error *err) 
 }
 
 as_status lbind_to_session_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
-    return session_meta(L, lua_absindex(L, idx), m, err);
+    return session_meta(L, lua_absindex(L, idx), stored_fields, m, err);
 }
 
-as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
-                           as_error *err) {
+static as_status to_session(lua_State *L, int idx, const char *const *fields, as_session *s,
+                            as_buf *b, int sorted, as_error *err) {
     as_status st;
     idx = lua_absindex(L, idx);
-    if ((st = session_meta(L, idx, &s->meta, err)) != AS_OK) return st;
+    if ((st = session_meta(L, idx, fields, &s->meta, err)) != AS_OK) return st;
     lbind_rawfield(L, idx, "messages");
     st = to_messages(L, lua_gettop(L), s, b, sorted, err);
     lua_pop(L, 1);
@@ -268,6 +273,16 @@ as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int 
     }
     lua_pop(L, 1);
     return st;
+}
+
+as_status lbind_to_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                           as_error *err) {
+    return to_session(L, idx, session_fields, s, b, sorted, err);
+}
+
+as_status lbind_to_stored_session(lua_State *L, int idx, as_session *s, as_buf *b, int sorted,
+                                  as_error *err) {
+    return to_session(L, idx, stored_fields, s, b, sorted, err);
 }
 
 as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {

@@ -1,7 +1,7 @@
 -- Backends for agentsession.custom, in plain Lua, for the specs: each session
--- kept as JSON texts in a table (metadata, each message and the state apart,
--- so a value nested as deep as the codec allows still fits), so nothing the
--- wrapper hands over is shared.
+-- kept as JSON texts in a table (metadata, each message, the state and the
+-- op_ids apart, so a value nested as deep as the codec allows still fits), so
+-- nothing the wrapper hands over is shared.
 -- new() gives the four required functions; new{ fast = true } adds every
 -- optional one. backend.calls counts the calls of each function.
 local agentsession = require("agentsession")
@@ -15,7 +15,8 @@ function M.new(opts)
   local function encode(s)
     local msgs = {}
     for i, m in ipairs(s.messages) do msgs[i] = json.encode(m) end
-    return { metadata = json.encode(s.metadata), messages = msgs, state = json.encode(s.state) }
+    return { metadata = json.encode(s.metadata), messages = msgs, state = json.encode(s.state),
+      op_ids = s.op_ids and json.encode(s.op_ids) }
   end
   -- The session of the texts t, with `n` messages from the `from`-th on (default:
   -- all); a part of the messages is told in `window`.
@@ -25,7 +26,8 @@ function M.new(opts)
     local last = math.min(total, from + (n or total) - 1)
     local msgs = agentsession.array()
     for i = from, last do msgs[#msgs + 1] = json.decode(t.messages[i]) end
-    local s = { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state) }
+    local s = { metadata = json.decode(t.metadata), messages = msgs, state = json.decode(t.state),
+      op_ids = t.op_ids and json.decode(t.op_ids) }
     if from > 1 or last < total then s.window = { first = math.min(from, total + 1), total = total } end
     return s
   end
@@ -97,6 +99,13 @@ function M.new(opts)
       local t = assert(data[id])
       for _, m in ipairs(msgs) do t.messages[#t.messages + 1] = json.encode(m) end
       t.metadata = json.encode(metadata)
+    end
+    function b.append_op(id, msgs, metadata, op_ids)
+      count("append_op")
+      local t = assert(data[id])
+      for _, m in ipairs(msgs) do t.messages[#t.messages + 1] = json.encode(m) end
+      t.metadata = json.encode(metadata)
+      t.op_ids = json.encode(op_ids)
     end
     function b.close()
       count("close")
