@@ -216,6 +216,41 @@ static void test_windows(agentsession_manager *m, const char *id) {
     agentsession_free(s);
 }
 
+/* An append with an op_id is applied once: sent again it changes nothing and
+** gives the current metadata; another op_id applies. */
+static void test_append_op_id(agentsession_manager *m, const char *id) {
+    agentsession_append_options o = AGENTSESSION_APPEND_OPTIONS_INIT;
+    bool applied = false;
+    char *meta = NULL, *before, *after;
+    int64_t version;
+    o.op_id = "6c1f6a3e-retry-1";
+    o.applied = &applied;
+    o.tokens = 3;
+    OK(agentsession_append(m, id, "[\"once\"]", &o, &meta, &err));
+    CHECK(applied && meta != NULL);
+    version = meta ? integer_at(meta, "version") : 0;
+    agentsession_free(meta);
+    before = snapshot(m);
+    o.expect_version = version - 1; /* a stale version: the repeat is no conflict */
+    OK(agentsession_append(m, id, "[\"once\"]", &o, &meta, &err));
+    CHECK(!applied && meta && integer_at(meta, "version") == version);
+    agentsession_free(meta);
+    after = snapshot(m);
+    CHECK(before && after && strcmp(before, after) == 0);
+    free(before);
+    free(after);
+    o.expect_version = AGENTSESSION_ANY_VERSION;
+    o.op_id = "6c1f6a3e-retry-2";
+    OK(agentsession_append(m, id, "[\"twice\"]", &o, NULL, &err));
+    CHECK(applied);
+    o.op_id = "";
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_append(m, id, "[]", &o, NULL, &err));
+    CHECK(strcmp(err.path, "opts.op_id") == 0);
+    o.op_id = "tab\there";
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_append(m, id, "[]", &o, NULL, &err));
+    CHECK(strcmp(err.path, "opts.op_id") == 0);
+}
+
 static void test_append(agentsession_manager *m, const char *id) {
     agentsession_append_options o = AGENTSESSION_APPEND_OPTIONS_INIT;
     char *meta = NULL, *s = NULL, *before, *after;
@@ -266,6 +301,7 @@ static void test_append(agentsession_manager *m, const char *id) {
     OK(agentsession_resume_last(m, id, 0, &s, &err));
     CHECK(s && strstr(s, "\"messages\":[],\"state\":null,\"window\":") != NULL);
     agentsession_free(s);
+    test_append_op_id(m, id);
 }
 
 static void test_fork_rewind(agentsession_manager *m, const char *id) {
@@ -670,6 +706,11 @@ static agentsession_status op_append(agentsession_manager *m, char **out) {
     o.state_json = "{\"z\":1,\"y\":2}";
     return agentsession_append(m, "s1", "[{\"q\":1},\"r\"]", &o, out, &err);
 }
+static agentsession_status op_append_op_id(agentsession_manager *m, char **out) {
+    agentsession_append_options o = AGENTSESSION_APPEND_OPTIONS_INIT;
+    o.op_id = "faults";
+    return agentsession_append(m, "s1", "[{\"op\":1}]", &o, out, &err);
+}
 static agentsession_status op_list(agentsession_manager *m, char **out) {
     return agentsession_list(m, NULL, out, &err);
 }
@@ -749,7 +790,9 @@ static void under_faults(agentsession_manager *m, const char *name, operation op
 static void test_faults(agentsession_manager *m) {
     static const struct { const char *name; operation op; } ops[] = {
         { "save", op_save }, { "save of a window", op_save_window }, { "resume", op_resume },
-        { "resume_last", op_resume_last }, { "append", op_append }, { "list", op_list },
+        { "resume_last", op_resume_last }, { "append", op_append },
+        { "append with an op_id", op_append_op_id }, { "append with that op_id again", op_append_op_id },
+        { "list", op_list },
         { "fork", op_fork }, { "rewind", op_rewind }, { "tag", op_tag }, { "untag", op_untag },
         { "rename", op_rename }, { "export", op_export }, { "import", op_import }, { "delete", op_delete },
     };

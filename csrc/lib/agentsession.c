@@ -514,7 +514,7 @@ agentsession_status agentsession_append(agentsession_manager *am, const char *id
     as_status rc;
     as_error e;
     agentsession_status st;
-    int canonical;
+    int canonical, applied = 1;
     result_init(&r, metadata_json);
     if (opts == NULL) opts = &defaults;
     if ((st = check_call(am, id, err)) != AGENTSESSION_OK
@@ -525,7 +525,12 @@ agentsession_status agentsession_append(agentsession_manager *am, const char *id
     aopts.tokens = opts->tokens;
     aopts.expect_version = opts->expect_version;
     aopts.state = NULL;
-    rc = as_messages_from_json(messages_json, strlen(messages_json), canonical, "messages", &msgs, &e);
+    aopts.op_id = opts->op_id;
+    aopts.applied = &applied;
+    rc = opts->op_id ? as_check_op_id(opts->op_id, strlen(opts->op_id), "opts.op_id", &e) : AS_OK;
+    if (rc == AS_OK)
+        rc = as_messages_from_json(messages_json, strlen(messages_json), canonical, "messages", &msgs,
+                                   &e);
     if (rc == AS_OK && opts->state_json)
         rc = as_blob_from_json(opts->state_json, strlen(opts->state_json), canonical, "state",
                                &aopts.state, &e);
@@ -535,8 +540,9 @@ agentsession_status agentsession_append(agentsession_manager *am, const char *id
         unhook(am->m);
         /* a store's own append writes without the hook: the result comes after */
         if (rc == AS_OK && r.out && !wr.built && write_result_text(&wr, &meta) != 0)
-            rc = as_error_nomem_applied(&e, id);
+            rc = applied ? as_error_nomem_applied(&e, id) : as_error_nomem(&e);
     }
+    if (rc == AS_OK && opts->applied) *opts->applied = applied != 0;
     as_blob_unref(aopts.state);
     as_session_clear(&msgs);
     as_meta_clear(&meta);

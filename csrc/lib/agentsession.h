@@ -229,14 +229,25 @@ typedef struct agentsession_append_options {
     int64_t expect_version;     /* as for save, but 0 never matches */
     const char *state_json;     /* a JSON value that replaces the stored state in the same
                                 ** write ("null" for a JSON null); NULL: the state stays */
+    /* A name for this append, 1 to 128 bytes of UTF-8 without control
+    ** characters (a UUID, say), so that it is applied at most once to the
+    ** session: when an append carrying it was applied already, the call
+    ** changes nothing and succeeds with the current metadata. The store
+    ** remembers the op_ids of at least the session's last 100 such appends.
+    ** NULL: none. */
+    const char *op_id;
+    bool *applied;              /* NULL, or set on success: true when this call applied the
+                                ** append, false when op_id had been applied */
 } agentsession_append_options;
 
-#define AGENTSESSION_APPEND_OPTIONS_INIT { 0, AGENTSESSION_ANY_VERSION, NULL }
+#define AGENTSESSION_APPEND_OPTIONS_INIT { 0, AGENTSESSION_ANY_VERSION, NULL, NULL, NULL }
 
 /* Appends `messages_json` (a JSON array of messages) to session `id` in one
 ** atomic write: turn_count grows by their number, total_tokens by
 ** opts->tokens, updated_at becomes now. Its cost does not grow with the
-** history. *metadata_json: the new metadata. */
+** history. *metadata_json: the new metadata (with an op_id already applied,
+** the current one). An append that failed with AGENTSESSION_ERR_UNAVAILABLE
+** may have been applied: sent again with the same op_id, it is applied once. */
 AGENTSESSION_API agentsession_status agentsession_append(agentsession_manager *m, const char *id,
                                                          const char *messages_json,
                                                          const agentsession_append_options *opts,
