@@ -49,6 +49,7 @@ build = {
     ["agentsession.conformance.fork"] = "lua/agentsession/conformance/fork.lua",
     ["agentsession.conformance.labels"] = "lua/agentsession/conformance/labels.lua",
     ["agentsession.conformance.lineage"] = "lua/agentsession/conformance/lineage.lua",
+    ["agentsession.conformance.op_id"] = "lua/agentsession/conformance/op_id.lua",
     ["agentsession.conformance.list"] = "lua/agentsession/conformance/list.lua",
     ["agentsession.conformance.resume"] = "lua/agentsession/conformance/resume.lua",
     ["agentsession.conformance.rewind"] = "lua/agentsession/conformance/rewind.lua",

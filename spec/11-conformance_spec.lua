@@ -450,6 +450,11 @@ local broken = {
       return l
     end }
   end },
+  { "applies a repeated op_id twice", { "op_id:" }, function(real)
+    return { append = function(id, msgs, o)
+      return real:append(id, msgs, without(o, "op_id")), true
+    end }
+  end },
   { "has no size limit", { "too_large:" }, nil, { max_session_bytes = 64 * 1024 * 1024 } },
   { "close does nothing", { "close:" }, function()
     return { close = function() end }
@@ -465,9 +470,46 @@ local broken = {
 }
 
 
+-- An append whose op_id, when this proxy saw it among a session's earlier
+-- ones, is handed to `real` only while it is one of the session's last `kept`:
+-- an older one is applied again. Returns `real`'s two results.
+local function forgetting_op_ids(real, kept)
+  local seen = {}
+  return function(id, msgs, o)
+    local op = type(o) == "table" and type(o.op_id) == "string" and o.op_id
+    if not op then return real:append(id, msgs, o) end
+    local ops = seen[id] or {}
+    seen[id] = ops
+    for i = #ops, 1, -1 do
+      if ops[i] == op and #ops - i >= kept then table.remove(ops, i) o = without(o, "op_id") end
+    end
+    local meta, applied = real:append(id, msgs, o)
+    if applied then ops[#ops + 1] = op end
+    return meta, applied
+  end
+end
+
 -- Subtler breakage, each run against one family only (opts.only) and each
 -- expected to fail one named check.
 local subtle = {
+  { "remembers only the last 10 op ids of a session", "op_id: the op ids of the last 100", function(real)
+    return { append = forgetting_op_ids(real, 10) }
+  end },
+  { "returns true for a repeated op_id", "op_id: sent again, the append changes nothing", function(real)
+    return { append = function(...)
+      return (real:append(...)), true
+    end }
+  end },
+  { "raises conflict for a repeat with a stale expect_version", "op_id: a repeat with other messages",
+    function(real)
+      return { append = function(id, msgs, o)
+        if type(o) == "table" and o.expect_version and o.op_id then
+          local version = real:resume(id, { last = 0 }).metadata.version
+          if version ~= o.expect_version then return real:append(id, msgs, without(o, "op_id")) end
+        end
+        return real:append(id, msgs, o)
+      end }
+    end },
   { "returns metadata without its version from save", "save: returns the stored metadata", function(real)
     return { save = function(...)
       local m = real:save(...)
@@ -866,6 +908,47 @@ describe("agentsession.conformance", function()
     assert.are.equal(failed, #failures)
     assert.is_true(mentions(failures, { "window: saving the last 2 with one more message keeps the other 8" }),
       table.concat(failures, "\n"))
+  end)
+
+  describe("fails a custom backend that", function()
+    local new_backend = require("helpers.lua_backend").new
+    local rows = {
+      { "stores no op_ids", "op_id: sent again, the append changes nothing", function(b)
+        local store = b.store
+        b.store = function(s)
+          s.op_ids = nil
+          return store(s)
+        end
+      end },
+      { "loses the op_ids on update", "op_id: survives save, rewind, tag", function(b)
+        local update = b.update
+        b.update = function(m)
+          update(m)
+          b.data[m.id].op_ids = nil
+        end
+      end, { fast = true } },
+      { "gives no op_ids with a hint", "op_id: sent again, the append changes nothing", function(b)
+        local load = b.load
+        b.load = function(id, hint)
+          local s = load(id, hint)
+          if s and hint then s.op_ids = nil end
+          return s
+        end
+      end, { fast = true } },
+    }
+    for _, row in ipairs(rows) do
+      local name, wanted, breakage, opts = row[1], row[2], row[3], row[4]
+      it(name, function()
+        local _, failed, failures = conformance.run(function()
+          local b = new_backend(opts)
+          breakage(b)
+          return agentsession.custom(b)
+        end, { only = "^op_id:" })
+        assert.is_true(failed > 0, "no check failed")
+        assert.is_true(mentions(failures, { wanted }), "the check \"" .. wanted
+          .. "\" did not fail; the failures were:\n" .. table.concat(failures, "\n"))
+      end)
+    end
   end)
 
   describe("fails, in the family it belongs to, a store that", function()
