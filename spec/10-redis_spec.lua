@@ -1,5 +1,6 @@
 -- The Redis store's own rules: options and URIs, the key layout, round trips,
--- failures of the server and of its data, and processes sharing a server.
+-- failures of the server and of its data, processes sharing a server, and
+-- appends with an op_id sent again after the server was killed under them.
 -- The contract every store keeps runs on Redis in specs 03-07. Every server
 -- here is a real redis-server the spec starts itself; none is ever skipped.
 local agentsession = require("agentsession")
@@ -747,5 +748,62 @@ while (my $c = $srv->accept) {
       end
       durable:stop()
     end)
+  end)
+end)
+
+---------------------------------------------------------------------------
+
+describe("redis: appends with an op_id", function()
+  local function child(args)
+    local words = { "env", interp.env(h.root), "timeout -s KILL 300", interp.lua,
+      h.q(h.root .. "/spec/helpers/redis_child.lua") }
+    for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
+    return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
+  end
+
+  it("apply each append once when the server is killed mid-append and every failed one is sent again", function()
+    -- a server with an append-only file fsync'd before each reply: an append
+    -- it ran survives the kill, though its reply may never have left
+    local durable = rs.start{ durable = true }
+    local prefix, n = "retry:", 500
+    local pipe = child({ "retrier", durable.host, durable.port, prefix, "r", n })
+    local lines = {}
+    local function read_until(done)
+      repeat
+        local line = pipe:read("*l")
+        lines[#lines + 1] = line
+      until line == nil or done(line)
+    end
+    for round = 1, 3 do
+      -- kill it while the child appends, then wait until an append of the
+      -- child failed, and start the server again on its file
+      read_until(function(line) return tonumber(line:match("^[AR] (%d+)$") or "0") >= 120 * round end)
+      durable:kill()
+      read_until(function(line) return line:find("^F ") ~= nil end)
+      durable:restart()
+    end
+    local rest = pipe:read("*a")
+    pipe:close()
+    local out = "\n" .. table.concat(lines, "\n") .. "\n" .. rest
+    local failures, repeats = out:match("\nDONE " .. n .. " (%d+) (%d+)")
+    assert.truthy(failures, out:sub(-3000))
+    assert.is_true(tonumber(failures) >= 3, out:sub(-3000))
+    local outcome = {}
+    for tag, k in out:gmatch("\n([AR]) (%d+)") do
+      assert.is_nil(outcome[tonumber(k)], "append " .. k .. " succeeded twice")
+      outcome[tonumber(k)] = tag
+    end
+    local m = agentsession.redis{ port = durable.port, prefix = prefix }
+    local r = m:resume("r")
+    -- none stored twice, none lost, in order
+    assert.are.equal(n, #r.messages)
+    for k, msg in ipairs(r.messages) do assert.are.equal(k, msg.k, "message " .. k) end
+    assert.are.equal(n, r.metadata.turn_count)
+    assert.are.equal(n + 1, r.metadata.version)
+    for k = 1, n do assert.truthy(outcome[k], "append " .. k .. " never succeeded") end
+    -- the child saw `repeats` appends fail though the server had applied them
+    assert.is_true(tonumber(repeats) <= tonumber(failures))
+    m:close()
+    durable:stop()
   end)
 end)

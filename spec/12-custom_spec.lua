@@ -52,7 +52,7 @@ describe("custom store", function()
       end)
     end
 
-    for _, name in ipairs({ "query", "update", "rewind", "fork", "append", "close" }) do
+    for _, name in ipairs({ "query", "update", "rewind", "fork", "append", "append_op", "close" }) do
       it("refuses a backend." .. name .. " that is not a function", function()
         local err = error_of("invalid", agentsession.custom, with(name, 42))
         assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
@@ -88,7 +88,7 @@ describe("custom store", function()
       end)
     end
 
-    for _, name in ipairs({ "update", "rewind", "fork", "query", "append" }) do
+    for _, name in ipairs({ "update", "rewind", "fork", "query", "append", "append_op" }) do
       it("gives storage with its message when the optional backend." .. name .. " raises", function()
         local b = backends.new{ fast = true }
         local m = agentsession.custom(b)
@@ -100,6 +100,7 @@ describe("custom store", function()
           fork = function() return m:fork(id) end,
           query = function() return m:list{ tag = "t" } end,
           append = function() return m:append(id, { 3 }) end,
+          append_op = function() return m:append(id, { 3 }, { op_id = "op" }) end,
         }
         local err = error_of("storage", calls[name])
         assert.truthy(err.message:find("backend." .. name .. " raised", 1, true), err.message)
@@ -467,5 +468,99 @@ describe("custom store", function()
       collectgarbage()
       assert.are.equal(1, closed)
     end)
+  end)
+
+  describe("op ids", function()
+    it("live in the stored session's op_ids, the last 100 oldest first, and are never handed back", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local id = m:save(session{ messages = { 1 } }).id
+      for i = 1, 120 do m:append(id, { i }, { op_id = "op-" .. i }) end
+      local stored = b.load(id)
+      assert.are.equal(100, #stored.op_ids)
+      assert.are.equal("op-21", stored.op_ids[1])
+      assert.are.equal("op-120", stored.op_ids[100])
+      assert.is_false(select(2, m:append(id, { 120 }, { op_id = "op-120" })))
+      assert.is_true(select(2, m:append(id, { 20 }, { op_id = "op-20" })))
+      local r = m:resume(id)
+      assert.is_nil(r.op_ids)
+      assert.is_nil(agentsession.json.decode(m:export(id)).op_ids)
+      -- writes without an op_id keep them: save, tag, rewind through store
+      m:save(r)
+      m:tag(id, "t")
+      m:rewind(id, 5)
+      assert.are.equal("op-20", b.load(id).op_ids[100])
+      -- a fork starts without any
+      local fork = m:fork(id)
+      assert.is_nil(b.load(fork.id).op_ids)
+      m:close()
+    end)
+
+    it("are written by backend.append_op with the append, and read without messages", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local msgs = {}
+      for i = 1, 50 do msgs[i] = { n = i } end
+      local id = m:save(session{ messages = msgs }).id
+      local hints = record_hints(b)
+      local seen
+      local real = b.append_op
+      b.append_op = function(sid, new, meta, op_ids)
+        seen = { id = sid, messages = new, metadata = meta, op_ids = op_ids }
+        return real(sid, new, meta, op_ids)
+      end
+      local meta, applied = m:append(id, { { n = 51 } }, { op_id = "op-a" })
+      assert.is_true(applied)
+      assert.are.same({ id = id, messages = { { n = 51 } }, metadata = meta, op_ids = { "op-a" } }, seen)
+      assert.are.equal(agentsession.array_mt, getmetatable(seen.op_ids))
+      m:append(id, {}, { op_id = "op-b" }) -- no message: still append_op, not update
+      assert.are.same({ "op-a", "op-b" }, seen.op_ids)
+      assert.is_false(select(2, m:append(id, { { n = 52 } }, { op_id = "op-a" })))
+      assert.are.same({ 0, 0, 0 }, hints)
+      assert.are.equal(2, b.calls.append_op)
+      assert.are.equal(0, b.calls.append)
+      assert.are.equal(1, b.calls.store) -- the save only
+      assert.are.equal(51, #m:resume(id).messages)
+      m:close()
+    end)
+
+    it("go through store without backend.append_op, and through store with a state", function()
+      local b = backends.new{ fast = true }
+      b.append_op = nil
+      local m = agentsession.custom(b)
+      local id = m:save(session{ messages = { 1 } }).id
+      m:append(id, { 2 }, { op_id = "op-s" })
+      m:append(id, { 3 }, { op_id = "op-t", state = { step = 3 } })
+      assert.are.equal(0, b.calls.append)
+      assert.are.equal(3, b.calls.store)
+      assert.are.same({ "op-s", "op-t" }, b.load(id).op_ids)
+      assert.is_false(select(2, m:append(id, { 2 }, { op_id = "op-s" })))
+      assert.are.same({ 1, 2, 3 }, m:resume(id).messages)
+      m:close()
+    end)
+
+    local garbage = {
+      { "a string", "op-x" }, { "an array holding a number", { "op-1", 2 } }, { "an object", { op = "op-1" } },
+    }
+    for _, row in ipairs(garbage) do
+      it("are storage, changing nothing, when load gives op_ids that are " .. row[1], function()
+        local b = backends.new()
+        local m = agentsession.custom(b)
+        local id = m:save(session{ messages = { 1 } }).id
+        local load = b.load
+        b.load = function(...)
+          local s = load(...)
+          if s then s.op_ids = row[2] end
+          return s
+        end
+        local err = error_of("storage", m.append, m, id, { 2 }, { op_id = "op-1" })
+        assert.truthy(err.message:find("backend.load returned op_ids: must be an array of strings", 1, true),
+          err.message)
+        assert.are.equal(1, b.calls.store)
+        -- a read, which needs no op id, is not refused
+        assert.are.same({ 1 }, m:resume(id).messages)
+        m:close()
+      end)
+    end
   end)
 end)

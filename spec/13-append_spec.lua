@@ -2,7 +2,8 @@
 -- messages, counts and versions an append writes, what it refuses, and the
 -- version a write must find; and what only Redis shows of append: one round
 -- trip whatever it does, the indexes it moves the session in, and every key
--- left as it was when it is refused.
+-- left as it was when it is refused. Then appends with an op_id on every
+-- store, and where Redis and SQLite keep the op ids.
 local agentsession = require("agentsession")
 local deep = require("helpers.deep")
 local stores = require("helpers.stores")
@@ -232,5 +233,153 @@ describe("redis: append", function()
     error_of("too_large", small.append, small, "big", { string.rep("y", 600) }, { tokens = 4 })
     assert.are.same(before, dump())
     small:close()
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Appends with an op_id: applied at most once per session, on every store;
+-- then where each durable store keeps them, and that it keeps them bounded.
+
+for _, store in ipairs(stores) do
+  describe(store.name .. ": append with an op_id", function()
+    local mgr
+    before_each(function() mgr = track(store.new()) end)
+    after_each(close_all)
+
+    it("is applied once: sent again it changes nothing and returns false; another op_id applies", function()
+      mgr:save(rich_session("o1"))
+      local m1, applied = mgr:append("o1", { "first" }, { op_id = "op-1", tokens = 2 })
+      assert.is_true(applied)
+      local before = snapshot(mgr)
+      local again, applied_again = mgr:append("o1", { "first" }, { op_id = "op-1", tokens = 2 })
+      assert.is_false(applied_again)
+      assert_same(m1, again, "the repeat's metadata")
+      assert_unchanged(mgr, before, "after the repeat")
+      local m2, applied2 = mgr:append("o1", { "second" }, { op_id = "op-2" })
+      assert.is_true(applied2)
+      assert.are.equal(m1.version + 1, m2.version)
+      local r = mgr:resume("o1")
+      assert.are.same({ "first", "second" }, { r.messages[#r.messages - 1], r.messages[#r.messages] })
+      -- without an op_id, append says true as well
+      assert.is_true(select(2, mgr:append("o1", { "third" })))
+    end)
+
+    it("records no op id when the append is refused, so a corrected retry applies", function()
+      mgr:save(rich_session("o2"))
+      local before = snapshot(mgr)
+      error_of("conflict", mgr.append, mgr, "o2", { "x" }, { op_id = "op-r", expect_version = 5 })
+      error_of("invalid", mgr.append, mgr, "o2", { "x", { f = print } }, { op_id = "op-r" })
+      assert_unchanged(mgr, before, "after refused appends with an op_id")
+      local meta, applied = mgr:append("o2", { "x" }, { op_id = "op-r", expect_version = 1 })
+      assert.is_true(applied)
+      assert.are.equal(2, meta.version)
+    end)
+
+    it("remembers every one of the last 100 op ids through 250 appends", function()
+      mgr:save(agentsession.session{ id = "o3" })
+      for i = 1, 250 do assert.is_true(select(2, mgr:append("o3", { i }, { op_id = "op-" .. i }))) end
+      local before = snapshot(mgr)
+      for i = 151, 250 do
+        assert.is_false(select(2, mgr:append("o3", { i }, { op_id = "op-" .. i })), "op-" .. i)
+      end
+      assert_unchanged(mgr, before, "after sending the last 100 again")
+      assert.are.equal(250, #mgr:resume("o3").messages)
+    end)
+  end)
+end
+
+describe("redis: append with an op_id", function()
+  local srv, mgr, prefix
+  before_each(function()
+    srv = stores.redis_server()
+    mgr, prefix = stores.new_redis()
+  end)
+  after_each(function() mgr:close() end)
+
+  local function ops_key(id) return prefix .. "{" .. id .. "}:ops" end
+
+  it("takes one round trip, applied or not, and keeps the last 100 in P{id}:ops, scored by version", function()
+    mgr:save(agentsession.session{ id = "k" })
+    mgr:resume("k")
+    local before = mgr:stats().round_trips
+    mgr:append("k", { 1 }, { op_id = "op-1" })
+    mgr:append("k", { 1 }, { op_id = "op-1" })
+    assert.are.equal(2, mgr:stats().round_trips - before)
+    assert.are.equal("2", srv:cli("ZSCORE", ops_key("k"), "op-1"))
+    for i = 2, 130 do mgr:append("k", { i }, { op_id = "op-" .. i }) end
+    assert.are.equal("100", srv:cli("ZCARD", ops_key("k")))
+    assert.are.equal("", srv:cli("ZSCORE", ops_key("k"), "op-30"))
+    assert.are.equal("131", srv:cli("ZSCORE", ops_key("k"), "op-130"))
+    -- the oldest is gone from the store: sent again, it applies
+    assert.is_true(select(2, mgr:append("k", { 1 }, { op_id = "op-1" })))
+  end)
+
+  it("keeps them across managers and a save, and deletes them with the session", function()
+    mgr:save(agentsession.session{ id = "d", messages = { "a" } })
+    mgr:append("d", { "b" }, { op_id = "op-d" })
+    local other = track(stores.new_redis({ prefix = prefix }))
+    assert.is_false(select(2, other:append("d", { "b" }, { op_id = "op-d" })))
+    other:save(other:resume("d"))
+    assert.is_false(select(2, mgr:append("d", { "b" }, { op_id = "op-d" })))
+    mgr:delete("d")
+    assert.are.equal("0", srv:cli("EXISTS", ops_key("d")))
+    assert.are.same({ prefix .. "seq" }, srv:keys(prefix .. "*"))
+    close_all()
+  end)
+
+  it("is damage, changing nothing, when P{id}:ops holds another kind of value", function()
+    mgr:save(agentsession.session{ id = "w", messages = { "a" } })
+    srv:cli("SET", ops_key("w"), "not a set")
+    local before = snapshot(mgr)
+    local err = error_of("storage", mgr.append, mgr, "w", { "b" }, { op_id = "op-w" })
+    assert.truthy(err.message:find("another kind of value", 1, true), err.message)
+    assert_unchanged(mgr, before, "after an append on a damaged ops key")
+  end)
+end)
+
+describe("sqlite: append with an op_id", function()
+  local h = require("helpers.sqlite")
+  after_each(close_all)
+
+  -- How many op ids a session's row keeps (the digests in sessions.ops, 8 bytes each).
+  local function kept(path, id)
+    return h.value(path, "SELECT coalesce(length(ops), 0) / 8 FROM sessions WHERE id = '" .. id .. "'")
+  end
+
+  it("keeps the last 100 in the session's row, across managers, and none after a delete", function()
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    mgr:save(agentsession.session{ id = "other" })
+    mgr:save(agentsession.session{ id = "b" })
+    mgr:append("other", { 1 }, { op_id = "op-1" })
+    for i = 1, 300 do
+      mgr:append("b", { i }, { op_id = "op-" .. i })
+      if i % 7 == 0 then mgr:tag("b", "t" .. i) end -- other writes keep them
+      assert.are.equal(math.min(i, 100), kept(path, "b"), "op ids kept after " .. i)
+    end
+    local again = track(agentsession.sqlite(path))
+    for i = 201, 300 do assert.is_false(select(2, again:append("b", { i }, { op_id = "op-" .. i }))) end
+    assert.is_true(select(2, again:append("b", { 200 }, { op_id = "op-200" })))
+    assert.are.equal(1, kept(path, "other"))
+    again:delete("b")
+    -- a session made on the row id that was b's starts with none
+    local rid = h.value(path, "SELECT max(rid) FROM sessions")
+    again:save(agentsession.session{ id = "c" })
+    assert.are.equal(rid + 1, h.value(path, "SELECT rid FROM sessions WHERE id = 'c'"))
+    assert.are.equal(0, kept(path, "c"))
+    assert.is_true(select(2, again:append("c", { 1 }, { op_id = "op-300" })))
+  end)
+
+  it("is damage, changing nothing, when the row's op ids are not digests", function()
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    mgr:save(agentsession.session{ id = "d", messages = { "a" } })
+    h.with_db(path, function(conn) h.exec(conn, "UPDATE sessions SET ops = x'0102030405' WHERE id = 'd'") end)
+    local before = snapshot(mgr)
+    local err = error_of("storage", mgr.append, mgr, "d", { "b" }, { op_id = "op-d" })
+    assert.truthy(err.message:find("damaged store: column ops", 1, true), err.message)
+    assert_unchanged(mgr, before, "after an append over damaged op ids")
+    -- an append without an op id does not look at them
+    assert.is_true(select(2, mgr:append("d", { "b" })))
   end)
 end)

@@ -1,7 +1,8 @@
 -- Two real processes on one session of a store they share (SQLite and Redis,
 -- each child running spec/helpers/pair_child.lua): appending at once loses no
--- message and keeps each one's order, and racing saves or appends with
--- expect_version lose no update and see conflicts.
+-- message and keeps each one's order, sending the same op ids at once applies
+-- each once, and racing saves or appends with expect_version lose no update
+-- and see conflicts.
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local managers = require("helpers.managers")
@@ -48,6 +49,45 @@ for _, store in ipairs(shared) do
       until switches > 1 or attempts == 5
       -- the appends did run at once: the two processes' messages interleave
       assert.is_true(switches > 1, "in " .. attempts .. " runs, one process always appended all its messages first")
+    end)
+
+    it("sending the same op ids at once apply each once, in order, losing none", function()
+      local mgr, uri = store.open()
+      -- no more op ids than a store remembers, however far one process runs ahead
+      local n, attempts = 100, 0
+      local both
+      repeat
+        attempts = attempts + 1
+        local id = "ops-" .. attempts
+        mgr:save(agentsession.session{ id = id })
+        local out_a, out_b = run_pair(uri, { "op_appender", id, "a", n, 1 }, { "op_appender", id, "b", n, 1 })
+        local aa, ra = out_a:match("DONE (%d+) (%d+)")
+        local ab, rb = out_b:match("DONE (%d+) (%d+)")
+        assert.truthy(aa, out_a)
+        assert.truthy(ab, out_b)
+        aa, ra, ab, rb = tonumber(aa), tonumber(ra), tonumber(ab), tonumber(rb)
+        assert.are.equal(n, aa + ab, "appends applied by the two")
+        assert.are.equal(n, ra + rb, "repeats seen by the two")
+        local by = {}
+        for who, out in pairs({ a = out_a, b = out_b }) do
+          for i in (out:match("APPLIED ([^\n]*)") or ""):gmatch("%d+") do
+            assert.is_nil(by[tonumber(i)], "op-" .. i .. " applied by both")
+            by[tonumber(i)] = who
+          end
+        end
+        local r = mgr:resume(id)
+        assert.are.equal(n, #r.messages)
+        assert.are.equal(n, r.metadata.turn_count)
+        assert.are.equal(n, r.metadata.total_tokens)
+        assert.are.equal(n + 1, r.metadata.version)
+        for i, m in ipairs(r.messages) do
+          assert.are.equal(i, m.i, "message " .. i)
+          assert.are.equal(by[i], m.who, "message " .. i .. " was stored by the process that applied op-" .. i)
+        end
+        both = aa > 0 and ab > 0
+      until both or attempts == 5
+      -- the appends did run at once: each process applied some of the op ids
+      assert.is_true(both, "in " .. attempts .. " runs, one process applied every op id")
     end)
 
     for _, mode in ipairs({ "save", "append" }) do

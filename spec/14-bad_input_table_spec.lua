@@ -315,7 +315,7 @@ local function make_env(mgr, store)
     array = agentsession.array, array_mt = agentsession.array_mt,
     string = string, math = math, table = table, coroutine = coroutine, io = io, utf8 = utf8,
     print = print, type = type, tostring = tostring, setmetatable = setmetatable,
-    getmetatable = getmetatable,
+    getmetatable = getmetatable, select = select,
     mgr = mgr, id = sid, missing = MISSING, full = FULL, maxed = MAXED, other = OTHER,
     s = function()
       env.last = known_session(sid)

@@ -128,6 +128,27 @@ function commands.appendone(id)
   print("DONE 1")
 end
 
+-- op_appender ID WHO COUNT PAUSE: appends COUNT messages { who = WHO, i = i },
+-- one call each, the i-th with op_id "op-<i>" and tokens = 1, as another
+-- process sends the same op ids. Prints "DONE <applied> <repeats>" and the
+-- i of every append it applied, in one line "APPLIED i i ...".
+function commands.op_appender(id, who, count, ms)
+  pause = tonumber(ms)
+  local applied, repeats, mine = 0, 0, {}
+  for i = 1, tonumber(count) do
+    local _, done = mgr:append(id, { { who = who, i = i } }, { op_id = "op-" .. i, tokens = 1 })
+    if done then
+      applied = applied + 1
+      mine[#mine + 1] = i
+    else
+      repeats = repeats + 1
+    end
+    breathe()
+  end
+  print("APPLIED " .. table.concat(mine, " "))
+  print("DONE " .. applied .. " " .. repeats)
+end
+
 local fn = commands[command]
 if not fn then fail("no command " .. tostring(command)) end
 local done, err = pcall(fn, (table.unpack or rawget(_G, "unpack"))(arg, 5))

@@ -201,6 +201,40 @@ function commands.crasher(n)
   fail("the server was never stopped")
 end
 
+-- retrier ID COUNT: saves the session ID, then appends COUNT messages
+-- { k = k } to it, the k-th with op_id "op-<k>". An append that fails as
+-- unavailable is sent again, with its op_id, until it succeeds (for up to
+-- 60 s). Prints "A k" when the k-th is applied, "R k" when a retry finds it
+-- applied by an attempt that failed, "F k <error>" for each failure; then
+-- "DONE <count> <failures> <repeats>".
+function commands.retrier(id, count)
+  mgr:save(agentsession.session{ id = id })
+  local failures, repeats = 0, 0
+  for k = 1, tonumber(count) do
+    local deadline, failed = os.time() + 60, false
+    while true do
+      local ok, meta, applied = pcall(mgr.append, mgr, id, { { k = k } }, { op_id = "op-" .. k })
+      if ok then
+        if applied then
+          print("A " .. k)
+        elseif failed then
+          repeats = repeats + 1
+          print("R " .. k)
+        else
+          fail("op-" .. k .. " was found applied before it was ever sent")
+        end
+        break
+      end
+      if not agentsession.is_error(meta, "unavailable") then fail(meta) end
+      failures, failed = failures + 1, true
+      print("F " .. k .. " " .. tostring(meta):gsub("\n", "\\n"))
+      if os.time() > deadline then fail("append " .. k .. " failed for 60 s: " .. tostring(meta)) end
+      os.execute("sleep 0.02")
+    end
+  end
+  print("DONE " .. count .. " " .. failures .. " " .. repeats)
+end
+
 local fn = commands[role]
 if not fn then fail("no command " .. tostring(role)) end
 local ok, err = pcall(fn, (table.unpack or rawget(_G, "unpack"))(arg, 5))
