@@ -209,11 +209,11 @@ local function new_backend(optional)
   end
   function b.update(meta)
     local s = data[meta.id]
-    data[meta.id] = { metadata = meta, messages = s.messages, state = s.state }
+    data[meta.id] = { metadata = meta, messages = s.messages, state = s.state, op_ids = s.op_ids }
   end
   function b.rewind(id, keep, meta)
     local s = data[id]
-    data[id] = { metadata = meta, messages = first(s.messages, keep), state = s.state }
+    data[id] = { metadata = meta, messages = first(s.messages, keep), state = s.state, op_ids = s.op_ids }
   end
   function b.fork(source, meta, count)
     local s = data[source]
@@ -223,7 +223,13 @@ local function new_backend(optional)
     local s = data[id]
     local all = first(s.messages, #s.messages)
     for _, m in ipairs(msgs) do all[#all + 1] = m end
-    data[id] = { metadata = meta, messages = all, state = s.state }
+    data[id] = { metadata = meta, messages = all, state = s.state, op_ids = s.op_ids }
+  end
+  function b.append_op(id, msgs, meta, op_ids)
+    local s = data[id]
+    local all = first(s.messages, #s.messages)
+    for _, m in ipairs(msgs) do all[#all + 1] = m end
+    data[id] = { metadata = meta, messages = all, state = s.state, op_ids = op_ids }
   end
   return b
 end
@@ -335,8 +341,20 @@ local function mgr_result(c, m)
   return snap
 end
 
--- name; prepare(c) -> args (faults off); run(c, args) (armed); post(c, result)
--- -> a comparable value (faults off); only = the stores it applies to.
+-- An append with an op_id sent again after the case's run, whatever the run
+-- did: the session must then hold the case's messages once, after its three.
+local function sent_again(c)
+  c.mgr:append("s1", c.msgs, { op_id = "fault-op" })
+  local msgs = c.mgr:resume("s1").messages
+  if #msgs ~= 3 + #c.msgs then
+    return "sent again after the run, the append left " .. #msgs .. " messages, not " .. 3 + #c.msgs
+  end
+end
+
+-- name; prepare(c) -> args (faults off, before the store is looked at);
+-- run(c, args) (armed); post(c, result) -> a comparable value (faults off);
+-- after(c) -> why the store is wrong after the case (faults off), or nil;
+-- only = the stores it applies to.
 local ops = {
   { name = "save (new id)",
     prepare = function()
@@ -385,6 +403,28 @@ local ops = {
       return array{ { role = "user", content = "with a state" } }
     end,
     run = function(c, msgs) return c.mgr:append("s1", msgs, { state = { step = array{ 2, null } } }) end },
+  { name = "append (op_id)",
+    prepare = function(c)
+      c.msgs = array{ { role = "user", content = "once" }, { role = "assistant", content = array{ null } } }
+      return c.msgs
+    end,
+    -- nothing allocates after the call: a failure there would be this file's
+    run = function(c, msgs)
+      local meta, applied = c.mgr:append("s1", msgs, { op_id = "fault-op", tokens = 3 })
+      return applied and meta
+    end,
+    after = sent_again },
+  { name = "append (op_id applied before)",
+    prepare = function(c)
+      c.msgs = array{ { role = "user", content = "once" } }
+      c.mgr:append("s1", c.msgs, { op_id = "fault-op" })
+      return c.msgs
+    end,
+    run = function(c, msgs)
+      local meta, applied = c.mgr:append("s1", msgs, { op_id = "fault-op" })
+      return not applied and meta
+    end,
+    after = sent_again },
   { name = "export", run = function(c) return c.mgr:export("s1") end },
   { name = "import", run = function(c) return c.mgr:import(import_new) end },
   { name = "import (replace)", run = function(c) return c.mgr:import(import_s1, { replace = true }) end },
@@ -466,8 +506,8 @@ local function run_case(mode, store, op, n, ref)
   collectgarbage("collect") -- (a full collection runs the finalizers it finds too)
   local live = fault.live()
   local c = op.codec and { extra = {} } or new_case(store)
-  local before = not op.codec and mode ~= "none" and contents(c, op) or nil
   local args = op.prepare and op.prepare(c) or nil
+  local before = not op.codec and mode ~= "none" and contents(c, op) or nil
   local hit, ok, res = fault.run(mode, n, function() return op.run(c, args) end)
   local sname = store and store.name or "-"
   local result, after
