@@ -24,9 +24,12 @@
 -- missing. Their database files live in one directory /tmp/agentsession-bench-XXXXXX, removed
 -- (with the -wal and -shm files) when the rows finish, also when a row fails.
 --
--- To add a row (later issues: Redis, append, fork), append to `rows` below:
+-- To add a row, append to `rows` below:
 --   { name = "...", target = 1.0, make = function(ctx) return ours_fn, rival_fn, cleanup end }
--- `make` may return nil, "reason" to skip the row (e.g. a Redis server is not running).
+-- `make` may return nil, "reason" to skip the row (e.g. no Redis server can start). A row
+-- with `count` times that many calls per round (in `rounds` rounds, when it says); with
+-- `wall = true`, in wall-clock time (the Redis row, whose calls wait on the server) instead
+-- of CPU time.
 
 local agentsession = require "agentsession"
 local cjson = require "cjson"
@@ -320,6 +323,49 @@ local function state_pools(mgr, tag)
          in_turn(ids, function(sid) return mgr:append(sid, one) end)
 end
 
+-- Appends of one message with tokens, with an op_id and without, to a pool of
+-- sessions of 10 messages, each appended to in turn. The op ids are UUIDs made
+-- beforehand, as a caller makes one for every attempt of an append. Each session
+-- first takes more op ids than a store keeps, so the timed appends find a full
+-- record and drop the oldest.
+local OP_IDS = 20000 -- more than the timed appends of a row
+
+local function op_id_pools(mgr, tag)
+  local ids = save_pool(mgr, "op-" .. tag, h.quick and 10 or 100, cycled_messages(10))
+  local one = { extra_messages[1] }
+  local op_ids, n = {}, 0
+  for k = 1, OP_IDS do op_ids[k] = agentsession.uuid() end
+  for r = 1, 110 do
+    for k, sid in ipairs(ids) do mgr:append(sid, one, { tokens = 1, op_id = "warm-" .. r .. "-" .. k }) end
+  end
+  local meta, applied = mgr:append(ids[1], one, { tokens = 1, op_id = "warm-110-1" })
+  check(tag .. " append with a repeated op_id", applied == false and meta.turn_count == 110,
+    "applied " .. tostring(applied) .. ", turn_count " .. tostring(meta.turn_count))
+  return in_turn(ids, function(sid)
+           n = n + 1
+           return mgr:append(sid, one, { tokens = 1, op_id = assert(op_ids[n], "out of op ids") })
+         end),
+         in_turn(ids, function(sid) return mgr:append(sid, one, { tokens = 1 }) end)
+end
+
+-- A redis-server of the benchmark's on a free loopback port (spec/helpers/redis_server.lua),
+-- and a manager on it: the `make` of a row timing pools(mgr, tag) on Redis.
+local function on_redis(pools)
+  return function()
+    local saved = package.path
+    package.path = "spec/?.lua;" .. package.path
+    local started, srv = pcall(function() return require("helpers.redis_server").start() end)
+    package.path = saved
+    if not started then return nil, "no redis-server could start: " .. tostring(srv) end
+    local m = agentsession.redis{ host = srv.host, port = srv.port, prefix = "bench:" }
+    local ours, rival = pools(m, "redis")
+    return ours, rival, function()
+      m:close()
+      srv:stop()
+    end
+  end
+end
+
 -- The `make` of a row timing the two functions pools(mgr, tag) gives, on a
 -- new memory manager or on a SQLite file of the benchmark's.
 local function on_memory(pools)
@@ -533,6 +579,21 @@ local rows = {
     make = on_sqlite(state_pools, "state.db"),
   },
   {
+    -- An op_id makes an append one that can be sent again: what recording and looking it up
+    -- add (see op_id_pools).
+    name = "memory append 1 msg with op_id / without", target = 1.2, count = 500, rounds = 15,
+    make = on_memory(op_id_pools),
+  },
+  {
+    name = "sqlite append 1 msg with op_id / without", target = 1.2, count = 100, rounds = 15,
+    make = on_sqlite(op_id_pools, "op_id.db"),
+  },
+  {
+    -- Wall time: most of an append to Redis is the round trip and the server's script.
+    name = "redis append 1 msg with op_id / without", target = 1.2, count = 100, rounds = 15, wall = true,
+    make = on_redis(op_id_pools),
+  },
+  {
     -- A fork shares the stored messages of its source (the delete keeps the store from growing).
     name = "memory fork+delete / resume: 3000-msg session", target = 0.2,
     make = function()
@@ -601,7 +662,8 @@ local function run_rows()
         local timer = h
         if row.count then -- a fixed number of calls per round (the calls change what they time)
           timer = harness.new{ count = h.quick and math.max(1, math.floor(row.count / 10)) or row.count,
-            rounds = h.rounds, quick = h.quick }
+            rounds = not h.quick and row.rounds or h.rounds, quick = h.quick,
+            clock = row.wall and require("system").monotime or nil }
         end
         local ours_ns, rival_ns = timer:compare(ours, rival)
         local ratio = h:ratio(row.name, ours_ns, rival_ns, row.target)

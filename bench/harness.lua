@@ -13,7 +13,8 @@
 -- each timed batch, so one function's garbage is not collected on the other's clock (the garbage
 -- a function makes inside its own batch is collected on its own clock, as in real use). The
 -- result is the best (minimum) per-op time over the rounds: the least disturbed measurement.
--- Time is CPU time of the process (os.clock).
+-- Time is CPU time of the process (os.clock), or what the option `clock` gives (a function
+-- returning seconds: wall time, for calls that wait on a server).
 --
 -- Ratios are informational: nothing here fails on a ratio.
 
@@ -29,7 +30,8 @@ local function env_number(name)
   return nil
 end
 
--- opts: quick (bool), rounds (int), round_time (s), count (fixed iterations), out (file)
+-- opts: quick (bool), rounds (int), round_time (s), count (fixed iterations), out (file),
+-- clock (a function returning seconds; default os.clock)
 function M.new(opts)
   opts = opts or {}
   local quick = opts.quick
@@ -42,20 +44,23 @@ function M.new(opts)
   self.rounds = opts.rounds or env_number("BENCH_ROUNDS") or (quick and 3 or 7)
   self.round_time = opts.round_time or env_number("BENCH_TIME") or (quick and 0.02 or 0.3)
   self.count = opts.count
+  self.clock = opts.clock or clock
   self.out = opts.out or io.stdout
   self.name_width = opts.name_width or 44
   return self
 end
 
--- Number of iterations of fn that take about `seconds` of CPU time (at least 1).
-function M.calibrate(fn, seconds)
+-- Number of iterations of fn that take about `seconds` of CPU time (at least 1), or of the
+-- time `timer` gives.
+function M.calibrate(fn, seconds, timer)
+  timer = timer or clock
   fn() -- warm up: caches, lazily built tables, string interning
   local n = 1
   while true do
     collectgarbage("collect")
-    local t0 = clock()
+    local t0 = timer()
     for _ = 1, n do fn() end
-    local dt = clock() - t0
+    local dt = timer() - t0
     if dt >= seconds / 4 or n >= 2 ^ 30 then
       if dt <= 0 then return n end
       return math.max(1, math.floor(n * seconds / dt + 0.5))
@@ -64,11 +69,11 @@ function M.calibrate(fn, seconds)
   end
 end
 
-local function time_batch(fn, n)
+local function time_batch(fn, n, timer)
   collectgarbage("collect")
-  local t0 = clock()
+  local t0 = timer()
   for _ = 1, n do fn() end
-  return (clock() - t0) / n
+  return (timer() - t0) / n
 end
 
 -- compare(fn1, fn2, ...) -> ns/op for each function, measured in interleaved rounds.
@@ -76,14 +81,14 @@ function M:compare(...)
   local fns = { ... }
   local counts, best = {}, {}
   for i, fn in ipairs(fns) do
-    counts[i] = self.count or M.calibrate(fn, self.round_time)
+    counts[i] = self.count or M.calibrate(fn, self.round_time, self.clock)
     best[i] = math.huge
   end
   local k = #fns
   for round = 1, self.rounds do
     for j = 1, k do
       local i = (round % 2 == 1) and j or (k + 1 - j)
-      local t = time_batch(fns[i], counts[i])
+      local t = time_batch(fns[i], counts[i], self.clock)
       if t < best[i] then best[i] = t end
     end
   end
