@@ -68,6 +68,7 @@ build = {
         "csrc/core/as_error.c",
         "csrc/core/as_json.c",
         "csrc/core/as_manager.c",
+        "csrc/core/as_search.c",
         "csrc/core/as_session.c",
         "csrc/core/as_store_memory.c",
         "csrc/core/as_store_redis.c",

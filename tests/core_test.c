@@ -11,6 +11,9 @@
 #include "../csrc/core/as_digest.h"
 #include "../csrc/core/as_store_memory.h"
 #include "../csrc/core/as_store_sqlite.h"
+#include "../csrc/core/as_alloc.h"
+#include "../csrc/core/as_search.h"
+#include "../csrc/core/as_utf8.h"
 
 static int checks, failures;
 
@@ -390,8 +393,91 @@ static void test_sqlite(void) {
     CHECK(remove(dir) == 0);
 }
 
+/* Whether `query` matches the JSON value `json`; *snippet (may be NULL) its snippet. */
+static int matches(const char *query, const char *json, char **snippet) {
+    as_query q;
+    as_error err;
+    as_buf text = AS_BUF_INIT;
+    size_t at = 0;
+    int hit;
+    if (as_query_parse(query, &q, &err) != AS_OK) return -1;
+    CHECK(as_search_text(json, strlen(json), &text) == 0);
+    hit = as_query_match(&q, text.data ? text.data : "", text.len, &at);
+    if (hit && snippet) CHECK(as_snippet(text.data, text.len, at, snippet, &err) == AS_OK);
+    as_query_clear(&q);
+    as_buf_free(&text);
+    return hit;
+}
+
+static void test_search_rules(void) {
+    as_query q;
+    as_error err;
+    as_buf keys = AS_BUF_INIT;
+    char *snippet = NULL, long_text[1201], long_json[1300];
+    size_t i;
+
+    /* words: letters, marks and digits; ASCII case folds; keys and numbers are not text */
+    CHECK(matches("parser", "{\"text\":\"Fixed the Parser.\"}", NULL) == 1);
+    CHECK(matches("cat", "\"a category\"", NULL) == 0);
+    CHECK(matches("text", "{\"text\":\"other\"}", NULL) == 0);
+    CHECK(matches("42", "{\"n\":42}", NULL) == 0);
+    CHECK(matches("caf\xc3\xa9", "[\"un caf\xc3\xa9, merci\"]", NULL) == 1);
+    CHECK(matches("CAF\xc3\xa9", "[\"un caf\xc3\xa9\"]", NULL) == 1);
+    CHECK(matches("caf\xc3\x89", "[\"un caf\xc3\xa9\"]", NULL) == 0); /* only ASCII folds */
+    CHECK(matches("caf", "[\"un caf\xc3\xa9\"]", NULL) == 0);
+    /* typographic quotes and an em dash separate words; an escape is its character */
+    CHECK(matches("parser", "\"\xe2\x80\x9cparser\xe2\x80\x9d\xe2\x80\x94" "done\"", NULL) == 1);
+    CHECK(matches("caf\xc3\xa9 ok", "\"caf\\u00e9\\nok\"", NULL) == 1);
+    CHECK(matches("\xe6\x97\xa5\xe6\x9c\xac", "\"\xe6\x97\xa5\xe6\x9c\xac\xe3\x80\x82\"", NULL) == 1);
+    /* phrases: in order, consecutive, across the strings of a message */
+    CHECK(matches("\"fixed the parser\"", "\"we fixed the parser today\"", NULL) == 1);
+    CHECK(matches("\"parser fixed\"", "\"we fixed the parser\"", NULL) == 0);
+    CHECK(matches("\"fixed parser\"", "\"we fixed the parser\"", NULL) == 0);
+    CHECK(matches("\"a a b\"", "\"a a a b\"", NULL) == 1);
+    CHECK(matches("\"one two\"", "[\"one\", {\"k\": \"two\"}]", NULL) == 1);
+    CHECK(matches("today \"fixed the", "\"we fixed the parser today\"", NULL) == 1);
+    CHECK(matches("parser missing", "\"we fixed the parser\"", NULL) == 0);
+
+    CHECK(as_query_parse("  \"\" ,;- ", &q, &err) == AS_EINVALID && strcmp(err.path, "query") == 0);
+    CHECK(as_query_parse("", &q, &err) == AS_EINVALID);
+    CHECK(as_query_parse("bad \xff", &q, &err) == AS_EINVALID);
+    CHECK(as_query_parse("Parser \"the PARSER\" x", &q, &err) == AS_OK);
+    CHECK(q.nwords == 4 && q.nphrases == 3 && q.nkeys == 3 && q.longest == 2);
+    CHECK(strcmp(q.words[0], "parser") == 0 && strcmp(q.keys[2], "x") == 0);
+    as_query_clear(&q);
+
+    /* snippets: at most 200 characters around the match, cut between characters */
+    for (i = 0; i < 600; i++) memcpy(long_text + 2 * i, "\xc3\xa9", 2);
+    memcpy(long_text + 600, " needle ", 8);
+    long_text[1200] = '\0';
+    snprintf(long_json, sizeof long_json, "\"%s\"", long_text);
+    CHECK(matches("needle", long_json, &snippet) == 1);
+    CHECK(snippet != NULL && strstr(snippet, " needle ") != NULL);
+    CHECK(as_utf8_check(snippet, strlen(snippet)) == strlen(snippet));
+    {
+        size_t chars = 0, k;
+        for (k = 0; snippet && snippet[k]; k++) chars += ((unsigned char)snippet[k] & 0xC0) != 0x80;
+        CHECK(chars == 200);
+    }
+    as_free(snippet);
+    snippet = NULL;
+    CHECK(matches("short", "\"a short text\"", &snippet) == 1 && strcmp(snippet, "a short text") == 0);
+    as_free(snippet);
+
+    /* keys: distinct, folded, cut to 64 bytes between characters */
+    memset(long_text, 'a', 100);
+    memcpy(long_text + 63, "\xc3\xa9", 2);
+    long_text[100] = '\0';
+    CHECK(as_search_keys("The the THE cat", 15, ' ', &keys) == 0);
+    CHECK(keys.len == 8 && memcmp(keys.data, "the cat ", 8) == 0);
+    keys.len = 0;
+    CHECK(as_search_keys(long_text, 100, '\n', &keys) == 0 && keys.len == 64 && keys.data[63] == '\n');
+    as_buf_free(&keys);
+}
+
 int main(void) {
     test_json();
+    test_search_rules();
     test_manager();
     test_windows();
     test_op_ids();
