@@ -81,7 +81,7 @@ static void test_manager(void) {
     as_session s = { 0 }, got = { 0 };
     as_meta stored = { 0 }, forked = { 0 }, tagged = { 0 };
     as_meta_list list = { 0 };
-    as_filter all = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
+    as_filter all = AS_FILTER_ALL;
     const char *tags[] = { "reviewed", "production" };
     char *first_id;
     as_buf doc = AS_BUF_INIT;
@@ -347,7 +347,7 @@ static void test_sqlite(void) {
     as_session s = { 0 }, got = { 0 };
     as_meta stored = { 0 };
     as_meta_list list = { 0 };
-    as_filter tagged = { NULL, 1, NULL, NULL, 0, SIZE_MAX };
+    as_filter tagged = { NULL, 1, NULL, NULL, 0, SIZE_MAX, 0, 0, NULL };
     const char *tag = "t";
     char *tags[] = { "t" };
 
@@ -475,9 +475,83 @@ static void test_search_rules(void) {
     as_buf_free(&keys);
 }
 
+/* search and prune on the memory store, through the manager */
+static void test_search_memory(void) {
+    as_store *store;
+    as_manager *m;
+    as_error err;
+    as_session s = { 0 };
+    as_meta stored = { 0 };
+    as_found_list found = { 0 };
+    as_id_list ids = { 0 };
+    as_filter all = AS_FILTER_ALL;
+    as_prune p;
+    char *tags[] = { "keep" };
+    as_blob *msgs[3];
+    int64_t cut;
+
+    CHECK(as_store_memory_new(&store, &err) == AS_OK);
+    CHECK(as_manager_new(store, NULL, &m, &err) == AS_OK);
+    msgs[0] = blob("{\"text\":\"the parser broke\"}");
+    msgs[1] = blob("{\"text\":\"fixed the parser\"}");
+    msgs[2] = blob("{\"text\":\"thanks\"}");
+    s.meta.id = "s1";
+    s.meta.name = "parser work";
+    s.meta.agent_name = "";
+    s.msgs = msgs;
+    s.nmsgs = 3;
+    s.state = blob("{}");
+    CHECK(as_manager_save(m, &s, NULL, -1, &stored, &err) == AS_OK);
+    as_meta_clear(&stored);
+    s.meta.id = "s2";
+    s.meta.name = "other";
+    s.meta.tags = tags;
+    s.meta.ntags = 1;
+    s.nmsgs = 1;
+    CHECK(as_manager_save(m, &s, NULL, -1, &stored, &err) == AS_OK);
+    cut = stored.updated_at + 1;
+    as_meta_clear(&stored);
+
+    CHECK(as_manager_search(m, "PARSER", &all, &found, &err) == AS_OK);
+    CHECK(found.n == 2 && strcmp(found.items[0].meta.id, "s2") == 0 && found.items[0].index == 1);
+    CHECK(found.n == 2 && found.items[1].index == 2 && strcmp(found.items[1].snippet, "fixed the parser") == 0);
+    as_found_list_clear(&found);
+    CHECK(as_manager_search(m, "work", &all, &found, &err) == AS_OK);
+    CHECK(found.n == 1 && found.items[0].index == 0 && strcmp(found.items[0].snippet, "parser work") == 0);
+    as_found_list_clear(&found);
+    all.offset = 1;
+    CHECK(as_manager_search(m, "parser", &all, &found, &err) == AS_OK);
+    CHECK(found.n == 1 && strcmp(found.items[0].meta.id, "s1") == 0);
+    as_found_list_clear(&found);
+    all.offset = 0;
+    CHECK(as_manager_search(m, "- -", &all, &found, &err) == AS_EINVALID && found.n == 0);
+
+    memset(&p, 0, sizeof p);
+    p.filter = all;
+    p.before = cut;
+    p.keep_tag = "keep";
+    p.dry_run = 1;
+    CHECK(as_manager_prune(m, &p, &ids, &err) == AS_OK && ids.n == 1 && strcmp(ids.ids[0], "s1") == 0);
+    as_id_list_clear(&ids);
+    p.dry_run = 0;
+    CHECK(as_manager_prune(m, &p, &ids, &err) == AS_OK && ids.n == 1 && strcmp(ids.ids[0], "s1") == 0);
+    as_id_list_clear(&ids);
+    CHECK(as_manager_search(m, "parser", &all, &found, &err) == AS_OK && found.n == 1);
+    as_found_list_clear(&found);
+    p.keep_tag = "";
+    CHECK(as_manager_prune(m, &p, &ids, &err) == AS_EINVALID && strcmp(err.path, "keep_tag") == 0);
+
+    as_manager_free(m);
+    as_blob_unref(msgs[0]);
+    as_blob_unref(msgs[1]);
+    as_blob_unref(msgs[2]);
+    as_blob_unref(s.state);
+}
+
 int main(void) {
     test_json();
     test_search_rules();
+    test_search_memory();
     test_manager();
     test_windows();
     test_op_ids();

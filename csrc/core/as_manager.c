@@ -822,3 +822,264 @@ as_status as_manager_import(as_manager *m, const as_session *s, int replace, as_
                             as_error *err) {
     return put_session(m, s, NULL, -1, replace ? 1 : 0, stored, err);
 }
+
+/* ---------------------------------------------------------------- search */
+
+/* What a search keeps while it checks candidates. */
+typedef struct search_run {
+    as_manager *m;
+    const as_query *q;
+    as_buf text; /* the text of the message or label being checked */
+} search_run;
+
+/* Whether the text in r->text matches; if it does, found gets its index and snippet. */
+static as_status check_text_match(search_run *r, size_t index, as_found *found, int *hit,
+                                  as_error *err) {
+    size_t at;
+    const char *text = r->text.data ? r->text.data : "";
+    *hit = as_query_match(r->q, text, r->text.len, &at);
+    if (!*hit) return AS_OK;
+    found->index = index;
+    return as_snippet(text, r->text.len, at, &found->snippet, err);
+}
+
+static as_status check_message(search_run *r, const as_blob *msg, size_t index, as_found *found,
+                               int *hit, as_error *err) {
+    r->text.len = 0;
+    if (as_search_text(msg->text, msg->len, &r->text) != 0) return as_error_nomem(err);
+    return check_text_match(r, index, found, hit, err);
+}
+
+/* Checks the stored messages [first, first + count) of a candidate, the last
+** first; a session gone since the search is no match. */
+static as_status check_stored(search_run *r, const as_candidate *c, size_t first, size_t count,
+                              as_found *found, int *hit, as_error *err) {
+    loaded l;
+    as_span span;
+    size_t i;
+    as_status st;
+    span.first = first;
+    span.count = count;
+    if ((st = load_span(r->m, c->meta.id, &span, &l, err)) == AS_ENOTFOUND) {
+        as_error_clear(err);
+        return AS_OK;
+    }
+    for (i = l.s.nmsgs; st == AS_OK && i > 0 && !*hit; i--)
+        st = check_message(r, l.s.msgs[i - 1], l.found.first + i, found, hit, err);
+    loaded_clear(r->m, &l);
+    return st;
+}
+
+/* Whether a candidate matches: its last message that does, else its label. */
+static as_status check_candidate(search_run *r, const as_candidate *c, as_found *found, int *hit,
+                                 as_error *err) {
+    as_status st = AS_OK;
+    size_t i;
+    *hit = 0;
+    if (c->all) st = check_stored(r, c, 0, AS_ALL, found, hit, err);
+    for (i = 0; !c->all && st == AS_OK && i < c->npos && !*hit; i++) {
+        if (i == 0 && c->text) st = check_message(r, c->text, c->pos[0] + 1, found, hit, err);
+        else st = check_stored(r, c, c->pos[i], 1, found, hit, err);
+    }
+    if (st == AS_OK && !*hit) {
+        r->text.len = 0;
+        if (as_search_label(&c->meta, &r->text) != 0) return as_error_nomem(err);
+        st = check_text_match(r, 0, found, hit, err);
+    }
+    if (st == AS_OK && *hit) st = as_meta_copy(&found->meta, &c->meta, err);
+    return st;
+}
+
+/* A page of candidates: the store's, or every session of a page of list(). */
+static as_status candidates(as_manager *m, const as_query *q, const as_filter *page,
+                            as_candidate_list *out, as_error *err) {
+    as_meta_list l = { 0 };
+    as_status st;
+    size_t i;
+    if (m->store->ops->search) return m->store->ops->search(m->store, q, page, out, err);
+    if ((st = m->store->ops->list(m->store, page, &l, err)) != AS_OK) return st;
+    for (i = 0; i < l.n && st == AS_OK; i++) {
+        as_candidate c;
+        memset(&c, 0, sizeof c);
+        c.meta = l.items[i];
+        memset(&l.items[i], 0, sizeof l.items[i]);
+        c.all = 1;
+        st = as_candidate_list_take(out, &c, err);
+    }
+    as_meta_list_clear(&l);
+    return st;
+}
+
+static as_status found_push(as_found_list *l, as_found *f, as_error *err) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        as_found *grown;
+        if (cap > SIZE_MAX / sizeof *grown || (grown = as_realloc(l->items, cap * sizeof *grown)) == NULL)
+            return as_error_nomem(err);
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n++] = *f;
+    memset(f, 0, sizeof *f);
+    return AS_OK;
+}
+
+/* Checks candidates page by page, in list order, until the filter's page of
+** matches is full or the candidates run out. */
+static as_status search_in(search_run *r, const as_filter *f, as_found_list *out, as_error *err) {
+    size_t skip = f->offset, need = add_size(f->offset, f->limit), from = 0;
+    size_t batch = need < 16 ? 16 : need > 1024 ? 1024 : need;
+    as_status st = AS_OK;
+    for (;;) {
+        as_candidate_list cands = { 0 };
+        as_filter page = *f;
+        size_t i;
+        int last;
+        page.offset = from;
+        page.limit = batch;
+        st = candidates(r->m, r->q, &page, &cands, err);
+        for (i = 0; st == AS_OK && i < cands.n && out->n < f->limit; i++) {
+            as_found found;
+            int hit;
+            memset(&found, 0, sizeof found);
+            st = check_candidate(r, &cands.items[i], &found, &hit, err);
+            if (st == AS_OK && hit && skip > 0) skip--;
+            else if (st == AS_OK && hit) st = found_push(out, &found, err);
+            as_meta_clear(&found.meta);
+            as_free(found.snippet);
+        }
+        last = cands.n < batch;
+        as_candidate_list_clear(&cands);
+        if (st != AS_OK || last || out->n >= f->limit) return st;
+        from = add_size(from, batch);
+        if (batch < 1024) batch *= 2;
+    }
+}
+
+as_status as_manager_search(as_manager *m, const char *query, const as_filter *f,
+                            as_found_list *out, as_error *err) {
+    search_run r;
+    as_query q;
+    as_status st;
+    memset(out, 0, sizeof *out);
+    if ((st = as_query_parse(query, &q, err)) != AS_OK) return st;
+    if (f->limit == 0) {
+        as_query_clear(&q);
+        return AS_OK;
+    }
+    r.m = m;
+    r.q = &q;
+    r.text.data = NULL;
+    r.text.len = r.text.cap = 0;
+    do {
+        if ((st = txn_begin(m, 0, err)) != AS_OK) break;
+        if ((st = txn_finish(m, search_in(&r, f, out, err), err)) != AS_OK) as_found_list_clear(out);
+    } while (st == AS_ERETRY);
+    as_buf_free(&r.text);
+    as_query_clear(&q);
+    return st;
+}
+
+/* ---------------------------------------------------------------- prune */
+
+#define PRUNE_PAGE 256 /* sessions listed at a time */
+
+/* Removes, in one transaction, those of the n listed sessions that still match
+** the filter when read in it; *kept counts those that no longer do. */
+static as_status remove_batch(as_manager *m, const as_filter *f, const as_meta *listed, size_t n,
+                              as_id_list *out, size_t *kept, as_error *err) {
+    size_t had = out->n, i;
+    as_status st;
+    do {
+        while (out->n > had) as_free(out->ids[--out->n]);
+        *kept = 0;
+        if ((st = txn_begin(m, 1, err)) != AS_OK) break;
+        for (i = 0; i < n && st == AS_OK; i++) {
+            loaded old;
+            if ((st = load_meta(m, listed[i].id, &old, err)) == AS_ENOTFOUND) {
+                as_error_clear(err);
+                st = AS_OK;
+                continue;
+            }
+            /* the id is noted first: a store without transactions cannot take
+            ** a removal back when noting it fails */
+            if (st == AS_OK && !as_meta_matches(&old.s.meta, f)) (*kept)++;
+            else if (st == AS_OK && (st = as_id_list_push(out, listed[i].id, err)) == AS_OK
+                     && (st = m->store->ops->remove(m->store, &old.s.meta, &old.found, err)) != AS_OK)
+                as_free(out->ids[--out->n]);
+            loaded_clear(m, &old);
+        }
+        st = txn_finish(m, st, err);
+    } while (st == AS_ERETRY);
+    if (st != AS_OK)
+        while (out->n > had) as_free(out->ids[--out->n]);
+    return st;
+}
+
+/* One walk over the sessions list() gives for the filter, removing them in
+** batches. Those kept stay listed first, so the next page starts past them. */
+static as_status prune_pass(as_manager *m, const as_prune *p, const as_filter *f, as_id_list *out,
+                            as_error *err) {
+    size_t batch = m->store->ops->prune_batch ? m->store->ops->prune_batch : 1, skipped = 0;
+    for (;;) {
+        as_meta_list page = { 0 };
+        as_filter pf = *f;
+        as_status st;
+        size_t i, kept;
+        int last;
+        pf.offset = skipped;
+        pf.limit = PRUNE_PAGE;
+        if ((st = as_manager_list(m, &pf, &page, err)) != AS_OK) return st;
+        for (i = 0; i < page.n && st == AS_OK; i += batch) {
+            size_t k = page.n - i < batch ? page.n - i : batch;
+            /* a store whose list ignores part of the filter is read again here */
+            if ((st = remove_batch(m, f, page.items + i, k, out, &kept, err)) != AS_OK) break;
+            skipped += kept;
+            if (p->progress) st = p->progress(p->progress_ctx, out->n, err);
+        }
+        last = page.n < PRUNE_PAGE;
+        as_meta_list_clear(&page);
+        if (st != AS_OK || last) return st;
+    }
+}
+
+/* keep_tag protects sessions: one no session could carry is refused. */
+static as_status check_prune(const as_prune *p, as_error *err) {
+    if (p->keep_tag == NULL) return AS_OK;
+    return as_check_tag(p->keep_tag, strlen(p->keep_tag), "keep_tag", err);
+}
+
+as_status as_manager_prune(as_manager *m, const as_prune *p, as_id_list *out, as_error *err) {
+    as_filter f = p->filter;
+    as_status st;
+    memset(out, 0, sizeof *out);
+    if ((st = check_prune(p, err)) != AS_OK) return st;
+    f.has_before = 1;
+    f.before = p->before;
+    f.without_tag = p->keep_tag;
+    f.offset = 0;
+    f.limit = SIZE_MAX;
+    if (p->dry_run) {
+        as_meta_list l = { 0 };
+        size_t i;
+        if ((st = as_manager_list(m, &f, &l, err)) != AS_OK) return st;
+        /* a store whose list ignores part of the filter is held to it here */
+        for (i = 0; i < l.n && st == AS_OK; i++)
+            if (as_meta_matches(&l.items[i], &f)) st = as_id_list_push(out, l.items[i].id, err);
+        as_meta_list_clear(&l);
+    } else if (m->store->ops->prune) {
+        if ((st = txn_begin(m, 1, err)) == AS_OK)
+            st = txn_finish(m, m->store->ops->prune(m->store, p, out, err), err);
+        if (st == AS_OK && p->progress) st = p->progress(p->progress_ctx, out->n, err);
+    } else {
+        size_t had;
+        /* again until a walk deletes nothing: one that writers changed under
+        ** it may have stepped past a session it should delete */
+        do {
+            had = out->n;
+            st = prune_pass(m, p, &f, out, err);
+        } while (st == AS_OK && out->n > had);
+    }
+    if (st != AS_OK) as_id_list_clear(out);
+    return st;
+}

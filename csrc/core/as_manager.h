@@ -123,4 +123,19 @@ typedef struct as_append_opts {
 ** metadata (the current one when op_id had been applied). */
 as_status as_manager_append(as_manager *m, const char *id, as_blob *const *msgs, size_t n,
                             const as_append_opts *opts, as_meta *out, as_error *err);
+/* ---------------------------------------------------------------- search and retention */
+
+/* The sessions whose one message, or whose label, holds every phrase of
+** `query` (see as_search.h), among those matching the filter, most recently
+** updated first, after f->offset and at most f->limit of them; each with the
+** index of its last message that matched (0: the label) and a snippet.
+** AS_EINVALID (path "query") for a query without a word. */
+as_status as_manager_search(as_manager *m, const char *query, const as_filter *f,
+                            as_found_list *out, as_error *err);
+/* Deletes the sessions p asks for (see as_prune) and gives their ids; with
+** p->dry_run deletes nothing and gives the ids it would delete. It deletes in
+** batches, each one transaction: a prune that fails (or that p->progress
+** stops) keeps what the batches before deleted, and gives no ids. */
+as_status as_manager_prune(as_manager *m, const as_prune *p, as_id_list *out, as_error *err);
+
 #endif

@@ -171,6 +171,8 @@ int as_meta_matches(const as_meta *m, const as_filter *f) {
     if (f->parent_id && (m->parent_id == NULL || strcmp(m->parent_id, f->parent_id) != 0)) return 0;
     for (i = 0; i < f->ntags; i++)
         if (!as_meta_has_tag(m, f->tags[i])) return 0;
+    if (f->has_before && m->updated_at >= f->before) return 0;
+    if (f->without_tag && as_meta_has_tag(m, f->without_tag)) return 0;
     return 1;
 }
 

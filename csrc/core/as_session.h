@@ -68,7 +68,14 @@ typedef struct as_filter {
     const char *parent_id;  /* NULL: any */
     size_t offset;
     size_t limit;           /* SIZE_MAX: no limit */
+    /* What prune asks of list: updated_at < before (when has_before), and
+    ** without the tag without_tag (when not NULL). */
+    int has_before;
+    int64_t before;
+    const char *without_tag;
 } as_filter;
+
+#define AS_FILTER_ALL { NULL, 0, NULL, NULL, 0, SIZE_MAX, 0, 0, NULL }
 
 void as_meta_clear(as_meta *m);
 as_status as_meta_copy(as_meta *dst, const as_meta *src, as_error *err);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "as_error.h"
+#include "as_search.h"
 #include "as_session.h"
 
 typedef struct as_store as_store;
@@ -176,6 +177,19 @@ typedef struct as_store_ops {
     ** neither keeps no op ids, and an append with an op_id is refused. */
     as_status (*op_applied)(as_store *st, const as_meta *old, const as_stored *found,
                             const char *op_id, int *applied, as_error *err);
+    /* Optional: a search's candidates (see as_search.h): the sessions that
+    ** match the filter and whose texts may hold every key of q, in list
+    ** order, after f->offset and at most f->limit of them. Every session that
+    ** matches the query must be among them; others may be. NULL: the manager
+    ** takes every session list() gives as a candidate and reads it whole. */
+    as_status (*search)(as_store *st, const as_query *q, const as_filter *f,
+                        as_candidate_list *out, as_error *err);
+    /* Optional: a prune that is one operation of the store's own, deleting
+    ** what p asks (never with p->dry_run) and giving the ids deleted. NULL:
+    ** the manager lists the sessions (as_filter.before and .without_tag) and
+    ** removes them, prune_batch sessions per transaction. */
+    as_status (*prune)(as_store *st, const as_prune *p, as_id_list *out, as_error *err);
+    size_t prune_batch; /* 0: one */
 } as_store_ops;
 
 struct as_store {

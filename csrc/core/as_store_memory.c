@@ -375,6 +375,103 @@ static as_status mem_list(as_store *st, const as_filter *f, as_meta_list *out, a
     return AS_OK;
 }
 
+/* ---------------------------------------------------------------- search */
+
+/* Whether hay holds key (folded to lower case) with ASCII letters of any case. */
+static int holds_folded(const char *hay, size_t n, const char *key, size_t k) {
+    size_t i, j;
+    for (i = 0; i + k <= n; i++) {
+        for (j = 0; j < k; j++) {
+            unsigned char c = (unsigned char)hay[i + j];
+            if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + ('a' - 'A'));
+            if (c != (unsigned char)key[j]) break;
+        }
+        if (j == k) return 1;
+    }
+    return 0;
+}
+
+/* Whether a message's text holds every phrase of q. A JSON text without
+** escapes holds its strings as they are: one that lacks a key cannot match,
+** and is passed over without reading its strings. */
+static int message_matches(const as_query *q, const as_blob *b, as_buf *text, int *nomem) {
+    size_t i, at;
+    if (memchr(b->text, '\\', b->len) == NULL)
+        for (i = 0; i < q->nkeys; i++)
+            if (!holds_folded(b->text, b->len, q->keys[i], strlen(q->keys[i]))) return 0;
+    text->len = 0;
+    if (as_search_text(b->text, b->len, text) != 0) {
+        *nomem = 1;
+        return 0;
+    }
+    return as_query_match(q, text->data ? text->data : "", text->len, &at);
+}
+
+typedef struct mem_hit {
+    entry *e;
+    size_t pos; /* the last message that matches + 1; 0: none (the label may) */
+} mem_hit;
+
+static int hit_newer_first(const void *a, const void *b) {
+    return newer_first(&((const mem_hit *)a)->e, &((const mem_hit *)b)->e);
+}
+
+/* Finds the sessions that match: every message of every session the filter
+** keeps is read (see docs/README.md), so writes keep no index. */
+static as_status mem_find_hits(memory_store *ms, const as_query *q, const as_filter *f,
+                               mem_hit *hits, size_t *nhits, as_error *err) {
+    as_buf text = AS_BUF_INIT;
+    size_t i, k, at;
+    int nomem = 0;
+    *nhits = 0;
+    for (i = 0; i < ms->n && !nomem; i++) {
+        entry *e = ms->entries[i];
+        if (!as_meta_matches(&e->s.meta, f)) continue;
+        for (k = e->s.nmsgs; k > 0 && !nomem; k--)
+            if (message_matches(q, e->s.msgs[k - 1], &text, &nomem)) break;
+        if (k == 0 && !nomem) {
+            text.len = 0;
+            if (as_search_label(&e->s.meta, &text) != 0) nomem = 1;
+            else if (!as_query_match(q, text.data ? text.data : "", text.len, &at)) continue;
+        }
+        hits[*nhits].e = e;
+        hits[*nhits].pos = k;
+        (*nhits)++;
+    }
+    as_buf_free(&text);
+    return nomem ? as_error_nomem(err) : AS_OK;
+}
+
+static as_status mem_search(as_store *st, const as_query *q, const as_filter *f,
+                            as_candidate_list *out, as_error *err) {
+    memory_store *ms = (memory_store *)st;
+    mem_hit *hits;
+    size_t nhits, i;
+    as_status status;
+    if (ms->n == 0) return AS_OK;
+    if ((hits = as_malloc(ms->n * sizeof *hits)) == NULL) return as_error_nomem(err);
+    status = mem_find_hits(ms, q, f, hits, &nhits, err);
+    if (status == AS_OK) qsort(hits, nhits, sizeof *hits, hit_newer_first);
+    for (i = f->offset; status == AS_OK && i < nhits && out->n < f->limit; i++) {
+        as_candidate c;
+        memset(&c, 0, sizeof c);
+        if (hits[i].pos > 0) {
+            if ((c.pos = as_malloc(sizeof *c.pos)) == NULL) {
+                status = as_error_nomem(err);
+                break;
+            }
+            c.pos[0] = hits[i].pos - 1;
+            c.npos = 1;
+            c.text = as_blob_ref(hits[i].e->s.msgs[hits[i].pos - 1]);
+        }
+        if ((status = as_meta_copy(&c.meta, &hits[i].e->s.meta, err)) != AS_OK) as_candidate_clear(&c);
+        else status = as_candidate_list_take(out, &c, err);
+    }
+    as_free(hits);
+    if (status != AS_OK) as_candidate_list_clear(out);
+    return status;
+}
+
 static void mem_close(as_store *st) {
     memory_store *ms = (memory_store *)st;
     size_t i;
@@ -392,6 +489,8 @@ static const as_store_ops memory_ops = {
     .list = mem_list,
     .close = mem_close,
     .op_applied = mem_op_applied,
+    .search = mem_search,
+    .prune_batch = 256, /* no transactions: each removal is its own */
 };
 
 as_status as_store_memory_new(as_store **out, as_error *err) {

@@ -644,7 +644,7 @@ agentsession_status agentsession_delete(agentsession_manager *am, const char *id
 
 agentsession_status agentsession_list(agentsession_manager *am, const agentsession_filter *filter,
                                       char **metadata_array_json, agentsession_error *err) {
-    as_filter f = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
+    as_filter f = AS_FILTER_ALL;
     as_meta_list list = { 0 };
     result r;
     as_status rc;

@@ -544,7 +544,7 @@ The metadata of the sessions, most recently updated first; ties go to the most r
 static int m_list(lua_State *L) {
     static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit", "offset", NULL };
     as_manager *m = check_open(L);
-    as_filter f = { NULL, 0, NULL, NULL, 0, SIZE_MAX };
+    as_filter f = AS_FILTER_ALL;
     const char **tags = NULL;
     lbind_call *c;
     as_error err;
