@@ -1,7 +1,7 @@
 /*
 ** The SQLite store: sessions in one file, durable and shared by processes.
 **
-** Layout (schema version 4, kept in PRAGMA user_version):
+** Layout (schema version 5, kept in PRAGMA user_version):
 **   sessions  one row per session: the metadata in columns, the state as JSON
 **             text, the message count, the session's size in bytes (`bytes`,
 **             so append checks the size limit without reading the history),
@@ -15,13 +15,23 @@
 **             rewrites only the rows whose digest changed;
 **   tags      one row per tag, carrying its session's updated_at and seq, so a
 **             tag filter walks an index already in list order;
-**   counter   the last seq given out.
+**   counter   the last seq given out;
+**   search    an FTS5 index without content: for each message its slot and
+**             the search keys of its text (as_search.h), and for each
+**             session's label (name and tags) the slot rid * 2^32 + 2^32 - 1,
+**             which no message takes;
+**   search_recent  the same rows, as text, for the texts written since the
+**             last write that moved them into `search` (at most RECENT_MAX):
+**             an FTS5 insert costs a new segment per transaction, a row of
+**             this table a row. A search reads both. Every write keeps them
+**             in its own transaction: a text's keys are removed with it
+**             (recomputed from the stored text) and added with the new one.
 ** A session's row also keeps, in `ops`, the digests of the op ids of its last
 ** appends that carried one: the row every write rewrites anyway, so that
 ** recording an op id writes no page of its own.
 ** Version 1 kept messages keyed by (rid, pos) without digests, version 2 had
-** no `bytes`, version 3 no `ops`; opening such a file migrates it in one
-** transaction.
+** no `bytes`, version 3 no `ops`, version 4 no search index; opening such a
+** file migrates it in one transaction.
 **
 ** Writes run in BEGIN IMMEDIATE transactions: the write lock is taken first,
 ** so a busy file is waited for (busy_timeout_ms) and never deadlocks on a lock
@@ -30,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,7 +51,7 @@
 #include "as_digest.h"
 #include "as_store_sqlite.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define APPLICATION_ID 1634169715 /* 0x61677373, "agss" */
 #define STR(x) #x
 #define XSTR(x) STR(x)
@@ -150,8 +161,45 @@ static const char migrate_2_to_3[] =
 /* Version 3 kept no op ids: a file starts with none. */
 static const char migrate_3_to_4[] = "ALTER TABLE sessions ADD COLUMN ops BLOB;";
 
-/* list() statements kept prepared: by filter tag (or none), agent, parent. */
-#define LIST_SHAPES 8
+/* The search index (see the top of this file). The keys of a message are
+** computed from its stored text by agentsession_keys(body), so that a
+** message's keys leave the index exactly as they came in. */
+static const char schema_search[] =
+    "CREATE VIRTUAL TABLE search USING fts5(words, content='', columnsize=0, detail=none,"
+    " tokenize='ascii');"
+    "CREATE TABLE search_recent (slot INTEGER PRIMARY KEY, words TEXT NOT NULL);";
+
+/* Version 3 (and 4) had no search index: it is built from every message and label. */
+static const char migrate_add_search_sql[] =
+    "INSERT INTO search (rowid, words) SELECT slot, agentsession_keys(body) FROM messages;"
+    "INSERT INTO search (rowid, words) SELECT rid * 4294967296 + 4294967295,"
+    " agentsession_label_keys(coalesce(name, '') || char(10) || coalesce((SELECT"
+    " group_concat(tag, char(10)) FROM tags WHERE tags.rid = sessions.rid), '')) FROM sessions;";
+
+/* Rows search_recent holds before a write moves them into search. */
+#define RECENT_MAX 64
+
+enum {
+    X_ADD, X_RECENT_COUNT, X_MOVE, X_CLEAR, X_FORGET, X_DELETE, X_FORGET_RANGE, X_DELETE_RANGE,
+    X_COUNT
+};
+
+static const char *const index_sql[X_COUNT] = {
+    "INSERT OR REPLACE INTO search_recent (slot, words) VALUES (?1, ?2)",
+    "SELECT count(*) FROM search_recent",
+    "INSERT INTO search (rowid, words) SELECT slot, words FROM search_recent",
+    "DELETE FROM search_recent",
+    "DELETE FROM search_recent WHERE slot = ?1",
+    "INSERT INTO search (search, rowid, words) VALUES ('delete', ?1, ?2)",
+    "DELETE FROM search_recent WHERE slot >= ?1 AND slot < ?2",
+    "INSERT INTO search (search, rowid, words) SELECT 'delete', slot, agentsession_keys(body)"
+    " FROM messages m WHERE slot >= ?1 AND slot < ?2"
+    " AND NOT EXISTS (SELECT 1 FROM search_recent r WHERE r.slot = m.slot)",
+};
+
+/* list() statements kept prepared: by filter tag (or none), agent, parent,
+** and updated_at bound (prune's). */
+#define LIST_SHAPES 16
 
 typedef struct sqlite_store {
     as_store base;
@@ -161,6 +209,8 @@ typedef struct sqlite_store {
     as_digest_key key;
     sqlite3_stmt *stmt[S_COUNT];
     sqlite3_stmt *list_stmt[LIST_SHAPES];
+    sqlite3_stmt *index_stmt[X_COUNT];
+    sqlite3_stmt *search_stmt[LIST_SHAPES / 2];
 } sqlite_store;
 
 /* ---------------------------------------------------------------- errors */
@@ -237,6 +287,158 @@ static as_status sq_query_int(sqlite_store *ss, const char *sql, int64_t *out, a
 
 static int bind_opt_text(sqlite3_stmt *s, int i, const char *text) {
     return text ? sqlite3_bind_text(s, i, text, -1, SQLITE_STATIC) : sqlite3_bind_null(s, i);
+}
+
+/* ---------------------------------------------------------------- the search index */
+
+static as_status index_prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
+    *out = NULL;
+    if (ss->index_stmt[which] == NULL) {
+        int rc = sqlite3_prepare_v3(ss->db, index_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &ss->index_stmt[which], NULL);
+        if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
+    }
+    *out = ss->index_stmt[which];
+    return AS_OK;
+}
+
+/* The label's slot in the index: the last of the session's slots. */
+static int64_t label_slot(int64_t rid) {
+    return rid * SLOT_SPAN + SLOT_SPAN - 1;
+}
+
+static as_status index_run(sqlite_store *ss, int which, int64_t a, int64_t b, as_error *err) {
+    sqlite3_stmt *s;
+    as_status st = index_prepare(ss, which, &s, err);
+    if (st != AS_OK) return st;
+    sqlite3_bind_int64(s, 1, a);
+    sqlite3_bind_int64(s, 2, b);
+    return stmt_run(ss, s, err);
+}
+
+/* Adds the keys of `text` under `slot` (to search_recent), or removes them
+** (from search_recent when they are still there, else from search). */
+static as_status index_text(sqlite_store *ss, int add, int64_t slot, const char *text, size_t len,
+                            as_error *err) {
+    as_buf keys = AS_BUF_INIT;
+    sqlite3_stmt *s;
+    as_status st;
+    if (as_search_keys(text, len, ' ', &keys) != 0 || keys.len > INT32_MAX) {
+        as_buf_free(&keys);
+        return as_error_nomem(err);
+    }
+    if (!add && (st = index_run(ss, X_FORGET, slot, 0, err)) == AS_OK && sqlite3_changes(ss->db) > 0)
+        goto done;
+    if (!add && st != AS_OK) goto done;
+    if ((st = index_prepare(ss, add ? X_ADD : X_DELETE, &s, err)) == AS_OK) {
+        sqlite3_bind_int64(s, 1, slot);
+        sqlite3_bind_text(s, 2, keys.data ? keys.data : "", (int)keys.len, SQLITE_STATIC);
+        st = stmt_run(ss, s, err);
+    }
+done:
+    as_buf_free(&keys);
+    return st;
+}
+
+static as_status index_message(sqlite_store *ss, int64_t slot, const as_blob *b, as_error *err) {
+    as_buf text = AS_BUF_INIT;
+    as_status st;
+    if (as_search_text(b->text, b->len, &text) != 0) st = as_error_nomem(err);
+    else st = index_text(ss, 1, slot, text.data ? text.data : "", text.len, err);
+    as_buf_free(&text);
+    return st;
+}
+
+/* Adds (add = 1) or removes a session's label. */
+static as_status index_label(sqlite_store *ss, int add, int64_t rid, const as_meta *m,
+                             as_error *err) {
+    as_buf text = AS_BUF_INIT;
+    as_status st;
+    if (as_search_label(m, &text) != 0) st = as_error_nomem(err);
+    else st = index_text(ss, add, label_slot(rid), text.data ? text.data : "", text.len, err);
+    as_buf_free(&text);
+    return st;
+}
+
+static int same_label(const as_meta *a, const as_meta *b) {
+    size_t i;
+    if ((a->name == NULL) != (b->name == NULL) || (a->name && strcmp(a->name, b->name) != 0)
+        || a->ntags != b->ntags)
+        return 0;
+    for (i = 0; i < a->ntags; i++)
+        if (strcmp(a->tags[i], b->tags[i]) != 0) return 0;
+    return 1;
+}
+
+/* Removes the keys of the stored messages in slots [from, to). */
+static as_status unindex_messages(sqlite_store *ss, int64_t from, int64_t to, as_error *err) {
+    as_status st = index_run(ss, X_DELETE_RANGE, from, to, err);
+    return st == AS_OK ? index_run(ss, X_FORGET_RANGE, from, to, err) : st;
+}
+
+/* Moves search_recent into search once it holds RECENT_MAX rows: a write
+** adds its keys to a small table, and search takes them in batches, so
+** that an append does not pay for a new segment of the full-text index. */
+static as_status index_settle(sqlite_store *ss, as_error *err) {
+    sqlite3_stmt *s;
+    int64_t n = 0;
+    as_status st = index_prepare(ss, X_RECENT_COUNT, &s, err);
+    int rc;
+    if (st != AS_OK) return st;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) n = sqlite3_column_int64(s, 0);
+    else st = sq_fail(ss, rc, err);
+    stmt_reset(s);
+    if (st != AS_OK || n < RECENT_MAX) return st;
+    st = index_run(ss, X_MOVE, 0, 0, err);
+    return st == AS_OK ? index_run(ss, X_CLEAR, 0, 0, err) : st;
+}
+
+/* agentsession_holds(words, keys): whether every key (space-separated) is
+** one of the words (space-separated): a search of search_recent. */
+static void sql_holds(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    const char *words = (const char *)sqlite3_value_text(argv[0]);
+    const char *keys = (const char *)sqlite3_value_text(argv[1]);
+    size_t nw = (size_t)sqlite3_value_bytes(argv[0]), i = 0;
+    int all = words != NULL && keys != NULL;
+    (void)argc;
+    while (all) {
+        size_t k, at = 0;
+        int found = 0;
+        while (keys[i] == ' ') i++;
+        if (keys[i] == '\0') break;
+        k = strcspn(keys + i, " ");
+        while (!found && at < nw) {
+            size_t w = strcspn(words + at, " ");
+            found = w == k && memcmp(words + at, keys + i, k) == 0;
+            at += w + 1;
+        }
+        all = found;
+        i += k;
+    }
+    sqlite3_result_int(ctx, all);
+}
+
+/* agentsession_keys(json) and agentsession_label_keys(text): the search keys
+** of a message's JSON text and of a label's text, for the index. */
+static void sql_keys(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    const char *in = (const char *)sqlite3_value_text(argv[0]);
+    size_t len = (size_t)sqlite3_value_bytes(argv[0]);
+    int json = sqlite3_user_data(ctx) != NULL;
+    as_buf text = AS_BUF_INIT, keys = AS_BUF_INIT;
+    (void)argc;
+    if (in == NULL) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    if ((json && as_search_text(in, len, &text) != 0)
+        || as_search_keys(json ? (text.data ? text.data : "") : in, json ? text.len : len, ' ',
+                          &keys) != 0
+        || keys.len > INT32_MAX)
+        sqlite3_result_error_nomem(ctx);
+    else sqlite3_result_text(ctx, keys.data ? keys.data : "", (int)keys.len, SQLITE_TRANSIENT);
+    as_buf_free(&text);
+    as_buf_free(&keys);
 }
 
 /* ---------------------------------------------------------------- reading rows */
@@ -528,13 +730,15 @@ static as_status put_message(sqlite_store *ss, int which, int64_t slot, const as
                              uint64_t digest, as_error *err) {
     sqlite3_stmt *s;
     as_status st;
+    /* the keys of the text replaced leave the index as it did come in */
+    if (which == S_UPDATE_MSG && (st = unindex_messages(ss, slot, slot + 1, err)) != AS_OK) return st;
     if ((st = stmt_prepare(ss, which, &s, err)) != AS_OK) return st;
     sqlite3_bind_int64(s, 1, slot);
     sqlite3_bind_int64(s, 2, (int64_t)digest);
     if ((st = bind_body(ss, s, 3, b, err)) != AS_OK || (st = stmt_run(ss, s, err)) != AS_OK) return st;
     if (which == S_UPDATE_MSG && sqlite3_changes(ss->db) != 1)
         return sq_damaged(ss, "a message row is missing", err);
-    return AS_OK;
+    return index_message(ss, slot, b, err);
 }
 
 /* Reads the digests of the stored messages at positions [from, from + n). A
@@ -591,9 +795,15 @@ static as_status put_messages(sqlite_store *ss, int64_t rid, int64_t keep, int64
     return st;
 }
 
-static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, as_error *err) {
+/* Deletes the message rows from position `from` on; `indexed`: their keys
+** leave the index too. Rows past a session's count are debris of damage (an
+** append clears the range past its end, a new session its own), whose keys,
+** if any, only make a search read a candidate and drop it. */
+static as_status delete_messages(sqlite_store *ss, int64_t rid, int64_t from, int indexed,
+                                 as_error *err) {
     sqlite3_stmt *s;
-    as_status st = stmt_prepare(ss, S_DELETE_MSGS, &s, err);
+    as_status st = indexed ? unindex_messages(ss, rid * SLOT_SPAN + from, label_slot(rid), err) : AS_OK;
+    if (st == AS_OK) st = stmt_prepare(ss, S_DELETE_MSGS, &s, err);
     if (st != AS_OK) return st;
     sqlite3_bind_int64(s, 1, rid * SLOT_SPAN + from);
     sqlite3_bind_int64(s, 2, (rid + 1) * SLOT_SPAN);
@@ -665,7 +875,8 @@ static as_status sq_create(sqlite_store *ss, const as_write *w, int64_t seq, as_
         return as_error_set(err, AS_ESTORAGE, "%s: out of session row ids", ss->path);
     /* a reused row id may find debris of damage in its tag rows and slots */
     if ((st = write_tags(ss, rid, w->meta, seq, err)) != AS_OK
-        || (st = delete_messages(ss, rid, 0, err)) != AS_OK)
+        || (st = delete_messages(ss, rid, 0, 0, err)) != AS_OK
+        || (st = index_label(ss, 1, rid, w->meta, err)) != AS_OK)
         return st;
     return put_messages(ss, rid, 0, 0, w->append, w->nappend, err);
 }
@@ -689,10 +900,13 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
                             (long long)(SLOT_SPAN - 1));
     total = keep + (int64_t)w->nappend;
     if ((status = next_seq(ss, &seq, err)) != AS_OK) return status;
-    if (w->create) return sq_create(ss, w, seq, err);
+    if (w->create) {
+        status = sq_create(ss, w, seq, err);
+        return status == AS_OK ? index_settle(ss, err) : status;
+    }
     /* one delete clears the rows past the new end and any debris of damage past
     ** the stored count, which would otherwise survive or collide with appends */
-    if ((status = delete_messages(ss, rid, total < stored ? total : stored, err)) != AS_OK
+    if ((status = delete_messages(ss, rid, total < stored ? total : stored, total < stored, err)) != AS_OK
         || (status = put_messages(ss, rid, keep, stored, w->append, w->nappend, err)) != AS_OK)
         return status;
     if ((status = stmt_prepare(ss, S_UPDATE_SESSION, &s, err)) != AS_OK) return status;
@@ -711,7 +925,12 @@ static as_status sq_write(as_store *st, const as_write *w, as_error *err) {
             || (status = stmt_run(ss, s, err)) != AS_OK)
             return status;
     }
-    return write_tags(ss, rid, w->meta, seq, err);
+    if (!same_label(w->old, w->meta)
+        && ((status = index_label(ss, 0, rid, w->old, err)) != AS_OK
+            || (status = index_label(ss, 1, rid, w->meta, err)) != AS_OK))
+        return status;
+    if ((status = write_tags(ss, rid, w->meta, seq, err)) != AS_OK) return status;
+    return index_settle(ss, err);
 }
 
 static as_status sq_remove(as_store *st, const as_meta *old, const as_stored *found,
@@ -720,8 +939,9 @@ static as_status sq_remove(as_store *st, const as_meta *old, const as_stored *fo
     sqlite3_stmt *s;
     int64_t rid = found->note;
     as_status status;
-    (void)old;
-    if ((status = delete_messages(ss, rid, 0, err)) != AS_OK) return status;
+    if ((status = delete_messages(ss, rid, 0, 1, err)) != AS_OK
+        || (status = index_label(ss, 0, rid, old, err)) != AS_OK)
+        return status;
     if ((status = stmt_prepare(ss, S_DELETE_TAGS, &s, err)) != AS_OK) return status;
     sqlite3_bind_int64(s, 1, rid);
     if ((status = stmt_run(ss, s, err)) != AS_OK) return status;
@@ -736,32 +956,35 @@ static as_status sq_remove(as_store *st, const as_meta *old, const as_stored *fo
 ** tags_recent, already in list order; without, sessions_recent (or the agent
 ** or parent index) is walked. Further tags are checked on each session's tags
 ** as they are read, so any number of them costs no SQL. */
-static const char *list_sql(int tagged, int agent, int parent, char *buf, size_t size) {
-    snprintf(buf, size, "SELECT " META_COLUMNS " FROM %s WHERE 1%s%s ORDER BY %s LIMIT ?3 OFFSET ?4",
+static const char *list_sql(int tagged, int agent, int parent, int before, char *buf, size_t size) {
+    snprintf(buf, size, "SELECT " META_COLUMNS " FROM %s WHERE 1%s%s%s ORDER BY %s LIMIT ?3 OFFSET ?4",
              tagged ? "tags t0 JOIN sessions s ON s.rid = t0.rid AND t0.tag = ?5" : "sessions s",
              agent ? " AND s.agent_name = ?1" : "", parent ? " AND s.parent_id = ?2" : "",
+             !before ? "" : tagged ? " AND t0.updated_at < ?6" : " AND s.updated_at < ?6",
              tagged ? "t0.updated_at DESC, t0.seq DESC" : "s.updated_at DESC, s.seq DESC");
     return buf;
 }
 
+/* The filter's conditions the SQL leaves to C: tags after the first, and without_tag. */
 static int has_tags(const as_meta *m, const as_filter *f) {
     size_t i;
     for (i = 1; i < f->ntags; i++)
         if (!as_meta_has_tag(m, f->tags[i])) return 0;
-    return 1;
+    return f->without_tag == NULL || !as_meta_has_tag(m, f->without_tag);
 }
 
 static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
     sqlite_store *ss = (sqlite_store *)st;
     int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
-    sqlite3_stmt **slot = &ss->list_stmt[tagged * 4 + agent * 2 + parent], *s;
+    int before = f->has_before != 0;
+    sqlite3_stmt **slot = &ss->list_stmt[before * 8 + tagged * 4 + agent * 2 + parent], *s;
     /* with further tags to check here, offset and limit apply here too */
-    int here = f->ntags > 1, rc = SQLITE_DONE;
+    int here = f->ntags > 1 || f->without_tag != NULL, rc = SQLITE_DONE;
     size_t skip = here ? f->offset : 0;
     as_status status = AS_OK;
     if (*slot == NULL) {
         char sql[512];
-        rc = sqlite3_prepare_v3(ss->db, list_sql(tagged, agent, parent, sql, sizeof sql), -1,
+        rc = sqlite3_prepare_v3(ss->db, list_sql(tagged, agent, parent, before, sql, sizeof sql), -1,
                                 SQLITE_PREPARE_PERSISTENT, slot, NULL);
         if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     }
@@ -772,6 +995,7 @@ static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as
     sqlite3_bind_int64(s, 4, here ? 0 : f->offset > (size_t)INT64_MAX ? INT64_MAX
                                                                        : (int64_t)f->offset);
     if (tagged) sqlite3_bind_text(s, 5, f->tags[0], -1, SQLITE_STATIC);
+    if (before) sqlite3_bind_int64(s, 6, f->before);
     while (out->n < f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
         as_meta m;
         int64_t rid, nmsgs, bytes;
@@ -790,11 +1014,119 @@ static as_status sq_list(as_store *st, const as_filter *f, as_meta_list *out, as
     return status;
 }
 
+/* ---------------------------------------------------------------- search */
+
+/* The SQL of a search's candidates: the index's rows matching the keys, by
+** session, joined with the sessions the filter keeps (as list_sql does). */
+static const char *search_sql(int tagged, int agent, int parent, char *buf, size_t size) {
+    snprintf(buf, size, "SELECT " META_COLUMNS ", h.slots FROM (SELECT slot >> 32 AS rid,"
+             " group_concat(slot & 4294967295) AS slots FROM (SELECT rowid AS slot FROM search"
+             " WHERE search MATCH ?6 UNION ALL SELECT slot FROM search_recent"
+             " WHERE agentsession_holds(words, ?7)) GROUP BY 1) h"
+             " JOIN sessions s ON s.rid = h.rid%s WHERE 1%s%s"
+             " ORDER BY s.updated_at DESC, s.seq DESC LIMIT ?3 OFFSET ?4",
+             tagged ? " JOIN tags t0 ON t0.rid = s.rid AND t0.tag = ?5" : "",
+             agent ? " AND s.agent_name = ?1" : "", parent ? " AND s.parent_id = ?2" : "");
+    return buf;
+}
+
+/* The MATCH expression of the keys (each a quoted string, all required), a
+** NUL, and the keys joined by spaces for agentsession_holds. */
+static int match_expr(const as_query *q, as_buf *b, size_t *plain) {
+    size_t i;
+    for (i = 0; i < q->nkeys; i++)
+        if ((i && as_buf_putc(b, ' ')) || as_buf_putc(b, '"')
+            || as_buf_put(b, q->keys[i], strlen(q->keys[i])) || as_buf_putc(b, '"'))
+            return -1;
+    if (as_buf_putc(b, '\0')) return -1;
+    *plain = b->len;
+    for (i = 0; i < q->nkeys; i++)
+        if ((i && as_buf_putc(b, ' ')) || as_buf_put(b, q->keys[i], strlen(q->keys[i])))
+            return -1;
+    return as_buf_putc(b, '\0');
+}
+
+static int later_first(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* The message positions of a comma-separated list of slots (the label's left
+** out), highest first. */
+static as_status candidate_positions(sqlite_store *ss, sqlite3_stmt *s, int col, as_candidate *c,
+                                     as_error *err) {
+    const char *p = (const char *)sqlite3_column_text(s, col);
+    size_t n = 1, i;
+    if (p == NULL) return sqlite3_column_type(s, col) == SQLITE_NULL ? AS_OK : as_error_nomem(err);
+    for (i = 0; p[i]; i++) n += p[i] == ',';
+    if ((c->pos = as_malloc(n * sizeof *c->pos)) == NULL) return as_error_nomem(err);
+    while (*p) {
+        char *end;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end == p) return sq_damaged(ss, "the search index gives a slot that is not a number", err);
+        if (v < (unsigned long long)(SLOT_SPAN - 1)) c->pos[c->npos++] = (size_t)v;
+        p = *end == ',' ? end + 1 : end;
+    }
+    qsort(c->pos, c->npos, sizeof *c->pos, later_first);
+    return AS_OK;
+}
+
+static as_status sq_search(as_store *st, const as_query *q, const as_filter *f,
+                           as_candidate_list *out, as_error *err) {
+    sqlite_store *ss = (sqlite_store *)st;
+    int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
+    sqlite3_stmt **slot = &ss->search_stmt[tagged * 4 + agent * 2 + parent], *s;
+    int here = f->ntags > 1 || f->without_tag != NULL, rc = SQLITE_DONE;
+    size_t skip = here ? f->offset : 0;
+    as_buf expr = AS_BUF_INIT;
+    size_t plain = 0;
+    as_status status = AS_OK;
+    if (*slot == NULL) {
+        char sql[800];
+        rc = sqlite3_prepare_v3(ss->db, search_sql(tagged, agent, parent, sql, sizeof sql), -1,
+                                SQLITE_PREPARE_PERSISTENT, slot, NULL);
+        if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
+    }
+    if (match_expr(q, &expr, &plain) != 0) {
+        as_buf_free(&expr);
+        return as_error_nomem(err);
+    }
+    s = *slot;
+    if (agent) sqlite3_bind_text(s, 1, f->agent_name, -1, SQLITE_STATIC);
+    if (parent) sqlite3_bind_text(s, 2, f->parent_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, here || f->limit > (size_t)INT64_MAX ? -1 : (int64_t)f->limit);
+    sqlite3_bind_int64(s, 4, here ? 0 : f->offset > (size_t)INT64_MAX ? INT64_MAX
+                                                                       : (int64_t)f->offset);
+    if (tagged) sqlite3_bind_text(s, 5, f->tags[0], -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, expr.data, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 7, expr.data + plain, -1, SQLITE_STATIC);
+    while (out->n < f->limit && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        as_candidate c;
+        int64_t rid, nmsgs, bytes;
+        memset(&c, 0, sizeof c);
+        if ((status = read_meta(ss, s, &c.meta, &rid, &nmsgs, &bytes, err)) != AS_OK) break;
+        if ((status = read_tags(ss, rid, &c.meta, err)) == AS_OK
+            && (status = check_loaded(ss, &c.meta, err)) == AS_OK && has_tags(&c.meta, f)
+            && !(skip > 0 && skip--)
+            && (status = candidate_positions(ss, s, 12, &c, err)) == AS_OK)
+            status = as_candidate_list_take(out, &c, err);
+        as_candidate_clear(&c);
+        if (status != AS_OK) break;
+    }
+    if (status == AS_OK && out->n < f->limit && rc != SQLITE_DONE) status = sq_fail(ss, rc, err);
+    stmt_reset(s);
+    as_buf_free(&expr);
+    if (status != AS_OK) as_candidate_list_clear(out);
+    return status;
+}
+
 static void sq_close(as_store *st) {
     sqlite_store *ss = (sqlite_store *)st;
     size_t i;
     for (i = 0; i < S_COUNT; i++) sqlite3_finalize(ss->stmt[i]);
     for (i = 0; i < LIST_SHAPES; i++) sqlite3_finalize(ss->list_stmt[i]);
+    for (i = 0; i < X_COUNT; i++) sqlite3_finalize(ss->index_stmt[i]);
+    for (i = 0; i < LIST_SHAPES / 2; i++) sqlite3_finalize(ss->search_stmt[i]);
     sqlite3_close_v2(ss->db);
     as_free(ss->path);
     as_free(ss);
@@ -812,6 +1144,8 @@ static const as_store_ops sqlite_ops = {
     .close = sq_close,
     .canonical = 1, /* save compares digests of message texts */
     .op_applied = sq_op_applied,
+    .search = sq_search,
+    .prune_batch = 64,
 };
 
 /* ---------------------------------------------------------------- opening */
@@ -865,6 +1199,15 @@ static as_status load_key(sqlite_store *ss, as_error *err) {
     return st;
 }
 
+/* The step to version 5: the search index, made and filled from every
+** message and label (inside the migration's transaction). Tables of that
+** name a file of an older version holds are not an index of its texts. */
+static as_status migrate_add_search(sqlite_store *ss, as_error *err) {
+    as_status st = sq_exec(ss, "DROP TABLE IF EXISTS search; DROP TABLE IF EXISTS search_recent;", err);
+    if (st == AS_OK) st = sq_exec(ss, schema_search, err);
+    return st == AS_OK ? sq_exec(ss, migrate_add_search_sql, err) : st;
+}
+
 static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
     int64_t bad;
     as_status st;
@@ -879,6 +1222,7 @@ static as_status migrate(sqlite_store *ss, int64_t version, as_error *err) {
     }
     if (version <= 2 && (st = sq_exec(ss, migrate_2_to_3, err)) != AS_OK) return st;
     if (version <= 3 && (st = sq_exec(ss, migrate_3_to_4, err)) != AS_OK) return st;
+    if (version <= 4 && (st = migrate_add_search(ss, err)) != AS_OK) return st;
     if ((st = sq_exec(ss, schema_indexes, err)) != AS_OK) return st;
     return sq_exec(ss, "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
 }
@@ -932,7 +1276,8 @@ static as_status ensure_schema(sqlite_store *ss, as_error *err) {
     if ((st = inspect(ss, &fresh, &version, err)) == AS_OK) {
         if (fresh) {
             if ((st = sq_exec(ss, schema_tables, err)) == AS_OK
-                && (st = sq_exec(ss, schema_indexes, err)) == AS_OK)
+                && (st = sq_exec(ss, schema_indexes, err)) == AS_OK
+                && (st = sq_exec(ss, schema_search, err)) == AS_OK)
                 st = sq_exec(ss, "PRAGMA application_id = " XSTR(APPLICATION_ID) ";"
                               "PRAGMA user_version = " XSTR(SCHEMA_VERSION), err);
         } else if (version < SCHEMA_VERSION) st = migrate(ss, version, err);
@@ -991,6 +1336,19 @@ static as_status configure(sqlite_store *ss, as_durability durability, int run_t
 #endif
     rc = sqlite3_create_function(ss->db, "agentsession_digest", 1,
                                  SQLITE_UTF8 | SQLITE_DETERMINISTIC, ss, sql_digest, NULL, NULL);
+    if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
+    /* direct only: the file's schema cannot call them */
+    rc = sqlite3_create_function(ss->db, "agentsession_keys", 1,
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, ss,
+                                 sql_keys, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(ss->db, "agentsession_label_keys", 1,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                     sql_keys, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function(ss->db, "agentsession_holds", 2,
+                                     SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
+                                     sql_holds, NULL, NULL);
     if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     /* refuse a file that is not ours before changing anything in it; one read
     ** transaction, so a schema another process is creating is seen whole or not */

@@ -18,7 +18,7 @@ M.monotime = system.monotime
 
 -- The documented file markers of a store.
 M.APPLICATION_ID = 1634169715
-M.USER_VERSION = 4
+M.USER_VERSION = 5
 
 --------------------------------------------------------------------------
 -- Shell and files
