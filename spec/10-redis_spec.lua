@@ -166,12 +166,23 @@ describe("redis store", function()
   describe("key layout", function()
     local t = fresh_store()
 
-    it("keeps a session in three keys sharing the hash tag {id}, and indexes it", function()
+    it("keeps a session in keys sharing the hash tag {id}, and indexes it", function()
       local id = t.m:save(session{ id = "s1", name = "n", tags = { "a", "b" }, agent_name = "bot",
         messages = { { role = "user", content = "hi" }, 2 }, state = { cwd = "/" } }).id
-      assert.are.same(sorted({ t.key(id, "meta"), t.key(id, "msgs"), t.key(id, "state"), t.prefix .. "all",
-        t.prefix .. "agent:bot", t.prefix .. "tag:a", t.prefix .. "tag:b", t.prefix .. "seq" }),
-        srv:keys(t.prefix .. "*"))
+      assert.are.same(sorted({ t.key(id, "meta"), t.key(id, "msgs"), t.key(id, "state"), t.key(id, "mw"),
+        t.key(id, "words"), t.prefix .. "all", t.prefix .. "agent:bot", t.prefix .. "tag:a", t.prefix .. "tag:b",
+        t.prefix .. "seq", t.prefix .. "w:n", t.prefix .. "w:a", t.prefix .. "w:b", t.prefix .. "w:user",
+        t.prefix .. "w:hi" }), srv:keys(t.prefix .. "*"))
+      -- the search index: each message's keys, the keys the session is filed under, each key's sessions
+      local first = srv:cli("LINDEX", t.key(id, "mw"), "0")
+      assert.truthy(first == " user hi " or first == " hi user ", first)
+      assert.are.equal("", srv:cli("LINDEX", t.key(id, "mw"), "1"))
+      assert.are.equal("2", srv:cli("LLEN", t.key(id, "mw")))
+      for _, k in ipairs({ "n", "a", "b", "user", "hi" }) do
+        assert.are.equal("1", srv:cli("SISMEMBER", t.key(id, "words"), k))
+        assert.are.equal("s1", srv:cli("SMEMBERS", t.prefix .. "w:" .. k))
+      end
+      assert.are.equal("5", srv:cli("SCARD", t.key(id, "words")))
       assert.are.equal("hash", srv:cli("TYPE", t.key(id, "meta")))
       assert.are.equal("list", srv:cli("TYPE", t.key(id, "msgs")))
       assert.are.equal("string", srv:cli("TYPE", t.key(id, "state")))
@@ -224,7 +235,8 @@ describe("redis store", function()
       -- the fork still names its parent, and so is filed under it
       assert.are.same(sorted({ t.prefix .. "all", t.prefix .. "seq", t.prefix .. "agent:a",
         t.prefix .. "tag:x", t.prefix .. "tag:y", t.prefix .. "parent:" .. a, t.key(b, "meta"),
-        t.key(b, "msgs"), t.key(b, "state") }), srv:keys(t.prefix .. "*"))
+        t.key(b, "msgs"), t.key(b, "state"), t.key(b, "mw"), t.key(b, "words"), t.prefix .. "w:x",
+        t.prefix .. "w:y" }), srv:keys(t.prefix .. "*"))
       t.m:delete(b)
       assert.are.same({ t.prefix .. "seq" }, srv:keys(t.prefix .. "*"))
     end)

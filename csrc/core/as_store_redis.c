@@ -15,6 +15,21 @@
 **   Pagent:<name>    sorted set of the sessions of an agent
 **   Pparent:<id>     sorted set of the forks of a session
 **   Pseq             the store's write counter
+**   P{<id>}:mw       list, parallel to msgs: each message's search keys (see
+**                    as_search.h), as " k1 k2 ... " with a space around each
+**   P{<id>}:words    set of every key the session has been filed under
+**   Pw:<key>         set of the ids of the sessions filed under the key
+**
+** The writes keep the search index in the same step as the messages: the
+** append script, and a script queued in a write's MULTI after the other
+** writes. Each trims mw to the messages kept and adds the keys of the new
+** ones (which the client computes), and files the session under the keys of
+** its new texts and label it was not filed under yet. A key that leaves the
+** session (a rewind, a save that replaces messages) leaves it filed there: a
+** search checks mw and the texts, so it only costs that search a candidate,
+** and a write pays for no count of each key. A delete takes the session out
+** of every set in words. A search intersects the sets of its keys, so it
+** reads only the sessions filed under them all.
 **
 ** A session's keys share the hash tag {<id>}. In every sorted set a session's
 ** score is its updated_at and its member is its write number (16 hex digits)
@@ -68,8 +83,9 @@ static const char load_script[] =
 /* KEYS: the indexes of the filter (each tag, the agent, the parent), or the
 ** index of every session; the script walks the smallest. ARGV: prefix, offset,
 ** limit (-1: none), exact ("1": the one index is the whole filter), agent flag
-** and agent, parent flag and parent, then the tags every session must carry.
-** Returns the meta hashes. */
+** and agent, parent flag and parent, before flag and before (updated_at below
+** it only), without flag and the tag sessions must not carry, then the tags
+** every session must carry. Returns the meta hashes. */
 static const char list_script[] =
     "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local exact = ARGV[4] == '1'\n"
@@ -87,17 +103,21 @@ static const char list_script[] =
     "local function matches(h)\n"
     "  if ARGV[5] == '1' and field(h, 'agent_name') ~= ARGV[6] then return false end\n"
     "  if ARGV[7] == '1' and field(h, 'parent_id') ~= ARGV[8] then return false end\n"
-    "  if #ARGV > 8 then\n"
-    "    local tags = '\\n' .. (field(h, 'tags') or '') .. '\\n'\n"
-    "    for i = 9, #ARGV do\n"
-    "      if not string.find(tags, '\\n' .. ARGV[i] .. '\\n', 1, true) then return false end\n"
-    "    end\n"
+    "  local tags = '\\n' .. (field(h, 'tags') or '') .. '\\n'\n"
+    "  if ARGV[11] == '1' and string.find(tags, '\\n' .. ARGV[12] .. '\\n', 1, true) then\n"
+    "    return false\n"
+    "  end\n"
+    "  for i = 13, #ARGV do\n"
+    "    if not string.find(tags, '\\n' .. ARGV[i] .. '\\n', 1, true) then return false end\n"
     "  end\n"
     "  return true\n"
     "end\n"
     "local out, pos, step = {}, 0, 256\n"
+    "if ARGV[9] == '1' then\n"
+    "  pos = redis.call('ZCOUNT', index, ARGV[10], '+inf')\n"
+    "end\n"
     "if exact then\n"
-    "  pos, skip = skip, 0\n"
+    "  pos, skip = pos + skip, 0\n"
     "  if limit >= 0 then step = limit end\n"
     "end\n"
     "while step > 0 and (limit < 0 or #out < limit) do\n"
@@ -106,8 +126,8 @@ static const char list_script[] =
     "    local id = string.sub(member, 17)\n"
     "    local h = redis.call('HGETALL', prefix .. '{' .. id .. '}:meta')\n"
     "    if #h == 0 then\n"
-    "      return redis.error_reply('DAMAGED ' .. index .. ' names session \"' ..\n"
-    "                               string.sub(id, 1, 64) .. '\", which has no metadata')\n"
+    "      return redis.error_reply('DAMAGED ' .. index .. ' names session \\\"' ..\n"
+    "                               string.sub(id, 1, 64) .. '\\\", which has no metadata')\n"
     "    end\n"
     "    if exact or matches(h) then\n"
     "      if skip > 0 then skip = skip - 1\n"
@@ -122,18 +142,68 @@ static const char list_script[] =
     "end\n"
     "return out\n";
 
-/* append: one atomic step. KEYS: meta, msgs, the counter, state, ops. ARGV:
-** prefix, id, number of messages, tokens, expected version (-1: any), now,
-** bytes added, size limit, "1" and the new state or "0" and "", the limit of
-** total_tokens, the op_id ("": none), then the messages. Checks first, the
-** kinds of the keys it will write included (only the HINCRBY of the tokens
-** writes before the size check, and is undone when it fails), so no error can
-** stop it half-way; the meta JSON length (`metalen`) follows the counters'
-** digits. An op_id the session's op ids hold ends it before any other check
-** (ZSCORE, the first command on that key, refuses one of another kind).
-** Returns {"OK", meta hash}, {"APPLIED", meta hash} (the op_id was) or
-** {"NOTFOUND"}, {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
-static const char append_script[] =
+/* Lua the scripts that write messages share: they keep the search index.
+** index_new gives the keys of ARGV[from..to] that the session's words set
+** (keys[1]) lacks, by SMISMEMBER, or on a server before 6.2 by SDIFF against
+** a temporary set (keys[2], of the session's hash tag); it writes nothing
+** that stays, so a script calls it before its first write, and a words set of
+** another kind (damage) fails it there. index_file files the session under
+** those keys (a key set of another kind is passed over). index_messages
+** makes mw, of `have` entries, keep its first `kept` (empty ones stand for
+** messages written before the index), then appends ARGV[first..last]. */
+#define INDEX_LUA \
+    "local function index_new(keys, from, to)\n" \
+    "  local new = {}\n" \
+    "  for i = from, to, 1000 do\n" \
+    "    local last = math.min(i + 999, to)\n" \
+    "    local has = redis.pcall('SMISMEMBER', keys[1], unpack(ARGV, i, last))\n" \
+    "    if has.err and not string.find(string.lower(has.err), 'unknown', 1, true) then error(has) end\n" \
+    "    if has.err then\n" \
+    "      redis.call('SADD', keys[2], unpack(ARGV, i, last))\n" \
+    "      local diff = redis.pcall('SDIFF', keys[2], keys[1])\n" \
+    "      redis.call('DEL', keys[2])\n" \
+    "      if diff.err then error(diff) end\n" \
+    "      for _, k in ipairs(diff) do new[#new + 1] = k end\n" \
+    "    else\n" \
+    "      for j = 1, #has do if has[j] == 0 then new[#new + 1] = ARGV[i + j - 1] end end\n" \
+    "    end\n" \
+    "  end\n" \
+    "  return new\n" \
+    "end\n" \
+    "local function index_file(prefix, id, words, new)\n" \
+    "  for _, k in ipairs(new) do redis.pcall('SADD', prefix .. 'w:' .. k, id) end\n" \
+    "  for i = 1, #new, 1000 do\n" \
+    "    redis.call('SADD', words, unpack(new, i, math.min(i + 999, #new)))\n" \
+    "  end\n" \
+    "end\n" \
+    "local function index_messages(mw, have, kept, first, last)\n" \
+    "  if have > kept then\n" \
+    "    if kept == 0 then redis.call('DEL', mw) else redis.call('LTRIM', mw, 0, kept - 1) end\n" \
+    "  end\n" \
+    "  for i = have + 1, kept, 1000 do\n" \
+    "    local pad = {}\n" \
+    "    for j = i, math.min(i + 999, kept) do pad[#pad + 1] = '' end\n" \
+    "    redis.call('RPUSH', mw, unpack(pad))\n" \
+    "  end\n" \
+    "  for i = first, last, 1000 do\n" \
+    "    redis.call('RPUSH', mw, unpack(ARGV, i, math.min(i + 999, last)))\n" \
+    "  end\n" \
+    "end\n"
+
+/* append: one atomic step. KEYS: meta, msgs, the counter, state, ops, words,
+** mw, and the temporary set of index_file. ARGV: prefix, id, number of
+** messages, tokens, expected version (-1: any), now, bytes added, size limit,
+** "1" and the new state or "0" and "", the limit of total_tokens, the op_id
+** ("": none), then the messages, then the search keys of each message (mw's
+** entries), then their distinct keys. Checks first, the kinds of the keys it
+** will write included (only the HINCRBY of the tokens writes before the size
+** check, and is undone when it fails), so no error can stop it half-way; the
+** meta JSON length (`metalen`) follows the counters' digits. An op_id the
+** session's op ids hold ends it before any other check (ZSCORE, the first
+** command on that key, refuses one of another kind). Returns {"OK", meta
+** hash}, {"APPLIED", meta hash} (the op_id was) or {"NOTFOUND"},
+** {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
+static const char append_script[] = INDEX_LUA
     "local meta, msgs, seqkey, statekey, opskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     "local new_state = ARGV[9] == '1' and ARGV[10] or nil\n"
     "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
@@ -170,6 +240,12 @@ static const char append_script[] =
     "end\n"
     "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
     "if turns + n > 4294967295 then return {'TURNS'} end\n"
+    "local have = redis.pcall('LLEN', KEYS[7])\n"
+    "if type(have) == 'table' then\n"
+    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
+    "    '\": its search keys are not a list')\n"
+    "end\n"
+    "local new = index_new({KEYS[6], KEYS[8]}, 13 + 2 * n, #ARGV)\n"
     "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
     "if type(r) == 'table' and r.err then\n"
     "  if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
@@ -192,13 +268,16 @@ static const char append_script[] =
     "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
+    "local total = 0\n"
     "for i = 13, 12 + n, 1000 do\n"
-    "  redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 12 + n)))\n"
+    "  total = redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 12 + n)))\n"
     "end\n"
     "if op ~= '' then\n"
     "  redis.call('ZADD', opskey, new_version, op)\n"
     "  redis.call('ZREMRANGEBYRANK', opskey, 0, -" XSTR(AS_OP_IDS_KEPT) " - 1)\n"
     "end\n"
+    "if n > 0 then index_messages(KEYS[7], have, total - n, 13 + n, 12 + 2 * n) end\n"
+    "index_file(prefix, id, KEYS[6], new)\n"
     "if new_state then redis.call('SET', statekey, new_state) end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
     "  'bytes', string.format('%d', bytes), 'metalen', string.format('%d', metalen))\n"
@@ -219,6 +298,75 @@ static const char index_script[] =
     "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[1], m) end\n"
     "redis.call('HSET', KEYS[2], 'seq', string.format('%d', s))\n"
     "return s\n";
+
+/* Run inside a write's MULTI, after the messages are written. KEYS: msgs,
+** words, mw, the temporary set of index_file. ARGV: prefix, id, the number m
+** of messages appended, their search keys (mw's entries), then the distinct
+** keys of them and of the label. The messages kept are those msgs holds but
+** the m appended. */
+static const char words_script[] = INDEX_LUA
+    "local m = tonumber(ARGV[3])\n"
+    "local new = index_new({KEYS[2], KEYS[4]}, 4 + m, #ARGV)\n"
+    "index_messages(KEYS[3], redis.call('LLEN', KEYS[3]), redis.call('LLEN', KEYS[1]) - m, 4, 3 + m)\n"
+    "index_file(ARGV[1], ARGV[2], KEYS[2], new)\n"
+    "return 0\n";
+
+/* Run inside a delete's MULTI. KEYS: words, mw. ARGV: prefix, id. Takes the
+** session out of the set of every key it was filed under. */
+static const char unwords_script[] =
+    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  redis.pcall('SREM', ARGV[1] .. 'w:' .. k, ARGV[2])\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "return 0\n";
+
+/* A search. KEYS: the sets of the query's keys. ARGV: prefix, offset, limit
+** (-1: none), agent flag and agent, parent flag and parent, the number of
+** tags t, the t tags every session must carry, then the keys. The sessions
+** in every set, that the filter keeps, in list order; for each of the page:
+** its meta hash, the positions (0-based, highest first) of the messages
+** whose keys hold them all, and the text of the first of those (or false). */
+static const char search_script[] =
+    "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local ntags = tonumber(ARGV[8])\n"
+    "local rows = {}\n"
+    "for _, id in ipairs(redis.call('SINTER', unpack(KEYS))) do\n"
+    "  local f = redis.call('HMGET', prefix .. '{' .. id .. '}:meta', 'updated_at', 'seq',\n"
+    "    'agent_name', 'parent_id', 'tags')\n"
+    "  if not (tonumber(f[1]) and tonumber(f[2])) then\n"
+    "    return redis.error_reply('DAMAGED the search index names session \\\"' ..\n"
+    "                             string.sub(id, 1, 64) .. '\\\", which has no metadata')\n"
+    "  end\n"
+    "  local ok = (ARGV[4] ~= '1' or f[3] == ARGV[5]) and (ARGV[6] ~= '1' or f[4] == ARGV[7])\n"
+    "  local tags = '\\n' .. (f[5] or '') .. '\\n'\n"
+    "  for i = 9, 8 + ntags do\n"
+    "    ok = ok and string.find(tags, '\\n' .. ARGV[i] .. '\\n', 1, true) ~= nil\n"
+    "  end\n"
+    "  if ok then rows[#rows + 1] = {tonumber(f[1]), tonumber(f[2]), id} end\n"
+    "end\n"
+    "table.sort(rows, function(a, b)\n"
+    "  if a[1] ~= b[1] then return a[1] > b[1] end\n"
+    "  return a[2] > b[2]\n"
+    "end)\n"
+    "local out = {}\n"
+    "local last = limit < 0 and #rows or math.min(#rows, skip + limit)\n"
+    "for i = skip + 1, last do\n"
+    "  local id = rows[i][3]\n"
+    "  local key = prefix .. '{' .. id .. '}:'\n"
+    "  local entries = redis.call('LRANGE', key .. 'mw', 0, -1)\n"
+    "  local pos = {}\n"
+    "  for j = #entries, 1, -1 do\n"
+    "    local e, all = entries[j], true\n"
+    "    for k = 9 + ntags, #ARGV do\n"
+    "      if not string.find(e, ' ' .. ARGV[k] .. ' ', 1, true) then all = false; break end\n"
+    "    end\n"
+    "    if all then pos[#pos + 1] = j - 1 end\n"
+    "  end\n"
+    "  local text = false\n"
+    "  if #pos > 0 then text = redis.call('LINDEX', key .. 'msgs', pos[1]) end\n"
+    "  out[#out + 1] = {redis.call('HGETALL', key .. 'meta'), pos, text}\n"
+    "end\n"
+    "return out\n";
 
 /* ---------------------------------------------------------------- the store */
 
@@ -290,16 +438,23 @@ static void rd_drop(redis_store *rs) {
 /* Commands in the unified protocol, written straight into a buffer. Each
 ** returns non-zero when memory runs out; callers chain them with ||, which
 ** also keeps them in order. */
+/* "<mark><n>\r\n": a request's headers, written without printf (a request of
+** an append carries one per word of its messages). */
+static int put_count(as_buf *b, char mark, size_t n) {
+    char head[32], *p = head + sizeof head;
+    *--p = '\n';
+    *--p = '\r';
+    do *--p = (char)('0' + n % 10); while ((n /= 10) != 0);
+    *--p = mark;
+    return as_buf_put(b, p, (size_t)(head + sizeof head - p));
+}
+
 static int put_head(as_buf *b, size_t nargs) {
-    char head[32];
-    int k = snprintf(head, sizeof head, "*%zu\r\n", nargs);
-    return as_buf_put(b, head, (size_t)k);
+    return put_count(b, '*', nargs);
 }
 
 static int put_bulk_head(as_buf *b, size_t len) {
-    char head[32];
-    int k = snprintf(head, sizeof head, "$%zu\r\n", len);
-    return as_buf_put(b, head, (size_t)k);
+    return put_count(b, '$', len);
 }
 
 static int put_bulk(as_buf *b, const char *s, size_t len) {
@@ -904,6 +1059,79 @@ done:
     return status;
 }
 
+/* ---------------------------------------------------------------- the search index */
+
+/* The search keys of each message, " k1 k2 ... " (a space around each, ""
+** without any), appended to keys: message i's at [at[i], at[i + 1]); then
+** the distinct keys of them all and of `label` (NULL: none), each followed
+** by a space, from at[n] to the end, *ndistinct of them. *at is allocated
+** here (freed by the caller, also on failure). */
+static int index_keys(as_blob *const *msgs, size_t n, const as_meta *label, as_buf *keys,
+                      size_t **at, size_t *ndistinct) {
+    as_buf text = AS_BUF_INIT, all = AS_BUF_INIT;
+    size_t i;
+    int bad = 0;
+    *ndistinct = 0;
+    if (n >= SIZE_MAX / sizeof **at || (*at = as_malloc((n + 1) * sizeof **at)) == NULL) return -1;
+    if (label) bad = as_search_label(label, &all) != 0 || as_buf_putc(&all, '\n') != 0;
+    for (i = 0; i < n && !bad; i++) {
+        size_t start = keys->len;
+        (*at)[i] = start;
+        text.len = 0;
+        bad = as_search_text(msgs[i]->text, msgs[i]->len, &text) != 0 || as_buf_putc(keys, ' ') != 0
+              || as_search_keys(text.data ? text.data : "", text.len, ' ', keys) != 0
+              || as_buf_put(&all, text.data, text.len) != 0 || as_buf_putc(&all, '\n') != 0;
+        if (!bad && keys->len == start + 1) keys->len = start;
+    }
+    (*at)[n] = keys->len;
+    /* one message's keys are distinct already (" k1 k2 ": all but the first space) */
+    if (!bad && n == 1 && label == NULL) {
+        size_t len = (*at)[1] > (*at)[0] ? (*at)[1] - (*at)[0] - 1 : 0;
+        if (len > 0 && !(bad = as_buf_reserve(keys, len) != 0)) {
+            memcpy(keys->data + keys->len, keys->data + (*at)[0] + 1, len);
+            keys->len += len;
+        }
+    } else if (!bad) bad = as_search_keys(all.data ? all.data : "", all.len, ' ', keys) != 0;
+    for (i = (*at)[n]; !bad && i < keys->len; i++) *ndistinct += keys->data[i] == ' ';
+    as_buf_free(&text);
+    as_buf_free(&all);
+    return bad ? -1 : 0;
+}
+
+/* Puts the keys (each followed by a space) of keys[from, end) as bulk strings. */
+static int put_keys(as_buf *b, const as_buf *keys, size_t from) {
+    size_t i = from, start = from;
+    int bad = 0;
+    for (; i < keys->len && !bad; i++) {
+        if (keys->data[i] != ' ') continue;
+        bad = put_bulk(b, keys->data + start, i - start);
+        start = i + 1;
+    }
+    return bad;
+}
+
+/* The words script, after a write's other commands: the keys of the
+** messages appended, and those of them and of the label to file it under. */
+static int queue_words(redis_store *rs, const as_write *w) {
+    as_buf *q = &rs->q, keys = AS_BUF_INIT;
+    size_t *at = NULL, i, distinct = 0;
+    char num[24];
+    int bad = index_keys(w->append, w->nappend, w->meta, &keys, &at, &distinct) != 0;
+    snprintf(num, sizeof num, "%zu", w->nappend);
+    bad = bad || put_head(q, 10 + w->nappend + distinct) || put_str(q, "EVAL")
+          || put_str(q, words_script) || put_str(q, "4") || put_skey(rs, q, w->meta->id, "msgs")
+          || put_skey(rs, q, w->meta->id, "words") || put_skey(rs, q, w->meta->id, "mw")
+          || put_skey(rs, q, w->meta->id, "tmp") || put_bulk(q, rs->prefix, rs->plen)
+          || put_str(q, w->meta->id) || put_str(q, num);
+    for (i = 0; i < w->nappend && !bad; i++)
+        bad = put_bulk(q, keys.data ? keys.data + at[i] : "", at[i + 1] - at[i]);
+    bad = bad || put_keys(q, &keys, at ? at[w->nappend] : 0);
+    rs->nq++;
+    as_free(at);
+    as_buf_free(&keys);
+    return bad;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 /* Starts the queue of the writes to the session `id`, sent at commit. */
@@ -1014,6 +1242,7 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     }
     if (w->old) bad |= queue_unindex(rs, w->old, w->found->note);
     bad |= queue_index(rs, m);
+    bad = bad || queue_words(rs, w);
     return bad ? as_error_nomem(err) : AS_OK;
 }
 
@@ -1026,6 +1255,10 @@ static as_status rd_remove(as_store *st, const as_meta *old, const as_stored *fo
               || put_skey(rs, q, old->id, "state") || put_skey(rs, q, old->id, "ops");
     rs->nq++;
     bad |= queue_unindex(rs, old, found->note);
+    bad = bad || put_head(q, 7) || put_str(q, "EVAL") || put_str(q, unwords_script) || put_str(q, "2")
+          || put_skey(rs, q, old->id, "words") || put_skey(rs, q, old->id, "mw")
+          || put_bulk(q, rs->prefix, rs->plen) || put_str(q, old->id);
+    rs->nq++;
     return bad ? as_error_nomem(err) : AS_OK;
 }
 
@@ -1127,8 +1360,28 @@ done:
 
 /* ---------------------------------------------------------------- append */
 
+static as_status append_run(redis_store *rs, const as_append *a, const as_buf *keys,
+                            const size_t *at, size_t distinct, as_meta *out, as_error *err);
+
 static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_error *err) {
     redis_store *rs = (redis_store *)st;
+    size_t *at = NULL, distinct;
+    as_buf keys = AS_BUF_INIT;
+    as_status status;
+    if (index_keys(a->msgs, a->nmsgs, NULL, &keys, &at, &distinct) != 0) {
+        as_free(at);
+        as_buf_free(&keys);
+        return as_error_nomem(err);
+    }
+    status = append_run(rs, a, &keys, at, distinct, out, err);
+    as_free(at);
+    as_buf_free(&keys);
+    return status;
+}
+
+/* The append script, given the search keys of each message and the distinct ones. */
+static as_status append_run(redis_store *rs, const as_append *a, const as_buf *keys,
+                            const size_t *at, size_t distinct, as_meta *out, as_error *err) {
     redisReply *r[1] = { NULL }, *res;
     const char *tag;
     char num[24];
@@ -1138,10 +1391,13 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs)
-                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script, 18 + a->nmsgs)
-                  || put_str(b, "5") || put_skey(rs, b, a->id, "meta")
+                  || put_script_call(b, by_text ? "" : rs->append_sha, append_script,
+                                     21 + 2 * a->nmsgs + distinct)
+                  || put_str(b, "8") || put_skey(rs, b, a->id, "meta")
                   || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
                   || put_skey(rs, b, a->id, "state") || put_skey(rs, b, a->id, "ops")
+                  || put_skey(rs, b, a->id, "words")
+                  || put_skey(rs, b, a->id, "mw") || put_skey(rs, b, a->id, "tmp")
                   || put_bulk(b, rs->prefix, rs->plen) || put_str(b, a->id)
                   || put_int(b, (int64_t)a->nmsgs);
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->tokens);
@@ -1152,6 +1408,8 @@ static as_status rd_append(as_store *st, const as_append *a, as_meta *out, as_er
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->max_tokens);
         bad = bad || put_str(b, num) || put_str(b, a->op_id ? a->op_id : "");
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
+        for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, keys->data ? keys->data + at[i] : "", at[i + 1] - at[i]);
+        bad = bad || put_keys(b, keys, at[a->nmsgs]);
         if (bad) return as_error_nomem(err);
         /* NOSCRIPT means the script did not run: sending its text is safe */
         if ((status = rd_roundtrip(rs, 1, r, 0, err)) != AS_OK) {
@@ -1207,7 +1465,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     redis_store *rs = (redis_store *)st;
     redisReply *r[1] = { NULL }, *res;
     int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
-    int exact = tagged + agent + parent <= 1 && f->ntags <= 1, by_text = 0;
+    int exact = tagged + agent + parent <= 1 && f->ntags <= 1 && !f->without_tag, by_text = 0;
     size_t nkeys = f->ntags + (size_t)agent + (size_t)parent, i;
     char num[24];
     as_status status;
@@ -1216,7 +1474,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs) || put_script_call(b, by_text ? "" : rs->list_sha, list_script,
-                                                  9 + nkeys + f->ntags);
+                                                  13 + nkeys + f->ntags);
         snprintf(num, sizeof num, "%zu", nkeys);
         bad |= put_str(b, num);
         for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
@@ -1233,6 +1491,10 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
         bad |= put_str(b, exact ? "1" : "0") || put_str(b, agent ? "1" : "0")
                || put_str(b, agent ? f->agent_name : "") || put_str(b, parent ? "1" : "0")
                || put_str(b, parent ? f->parent_id : "");
+        /* ZCOUNT's min: the scores from `before` on are skipped */
+        bad |= put_str(b, f->has_before ? "1" : "0") || put_int(b, f->has_before ? f->before : 0)
+               || put_str(b, f->without_tag ? "1" : "0")
+               || put_str(b, f->without_tag ? f->without_tag : "");
         for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
         if (bad) return as_error_nomem(err);
         if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
@@ -1254,6 +1516,74 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     }
     free_replies(r, 1);
     if (status != AS_OK) as_meta_list_clear(out);
+    return status;
+}
+
+/* ---------------------------------------------------------------- search */
+
+/* A candidate from one entry of the search script's reply. */
+static as_status parse_candidate(redis_store *rs, const redisReply *e, as_candidate *c,
+                                 as_error *err) {
+    const redisReply *pos, *text;
+    int64_t seq, bytes;
+    size_t i;
+    as_status st;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 3 || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return rd_fail(rs, AS_ESTORAGE, err, "the search script gave an unexpected reply");
+    if ((st = parse_meta(rs, NULL, e->element[0], &c->meta, &seq, &bytes, err)) != AS_OK) return st;
+    pos = e->element[1];
+    if (pos->elements > 0 && (c->pos = as_calloc(pos->elements, sizeof *c->pos)) == NULL)
+        return as_error_nomem(err);
+    for (i = 0; i < pos->elements; i++) {
+        if (pos->element[i]->type != REDIS_REPLY_INTEGER || pos->element[i]->integer < 0)
+            return rd_damaged(rs, c->meta.id, "the search script gave a position that is not one", err);
+        c->pos[c->npos++] = (size_t)pos->element[i]->integer;
+    }
+    text = e->element[2];
+    if (text->type == REDIS_REPLY_STRING && c->npos > 0
+        && (c->text = as_blob_new(text->str, text->len)) == NULL)
+        return as_error_nomem(err);
+    return AS_OK;
+}
+
+static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
+                           as_candidate_list *out, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[1] = { NULL }, *res;
+    as_buf *b = &rs->req;
+    char num[24];
+    size_t i;
+    as_status status = AS_OK;
+    int bad = req_start(rs) || put_head(b, 3 + 2 * q->nkeys + 8 + f->ntags) || put_str(b, "EVAL")
+              || put_str(b, search_script) || put_int(b, (int64_t)q->nkeys);
+    for (i = 0; i < q->nkeys; i++) bad |= put_ikey(rs, b, "w:", q->keys[i]);
+    snprintf(num, sizeof num, "%zu", f->offset);
+    bad |= put_bulk(b, rs->prefix, rs->plen) || put_str(b, num);
+    if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");
+    else {
+        snprintf(num, sizeof num, "%zu", f->limit);
+        bad |= put_str(b, num);
+    }
+    bad |= put_str(b, f->agent_name ? "1" : "0") || put_str(b, f->agent_name ? f->agent_name : "")
+           || put_str(b, f->parent_id ? "1" : "0") || put_str(b, f->parent_id ? f->parent_id : "")
+           || put_int(b, (int64_t)f->ntags);
+    for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
+    for (i = 0; i < q->nkeys; i++) bad |= put_str(b, q->keys[i]);
+    if (bad) return as_error_nomem(err);
+    if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
+    res = r[0];
+    if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, NULL, err);
+    else if (res->type != REDIS_REPLY_ARRAY)
+        status = rd_fail(rs, AS_ESTORAGE, err, "the search script gave an unexpected reply");
+    for (i = 0; status == AS_OK && i < res->elements; i++) {
+        as_candidate c;
+        memset(&c, 0, sizeof c);
+        if ((status = parse_candidate(rs, res->element[i], &c, err)) == AS_OK)
+            status = as_candidate_list_take(out, &c, err);
+        else as_candidate_clear(&c);
+    }
+    free_replies(r, 1);
+    if (status != AS_OK) as_candidate_list_clear(out);
     return status;
 }
 
@@ -1288,6 +1618,8 @@ static const as_store_ops redis_ops = {
     .stats = rd_stats,
     .append = rd_append,
     .canonical = 0,
+    .search = rd_search,
+    .prune_batch = 1, /* a transaction watches one session */
 };
 
 static int copy_opt(char **dst, const char *src) {
