@@ -30,6 +30,8 @@ typedef struct lbind_call {
     as_meta meta;
     as_meta_list list;
     as_buf buf;
+    as_found_list found; /* search's */
+    as_id_list ids;      /* prune's */
 } lbind_call;
 
 lbind_call *lbind_call_new(lua_State *L);

@@ -30,6 +30,8 @@ void lbind_call_done(lbind_call *c) {
     as_meta_clear(&c->meta);
     as_meta_list_clear(&c->list);
     as_buf_free(&c->buf);
+    as_found_list_clear(&c->found);
+    as_id_list_clear(&c->ids);
 }
 
 static int call_gc(lua_State *L) {

@@ -61,6 +61,7 @@ int lbind_typeerror(lua_State *L, int arg, const char *tname);
 #if !LBIND_INTEGERS
 /* lua_Integer is ptrdiff_t there: a count or size still has 64 bits in C. */
 #define LUA_MAXINTEGER PTRDIFF_MAX
+#define LUA_MININTEGER PTRDIFF_MIN
 #endif
 
 #ifndef LUA_OK

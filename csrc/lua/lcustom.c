@@ -13,6 +13,8 @@
 **   fork(source_id, metadata, count)              (optional: copy a session's first messages)
 **   append(id, messages, metadata)                (optional: add messages at the end)
 **   append_op(id, messages, metadata, op_ids)     (optional: the same, and set op_ids)
+**   search(words, filter) -> { metadata, ... }    (optional: the sessions that may match)
+**   prune(options) -> { id, ... }                 (optional: delete old sessions)
 **   close()                                       (optional)
 **
 ** A hint, { last = n } or { from = i [, count = n] }, says which messages the
@@ -60,6 +62,9 @@ typedef struct custom_store {
     int busy;     /* a backend function is running */
     int big;      /* LBIND_BIG_*: integers beyond 2^53 handed to the backend */
     as_buf buf;
+    /* the functions of this store: search and prune are the backend's when
+    ** it has them as the manager is made */
+    as_store_ops ops;
 } custom_store;
 
 /* What every protected call shares; each operation's own struct starts with it. */
@@ -933,6 +938,132 @@ static as_status cu_list(as_store *st, const as_filter *f, as_meta_list *out, as
     return lc.c.st;
 }
 
+/* ---------------------------------------------------------------- search */
+
+typedef struct search_call {
+    list_call l;
+    const as_query *q;
+} search_call;
+
+/* backend.search(words, filter): the metadata of the sessions whose texts may
+** hold every word; gathered and ordered as list's, for the manager to check. */
+static int step_search(lua_State *L) {
+    search_call *sc = lua_touserdata(L, 1);
+    list_call *lc = &sc->l;
+    size_t i;
+    backend_fn(L, lc->c.cs, "search");
+    lua_createtable(L, (int)sc->q->nkeys, 0);
+    for (i = 0; i < sc->q->nkeys; i++) {
+        lua_pushstring(L, sc->q->keys[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    push_filter(L, lc->f);
+    if ((lc->c.st = backend_call(L, &lc->c, "search", 2)) != AS_OK) return 0;
+    if (!lua_istable(L, -1)) {
+        as_error why;
+        as_error_set(&why, AS_ESTORAGE, "a %s, not an array of metadata", luaL_typename(L, -1));
+        lc->c.st = garbage(&lc->c, "search", &why);
+        return 0;
+    }
+    if (gather_entries(L, lc, lua_gettop(L), "search")) page_entries(L, lc);
+    return 0;
+}
+
+static as_status cu_search(as_store *st, const as_query *q, const as_filter *f,
+                           as_candidate_list *out, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    as_meta_list found = { 0 };
+    search_call sc;
+    size_t i;
+    memset(&sc, 0, sizeof sc);
+    sc.l.c.err = err;
+    sc.l.f = f;
+    sc.l.out = &found;
+    sc.q = q;
+    cu_run(cs, step_search, &sc.l.c);
+    for (i = 0; i < sc.l.nentries; i++) as_meta_clear(&sc.l.entries[i].meta);
+    as_free(sc.l.entries);
+    /* the backend has no index of messages: the manager reads each session */
+    for (i = 0; sc.l.c.st == AS_OK && i < found.n; i++) {
+        as_candidate c;
+        memset(&c, 0, sizeof c);
+        c.meta = found.items[i];
+        memset(&found.items[i], 0, sizeof found.items[i]);
+        c.all = 1;
+        sc.l.c.st = as_candidate_list_take(out, &c, err);
+    }
+    as_meta_list_clear(&found);
+    if (sc.l.c.st != AS_OK) as_candidate_list_clear(out);
+    return sc.l.c.st;
+}
+
+/* ---------------------------------------------------------------- prune */
+
+typedef struct prune_call {
+    call c;
+    const as_prune *p;
+    as_id_list *out;
+} prune_call;
+
+/* backend.prune{ before, keep_tag, tags, agent_name, parent_id }: the ids it deleted. */
+static int step_prune(lua_State *L) {
+    prune_call *pc = lua_touserdata(L, 1);
+    const as_prune *p = pc->p;
+    lua_Integer n, i;
+    int list;
+    backend_fn(L, pc->c.cs, "prune");
+    push_filter(L, &p->filter);
+    lua_pushinteger(L, (lua_Integer)p->before);
+    lua_setfield(L, -2, "before");
+    if (p->keep_tag) {
+        lua_pushstring(L, p->keep_tag);
+        lua_setfield(L, -2, "keep_tag");
+    }
+    if ((pc->c.st = backend_call(L, &pc->c, "prune", 1)) != AS_OK) return 0;
+    list = lua_gettop(L);
+    if (!lua_istable(L, list) || (n = lbind_array_len(L, list)) < 0) {
+        as_error why;
+        as_error_set(&why, AS_ESTORAGE, "a %s, not an array of ids", luaL_typename(L, list));
+        pc->c.st = garbage(&pc->c, "prune", &why);
+        return 0;
+    }
+    for (i = 1; i <= n; i++) {
+        as_error why;
+        const char *id;
+        size_t len;
+        as_error_clear(&why);
+        /* a number is not an id (lua_tolstring would make it one) */
+        id = lua_rawgeti(L, list, i) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (id == NULL || as_check_id(id, len, "", &why) != AS_OK || strlen(id) != len) {
+            if (why.status == AS_OK) as_error_set(&why, AS_ESTORAGE, "not an id");
+            as_error_prefix_index(&why, (size_t)i);
+            pc->c.st = garbage(&pc->c, "prune", &why);
+            return 0;
+        }
+        if ((pc->c.st = as_id_list_push(pc->out, id, pc->c.err)) != AS_OK) return 0;
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+static as_status cu_prune(as_store *st, const as_prune *p, as_id_list *out, as_error *err) {
+    custom_store *cs = (custom_store *)st;
+    prune_call pc;
+    size_t i;
+    memset(&pc, 0, sizeof pc);
+    pc.c.err = err;
+    pc.p = p;
+    pc.out = out;
+    cu_run(cs, step_prune, &pc.c);
+    if (pc.c.st != AS_OK) {
+        as_id_list_clear(out);
+        return pc.c.st;
+    }
+    for (i = 0; i < out->n; i++) note_write(cs, out->ids[i], NULL);
+    return AS_OK;
+}
+
 /* ---------------------------------------------------------------- transactions and closing */
 
 static as_status cu_begin(as_store *st, int write, as_error *err) {
@@ -976,6 +1107,7 @@ static const as_store_ops custom_ops = {
     .close = cu_close,
     .canonical = 0,
     .op_applied = cu_op_applied,
+    .prune_batch = 1,
 };
 
 /* ---------------------------------------------------------------- the constructor */
@@ -992,7 +1124,7 @@ static int cu_enter(void *store, lua_State *L) {
 static void check_backend(lua_State *L) {
     static const char *const required[] = { "load", "store", "remove", "list", NULL };
     static const char *const optional[] = { "query", "update", "rewind", "fork", "append",
-                                            "append_op", "close", NULL };
+                                            "append_op", "search", "prune", "close", NULL };
     int i;
     luaL_checktype(L, 1, LUA_TTABLE);
     for (i = 0; required[i]; i++) {
@@ -1020,7 +1152,7 @@ A manager over a store written in Lua, with every rule of the other managers.
 @function custom
 @within Managers
 @tparam table backend the functions `load`, `store`, `remove` and `list`, and optionally
- `query`, `update`, `rewind`, `fork`, `append`, `append_op` and `close`
+ `query`, `update`, `rewind`, `fork`, `append`, `append_op`, `search`, `prune` and `close`
 @tparam[opt] table opts `{ max_session_bytes = n }`
 @treturn SessionManager the manager
 @raise `invalid` for a backend without its functions or a bad option
@@ -1036,12 +1168,16 @@ int lbind_new_custom(lua_State *L) {
         as_error err;
         return lbind_error(L, (as_error_nomem(&err), &err));
     }
-    cs->base.ops = &custom_ops;
+    cs->ops = custom_ops;
+    cs->base.ops = &cs->ops;
     cs->backend = cs->order = cs->sizes = LUA_NOREF;
     cs->big = opts.big;
     /* from here the manager owns the store and closes it, also on error */
     lbind_manager_start(L, &cs->base, &opts);
     lbind_manager_set_enter(L, -1, cu_enter, cs);
+    if (lbind_rawfield(L, 1, "search") == LUA_TFUNCTION) cs->ops.search = cu_search;
+    if (lbind_rawfield(L, 1, "prune") == LUA_TFUNCTION) cs->ops.prune = cu_prune;
+    lua_pop(L, 2);
     cs->L = L;
     lua_pushvalue(L, 1);
     cs->backend = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -22,6 +22,7 @@ typedef struct lmanager {
     int big;       /* LBIND_BIG_*: integers beyond 2^53 where numbers are doubles */
     lbind_enter_fn enter;
     void *store;
+    int pruning; /* a prune is calling its progress function */
 } lmanager;
 
 static lmanager *check_manager_at(lua_State *L, int arg) {
@@ -33,6 +34,8 @@ static lmanager *check_manager(lua_State *L) {
 }
 
 static void enter(lua_State *L, lmanager *lm) {
+    if (lm->pruning)
+        lbind_errorf(L, AS_EINVALID, NULL, "the manager is busy: its prune's progress function called it");
     if (lm->m && lm->enter && lm->enter(lm->store, L))
         lbind_errorf(L, AS_EINVALID, NULL, "the manager is busy: a function of its backend called it");
 }
@@ -541,43 +544,62 @@ The metadata of the sessions, most recently updated first; ties go to the most r
 @treturn table an array of metadata
 @raise `invalid`, `storage`, `unavailable` or `closed`
 */
+/* The filter fields of list (and search, and prune) in the table at tbl:
+** tag, tags, agent_name, parent_id, limit, offset, each when present. Leaves
+** on the stack the userdata that holds f->tags. */
+static void read_filter(lua_State *L, int tbl, const char *what, as_filter *f) {
+    char path[64];
+    const char **tags;
+    const char *tag;
+    lua_Integer n = 0, k, v;
+    snprintf(path, sizeof path, "%s.tag", what);
+    tag = filter_text(L, tbl, "tag", path);
+    if (lbind_rawfield(L, tbl, "tags") != LUA_TNIL) {
+        if (!lua_istable(L, -1) || (n = lbind_array_len(L, -1)) < 0) {
+            snprintf(path, sizeof path, "%s.tags", what);
+            lbind_errorf(L, AS_EINVALID, path, "must be an array of strings");
+        }
+    }
+    tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+    lua_insert(L, -2);
+    for (k = 1; k <= n; k++) {
+        snprintf(path, sizeof path, "%s.tags[%d]", what, (int)k);
+        if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
+            lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
+        tags[f->ntags++] = lbind_text(L, -1, path);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (tag) tags[f->ntags++] = tag;
+    f->tags = tags;
+    snprintf(path, sizeof path, "%s.agent_name", what);
+    f->agent_name = filter_text(L, tbl, "agent_name", path);
+    snprintf(path, sizeof path, "%s.parent_id", what);
+    f->parent_id = filter_text(L, tbl, "parent_id", path);
+    if (lbind_opt_int(L, tbl, what, "limit", 0, LUA_MAXINTEGER, &v)) f->limit = lbind_size(v);
+    if (lbind_opt_int(L, tbl, what, "offset", 0, LUA_MAXINTEGER, &v)) f->offset = lbind_size(v);
+}
+
+/***
+The metadata of the sessions, most recently updated first; ties go to the most recent write.
+@function list
+@tparam[opt] table filter `{ tag =, tags =, agent_name =, parent_id =, limit =, offset = }`,
+ combined
+@treturn table an array of metadata
+@raise `invalid`, `storage`, `unavailable` or `closed`
+*/
 static int m_list(lua_State *L) {
     static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit", "offset", NULL };
     as_manager *m = check_open(L);
     as_filter f = AS_FILTER_ALL;
-    const char **tags = NULL;
     lbind_call *c;
     as_error err;
     size_t i;
     int big;
     if (!lua_isnoneornil(L, 2)) {
-        lua_Integer v;
-        const char *tag;
-        lua_Integer n = 0, k;
         luaL_checktype(L, 2, LUA_TTABLE);
         lbind_check_options(L, 2, "filter", names);
-        tag = filter_text(L, 2, "tag", "filter.tag");
-        if (lbind_rawfield(L, 2, "tags") != LUA_TNIL) {
-            if (!lua_istable(L, -1) || (n = lbind_array_len(L, -1)) < 0)
-                lbind_errorf(L, AS_EINVALID, "filter.tags", "must be an array of strings");
-        }
-        tags = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
-        lua_insert(L, -2);
-        for (k = 1; k <= n; k++) {
-            char path[40];
-            snprintf(path, sizeof path, "filter.tags[%d]", (int)k);
-            if (lua_rawgeti(L, -1, k) != LUA_TSTRING)
-                lbind_errorf(L, AS_EINVALID, path, "must be a string (got %s)", luaL_typename(L, -1));
-            tags[f.ntags++] = lbind_text(L, -1, path);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-        if (tag) tags[f.ntags++] = tag;
-        f.tags = tags;
-        f.agent_name = filter_text(L, 2, "agent_name", "filter.agent_name");
-        f.parent_id = filter_text(L, 2, "parent_id", "filter.parent_id");
-        if (lbind_opt_int(L, 2, "filter", "limit", 0, LUA_MAXINTEGER, &v)) f.limit = lbind_size(v);
-        if (lbind_opt_int(L, 2, "filter", "offset", 0, LUA_MAXINTEGER, &v)) f.offset = lbind_size(v);
+        read_filter(L, 2, "filter", &f);
     }
     c = lbind_call_new(L);
     as_error_clear(&err);
@@ -753,6 +775,145 @@ static int m_delete(lua_State *L) {
 }
 
 /***
+Finds the sessions in which one message, or the name and tags taken together, holds every word
+of the query.
+Words are runs of letters, marks and digits; ASCII letters match without case; words in double
+quotes are a phrase, matched in that order.
+@function search
+@string query the words
+@tparam[opt] table opts `{ limit = 20, offset = 0, tag =, tags =, agent_name =, parent_id = }`
+@treturn table an array, most recently updated first, of `{ metadata =, index =, snippet = }`:
+ `index` is the 1-based index of the last message that matched (0: the name and tags), `snippet`
+ at most 200 characters of its text around the match
+@raise `invalid` (a query without a word), `storage`, `unavailable` or `closed`
+*/
+static int m_search(lua_State *L) {
+    static const char *const names[] = { "tag", "tags", "agent_name", "parent_id", "limit",
+                                         "offset", NULL };
+    as_manager *m = check_open(L);
+    const char *query = lbind_check_text(L, 2, "query");
+    as_filter f = AS_FILTER_ALL;
+    lbind_call *c;
+    as_error err;
+    size_t i;
+    int big = check_manager(L)->big;
+    f.limit = 20;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lbind_check_options(L, 3, "options", names);
+        read_filter(L, 3, "options", &f);
+    }
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    if (as_manager_search(m, query, &f, &c->found, &err) != AS_OK) {
+        lbind_call_done(c);
+        return lbind_error(L, &err);
+    }
+    lua_createtable(L, c->found.n < INT32_MAX ? (int)c->found.n : 0, 0);
+    for (i = 0; i < c->found.n; i++) {
+        const as_found *hit = &c->found.items[i];
+        lua_createtable(L, 0, 3);
+        lbind_push_meta(L, &hit->meta, big);
+        lua_setfield(L, -2, "metadata");
+        lbind_push_count(L, hit->index);
+        lua_setfield(L, -2, "index");
+        lua_pushstring(L, hit->snippet);
+        lua_setfield(L, -2, "snippet");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    lbind_call_done(c);
+    return 1;
+}
+
+/* What prune's progress function needs: the thread and the function's stack slot. */
+typedef struct prune_progress {
+    lua_State *L;
+    int fn;
+} prune_progress;
+
+/* Calls progress(deleted) under lua_pcall; its error stops the prune. */
+static as_status call_progress(void *ctx, size_t deleted, as_error *err) {
+    prune_progress *p = ctx;
+    lua_State *L = p->L;
+    int rc;
+    lua_pushvalue(L, p->fn);
+    lbind_push_count(L, deleted);
+    rc = lua_pcall(L, 1, 0, 0);
+    if (rc == LUA_OK) return AS_OK;
+    if (!lbind_error_get(L, -1, err)) {
+        if (rc == LUA_ERRMEM) as_error_nomem(err);
+        else as_error_set(err, AS_ESTORAGE, "options.progress raised: %.400s",
+                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "an error");
+    }
+    lua_pop(L, 1);
+    return err->status;
+}
+
+/***
+Deletes the sessions last updated before a time, but those carrying a tag to keep.
+It deletes in batches, each of them atomic, and never holds the store for long.
+@function prune
+@tparam table opts `{ before = ms, keep_tag =, tag =, tags =, agent_name =, parent_id =,
+ dry_run =, progress = }`: `before` (required) a time in Unix milliseconds; the filters as for
+ `list`; `dry_run = true` deletes nothing; `progress(deleted)` is called after each batch
+@treturn table the array of the ids deleted (with `dry_run`, that would be deleted)
+@raise `invalid`, `storage`, `unavailable` or `closed`
+*/
+static int m_prune(lua_State *L) {
+    static const char *const names[] = { "before", "keep_tag", "tag", "tags", "agent_name",
+                                         "parent_id", "dry_run", "progress", NULL };
+    as_manager *m = check_open(L);
+    as_prune p;
+    prune_progress progress;
+    lua_Integer before;
+    lbind_call *c;
+    as_error err;
+    as_status st;
+    size_t i;
+    int t;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lbind_check_options(L, 2, "options", names);
+    memset(&p, 0, sizeof p);
+    p.filter = (as_filter)AS_FILTER_ALL;
+    if (!lbind_opt_int(L, 2, "options", "before", LUA_MININTEGER, LUA_MAXINTEGER, &before))
+        return lbind_errorf(L, AS_EINVALID, "options.before", "required: a time in Unix "
+                            "milliseconds");
+    p.before = (int64_t)before;
+    p.keep_tag = lbind_opt_text(L, 2, "options", "keep_tag", 0, SIZE_MAX);
+    p.dry_run = lbind_opt_bool(L, 2, "options", "dry_run", 0);
+    read_filter(L, 2, "options", &p.filter);
+    t = lbind_rawfield(L, 2, "progress");
+    if (t == LUA_TFUNCTION) {
+        progress.L = L;
+        progress.fn = lua_gettop(L);
+        p.progress = call_progress;
+        p.progress_ctx = &progress;
+    } else if (t != LUA_TNIL)
+        return lbind_errorf(L, AS_EINVALID, "options.progress", "must be a function (got %s)",
+                            lua_typename(L, t));
+    c = lbind_call_new(L);
+    as_error_clear(&err);
+    check_manager(L)->pruning = p.progress != NULL;
+    st = as_manager_prune(m, &p, &c->ids, &err);
+    check_manager(L)->pruning = 0;
+    if (st != AS_OK) {
+        lbind_call_done(c);
+        if (err.path[0] && strncmp(err.path, "keep_tag", 8) == 0) as_error_prefix(&err, "options.");
+        return lbind_error(L, &err);
+    }
+    lua_createtable(L, c->ids.n < INT32_MAX ? (int)c->ids.n : 0, 0);
+    for (i = 0; i < c->ids.n; i++) {
+        lua_pushstring(L, c->ids.ids[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    luaL_setmetatable(L, LBIND_ARRAY_MT);
+    lbind_call_done(c);
+    return 1;
+}
+
+/***
 Releases the store; idempotent. Also the manager's `__gc` and `__close`.
 @function close
 */
@@ -810,6 +971,7 @@ void lbind_manager_new(lua_State *L) {
     lm->big = LBIND_BIG_ERROR;
     lm->enter = NULL;
     lm->store = NULL;
+    lm->pruning = 0;
     luaL_setmetatable(L, LBIND_MANAGER_MT);
 }
 
@@ -860,6 +1022,8 @@ void lbind_manager_open(lua_State *L) {
         { "append", m_append },
         { "export", m_export },
         { "import", m_import },
+        { "search", m_search },
+        { "prune", m_prune },
         { "stats", m_stats },
         { "close", m_close },
         { NULL, NULL }
