@@ -34,7 +34,7 @@ local function map(v, leaf, node)
 end
 
 local METHODS = { "save", "resume", "list", "fork", "rewind", "tag", "untag", "rename", "delete", "append",
-  "export", "import", "close" }
+  "export", "import", "search", "prune", "close" }
 local WRITES = { "save", "fork", "rewind", "tag", "untag", "rename", "delete", "append", "import" }
 
 -- A factory of managers that are plain Lua tables calling through to a real
@@ -197,6 +197,33 @@ local broken = {
   end },
   { "lists nothing", { "list:" }, function()
     return { list = function() return setmetatable({}, array_mt) end }
+  end },
+  { "misses the last session a search finds", { "search:" }, function(real)
+    return { search = function(...)
+      local r = real:search(...)
+      table.remove(r)
+      return r
+    end }
+  end },
+  { "searches without the filters", { "search: the filters of list" }, function(real)
+    return { search = function(query, o)
+      return real:search(query, without(without(without(without(o, "tag"), "tags"), "agent_name"), "parent_id"))
+    end }
+  end },
+  { "gives the first message that matched", { "search: gives the last message" }, function(real)
+    return { search = function(...)
+      local r = real:search(...)
+      for _, hit in ipairs(r) do
+        if hit.index > 1 then hit.index = 1 end
+      end
+      return r
+    end }
+  end },
+  { "prunes what keep_tag protects", { "prune: keep_tag" }, function(real)
+    return { prune = function(o) return real:prune(without(o, "keep_tag")) end }
+  end },
+  { "prunes with dry_run", { "prune: dry_run" }, function(real)
+    return { prune = function(o) return real:prune(without(o, "dry_run")) end }
   end },
   { "ignores the tag filter of list", { "list: filter tag" }, function(real)
     return { list = function(filter)

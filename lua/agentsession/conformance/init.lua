@@ -50,7 +50,8 @@ local M = { VERSION = 1, same = support.same }
 -- The families, in the order their checks run.
 local FAMILIES = {
   "save", "resume", "values", "timestamps", "version", "list", "fork", "rewind", "labels", "delete",
-  "window", "errors", "append", "op_id", "expect_version", "export_import", "lineage", "too_large", "close",
+  "window", "errors", "append", "op_id", "expect_version", "export_import", "lineage", "search",
+  "prune", "too_large", "close",
 }
 
 local checks = {}
