@@ -6,6 +6,15 @@ local stores = require("helpers.stores")
 local error_of = require("helpers.expect").error_of
 
 local session = agentsession.session
+local conformance = require("agentsession.conformance")
+
+-- The failures conformance.run finds in the checks whose names match `only`,
+-- for custom stores over backends made by new_backend().
+local function failures_of(new_backend, only)
+  local _, failed, failures = conformance.run(function() return agentsession.custom(new_backend()) end,
+    { only = only })
+  return failed, table.concat(failures, "\n")
+end
 
 -- Wraps b.load to note the hint of each call (its `last`, or "all");
 -- returns the array of notes.
@@ -52,7 +61,8 @@ describe("custom store", function()
       end)
     end
 
-    for _, name in ipairs({ "query", "update", "rewind", "fork", "append", "append_op", "close" }) do
+    for _, name in ipairs({ "query", "update", "rewind", "fork", "append", "append_op", "search", "prune",
+                            "close" }) do
       it("refuses a backend." .. name .. " that is not a function", function()
         local err = error_of("invalid", agentsession.custom, with(name, 42))
         assert.truthy(err.message:find("backend." .. name, 1, true), err.message)
@@ -562,5 +572,121 @@ describe("custom store", function()
         m:close()
       end)
     end
+  end)
+
+  describe("search and prune", function()
+    it("search asks backend.search for the sessions that may match, and checks each", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local a = m:save(session{ messages = { "the parser broke" } }).id
+      m:save(session{ messages = { "a parsers party" } })
+      local r = m:search("parser")
+      assert.are.equal(1, b.calls.search)
+      assert.are.equal(0, b.calls.list)
+      assert.are.same({ a }, { r[1] and r[1].metadata.id })
+      assert.are.equal(1, #r) -- the backend's second candidate holds "parsers", not "parser"
+      assert.are.same({ 1, "the parser broke" }, { r[1].index, r[1].snippet })
+      m:close()
+    end)
+
+    it("search is derived from list and load without backend.search", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local a = m:save(session{ name = "parser notes", messages = { "x" } }).id
+      m:save(session{ messages = { "nothing" } })
+      local loads = b.calls.load
+      local r = m:search("parser")
+      assert.are.same({ a, 0 }, { r[1] and r[1].metadata.id, r[1] and r[1].index })
+      assert.are.equal(1, b.calls.list)
+      assert.are.equal(loads + 2, b.calls.load) -- every session is read
+      m:close()
+    end)
+
+    it("prune asks backend.prune, which deletes; dry_run lists instead", function()
+      local b = backends.new{ fast = true }
+      local m = agentsession.custom(b)
+      local old = m:save(session{ tags = { "x" } })
+      local kept = m:save(session{ tags = { "keep" } })
+      local cut = math.max(old.updated_at, kept.updated_at) + 1
+      assert.are.same({ old.id }, m:prune{ before = cut, keep_tag = "keep", dry_run = true })
+      assert.are.equal(0, b.calls.prune)
+      assert.are.same({ old.id }, m:prune{ before = cut, keep_tag = "keep" })
+      assert.are.equal(1, b.calls.prune)
+      assert.are.same({ kept.id }, stores.ids(m:list()))
+      m:close()
+    end)
+
+    it("prune is derived from list and remove without backend.prune", function()
+      local b = backends.new()
+      local m = agentsession.custom(b)
+      local old = m:save(session{})
+      assert.are.same({ old.id }, m:prune{ before = old.updated_at + 1 })
+      assert.are.equal(1, b.calls.remove)
+      m:close()
+    end)
+
+    it("gives storage when backend.prune returns what is not an array of ids", function()
+      for _, bad in ipairs({ 42, { 1 }, { "ok", false }, { [2] = "x" }, { "" } }) do
+        local m = agentsession.custom(with("prune", function() return bad end, { fast = true }))
+        local err = error_of("storage", m.prune, m, { before = 1 })
+        assert.truthy(err.message:find("backend.prune returned", 1, true), err.message)
+        m:close()
+      end
+    end)
+
+    it("gives storage when backend.search returns what is not an array of metadata", function()
+      local m = agentsession.custom(with("search", function() return { { id = "x" } } end, { fast = true }))
+      m:save(session{ messages = { "word" } })
+      local err = error_of("storage", m.search, m, "word")
+      assert.truthy(err.message:find("backend.search returned", 1, true), err.message)
+      m:close()
+    end)
+
+    it("conformance fails a backend whose search misses a match", function()
+      local failed, lines = failures_of(function()
+        local b = backends.new{ fast = true }
+        local search = b.search
+        b.search = function(words, filter)
+          local out = search(words, filter)
+          table.remove(out) -- one that matched, in whatever order the backend gives
+          return out
+        end
+        return b
+      end, "^search:")
+      assert.is_true(failed > 0, "no search check failed")
+      assert.truthy(lines:find("search: finds every session that matches among many", 1, true), lines)
+    end)
+
+    it("conformance fails a backend whose prune deletes a kept session", function()
+      local failed, lines = failures_of(function()
+        local b = backends.new{ fast = true }
+        local prune = b.prune
+        b.prune = function(o)
+          local plain = {}
+          for k, v in pairs(o) do plain[k] = v end
+          plain.keep_tag = nil
+          return prune(plain)
+        end
+        return b
+      end, "^prune:")
+      assert.is_true(failed > 0, "no prune check failed")
+      assert.truthy(lines:find("prune: keep_tag protects the sessions carrying it", 1, true), lines)
+    end)
+
+    it("conformance fails a backend whose prune ignores before", function()
+      local failed, lines = failures_of(function()
+        local b = backends.new{ fast = true }
+        local prune = b.prune
+        b.prune = function(o)
+          local plain = {}
+          for k, v in pairs(o) do plain[k] = v end
+          plain.before = math.huge
+          return prune(plain)
+        end
+        return b
+      end, "^prune:")
+      assert.is_true(failed > 0, "no prune check failed")
+      assert.truthy(lines:find("prune: `before` is strict", 1, true), lines)
+    end)
   end)
 end)

@@ -107,6 +107,33 @@ function M.new(opts)
       t.metadata = json.encode(metadata)
       t.op_ids = json.encode(op_ids)
     end
+    -- The sessions whose stored JSON texts hold every word, in any case: a
+    -- few more than match (a word inside another, in a key), never fewer.
+    function b.search(words, filter)
+      count("search")
+      local out = {}
+      for _, m in ipairs(b.query(filter)) do
+        local t = data[m.id]
+        local text = (t.metadata .. "\n" .. table.concat(t.messages, "\n")):lower()
+        local all = true
+        for _, w in ipairs(words) do all = all and text:find(w, 1, true) ~= nil end
+        if all then out[#out + 1] = m end
+      end
+      b.calls.query = b.calls.query - 1
+      return out
+    end
+    function b.prune(o)
+      count("prune")
+      local gone = {}
+      for _, m in ipairs(b.query(o)) do
+        if m.updated_at < o.before and not (o.keep_tag and agentsession.has_tag(m, o.keep_tag)) then
+          data[m.id] = nil
+          gone[#gone + 1] = m.id
+        end
+      end
+      b.calls.query = b.calls.query - 1
+      return gone
+    end
     function b.close()
       count("close")
     end

@@ -177,6 +177,9 @@ function Server:command()
     args[#args + 1] = "--requirepass"
     args[#args + 1] = quote(self.password)
   end
+  for _, name in ipairs(self.without) do
+    args[#args + 1] = "--rename-command " .. name .. " ''"
+  end
   return table.concat(args, " ")
 end
 
@@ -339,8 +342,10 @@ end
 
 --- Starts a new server on a random free loopback port. opts: password,
 --- databases (default 16), durable (an append-only file, fsync'd before each
---- reply, so every acknowledged write survives a kill -9). Raises, with the log tail and the command tried,
---- if no server comes up in 20 attempts.
+--- reply, so every acknowledged write survives a kill -9), without (an array
+--- of commands the server does not have, as one of an older version).
+--- Raises, with the log tail and the command tried, if no server comes up in
+--- 20 attempts.
 function M.start(opts)
   opts = opts or {}
   assert(opts.password == nil or type(opts.password) == "string", "password must be a string")
@@ -355,6 +360,7 @@ function M.start(opts)
     password = opts.password,
     databases = databases,
     durable = opts.durable and true or false,
+    without = opts.without or {},
     dir = (out:gsub("\n$", "")),
     running = false,
   }, Server)
