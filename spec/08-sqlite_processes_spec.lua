@@ -12,6 +12,10 @@ local ids_of = require("helpers.stores").ids
 local sqlite_case = require("helpers.sqlite_case")
 local open, spawn, output_of = sqlite_case.open, sqlite_case.spawn, sqlite_case.output_of
 local wait_gone, session, assert_sound = sqlite_case.wait_gone, sqlite_case.session, sqlite_case.assert_sound
+local assert_search_sound = sqlite_case.assert_search_sound
+
+-- Words the crash writer's sessions hold (roles, names, tags, chain ids).
+local PROBES = { "user", "assistant", "crash", "renamed", "fork", "at", "t1", "t3", "u2", "i1", "i3", "1", "4" }
 
 local dir -- this test's temporary directory
 
@@ -139,6 +143,7 @@ describe("sqlite store", function()
         end
       end
       mgr:close()
+      assert_search_sound(path, PROBES, context)
       -- what is stored now is the base of the next writer's log
       for id in pairs(committed) do
         if not listed[id] then committed[id] = { present = false } end
@@ -172,6 +177,58 @@ describe("sqlite store", function()
         verify(path, committed, pending, context .. ", " .. commits .. " commits")
       end
       assert.is_true(total >= 20, "only " .. total .. " commits in all")
+      -- every text leaves the index as it came in: deleting all of them raises nothing
+      local mgr = open(path)
+      mgr:prune{ before = agentsession.now() + 1 }
+      assert.are.same({}, mgr:list())
+      for _, q in ipairs(PROBES) do assert.are.same({}, mgr:search(q), "search('" .. q .. "') of an empty file") end
+      assert.are.equal(0, h.value(path, "SELECT count(*) FROM search_recent"))
+      assert.are.equal(0, h.value(path, "SELECT count(*) FROM search WHERE search MATCH '\"user\"'"))
+      assert_sound(path, "after deleting everything")
+    end)
+
+    it("keeps every session whole, kept or gone, when a prune is killed -9", function()
+      local path = dir .. "/prune.db"
+      local mgr = open(path)
+      local n = 3000
+      for i = 1, n do
+        local msgs = h.chain("p" .. i, nil, 1 + i % 4, function(a, b) return a + (i * 7) % (b - a + 1) end)
+        local s = session({ id = "p" .. i, name = "pruned " .. i, agent_name = "pruning",
+          tags = { i % 5 == 0 and "keep" or "t" .. i % 3 }, messages = msgs, state = h.state_of(msgs) })
+        s.metadata.turn_count = #msgs
+        mgr:save(s)
+      end
+      local last = mgr:list({ limit = 1 })[1].updated_at
+      while agentsession.now() <= last do end
+      mgr:save(session({ id = "newer", agent_name = "pruning", messages = { "after" } }))
+      local marker = dir .. "/pruning"
+      local pid = spawn({ "pruner", path, tostring(last + 1), "keep", marker }, "pruner")
+      h.wait_until(function() return h.exists(marker) or not h.alive(pid) end, 30, "the pruner's first batch")
+      assert.is_true(h.alive(pid), "the pruner ended before it could be killed:\n" .. output_of("pruner"))
+      h.kill9(pid)
+      local batches = select(2, output_of("pruner"):gsub("PRUNED", ""))
+      assert.is_true(batches >= 1, output_of("pruner"))
+      assert_sound(path, "after the kill")
+      local left = {}
+      for _, m in ipairs(mgr:list()) do left[m.id] = m end
+      local gone = 0
+      for i = 1, n do
+        local id = "p" .. i
+        if left[id] then
+          assert.is_nil(h.check_session(mgr:resume(id)), id)
+        else
+          gone = gone + 1
+          assert.are_not.equal(0, i % 5, id .. " carries keep but is gone")
+        end
+      end
+      assert.truthy(left.newer, "the session written after `before` is gone")
+      assert.is_true(gone > 0 and gone < n - n / 5, gone .. " gone")
+      assert_search_sound(path, { "user", "assistant", "pruned", "keep", "t1", "p10", "after" }, "after the kill")
+      -- a prune run again ends the work
+      assert.are.equal(n - n / 5 - gone, #mgr:prune{ before = last + 1, keep_tag = "keep" })
+      assert.are.same({ "newer" }, ids_of(mgr:list({ limit = 1 })))
+      assert.are.equal(n / 5 + 1, #mgr:list())
+      assert_sound(path, "after the second prune")
     end)
   end)
 

@@ -1,8 +1,9 @@
 -- What only the SQLite store has: the layout of its file and its migrations.
 -- The documented tables and the rows a session is kept in, the digest key of
 -- each file, a schema-1 file opened, upgraded and written, a schema-2 file
--- migrated to schema 3, and a schema-3 file migrated to schema 4 (op ids in
--- each session's row). Every test works on real files in a fresh temporary
+-- migrated to schema 3, a schema-3 file migrated to schema 4 (op ids in
+-- each session's row), and a file without its search index given one.
+-- Every test works on real files in a fresh temporary
 -- directory; the files are inspected with LuaSQL. The contract every store
 -- keeps is in 03-manager_spec.
 local agentsession = require("agentsession")
@@ -29,7 +30,7 @@ describe("sqlite store", function()
   after_each(sqlite_case.finish)
 
   describe("file format", function()
-    it("marks a new file with application_id and user_version 4 and has the documented tables", function()
+    it("marks a new file with application_id and user_version 5 and has the documented tables", function()
       local path = dir .. "/new.db"
       open(path):save(session({ agent_name = "a" }))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
@@ -45,6 +46,9 @@ describe("sqlite store", function()
         "turn_count", "total_tokens", "version", "nmsgs", "state", "bytes", "ops" }, columns("sessions"))
       assert.are.same({ "rid", "pos", "tag", "updated_at", "seq" }, columns("tags"))
       assert.are.same({ "slot", "digest", "body" }, columns("messages"))
+      assert.are.same({ "slot", "words" }, columns("search_recent"))
+      assert.are.equal(1, h.value(path, "SELECT count(*) FROM sqlite_master WHERE name = 'search'"
+        .. " AND sql LIKE 'CREATE VIRTUAL TABLE search USING fts5(%'"))
       assert.are.same({ { one = 1, ok = 1 } },
         h.query(path, "SELECT one, seq = (SELECT max(seq) FROM sessions) AS ok FROM counter"))
     end)
@@ -176,7 +180,7 @@ describe("sqlite store", function()
       }
     end
 
-    it("opens a version-1 file without loss and upgrades it to version 4", function()
+    it("opens a version-1 file without loss and upgrades it to the current version", function()
       local path = dir .. "/v1.db"
       h.with_db(path, function(conn)
         for _, sql in ipairs(V1) do h.exec(conn, sql) end
@@ -200,6 +204,17 @@ describe("sqlite store", function()
       assert.are.same({ "v1-beta" }, ids_of(mgr:list({ parent_id = "v1-alpha" })))
       assert.are.same({ "v1-gamma" }, ids_of(mgr:list({ limit = 1, offset = 1 })))
       deep.assert_same(agentsession.array({ "just a string" }), mgr:resume("v1-beta", { last = 5 }).messages)
+      -- and searchable: its messages (an escape read as its character) and names
+      local function found(q)
+        local out = {}
+        for _, hit in ipairs(mgr:search(q)) do out[#out + 1] = hit.metadata.id .. "#" .. hit.index end
+        return out
+      end
+      assert.are.same({ "v1-alpha#1" }, found("HI \195\169"))
+      assert.are.same({ "v1-alpha#3" }, found("three"))
+      assert.are.same({ "v1-beta#1" }, found('"just a string"'))
+      assert.are.same({ "v1-gamma#0" }, found("gamma"))
+      assert.are.same({ "v1-beta#0", "v1-alpha#0" }, found("prod"))
       assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
       assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
       assert_sound(path, "after the migration")
@@ -288,6 +303,8 @@ describe("sqlite: a schema-2 file", function()
     h.with_db(path, function(conn)
       h.exec(conn, "ALTER TABLE sessions DROP COLUMN bytes")
       h.exec(conn, "ALTER TABLE sessions DROP COLUMN ops")
+      h.exec(conn, "DROP TABLE search")
+      h.exec(conn, "DROP TABLE search_recent")
       h.exec(conn, "PRAGMA user_version = 2")
     end)
     assert.are.equal(2, h.value(path, "PRAGMA user_version"))
@@ -341,6 +358,8 @@ describe("sqlite: a schema-3 file", function()
     mgr:close()
     h.with_db(path, function(conn)
       h.exec(conn, "ALTER TABLE sessions DROP COLUMN ops")
+      h.exec(conn, "DROP TABLE search")
+      h.exec(conn, "DROP TABLE search_recent")
       h.exec(conn, "PRAGMA user_version = 3")
     end)
     assert.are.equal(3, h.value(path, "PRAGMA user_version"))
@@ -355,10 +374,10 @@ describe("sqlite: a schema-3 file", function()
     mgr:fork("v3-rich", "fork", { at = 2 })
   end
 
-  it("is migrated to schema 4 on opening: no op ids yet, sessions unchanged, appends with op ids", function()
+  it("is migrated on opening: no op ids yet, sessions unchanged, appends with op ids", function()
     local path, before = schema_3_file(fill)
     local again = track(agentsession.sqlite(path))
-    assert.are.equal(4, h.value(path, "PRAGMA user_version"))
+    assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
     assert.are.equal(h.APPLICATION_ID, h.value(path, "PRAGMA application_id"))
     assert.are.equal("ops", session_columns(path)[#session_columns(path)])
     assert_same(before, snapshot(again), "the sessions after the migration")
@@ -397,5 +416,88 @@ describe("sqlite: a schema-3 file", function()
     assert.are.equal(3, h.value(path, "PRAGMA user_version"))
     assert.are.same(files, rows())
     assert.are.equal("ok", h.integrity(path))
+  end)
+
+  -- The ids and indexes a search gives (the snippets follow the order of the
+  -- keys in each store's JSON text, which is not the same in every store).
+  local function results(mgr, query)
+    local out = {}
+    for i, hit in ipairs(mgr:search(query, { limit = 1000 })) do out[i] = hit.metadata.id .. "#" .. hit.index end
+    return out
+  end
+
+  -- A file of schema 3: this version's file without its op ids and search index.
+  local function schema3(path)
+    h.with_db(path, function(conn)
+      h.exec(conn, "ALTER TABLE sessions DROP COLUMN ops")
+      h.exec(conn, "DROP TABLE search")
+      h.exec(conn, "DROP TABLE search_recent")
+      h.exec(conn, "PRAGMA user_version = 3")
+    end)
+  end
+
+  it("is given its search index on opening, in one transaction, every session found as before", function()
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    local reference = track(agentsession.memory())
+    for _, s in ipairs(h.sample_sessions("m3", 7)) do mgr:save(s) end
+    mgr:save(rich_session("m3-rich"))
+    mgr:fork("m3-rich", "fork \195\169t\195\169", { at = 4 })
+    for i = 1, 150 do
+      mgr:save(session({ id = "m3-" .. i, name = "bulk " .. i, agent_name = "a", tags = { "t" .. i % 3 },
+        messages = { "common words " .. i, { role = "user", content = "caf\195\169 number " .. i * 7 } } }))
+    end
+    local before = snapshot(mgr)
+    -- imported oldest first: ties on updated_at go to the later write in both
+    local listed = mgr:list()
+    for i = #listed, 1, -1 do reference:import(mgr:export(listed[i].id)) end
+    mgr:close()
+    schema3(path)
+    assert.are.equal(3, h.value(path, "PRAGMA user_version"))
+    assert.are.equal(0, h.value(path, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'search%'"))
+
+    local again = track(agentsession.sqlite(path))
+    assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+    assert_same(before, snapshot(again), "the sessions after the migration")
+    for _, q in ipairs({ "common", "caf\195\169", "number 70", "bulk", "t2", "fork", '"common words 12"',
+      "role", "m3" }) do
+      assert.are.same(results(reference, q), results(again, q), "search('" .. q .. "')")
+    end
+    assert.are.equal(150, #results(again, "common"))
+    assert.are.equal(0, h.value(path, "SELECT count(*) FROM search_recent"))
+    assert.are.equal("ok", h.integrity(path))
+
+    -- the index took every text exactly as a write would: writes remove them cleanly
+    for _, m in ipairs({ again, reference }) do
+      m:rewind("m3-1", 1)
+      m:rename("m3-2", "renamed")
+      m:delete("m3-3")
+      m:untag("m3-4", "t1")
+      m:append("m3-5", { "appended after the migration" })
+    end
+    for _, q in ipairs({ "common", "number", "bulk", "renamed", "t1", "appended", "caf\195\169" }) do
+      assert.are.same(results(reference, q), results(again, q), "search('" .. q .. "') after writes")
+    end
+    local cut = agentsession.now() + 1
+    assert.are.same(reference:prune{ before = cut, tag = "t0", dry_run = true },
+      again:prune{ before = cut, tag = "t0", dry_run = true })
+    assert.are.equal(49, #again:prune{ before = cut, tag = "t0" }) -- m3-3 is deleted
+    reference:prune{ before = cut, tag = "t0" }
+    assert.are.same(results(reference, "common"), results(again, "common"), "search('common') after a prune")
+    assert.are.same({}, h.schema_problems(path))
+  end)
+
+  it("replaces tables of the index's names that a schema-3 file holds", function()
+    local path = stores.new_file()
+    local mgr = track(agentsession.sqlite(path))
+    mgr:save(session({ id = "x", agent_name = "a", messages = { "words" } }))
+    mgr:close()
+    schema3(path)
+    -- a table the migration cannot make its index beside
+    h.with_db(path, function(conn) h.exec(conn, "CREATE TABLE search_recent (x)") end)
+    local m = track(agentsession.sqlite(path))
+    assert.are.same({ "x" }, ids_of(m:list()))
+    assert.are.equal(h.USER_VERSION, h.value(path, "PRAGMA user_version"))
+    assert.are.equal(1, #m:search("words"))
   end)
 end)

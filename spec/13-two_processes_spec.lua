@@ -1,8 +1,9 @@
 -- Two real processes on one session of a store they share (SQLite and Redis,
 -- each child running spec/helpers/pair_child.lua): appending at once loses no
 -- message and keeps each one's order, sending the same op ids at once applies
--- each once, and racing saves or appends with expect_version lose no update
--- and see conflicts.
+-- each once, racing saves or appends with expect_version lose no update and
+-- see conflicts, and one pruning while the other writes deletes nothing it
+-- should keep.
 local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local managers = require("helpers.managers")
@@ -121,5 +122,49 @@ for _, store in ipairs(shared) do
         assert.is_true(conflicts > 0, "no conflict in " .. attempts .. " runs of two processes")
       end)
     end
+    it("one pruning while the other writes: nothing written is lost, nothing old is left", function()
+      local mgr, uri = store.open()
+      local n = 600
+      for i = 1, n do
+        mgr:save(agentsession.session{ id = "old-" .. i, tags = { "old" }, messages = { "old text " .. i } })
+      end
+      local last = mgr:list({ limit = 1 })[1].updated_at
+      while agentsession.now() <= last do end
+      local before = last + 1
+      local out_p, out_t = run_pair(uri, { "pruner", before, "keep" }, { "toucher", os.time(), n })
+      assert.truthy(out_p:find("DONE", 1, true), out_p)
+      assert.truthy(out_t:find("DONE " .. n, 1, true), out_t)
+      local gone, written = {}, {}
+      for id in out_p:gmatch("GONE (%S+)") do gone[id] = true end
+      for line in out_t:gmatch("[^\n]+") do
+        local tag, id = line:match("^([WKN]) (%S+)$")
+        if tag then written[id] = tag end
+      end
+      local survivors = {}
+      for _, m in ipairs(mgr:list()) do survivors[m.id] = m end
+      local touched, pruned = 0, 0
+      for id, tag in pairs(written) do
+        touched = touched + 1
+        assert.is_nil(gone[id], "the pruner deleted " .. id .. ", which the writer wrote (" .. tag .. ")")
+        assert.truthy(survivors[id], id .. " was written (" .. tag .. ") but is gone")
+      end
+      for id in pairs(gone) do
+        pruned = pruned + 1
+        assert.is_nil(survivors[id], id .. " was pruned but is listed")
+      end
+      -- what is left is new, or kept
+      for id, m in pairs(survivors) do
+        assert.is_true(m.updated_at >= before or agentsession.has_tag(m, "keep"),
+          id .. " is old and not kept, but was not pruned")
+      end
+      assert.is_true(touched > 0 and pruned > 0, touched .. " written, " .. pruned .. " pruned")
+      -- the search index followed both
+      local hits = {}
+      for _, hit in ipairs(mgr:search("text", { limit = 10000 })) do hits[hit.metadata.id] = true end
+      for id in pairs(survivors) do
+        if id:find("^old%-") then assert.truthy(hits[id], id .. " is not found by search") end
+      end
+      for id in pairs(gone) do assert.is_nil(hits[id], id .. " was pruned but is found by search") end
+    end)
   end)
 end

@@ -149,6 +149,48 @@ function commands.op_appender(id, who, count, ms)
   print("DONE " .. applied .. " " .. repeats)
 end
 
+-- pruner BEFORE KEEP: prunes what was last updated before BEFORE (Unix ms)
+-- and does not carry the tag KEEP; prints "GONE <id>" for each id it deleted.
+function commands.pruner(before, keep)
+  local gone = mgr:prune{ before = tonumber(before), keep_tag = keep }
+  for _, id in ipairs(gone) do print("GONE " .. id) end
+  print("DONE " .. #gone)
+end
+
+-- toucher SEED N: writes to the sessions old-1 .. old-N in an order drawn from
+-- SEED: appends a message ("W <id>"), tags it "keep" ("K <id>"), or saves a new
+-- session new-<i> ("N <id>"); "G <id>" when it was gone already.
+function commands.toucher(seed, n)
+  math.randomseed(tonumber(seed))
+  local order = {}
+  for i = 1, tonumber(n) do order[i] = i end
+  for i = #order, 2, -1 do
+    local j = math.random(1, i)
+    order[i], order[j] = order[j], order[i]
+  end
+  local count = 0
+  for _, i in ipairs(order) do
+    local id, r = "old-" .. i, math.random(1, 3)
+    local done, err
+    if r == 1 then
+      done, err = pcall(mgr.append, mgr, id, { "touched " .. i })
+      if done then print("W " .. id) end
+    elseif r == 2 then
+      done, err = pcall(mgr.tag, mgr, id, "keep")
+      if done then print("K " .. id) end
+    else
+      done, err = pcall(mgr.save, mgr, agentsession.session{ id = "new-" .. i, messages = { "new " .. i } })
+      if done then print("N new-" .. i) end
+    end
+    if not done then
+      if not agentsession.is_error(err, "not_found") then fail(err) end
+      print("G " .. id)
+    end
+    count = count + 1
+  end
+  print("DONE " .. count)
+end
+
 local fn = commands[command]
 if not fn then fail("no command " .. tostring(command)) end
 local done, err = pcall(fn, (table.unpack or rawget(_G, "unpack"))(arg, 5))

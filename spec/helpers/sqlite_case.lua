@@ -113,6 +113,35 @@ function M.assert_sound(path, context)
   assert.are.equal("ok", h.integrity(path), context .. ": PRAGMA integrity_check")
   local problems = h.schema_problems(path)
   assert.are.same({}, problems, context .. ": " .. table.concat(problems, "; "))
+  local fts = h.with_db(path, function(conn)
+    if #h.rows(conn, "SELECT name FROM sqlite_master WHERE name = 'search'") == 0 then return "ok" end
+    local done, err = conn:execute("INSERT INTO search (search, rank) VALUES ('integrity-check', 0)")
+    return done and "ok" or tostring(err)
+  end)
+  assert.are.equal("ok", fts, context .. ": the search index's integrity-check")
+end
+
+--- The search index of the file agrees with its texts: each query finds the
+--- sessions, and the messages, that a memory manager holding the same sessions
+--- finds by reading them.
+function M.assert_search_sound(path, queries, context)
+  local mgr = agentsession.sqlite(path)
+  local reference = agentsession.memory()
+  local listed = mgr:list()
+  -- imported oldest first: ties on updated_at go to the later write in both
+  for i = #listed, 1, -1 do reference:import(mgr:export(listed[i].id)) end
+  local function found(m, q)
+    local out = {}
+    for i, hit in ipairs(m:search(q, { limit = 1000000 })) do out[i] = hit.metadata.id .. "#" .. hit.index end
+    return out
+  end
+  local results = {}
+  for i, q in ipairs(queries) do results[i] = { found(reference, q), found(mgr, q) } end
+  mgr:close()
+  reference:close()
+  for i, q in ipairs(queries) do
+    assert.are.same(results[i][1], results[i][2], context .. ": search('" .. q .. "')")
+  end
 end
 
 -- Every row of a store file (sessions, messages, tags, counter), to show that a call changed nothing.

@@ -189,6 +189,19 @@ function commands.crash_writer(path, logpath, seed, iter)
   say("TIMEOUT")
 end
 
+-- pruner PATH BEFORE KEEP MARKER: prunes the sessions updated before BEFORE
+-- (Unix ms) that do not carry KEEP, creating MARKER after its first batch;
+-- prints "PRUNED n" after each batch and "DONE n" at the end.
+function commands.pruner(path, before, keep, marker)
+  local mgr = agentsession.sqlite(path)
+  local gone = mgr:prune{ before = tonumber(before), keep_tag = keep, progress = function(n)
+    print("PRUNED " .. n)
+    io.stdout:flush()
+    if not h.exists(marker) then h.write(marker, "pruning\n") end
+  end }
+  print("DONE " .. #gone)
+end
+
 -- concurrent PATH K N SHARED GO: waits for the file GO, then follows
 -- helpers.sqlite.concurrent_plan(K, N).
 -- Prints "ERROR …" and exits 1 on the first error, else "DONE K".
