@@ -537,6 +537,97 @@ static void test_delete_close(agentsession_manager *m, const char *id) {
 }
 
 /* Every operation on a fresh manager m (closed and freed here). */
+/* Progress functions: one that counts its calls, one that stops the prune. */
+static agentsession_status count_calls(void *ctx, size_t deleted) {
+    size_t *calls = ctx;
+    (void)deleted;
+    ++*calls;
+    return AGENTSESSION_OK;
+}
+
+static agentsession_status stop(void *ctx, size_t deleted) {
+    (void)ctx;
+    (void)deleted;
+    return AGENTSESSION_ERR_CONFLICT;
+}
+
+/* Sessions sp-1 .. sp-3 of their own agent, searched and pruned. */
+static void test_search_prune(agentsession_manager *m) {
+    agentsession_filter f = AGENTSESSION_FILTER_INIT;
+    agentsession_prune_options o = AGENTSESSION_PRUNE_OPTIONS_INIT;
+    char *doc, *meta = NULL, *found = NULL, *ids = NULL;
+    size_t calls = 0;
+    int64_t last = 0;
+    int i;
+    for (i = 1; i <= 3; i++) {
+        doc = format("{\"metadata\":{\"id\":\"sp-%d\",\"agent_name\":\"sp\",\"name\":\"%s\",\"tags\":[\"%s\"]},"
+                     "\"messages\":%s}", i, i == 3 ? "zebracorn notes" : "other", i == 1 ? "keep" : "t",
+                     i == 2 ? "[\"a Zebracorn \\u00e9t\u00e9\", {\"text\": \"none\"}]" : "[\"plain\"]");
+        OK(agentsession_save(m, doc, NULL, &meta, &err));
+        last = meta ? integer_at(meta, "updated_at") : 0;
+        agentsession_free(meta);
+        free(doc);
+    }
+    OK(agentsession_search(m, "ZEBRACORN", NULL, &found, &err));
+    CHECK(found && length_at(found, "") == 2 && string_is(found, "[1].metadata.id", "sp-3")
+          && integer_at(found, "[1].index") == 0 && string_is(found, "[1].snippet", "zebracorn notes\nt"));
+    CHECK(found && string_is(found, "[2].metadata.id", "sp-2") && integer_at(found, "[2].index") == 1
+          && string_is(found, "[2].snippet", "a Zebracorn \u00e9t\u00e9"));
+    agentsession_free(found);
+    f.agent_name = "sp";
+    f.offset = 1;
+    OK(agentsession_search(m, "\"a zebracorn\"", &f, &found, &err));
+    CHECK(found && strcmp(found, "[]") == 0);
+    agentsession_free(found);
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_search(m, " - ", NULL, &found, &err));
+    CHECK(found == NULL && strcmp(err.path, "query") == 0);
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_search(m, NULL, NULL, NULL, &err));
+    CHECK(strcmp(err.path, "query") == 0);
+
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_prune(m, NULL, &ids, &err));
+    CHECK(ids == NULL && strcmp(err.path, "opts") == 0);
+    o.before = last + 1;
+    o.keep_tag = "";
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_prune(m, &o, &ids, &err));
+    CHECK(strcmp(err.path, "opts.keep_tag") == 0);
+    o.ntags = 1;
+    EXPECT(AGENTSESSION_ERR_INVALID, agentsession_prune(m, &o, &ids, &err));
+    CHECK(strcmp(err.path, "opts.tags") == 0);
+    o.ntags = 0;
+    o.keep_tag = "keep";
+    o.agent_name = "sp";
+    o.dry_run = true;
+    OK(agentsession_prune(m, &o, &ids, &err));
+    CHECK(ids && (strcmp(ids, "[\"sp-3\",\"sp-2\"]") == 0 || strcmp(ids, "[\"sp-2\",\"sp-3\"]") == 0));
+    agentsession_free(ids);
+    o.dry_run = false;
+    o.progress = count_calls;
+    o.progress_ctx = &calls;
+    o.parent_id = "none";
+    OK(agentsession_prune(m, &o, &ids, &err));
+    CHECK(ids && strcmp(ids, "[]") == 0 && calls == 0);
+    agentsession_free(ids);
+    o.parent_id = NULL;
+    o.progress = stop;
+    EXPECT(AGENTSESSION_ERR_CONFLICT, agentsession_prune(m, &o, &ids, &err));
+    CHECK(ids == NULL && strstr(err.message, "stopped by opts.progress (conflict) after") != NULL);
+    o.progress = count_calls;
+    OK(agentsession_prune(m, &o, &ids, &err));
+    CHECK(ids != NULL); /* what the batch before the stop left, if any */
+    agentsession_free(ids);
+    OK(agentsession_search(m, "zebracorn", NULL, &found, &err));
+    CHECK(found && strcmp(found, "[]") == 0);
+    agentsession_free(found);
+    OK(agentsession_search(m, "plain", &f, &found, &err));
+    CHECK(found && strcmp(found, "[]") == 0); /* offset 1 */
+    agentsession_free(found);
+    f.offset = 0;
+    OK(agentsession_search(m, "plain", &f, &found, &err));
+    CHECK(found && length_at(found, "") == 1 && string_is(found, "[1].metadata.id", "sp-1"));
+    agentsession_free(found);
+    OK(agentsession_delete(m, "sp-1", &err));
+}
+
 static void test_operations(agentsession_manager *m, int canonical) {
     char id[AGENTSESSION_UUID_SIZE];
     OK(agentsession_uuid(id, &err));
@@ -549,6 +640,7 @@ static void test_operations(agentsession_manager *m, int canonical) {
     test_export_import(m, id);
     test_bad_documents(m);
     test_key_order(m, canonical);
+    test_search_prune(m);
     test_delete_close(m, id);
     agentsession_manager_free(m);
 }

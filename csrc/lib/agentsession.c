@@ -642,6 +642,22 @@ agentsession_status agentsession_delete(agentsession_manager *am, const char *id
 
 /* ---------------------------------------------------------------- listing */
 
+/* The core's filter of a list or search filter (NULL: f as it is). */
+static agentsession_status to_filter(const agentsession_filter *filter, as_filter *f,
+                                     agentsession_error *err) {
+    agentsession_status st;
+    if (filter == NULL) return AGENTSESSION_OK;
+    if ((st = check_strings(filter->tags, filter->ntags, "filter.tags", err)) != AGENTSESSION_OK)
+        return st;
+    f->tags = filter->tags;
+    f->ntags = filter->ntags;
+    f->agent_name = filter->agent_name;
+    f->parent_id = filter->parent_id;
+    f->offset = filter->offset;
+    f->limit = filter->limit;
+    return AGENTSESSION_OK;
+}
+
 agentsession_status agentsession_list(agentsession_manager *am, const agentsession_filter *filter,
                                       char **metadata_array_json, agentsession_error *err) {
     as_filter f = AS_FILTER_ALL;
@@ -653,16 +669,7 @@ agentsession_status agentsession_list(agentsession_manager *am, const agentsessi
     size_t i;
     result_init(&r, metadata_array_json);
     if ((st = check_open(am, err)) != AGENTSESSION_OK) return st;
-    if (filter) {
-        if ((st = check_strings(filter->tags, filter->ntags, "filter.tags", err)) != AGENTSESSION_OK)
-            return st;
-        f.tags = filter->tags;
-        f.ntags = filter->ntags;
-        f.agent_name = filter->agent_name;
-        f.parent_id = filter->parent_id;
-        f.offset = filter->offset;
-        f.limit = filter->limit;
-    }
+    if ((st = to_filter(filter, &f, err)) != AGENTSESSION_OK) return st;
     rc = as_manager_list(am->m, &f, &list, &e);
     if (rc == AS_OK && r.out) {
         int bad = as_buf_putc(&r.text, '[');
@@ -671,6 +678,106 @@ agentsession_status agentsession_list(agentsession_manager *am, const agentsessi
         if (bad || as_buf_putc(&r.text, ']')) rc = as_error_nomem(&e);
     }
     as_meta_list_clear(&list);
+    return result_end(&r, rc, &e, err);
+}
+
+/* ---------------------------------------------------------------- search and retention */
+
+agentsession_status agentsession_search(agentsession_manager *am, const char *query,
+                                        const agentsession_filter *filter, char **results_json,
+                                        agentsession_error *err) {
+    as_filter f = AS_FILTER_ALL;
+    as_found_list found = { 0 };
+    result r;
+    as_status rc;
+    as_error e;
+    agentsession_status st;
+    size_t i;
+    result_init(&r, results_json);
+    f.limit = 20;
+    if ((st = check_open(am, err)) != AGENTSESSION_OK
+        || (st = check_text(query, "query", err)) != AGENTSESSION_OK
+        || (st = to_filter(filter, &f, err)) != AGENTSESSION_OK)
+        return st;
+    rc = as_manager_search(am->m, query, &f, &found, &e);
+    if (rc == AS_OK && r.out) {
+        int bad = as_buf_putc(&r.text, '[');
+        for (i = 0; i < found.n && !bad; i++) {
+            const as_found *hit = &found.items[i];
+            bad = (i && as_buf_putc(&r.text, ',')) || as_buf_puts(&r.text, "{\"metadata\":")
+                  || as_meta_write_json(&r.text, &hit->meta) || as_buf_puts(&r.text, ",\"index\":")
+                  || as_json_write_integer(&r.text, (int64_t)hit->index)
+                  || as_buf_puts(&r.text, ",\"snippet\":")
+                  || as_json_write_string(&r.text, hit->snippet, strlen(hit->snippet), NULL) != 0
+                  || as_buf_putc(&r.text, '}');
+        }
+        if (bad || as_buf_putc(&r.text, ']')) rc = as_error_nomem(&e);
+    }
+    as_found_list_clear(&found);
+    return result_end(&r, rc, &e, err);
+}
+
+/* The status of the core of a status of this library (status_of's inverse). */
+static as_status core_status(agentsession_status st) {
+    switch (st) {
+    case AGENTSESSION_OK: return AS_OK;
+    case AGENTSESSION_ERR_NOT_FOUND: return AS_ENOTFOUND;
+    case AGENTSESSION_ERR_INVALID: return AS_EINVALID;
+    case AGENTSESSION_ERR_TOO_LARGE: return AS_ETOOLARGE;
+    case AGENTSESSION_ERR_CONFLICT: return AS_ECONFLICT;
+    case AGENTSESSION_ERR_STORAGE: return AS_ESTORAGE;
+    case AGENTSESSION_ERR_UNAVAILABLE: return AS_EUNAVAILABLE;
+    case AGENTSESSION_ERR_CLOSED: return AS_ECLOSED;
+    case AGENTSESSION_ERR_NOMEM: return AS_ENOMEM;
+    }
+    return AS_ESTORAGE;
+}
+
+/* The host's progress function behind the core's. */
+static as_status prune_progress(void *ctx, size_t deleted, as_error *err) {
+    const agentsession_prune_options *o = ctx;
+    agentsession_status st = o->progress(o->progress_ctx, deleted);
+    if (st == AGENTSESSION_OK) return AS_OK;
+    return as_error_set(err, core_status(st), "stopped by opts.progress (%s) after %zu deleted",
+                        agentsession_kind(st), deleted);
+}
+
+agentsession_status agentsession_prune(agentsession_manager *am, const agentsession_prune_options *opts,
+                                       char **ids_json, agentsession_error *err) {
+    as_prune p;
+    as_id_list ids = { 0 };
+    result r;
+    as_status rc;
+    as_error e;
+    agentsession_status st;
+    size_t i;
+    result_init(&r, ids_json);
+    if ((st = check_open(am, err)) != AGENTSESSION_OK) return st;
+    if (opts == NULL) return invalid(err, "opts", "must be given: it holds before, which is required");
+    if ((st = check_strings(opts->tags, opts->ntags, "opts.tags", err)) != AGENTSESSION_OK) return st;
+    memset(&p, 0, sizeof p);
+    p.filter = (as_filter)AS_FILTER_ALL;
+    p.filter.tags = opts->tags;
+    p.filter.ntags = opts->ntags;
+    p.filter.agent_name = opts->agent_name;
+    p.filter.parent_id = opts->parent_id;
+    p.before = opts->before;
+    p.keep_tag = opts->keep_tag;
+    p.dry_run = opts->dry_run;
+    if (opts->progress) {
+        p.progress = prune_progress;
+        p.progress_ctx = (void *)opts;
+    }
+    rc = as_manager_prune(am->m, &p, &ids, &e);
+    if (rc == AS_OK && r.out) {
+        int bad = as_buf_putc(&r.text, '[');
+        for (i = 0; i < ids.n && !bad; i++)
+            bad = (i && as_buf_putc(&r.text, ','))
+                  || as_json_write_string(&r.text, ids.ids[i], strlen(ids.ids[i]), NULL) != 0;
+        if (bad || as_buf_putc(&r.text, ']')) rc = as_error_nomem(&e);
+    }
+    if (rc != AS_OK && e.path[0] && strcmp(e.path, "keep_tag") == 0) as_error_prefix(&e, "opts.");
+    as_id_list_clear(&ids);
     return result_end(&r, rc, &e, err);
 }
 

@@ -316,6 +316,53 @@ AGENTSESSION_API agentsession_status agentsession_list(agentsession_manager *m,
                                                        char **metadata_array_json,
                                                        agentsession_error *err);
 
+/* ---------------------------------------------------------------- search and retention */
+
+/*
+** The sessions in which one message, or the name and tags taken together,
+** hold every word of `query`: words are runs of letters, marks and digits,
+** ASCII letters match in any case, words "in double quotes" are a phrase,
+** matched in that order; a message's text is its string values. Among the
+** sessions filter keeps (as for list), most recently updated first, after
+** filter->offset and at most filter->limit of them (filter NULL: the first 20
+** of every session). *results_json: a JSON array of
+**   {"metadata":{…},"index":i,"snippet":"…"}
+** `index` the 1-based index of the last message that matched (0: the name and
+** tags), `snippet` at most 200 characters of its text around the match.
+** AGENTSESSION_ERR_INVALID (path "query") for a query without a word.
+*/
+AGENTSESSION_API agentsession_status agentsession_search(agentsession_manager *m, const char *query,
+                                                         const agentsession_filter *filter,
+                                                         char **results_json,
+                                                         agentsession_error *err);
+
+typedef struct agentsession_prune_options {
+    int64_t before;             /* deletes the sessions updated before it (Unix ms) */
+    const char *keep_tag;       /* keeps the sessions carrying it; NULL: none */
+    const char *const *tags;    /* only sessions carrying all of these (NULL when ntags is 0) */
+    size_t ntags;
+    const char *agent_name;     /* NULL: any */
+    const char *parent_id;      /* the forks of this session; NULL: any */
+    bool dry_run;               /* delete nothing; give the ids it would delete */
+    /* Called after each batch with the number deleted so far (NULL: none). A
+    ** status other than AGENTSESSION_OK stops the prune, which returns it. */
+    agentsession_status (*progress)(void *ctx, size_t deleted);
+    void *progress_ctx;
+} agentsession_prune_options;
+
+#define AGENTSESSION_PRUNE_OPTIONS_INIT { 0, NULL, NULL, 0, NULL, NULL, false, NULL, NULL }
+
+/*
+** Deletes the sessions whose updated_at is before opts->before, that the
+** filters keep and that do not carry opts->keep_tag (opts is required: it
+** holds `before`). It deletes in batches, each one atomic; a prune that fails
+** keeps what the batches before deleted. *ids_json: a JSON array of the ids
+** deleted (with dry_run, of those it would delete).
+*/
+AGENTSESSION_API agentsession_status agentsession_prune(agentsession_manager *m,
+                                                        const agentsession_prune_options *opts,
+                                                        char **ids_json, agentsession_error *err);
+
 /* ---------------------------------------------------------------- export and import */
 
 /* The session as one JSON document with the seed's metadata fields ("name"
