@@ -35,6 +35,7 @@ build = {
     ["agentsession.cli"] = "lua/agentsession/cli.lua",
     ["agentsession.cli.commands"] = "lua/agentsession/cli/commands.lua",
     ["agentsession.cli.context"] = "lua/agentsession/cli/context.lua",
+    ["agentsession.cli.retention"] = "lua/agentsession/cli/retention.lua",
     ["agentsession.cli.show"] = "lua/agentsession/cli/show.lua",
     ["agentsession.cli.text"] = "lua/agentsession/cli/text.lua",
     ["agentsession.cli.transfer"] = "lua/agentsession/cli/transfer.lua",

@@ -13,7 +13,7 @@ local json, null = agentsession.json, agentsession.null
 local run, run_tty, q = cmd.run, cmd.run_tty, cmd.q
 
 local COMMANDS = { "list", "show", "export", "import", "dump", "restore", "copy", "fork", "rewind", "tag",
-  "untag", "rename", "rm", "stats", "check", "completion" }
+  "untag", "rename", "rm", "search", "prune", "stats", "check", "completion" }
 
 ------------------------------------------------------------------------ helpers
 
@@ -559,6 +559,116 @@ describe("agentsession command", function()
       assert.are.equal(0, r.status, r.out)
       assert.is_nil(r.out:find("Delete", 1, true), r.out)
       assert.are.equal(6, #select(2, contents(store)))
+    end)
+  end)
+
+  describe("search", function()
+    it("is a table of short id, name, the message that matched, update and text, newest first", function()
+      local r = ok(run({ "--store", store, "search", "FILES" }))
+      local lines = cmd.lines(r.out)
+      assert.are.equal(3, #lines, r.out)
+      assert.truthy(lines[1]:find("^ID%s+NAME%s+AT%s+UPDATED%s+TEXT$"), lines[1])
+      assert.truthy(lines[2]:find("^0a1b2c3d%s+claude%-chat%s+#4%s+3 min ago%s+The repo has 2 files%."), lines[2])
+      assert.truthy(lines[3]:find("^0a1b2c3d%s+openai%-chat%s+#6%s+10 min ago%s+Done: 2 files%."), lines[3])
+      -- a name matches as message 0, shown as "name"; nothing found prints nothing
+      r = ok(run({ "--store", store, "search", "huge" }))
+      assert.truthy(cmd.lines(r.out)[2]:find("^9e9e9e9e%s+huge%s+name%s"), r.out)
+      assert.are.equal("", ok(run({ "--store", store, "search", "nowhere" })).out)
+      -- a stored control character never reaches the terminal
+      r = ok(run({ "--store", store, "search", "red bell" }))
+      assert.truthy(r.out:find("red ^[[31malert^[[0m bell^G end", 1, true), r.out)
+      assert.is_nil(r.out:find("\27", 1, true), r.out)
+    end)
+
+    it("--json gives { metadata, index, snippet } lines; --limit and the filters choose", function()
+      local hits = json_lines(ok(run({ "--store", store, "search", "caf\195\169 fichiers", "--json" })).out)
+      assert.are.same({ ID.openai, ID.fork }, { hits[1].metadata.id, hits[2].metadata.id })
+      assert.are.same({ 2, 2 }, { hits[1].index, hits[2].index })
+      assert.are.equal(UNICODE, hits[1].snippet:gsub("\nuser$", ""):gsub("^user\n", ""))
+      assert.are.equal(2, #hits)
+      assert.are.equal(1, hits[1].metadata.version)
+      local function found(...)
+        local out = {}
+        for i, h in ipairs(json_lines(ok(run({ "--store", store, "search", ... })).out)) do out[i] = h.metadata.id end
+        return out
+      end
+      assert.are.same({ ID.openai, ID.fork }, found('"code agent"', "--json"))
+      assert.are.same({ ID.openai }, found("code", "--json", "--limit", "1"))
+      assert.are.same({ ID.openai }, found("code", "--json", "--tag", "production"))
+      assert.are.same({ ID.fork }, found("code", "--json", "--parent", ID.openai))
+      assert.are.same({}, found("code", "--json", "--agent", "bot"))
+      assert.are.same({ ID.tie2 }, found("two", "--json", "--agent", "bot"))
+      assert_error(run({ "--store", store, "search", " - " }), 1, "invalid", "query: has no word")
+      assert_error(run({ "--store", store, "search" }), 2, "usage")
+      assert_error(run({ "--store", store, "search", "x", "--limit", "many" }), 2, "usage")
+    end)
+  end)
+
+  describe("prune", function()
+    local OLD = { ID.esc, ID.odd, ID.tie1, ID.tie2 } -- updated more than 35 minutes ago
+
+    local function sorted(t)
+      table.sort(t)
+      return t
+    end
+
+    it("--dry-run prints what --older-than or --before would delete, and deletes nothing", function()
+      local r = ok(run({ "--store", store, "prune", "--older-than", "35m", "--dry-run" }))
+      assert.are.same(sorted({ ID.esc, ID.odd, ID.tie1, ID.tie2 }), sorted(cmd.lines(r.out)))
+      assert.are.equal(8, #select(2, contents(store)))
+      r = ok(run({ "--store", store, "prune", "--older-than", "1h1m", "--dry-run" }))
+      assert.are.same({}, cmd.lines(r.out))
+      local day = os.date("!%Y-%m-%d", math.floor(NOW / 1000) + 2 * 86400)
+      r = ok(run({ "--store", store, "prune", "--before", day .. "T00:00Z", "--keep-tag", "production", "--dry-run" }))
+      assert.are.same(sorted({ ID.fork, ID.huge, ID.esc, ID.odd, ID.tie1, ID.tie2 }), sorted(cmd.lines(r.out)))
+      r = ok(run({ "--store", store, "prune", "--before", "2001-09-09", "--dry-run" }))
+      assert.are.equal("", r.out)
+    end)
+
+    it("deletes without asking when standard input is not a terminal, printing the ids", function()
+      local r = ok(run({ "--store", store, "prune", "--older-than", "35m", "--agent", "bot" }))
+      assert.are.same(sorted({ ID.tie1, ID.tie2 }), sorted(cmd.lines(r.out)))
+      r = ok(run({ "--store", store, "prune", "--older-than", "0s", "--keep-tag", "production",
+        "--tag", "experiment" }))
+      assert.are.same({ ID.fork }, cmd.lines(r.out))
+      local _, order = contents(store)
+      assert.are.same({ ID.claude, ID.openai, ID.huge, ID.esc, ID.odd }, order)
+      assert.are.same({}, json_lines(ok(run({ "--store", store, "search", "two", "--json" })).out))
+      ok(run({ "--store", store, "prune", "--older-than", "35m", "--yes" }))
+      assert.are.equal(3, #select(2, contents(store)))
+    end)
+
+    it("needs one of --before and --older-than (2), and refuses a date or duration it cannot read (2)", function()
+      assert_error(run({ "--store", store, "prune" }), 2, "usage", "%-%-before DATE or %-%-older%-than DURATION")
+      assert_error(run({ "--store", store, "prune", "--before", "2024-01-01", "--older-than", "1d" }), 2, "usage")
+      for _, bad in ipairs({ "yesterday", "2024-13-01", "2023-02-29", "2024-01-01T25:00", "2024-01-01T10:00+5" }) do
+        assert_error(run({ "--store", store, "prune", "--before", bad }), 2, "usage", "%-%-before")
+      end
+      for _, bad in ipairs({ "30", "3x", "d", "1d 2h", "" }) do
+        assert_error(run({ "--store", store, "prune", "--older-than", bad }), 2, "usage", "%-%-older%-than")
+      end
+      assert_error(run({ "--store", store, "prune", "--older-than", "1d", "--keep-tag", "" }), 1, "invalid",
+        "keep_tag")
+      assert.are.equal(8, #select(2, contents(store)))
+    end)
+
+    it("asks first on a terminal: anything but yes deletes nothing (1); y deletes, with progress", function()
+      local r = run_tty({ "--store", store, "prune", "--older-than", "35m" }, { input = "n\n" })
+      assert.are.equal(1, r.status, r.out)
+      assert.truthy(r.out:find("Delete these 4 sessions, last updated before ", 1, true), r.out)
+      assert.truthy(r.out:find("  " .. ID.odd, 1, true), r.out)
+      assert.truthy(r.out:find("agentsession: cancelled: nothing deleted", 1, true), r.out)
+      assert.are.equal(8, #select(2, contents(store)))
+      r = run_tty({ "--store", store, "prune", "--older-than", "35m", "--agent", "bot" }, { input = "y\n" })
+      assert.are.equal(0, r.status, r.out)
+      assert.truthy(r.out:find("prune: 2/2 sessions", 1, true), r.out)
+      for _, id in ipairs({ ID.tie1, ID.tie2 }) do assert.truthy(r.out:find(id, 1, true), r.out) end
+      assert.are.equal(6, #select(2, contents(store)))
+      r = run_tty({ "--store", store, "prune", "--older-than", "35m", "--yes" })
+      assert.are.equal(0, r.status, r.out)
+      assert.is_nil(r.out:find("Delete", 1, true), r.out)
+      assert.are.same(4, #select(2, contents(store)))
+      for _, id in ipairs(OLD) do assert.is_nil(select(1, contents(store))[id]) end
     end)
   end)
 

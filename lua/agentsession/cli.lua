@@ -144,6 +144,35 @@ local function new_parser(stop)
   c:argument("ids", "The sessions' ids (or the start of them)."):argname("<id>"):args("+")
   c:flag("-y --yes", "Do not ask.")
 
+  c = command("search", "Find the sessions that hold every word of a query.",
+    "A session matches when one of its messages, or its name and tags taken\n"
+    .. "together, hold every word: words are letters and digits, ASCII letters\n"
+    .. "match in any case, \"words in quotes\" must follow each other. Most\n"
+    .. "recently updated first: id, name, the message that matched (its number,\n"
+    .. "or name), last update, and its text around the words. --json: one\n"
+    .. "object { metadata, index, snippet } a line.\n" .. FILTERS,
+    "agentsession search 'parser \"fixed the\"' --tag production")
+  c:argument("query", "The words."):argname("<query>")
+  c:option("--limit", "At most this many sessions (default 20)."):argname("<n>"):convert(count_arg("--limit"))
+  add_filters(c)
+  c:flag("--json", "JSON Lines of { metadata, index, snippet }.")
+
+  c = command("prune", "Delete the sessions last updated before a time.",
+    "Sessions updated before --before DATE (YYYY-MM-DD, the start of that day,\n"
+    .. "or YYYY-MM-DDTHH:MM[:SS]; local time, or UTC with Z, or +HH:MM) or more than\n"
+    .. "--older-than DURATION ago (30d, 12h, 1d12h; units s m h d w), that the\n"
+    .. "filters keep and that do not carry --keep-tag. Prints the ids deleted.\n"
+    .. "Asks first when standard input is a terminal, unless --yes; --dry-run\n"
+    .. "prints the ids it would delete, deleting nothing. Nothing is ever\n"
+    .. "deleted but by prune and rm.\n" .. FILTERS,
+    "agentsession prune --older-than 90d --keep-tag keep --dry-run")
+  c:option("--before", "Sessions last updated before this date."):argname("<date>")
+  c:option("--older-than", "Sessions last updated longer ago than this."):argname("<duration>")
+  c:option("--keep-tag", "Keep the sessions carrying this tag."):argname("<tag>")
+  add_filters(c)
+  c:flag("--dry-run", "Print the ids it would delete; delete nothing.")
+  c:flag("-y --yes", "Do not ask.")
+
   c = command("stats", "Show the store: its kind, where it is, its sessions and its size.",
     "The size of a SQLite store is its file's (with its -wal); of another\n"
     .. "store, the size of its sessions as JSON, which reads every session.", "agentsession --store sessions.db stats")
@@ -174,6 +203,7 @@ local MODULE_OF = {
   list = "commands", show = "commands", export = "commands", import = "commands", fork = "commands",
   rewind = "commands", tag = "commands", untag = "commands", rename = "commands", rm = "commands",
   stats = "commands", dump = "transfer", restore = "transfer", copy = "transfer", check = "transfer",
+  search = "retention", prune = "retention",
 }
 
 --- Runs one command line.
