@@ -182,6 +182,9 @@ local LIST_BIG = h.quick and 2000 or 20000
 local LIST_SMALL = 200
 local list_fixture
 
+-- Ten sessions of each store, spread through it, say "zephyrine": the word search looks for.
+local RARE = "zephyrine"
+
 local function populate(mgr, n)
   local agents = { "code-agent", "review-agent", "planner", "support-bot", "data-agent",
     "ops-agent", "" }
@@ -194,7 +197,8 @@ local function populate(mgr, n)
       agent_name = agents[i % #agents + 1],
       messages = {
         { role = "user", content = "Please look at issue #" .. i .. " and fix it." },
-        { role = "assistant", content = "Done: the fix for issue #" .. i .. " is committed.",
+        { role = "assistant", content = "Done: the " .. (i % (n / 10) == 0 and RARE .. " " or "")
+          .. "fix for issue #" .. i .. " is committed.",
           usage = { prompt_tokens = 900 + i % 100, completion_tokens = 40 } },
       },
       state = { cwd = "/home/user/project", step = i },
@@ -495,6 +499,21 @@ local rows = {
     end,
   },
   {
+    -- A search reads the index, not the store: the same word, in ten sessions of each store.
+    name = string.format("sqlite search, a word in 10: %d / %d sessions", LIST_BIG, LIST_SMALL),
+    target = 2.0,
+    make = function()
+      local f = get_list_fixture()
+      for _, t in ipairs({ { "big", f.big, LIST_BIG }, { "small", f.small, LIST_SMALL } }) do
+        local hits = t[2]:search(RARE)
+        check("sqlite search, " .. t[1] .. " store", #hits == 10 and hits[1].metadata.id
+          == string.format("list-%06d", t[3]) and hits[1].index == 2, #hits .. " sessions found")
+      end
+      return function() sink[1] = f.big:search(RARE) end,
+             function() sink[1] = f.small:search(RARE) end
+    end,
+  },
+  {
     -- Does the cost of saving one new message grow with the history already stored?
     -- Method: two sessions whose messages are the bench conversation's cycled to 3000 and to
     -- 10, each saved once untimed (every row written). The check then sets message n+1 and
@@ -731,11 +750,24 @@ local function report_redis()
   require("redis_bench").report(h, session, cycled_messages)
 end
 
+-- The cost of the search index to appends, against the build of the commit before it, and
+-- prune; on Lua 5.4, the Lua that build is made for.
+local function report_index()
+  local name = "search index: append against the commit before, and prune"
+  if not selected(name) then return end
+  if LUA_NAME ~= "Lua 5.4" then
+    h:printf("\n%s: on Lua 5.4 only\n", name)
+    return
+  end
+  require("index_bench").report(h)
+end
+
 local ok, err = xpcall(function()
   run_rows()
   if not main_only then
     report_writes()
     report_redis()
+    report_index()
   end
 end, debug.traceback)
 close_stores() -- whatever is still open (the list fixture, or a failed row's stores)

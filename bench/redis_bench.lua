@@ -67,8 +67,8 @@ function M.report(h, session, make_messages)
     h:printf("  floor: %s\n", cmd:gsub(" 2>&1$", ""))
     h:printf("  %-44s %10s %10s %12s %9s\n", "operation", "ops/s", "trips/op", "floor ops/s",
       "of floor")
-    local function row(name, fn)
-      local ops, trips = rate(mgr, fn, seconds)
+    local function row(name, fn, m)
+      local ops, trips = rate(m or mgr, fn, seconds)
       local f = floor / trips
       h:printf("  %-44s %10.0f %10.2f %12.0f %9.2f\n", name, ops, trips, f, ops / f)
       return ops
@@ -132,6 +132,28 @@ function M.report(h, session, make_messages)
     local big_w = row("window save, 1 new msg, 3000-msg session", windows(3000, 5))
     h:printf("  %-44s %10.2f   (time per save, target <= 1.50)\n",
       "window save ratio: 3000-msg / 30-msg session", small_w / big_w)
+    -- search: a word in ten sessions of a store of 20,000 and of one of 200
+    local function store_of(n)
+      local m = agentsession.redis{ host = srv.host, port = srv.port, prefix = "bench-search-" .. n .. ":" }
+      for i = 1, n do
+        m:save(agentsession.session{ id = string.format("s-%06d", i), tags = { "t" .. i % 10 },
+          messages = { { role = "user", content = "Please look at issue #" .. i .. " and fix it." },
+            { role = "assistant", content = "Done: the " .. (i % (n / 10) == 0 and "zephyrine " or "")
+              .. "fix for issue #" .. i .. " is committed." } } })
+      end
+      assert(#m:search("zephyrine") == 10, "redis search: not the ten sessions")
+      return m
+    end
+    local big_n = h.quick and 2000 or 20000
+    local big_s, small_s = store_of(big_n), store_of(200)
+    local search_big = row(string.format("search, a word in 10 of %d sessions", big_n),
+      function() return big_s:search("zephyrine") end, big_s)
+    local search_small = row("search, a word in 10 of 200 sessions",
+      function() return small_s:search("zephyrine") end, small_s)
+    h:printf("  %-44s %10.2f   (time per search, target <= 2.00)\n",
+      string.format("search ratio: %d / 200 sessions", big_n), search_small / search_big)
+    big_s:close()
+    small_s:close()
     mgr:close()
   end)
   srv:stop()
