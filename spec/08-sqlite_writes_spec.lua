@@ -237,7 +237,7 @@ describe("sqlite store", function()
         h.exec(conn, "UPDATE messages SET slot = " .. h.int(h.slot(TOP, 0)) .. " + (slot & 4294967295)"
           .. " WHERE slot >= " .. h.int(h.slot(old, 0)) .. " AND slot < " .. h.int(h.slot(old + 1, 0)))
         -- the search index is keyed by slot too: the next open builds it again
-        h.exec(conn, "PRAGMA user_version = 3")
+        h.exec(conn, "PRAGMA user_version = 4")
         h.exec(conn, "COMMIT")
       end)
       assert.are.equal(4, h.message_rows(path, TOP))
