@@ -568,8 +568,10 @@ describe("agentsession command", function()
       local lines = cmd.lines(r.out)
       assert.are.equal(3, #lines, r.out)
       assert.truthy(lines[1]:find("^ID%s+NAME%s+AT%s+UPDATED%s+TEXT$"), lines[1])
-      assert.truthy(lines[2]:find("^0a1b2c3d%s+claude%-chat%s+#4%s+3 min ago%s+The repo has 2 files%."), lines[2])
-      assert.truthy(lines[3]:find("^0a1b2c3d%s+openai%-chat%s+#6%s+10 min ago%s+Done: 2 files%."), lines[3])
+      assert_minutes_ago(lines[2]:match("^0a1b2c3d%s+claude%-chat%s+#4%s+(%d+) min ago%s+The repo has 2 files%."),
+        NOW - 3 * MIN - 20000, lines[2])
+      assert_minutes_ago(lines[3]:match("^0a1b2c3d%s+openai%-chat%s+#6%s+(%d+) min ago%s+Done: 2 files%."),
+        NOW - 10 * MIN, lines[3])
       -- a name matches as message 0, shown as "name"; nothing found prints nothing
       r = ok(run({ "--store", store, "search", "huge" }))
       assert.truthy(cmd.lines(r.out)[2]:find("^9e9e9e9e%s+huge%s+name%s"), r.out)
