@@ -197,9 +197,11 @@ local function redis()
   return server
 end
 local prefixes = 0
+-- (a generous wait for each reply: the command runs under the sanitizers and valgrind too,
+-- on a machine other suites may share)
 local function redis_uri()
   prefixes = prefixes + 1
-  return redis():url(0, "cli" .. prefixes .. ":")
+  return redis():url(0, "cli" .. prefixes .. ":") .. "&timeout_ms=30000"
 end
 
 ------------------------------------------------------------------------ the specs
