@@ -217,6 +217,7 @@ int as_search_text(const char *json, size_t len, as_buf *out) {
     text_sink t;
     as_buf scratch = AS_BUF_INIT;
     as_error ignored;
+    as_error_clear(&ignored); /* the parser reads its status when a sink refuses */
     t.out = out;
     t.start = out->len;
     t.nomem = 0;
