@@ -239,15 +239,20 @@ static as_status sq_damaged(sqlite_store *ss, const char *what, as_error *err) {
 
 /* ---------------------------------------------------------------- statements */
 
-static as_status stmt_prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
+/* The statement kept in *slot, prepared from sql the first time it is asked for. */
+static as_status prepare_kept(sqlite_store *ss, sqlite3_stmt **slot, const char *sql,
+                              sqlite3_stmt **out, as_error *err) {
     *out = NULL;
-    if (ss->stmt[which] == NULL) {
-        int rc = sqlite3_prepare_v3(ss->db, sql_text[which], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &ss->stmt[which], NULL);
+    if (*slot == NULL) {
+        int rc = sqlite3_prepare_v3(ss->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL);
         if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
     }
-    *out = ss->stmt[which];
+    *out = *slot;
     return AS_OK;
+}
+
+static as_status stmt_prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
+    return prepare_kept(ss, &ss->stmt[which], sql_text[which], out, err);
 }
 
 /* Makes a statement ready for its next use (and drops pointers to bound text). */
@@ -292,14 +297,7 @@ static int bind_opt_text(sqlite3_stmt *s, int i, const char *text) {
 /* ---------------------------------------------------------------- the search index */
 
 static as_status index_prepare(sqlite_store *ss, int which, sqlite3_stmt **out, as_error *err) {
-    *out = NULL;
-    if (ss->index_stmt[which] == NULL) {
-        int rc = sqlite3_prepare_v3(ss->db, index_sql[which], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &ss->index_stmt[which], NULL);
-        if (rc != SQLITE_OK) return sq_fail(ss, rc, err);
-    }
-    *out = ss->index_stmt[which];
-    return AS_OK;
+    return prepare_kept(ss, &ss->index_stmt[which], index_sql[which], out, err);
 }
 
 /* The label's slot in the index: the last of the session's slots. */
