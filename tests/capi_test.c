@@ -7,6 +7,7 @@
 **   capi_test                         memory and SQLite (in a private directory)
 **   capi_test redis HOST PORT PREFIX  the operations against a Redis server
 **   capi_test redis-down HOST PORT    a server that does not answer: unavailable
+**   capi_test redis-cluster PREFIX HOST:PORT...  the operations on a Redis Cluster
 **
 ** Prints each failed check, then a count; exits 1 when any failed.
 */
@@ -932,8 +933,28 @@ int main(int argc, char **argv) {
         CHECK(m == NULL && strstr(err.message, argv[3]) != NULL);
         return finish();
     }
+    if (argc >= 4 && strcmp(argv[1], "redis-cluster") == 0) {
+        agentsession_redis_options o = AGENTSESSION_REDIS_OPTIONS_INIT;
+        agentsession_store_stats st;
+        const char *bad[1] = { "no-port" };
+        o.prefix = argv[2];
+        o.timeout_ms = 30000;
+        EXPECT(AGENTSESSION_ERR_INVALID, agentsession_open_redis_cluster(NULL, 0, &o, &m, &err));
+        CHECK(m == NULL && strcmp(err.path, "nodes") == 0);
+        EXPECT(AGENTSESSION_ERR_INVALID, agentsession_open_redis_cluster(bad, 1, &o, &m, &err));
+        CHECK(m == NULL && strcmp(err.path, "cluster[1]") == 0);
+        OK(agentsession_open_redis_cluster((const char *const *)argv + 3, (size_t)argc - 3, &o, &m,
+                                           &err));
+        if (m == NULL) return finish();
+        OK(agentsession_stats(m, &st, &err));
+        CHECK(strcmp(st.kind, "redis") == 0 && st.refreshes >= 1
+              && strncmp(st.location, "redis cluster at ", 17) == 0);
+        test_operations(m, 0);
+        return finish();
+    }
     if (argc != 1) {
-        fprintf(stderr, "usage: capi_test [redis HOST PORT PREFIX | redis-down HOST PORT]\n");
+        fprintf(stderr, "usage: capi_test [redis HOST PORT PREFIX | redis-down HOST PORT | "
+                "redis-cluster PREFIX HOST:PORT...]\n");
         return 2;
     }
 

@@ -9,6 +9,7 @@
 #include "../csrc/core/as_json.h"
 #include "../csrc/core/as_manager.h"
 #include "../csrc/core/as_digest.h"
+#include "../csrc/core/as_store_redis.h"
 #include "../csrc/core/as_store_memory.h"
 #include "../csrc/core/as_store_sqlite.h"
 #include "../csrc/core/as_alloc.h"
@@ -312,6 +313,18 @@ static uint64_t digest_reference(uint64_t k, const unsigned char *p, size_t len)
     return h;
 }
 
+/* Redis Cluster's hash slots: CRC16 (XModem), hash tags, as redis-cli computes them. */
+static void test_key_slot(void) {
+    CHECK(as_redis_key_slot("123456789", 9) == (0x31c3 & 16383));
+    CHECK(as_redis_key_slot("foo", 3) == 12182);
+    CHECK(as_redis_key_slot("{user1000}.following", 20) == as_redis_key_slot("user1000", 8));
+    CHECK(as_redis_key_slot("foo{}{bar}", 10) == as_redis_key_slot("foo{}{bar}", 10)
+          && as_redis_key_slot("foo{}{bar}", 10) != as_redis_key_slot("bar", 3));
+    CHECK(as_redis_key_slot("foo{{bar}}zap", 13) == as_redis_key_slot("{bar", 4));
+    CHECK(as_redis_key_slot("foo{bar}{zap}", 13) == as_redis_key_slot("bar", 3));
+    CHECK(as_redis_key_slot("", 0) == 0);
+}
+
 static void test_digest(void) {
     unsigned char text[200];
     uint64_t seen[sizeof text];
@@ -556,6 +569,7 @@ int main(void) {
     test_windows();
     test_op_ids();
     test_digest();
+    test_key_slot();
     test_sqlite();
     printf("core tests: %d checks, %d failed\n", checks, failures);
     return failures != 0;

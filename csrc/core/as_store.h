@@ -97,6 +97,8 @@ typedef struct as_store_stats {
     uint64_t round_trips; /* requests sent to a server and answered */
     uint64_t connects;    /* connections made to a server */
     uint64_t retries;     /* operations run again after another client changed their session */
+    uint64_t redirections; /* a cluster's MOVED and ASK answers */
+    uint64_t refreshes;    /* times a cluster's slot map was learnt */
 } as_store_stats;
 
 /* An append, for stores that do it in one step: the messages go after the

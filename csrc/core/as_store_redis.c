@@ -194,8 +194,11 @@ static const char list_script[] =
 ** mw, and the temporary set of index_file. ARGV: prefix, id, number of
 ** messages, tokens, expected version (-1: any), now, bytes added, size limit,
 ** "1" and the new state or "0" and "", the limit of total_tokens, the op_id
-** ("": none), then the messages, then the search keys of each message (mw's
-** entries), then their distinct keys. Checks first, the kinds of the keys it
+** ("": none), the least write number to give (see index_script), then the
+** messages, then the search keys of each message (mw's entries), then their
+** distinct keys. On a cluster, KEYS go on with the sets of those keys, which
+** the script files the session under: declared, so that a slot on the move
+** refuses the call before it runs. Checks first, the kinds of the keys it
 ** will write included (only the HINCRBY of the tokens writes before the size
 ** check, and is undone when it fails), so no error can stop it half-way; the
 ** meta JSON length (`metalen`) follows the counters' digits. An op_id the
@@ -245,7 +248,7 @@ static const char append_script[] = INDEX_LUA
     "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
     "    '\": its search keys are not a list')\n"
     "end\n"
-    "local new = index_new({KEYS[6], KEYS[8]}, 13 + 2 * n, #ARGV)\n"
+    "local new = index_new({KEYS[6], KEYS[8]}, 14 + 2 * n, #ARGV)\n"
     "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
     "if type(r) == 'table' and r.err then\n"
     "  if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
@@ -269,14 +272,14 @@ static const char append_script[] = INDEX_LUA
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
     "local total = 0\n"
-    "for i = 13, 12 + n, 1000 do\n"
-    "  total = redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 12 + n)))\n"
+    "for i = 14, 13 + n, 1000 do\n"
+    "  total = redis.call('RPUSH', msgs, unpack(ARGV, i, math.min(i + 999, 13 + n)))\n"
     "end\n"
     "if op ~= '' then\n"
     "  redis.call('ZADD', opskey, new_version, op)\n"
     "  redis.call('ZREMRANGEBYRANK', opskey, 0, -" XSTR(AS_OP_IDS_KEPT) " - 1)\n"
     "end\n"
-    "if n > 0 then index_messages(KEYS[7], have, total - n, 13 + n, 12 + 2 * n) end\n"
+    "if n > 0 then index_messages(KEYS[7], have, total - n, 14 + n, 13 + 2 * n) end\n"
     "index_file(prefix, id, KEYS[6], new)\n"
     "if new_state then redis.call('SET', statekey, new_state) end\n"
     "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
@@ -284,6 +287,10 @@ static const char append_script[] = INDEX_LUA
     "local old = string.format('%016x', tonumber(f[7])) .. id\n"
     "for _, k in ipairs(idx) do redis.call('ZREM', k, old) end\n"
     "local s = redis.call('INCR', seqkey)\n"
+    "if s <= tonumber(ARGV[13]) then\n"
+    "  s = tonumber(ARGV[13]) + 1\n"
+    "  redis.call('SET', seqkey, string.format('%d', s))\n"
+    "end\n"
     "local m = string.format('%016x', s) .. id\n"
     "for _, k in ipairs(idx) do redis.call('ZADD', k, now, m) end\n"
     "redis.call('HSET', meta, 'seq', string.format('%d', s))\n"
@@ -291,16 +298,24 @@ static const char append_script[] = INDEX_LUA
 
 /* Run inside a write's MULTI, after the other writes. KEYS: the counter, the
 ** meta key, then the indexes the session belongs to. ARGV: score (updated_at),
-** id. Numbers the write and files the session under that number. */
+** id, and the least number to give: one more than the highest this manager
+** has seen, so that on a cluster, whose shards count apart, a manager's
+** writes still number in the order it made them. Numbers the write and
+** files the session under that number. */
 static const char index_script[] =
     "local s = redis.call('INCR', KEYS[1])\n"
+    "if s <= tonumber(ARGV[3]) then\n"
+    "  s = tonumber(ARGV[3]) + 1\n"
+    "  redis.call('SET', KEYS[1], string.format('%d', s))\n"
+    "end\n"
     "local m = string.format('%016x', s) .. ARGV[2]\n"
     "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[1], m) end\n"
     "redis.call('HSET', KEYS[2], 'seq', string.format('%d', s))\n"
     "return s\n";
 
 /* Run inside a write's MULTI, after the messages are written. KEYS: msgs,
-** words, mw, the temporary set of index_file. ARGV: prefix, id, the number m
+** words, mw, the temporary set of index_file (on a cluster, then the sets of
+** the distinct keys, declared only). ARGV: prefix, id, the number m
 ** of messages appended, their search keys (mw's entries), then the distinct
 ** keys of them and of the label. The messages kept are those msgs holds but
 ** the m appended. */
@@ -311,13 +326,25 @@ static const char words_script[] = INDEX_LUA
     "index_file(ARGV[1], ARGV[2], KEYS[2], new)\n"
     "return 0\n";
 
-/* Run inside a delete's MULTI. KEYS: words, mw. ARGV: prefix, id. Takes the
-** session out of the set of every key it was filed under. */
-static const char unwords_script[] =
-    "for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  redis.pcall('SREM', ARGV[1] .. 'w:' .. k, ARGV[2])\n"
+/* A delete, alone in its MULTI. KEYS: meta, msgs, state, ops, words, mw, then
+** the indexes the session is in. ARGV: prefix, the session's member in the
+** indexes, id, "1" to look at every key it will write first. Takes the
+** session out of the set of every key it was filed under. On a cluster those
+** sets cannot be declared: a slot on the move then fails the script at that
+** first look, before it writes anything. */
+static const char delete_script[] =
+    "local words = redis.call('SMEMBERS', KEYS[5])\n"
+    "if ARGV[4] == '1' then\n"
+    "  for _, k in ipairs(words) do redis.call('TYPE', ARGV[1] .. 'w:' .. k) end\n"
     "end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])\n"
+    "local bad\n"
+    "for i = 7, #KEYS do\n"
+    "  local r = redis.pcall('ZREM', KEYS[i], ARGV[2])\n"
+    "  if type(r) == 'table' and r.err and not bad then bad = r end\n"
+    "end\n"
+    "for _, k in ipairs(words) do redis.pcall('SREM', ARGV[1] .. 'w:' .. k, ARGV[3]) end\n"
+    "if bad then return bad end\n"
     "return 0\n";
 
 /* A search. KEYS: the sets of the query's keys. ARGV: prefix, offset, limit
@@ -370,27 +397,54 @@ static const char search_script[] =
 
 /* ---------------------------------------------------------------- the store */
 
+/* A connection to one server: the server of a single-server store, or one
+** master of a cluster, connected when first needed. */
+typedef struct rconn {
+    redisContext *c;
+    char *host;
+    int port;
+    char where[300];      /* "redis at host:port", for messages */
+    uint64_t generation;  /* connections made to it so far */
+    int sock_ms;          /* the socket timeout now set; -1: none yet */
+    int watching;         /* keys are watched on the connection */
+    uint64_t watch_gen;   /* the connection that watches them */
+} rconn;
+
+#define SLOTS 16384
+
 typedef struct redis_store {
     as_store base;
-    redisContext *c;
-    char *host, *username, *password, *prefix;
+    rconn *cur;           /* the connection of the request under way */
+    rconn **nodes;        /* the server, or every node of the cluster known so far */
+    size_t nnodes, capnodes;
+    int cluster;
+    uint16_t *slots;      /* cluster: the node (index + 1) that serves each slot; 0: none known */
+    int stale_map;        /* cluster: learn the slot map before the next request */
+    size_t ask_from;      /* cluster: where the next map refresh asks first */
+    char *shard_prefix[AS_REDIS_SHARDS]; /* cluster: P{tag} of each shard */
+    unsigned shard_slot[AS_REDIS_SHARDS];
+    const char *sp;       /* the key prefix of the session at hand: P, or its shard's */
+    size_t splen;
+    char *username, *password, *prefix;
     size_t plen;
-    int port, db, timeout_ms;
-    char where[300];      /* "redis at host:port": base.location */
+    int db, timeout_ms;
+    char where[600];      /* base.location */
     char load_sha[41], list_sha[41], append_sha[41];
-    uint64_t generation;  /* connections made so far */
     as_store_stats stats;
-    int sock_ms;          /* the socket timeout now set; -1: none yet */
     int sent;             /* the last request reached the socket whole */
     int64_t deadline;     /* monotonic microseconds by which the call ends */
     int retries;          /* AS_ERETRY answers in a row */
     int again;            /* the next begin runs the same operation again */
+    int64_t backoff_us;   /* cluster: how long the next begin waits first */
+    char why[AS_ERROR_MESSAGE_MAX]; /* cluster: what made the operation run again */
     uint32_t jitter;      /* xorshift state for the waits between attempts */
     int write;            /* the transaction under way writes */
-    int watching;         /* keys are watched on the connection */
-    uint64_t watch_gen;   /* the connection that watches them */
+    rconn *watched;       /* the connection that watches the session a write read */
+    uint64_t hi_seq;      /* the highest write number seen: ties of this manager's writes */
+    size_t index_at;      /* the index script's reply in a commit's EXEC (0: none) */
     as_buf req;           /* the request being built */
     size_t req_skip;      /* replies to skip before the request's own */
+    int req_unwatch;      /* the request begins with an UNWATCH */
     as_buf q;             /* writes queued for commit, after a MULTI */
     size_t nq;            /* commands in q */
     char qid[AS_ID_MAX + 1]; /* the session the queued writes are for, for errors */
@@ -417,20 +471,85 @@ static as_status rd_fail(redis_store *rs, as_status st, as_error *err, const cha
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return as_error_set(err, st, "%s: %s", rs->where, what);
+    return as_error_set(err, st, "%s: %s", rs->cur ? rs->cur->where : rs->where, what);
 }
 
 static as_status rd_damaged(redis_store *rs, const char *id, const char *what, as_error *err) {
-    as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\": %s", rs->where, id,
-                 what);
+    as_error_set(err, AS_ESTORAGE, "%s: damaged store: session \"%.64s\": %s",
+                 rs->cur ? rs->cur->where : rs->where, id, what);
     as_error_set_id(err, id);
     return AS_ESTORAGE;
 }
 
+static void conn_drop(rconn *k) {
+    if (k->c) redisFree(k->c);
+    k->c = NULL;
+    k->watching = 0;
+}
+
 static void rd_drop(redis_store *rs) {
-    if (rs->c) redisFree(rs->c);
-    rs->c = NULL;
-    rs->watching = 0;
+    if (rs->cur) conn_drop(rs->cur);
+}
+
+/* ---------------------------------------------------------------- slots and shards */
+
+/* CRC16-CCITT (XModem), as Redis Cluster hashes keys. */
+static unsigned crc16(const char *p, size_t n) {
+    unsigned crc = 0;
+    size_t i;
+    int b;
+    for (i = 0; i < n; i++) {
+        crc ^= (unsigned)(unsigned char)p[i] << 8;
+        for (b = 0; b < 8; b++) crc = (crc & 0x8000) ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+}
+
+unsigned as_redis_key_slot(const char *key, size_t len) {
+    const char *open = memchr(key, '{', len), *close;
+    if (open) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1) return crc16(open + 1, (size_t)(close - open - 1)) % SLOTS;
+    }
+    return crc16(key, len) % SLOTS;
+}
+
+/* The shard of a session on a cluster. */
+static unsigned shard_of(const char *id) {
+    return crc16(id, strlen(id)) % AS_REDIS_SHARDS;
+}
+
+/* The hash tags of the shards: shard k's is "s<j>" for the least j whose
+** slot lies in the k-th of AS_REDIS_SHARDS equal parts of the slots, so the
+** shards spread evenly over masters that hold equal ranges of slots. */
+static int make_shards(redis_store *rs) {
+    unsigned k, j = 0;
+    for (k = 0; k < AS_REDIS_SHARDS; k++) {
+        char tag[16];
+        int n;
+        unsigned slot;
+        for (;; j++) {
+            n = snprintf(tag, sizeof tag, "s%u", j);
+            slot = crc16(tag, (size_t)n) % SLOTS;
+            if (slot * AS_REDIS_SHARDS / SLOTS == k) break;
+        }
+        j = 0;
+        rs->shard_slot[k] = slot;
+        if ((rs->shard_prefix[k] = as_malloc(rs->plen + (size_t)n + 3)) == NULL) return -1;
+        memcpy(rs->shard_prefix[k], rs->prefix, rs->plen);
+        rs->shard_prefix[k][rs->plen] = '{';
+        memcpy(rs->shard_prefix[k] + rs->plen + 1, tag, (size_t)n);
+        memcpy(rs->shard_prefix[k] + rs->plen + 1 + n, "}", 2);
+    }
+    return 0;
+}
+
+/* Makes the keys built next those of shard k. */
+static void use_shard(redis_store *rs, unsigned k) {
+    if (!rs->cluster) return;
+    rs->sp = rs->shard_prefix[k];
+    rs->splen = strlen(rs->sp);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -474,7 +593,7 @@ static int put_int(as_buf *b, int64_t v) {
 /* P{id}:suffix */
 static int put_skey(redis_store *rs, as_buf *b, const char *id, const char *suffix) {
     size_t idlen = strlen(id), slen = strlen(suffix);
-    return put_bulk_head(b, rs->plen + idlen + slen + 3) || as_buf_put(b, rs->prefix, rs->plen)
+    return put_bulk_head(b, rs->splen + idlen + slen + 3) || as_buf_put(b, rs->sp, rs->splen)
            || as_buf_putc(b, '{') || as_buf_put(b, id, idlen) || as_buf_puts(b, "}:")
            || as_buf_put(b, suffix, slen) || as_buf_puts(b, "\r\n");
 }
@@ -482,7 +601,7 @@ static int put_skey(redis_store *rs, as_buf *b, const char *id, const char *suff
 /* P<name><value> */
 static int put_ikey(redis_store *rs, as_buf *b, const char *name, const char *value) {
     size_t nlen = strlen(name), vlen = value ? strlen(value) : 0;
-    return put_bulk_head(b, rs->plen + nlen + vlen) || as_buf_put(b, rs->prefix, rs->plen)
+    return put_bulk_head(b, rs->splen + nlen + vlen) || as_buf_put(b, rs->sp, rs->splen)
            || as_buf_put(b, name, nlen) || as_buf_put(b, value, vlen) || as_buf_puts(b, "\r\n");
 }
 
@@ -495,34 +614,43 @@ static int put_member(as_buf *b, int64_t seq, const char *id) {
            || as_buf_puts(b, "\r\n");
 }
 
-/* Starts a request: an UNWATCH first when keys are still watched from an
-** operation that did not commit. */
+/* Starts a request on rs->cur: an UNWATCH first when keys are still watched
+** from an operation that did not commit. */
 static int req_start(redis_store *rs) {
     rs->req.len = 0;
     rs->req_skip = 0;
-    if (!rs->watching) return 0;
+    rs->req_unwatch = 0;
+    if (!rs->cur->watching) return 0;
     rs->req_skip = 1;
+    rs->req_unwatch = 1;
     return put_head(&rs->req, 1) || put_str(&rs->req, "UNWATCH");
 }
 
+/* The prefix of the keys of the session at hand, as a script's argument. */
+static int put_sp(redis_store *rs, as_buf *b) {
+    return put_bulk(b, rs->sp, rs->splen);
+}
+
+/* ---------------------------------------------------------------- the connection */
 /* ---------------------------------------------------------------- the connection */
 
 static as_status rd_lost(redis_store *rs, int e, as_error *err) {
     char why[200];
-    int ioerr = rs->c && rs->c->err;
-    if (ioerr && rs->c->err == REDIS_ERR_OOM) {
+    redisContext *c = rs->cur->c;
+    int ioerr = c && c->err;
+    if (ioerr && c->err == REDIS_ERR_OOM) {
         rd_drop(rs);
         return as_error_nomem(err);
     }
-    if (ioerr && rs->c->err == REDIS_ERR_EOF)
+    if (ioerr && c->err == REDIS_ERR_EOF)
         snprintf(why, sizeof why, "the server closed the connection");
-    else if (ioerr && rs->c->err == REDIS_ERR_PROTOCOL)
+    else if (ioerr && c->err == REDIS_ERR_PROTOCOL)
         snprintf(why, sizeof why, "the server did not answer as Redis does: is it a Redis "
-                 "server? (%.100s)", rs->c->errstr);
+                 "server? (%.100s)", c->errstr);
     else if (e == EAGAIN || e == EWOULDBLOCK)
         snprintf(why, sizeof why, "no reply within %d ms", rs->timeout_ms);
     else if (ioerr)
-        snprintf(why, sizeof why, "%s", rs->c->errstr);
+        snprintf(why, sizeof why, "%s", c->errstr);
     else
         snprintf(why, sizeof why, "%s", strerror(e));
     rd_drop(rs);
@@ -531,6 +659,7 @@ static as_status rd_lost(redis_store *rs, int e, as_error *err) {
 
 /* Sets the socket timeout to what is left of the call's time. */
 static as_status set_timeout(redis_store *rs, as_error *err) {
+    rconn *k = rs->cur;
     int64_t left = rs->deadline - mono_us();
     int ms;
     if (left <= 0) {
@@ -538,12 +667,12 @@ static as_status set_timeout(redis_store *rs, as_error *err) {
         return rd_fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
     }
     ms = (int)((left + 999) / 1000);
-    if (ms != rs->sock_ms) {
+    if (ms != k->sock_ms) {
         struct timeval tv;
         tv.tv_sec = ms / 1000;
         tv.tv_usec = (ms % 1000) * 1000;
-        if (redisSetTimeout(rs->c, tv) != REDIS_OK) return rd_lost(rs, errno, err);
-        rs->sock_ms = ms;
+        if (redisSetTimeout(k->c, tv) != REDIS_OK) return rd_lost(rs, errno, err);
+        k->sock_ms = ms;
     }
     return AS_OK;
 }
@@ -553,7 +682,7 @@ static as_status send_all(redis_store *rs, const char *p, size_t n, as_error *er
         ssize_t k;
         as_status st;
         if ((st = set_timeout(rs, err)) != AS_OK) return st;
-        k = send(rs->c->fd, p, n, MSG_NOSIGNAL);
+        k = send(rs->cur->c->fd, p, n, MSG_NOSIGNAL);
         if (k < 0) {
             if (errno == EINTR) continue;
             return rd_lost(rs, errno, err);
@@ -578,10 +707,10 @@ static void free_replies(redisReply **r, size_t n) {
 static as_status read_reply(redis_store *rs, void **reply, as_error *err) {
     as_status st;
     for (;;) {
-        if (redisGetReplyFromReader(rs->c, reply) != REDIS_OK) return rd_lost(rs, errno, err);
+        if (redisGetReplyFromReader(rs->cur->c, reply) != REDIS_OK) return rd_lost(rs, errno, err);
         if (*reply != NULL) return AS_OK;
         if ((st = set_timeout(rs, err)) != AS_OK) return st;
-        if (redisBufferRead(rs->c) != REDIS_OK) return rd_lost(rs, errno, err);
+        if (redisBufferRead(rs->cur->c) != REDIS_OK) return rd_lost(rs, errno, err);
     }
 }
 
@@ -589,7 +718,7 @@ static as_status read_reply(redis_store *rs, void **reply, as_error *err) {
 ** replies first (to commands sent before them). rs->sent tells whether the
 ** whole request reached the socket: until it has, the server ran none of it. */
 static as_status rd_exchange(redis_store *rs, const as_buf *req, size_t skip, size_t n,
-                          redisReply **r, as_error *err) {
+                             redisReply **r, as_error *err) {
     size_t i;
     as_status st;
     rs->sent = 0;
@@ -621,12 +750,103 @@ static int has_prefix(const redisReply *r, const char *p) {
     return r->type == REDIS_REPLY_ERROR && r->len >= n && memcmp(r->str, p, n) == 0;
 }
 
+/* Cluster: the operation runs again, after waiting backoff_us, because of
+** `why` (a message); when the call's time is up it fails with that instead. */
+static as_status rd_again(redis_store *rs, int64_t backoff_us, const char *why, as_error *err) {
+    if (why != rs->why) snprintf(rs->why, sizeof rs->why, "%s", why);
+    if (mono_us() >= rs->deadline) return as_error_set(err, AS_EUNAVAILABLE, "%s", rs->why);
+    as_error_clear(err);
+    rs->backoff_us = backoff_us;
+    rs->again = 1;
+    rs->nq = 0;
+    return AS_ERETRY;
+}
+
+/* Cluster: a connection failed or the map is out of date; try again once the
+** map is learnt anew. */
+static as_status rd_again_lost(redis_store *rs, as_error *err) {
+    char why[AS_ERROR_MESSAGE_MAX];
+    snprintf(why, sizeof why, "%s", err->message);
+    rs->stale_map = 1;
+    return rd_again(rs, 50000, why, err);
+}
+
+static as_status again_fmt(redis_store *rs, int64_t backoff_us, as_error *err, const char *fmt,
+                           const redisReply *r) {
+    char why[AS_ERROR_MESSAGE_MAX];
+    snprintf(why, sizeof why, "%.250s: %s%.200s", rs->cur ? rs->cur->where : rs->where, fmt, r->str);
+    return rd_again(rs, backoff_us, why, err);
+}
+
+static rconn *node_get(redis_store *rs, const char *host, size_t hlen, int port, as_error *err);
+
+static size_t node_index(redis_store *rs, const rconn *k);
+
+/* The node a redirection names: "<slot> <host>:<port>" from r->str + skip
+** (an empty host: the node that answered). NULL with *slot -1 when the text
+** is not that, -2 when memory ran out (err set). */
+static rconn *redirect_target(redis_store *rs, const redisReply *r, size_t skip, long *slot,
+                              as_error *err) {
+    char *end;
+    const char *host, *colon;
+    size_t hlen;
+    rconn *to;
+    *slot = strtol(r->str + skip, &end, 10);
+    host = end;
+    while (*host == ' ') host++;
+    colon = strrchr(host, ':');
+    if (end == r->str + skip || *slot < 0 || *slot >= SLOTS || colon == NULL) {
+        *slot = -1;
+        return NULL;
+    }
+    hlen = (size_t)(colon - host);
+    if (hlen == 0) {
+        host = rs->cur->host;
+        hlen = strlen(host);
+    } else if (hlen > 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host++;
+        hlen -= 2;
+    }
+    if ((to = node_get(rs, host, hlen, atoi(colon + 1), err)) == NULL) *slot = -2;
+    return to;
+}
+
+/* Cluster: what a redirection or a cluster's error means; AS_OK when `r` is
+** none of them. */
+static as_status cluster_error(redis_store *rs, const redisReply *r, as_error *err) {
+    if (has_prefix(r, "MOVED ")) {
+        /* the slot's master from now on */
+        long slot;
+        rconn *to = redirect_target(rs, r, 6, &slot, err);
+        rs->stats.redirections++;
+        if (to) rs->slots[slot] = (uint16_t)(node_index(rs, to) + 1);
+        else if (slot == -2) return err->status;
+        else rs->stale_map = 1;
+        return again_fmt(rs, 0, err, "", r);
+    }
+    if (has_prefix(r, "ASK ")) {
+        /* a slot on its way to another master: what is moving waits for it to arrive */
+        rs->stats.redirections++;
+        return again_fmt(rs, 2000, err, "a slot is moving: ", r);
+    }
+    if (has_prefix(r, "TRYAGAIN") || (r->type == REDIS_REPLY_ERROR && strstr(r->str, "non local key")))
+        return again_fmt(rs, 2000, err, "a slot is moving: ", r);
+    if (has_prefix(r, "CLUSTERDOWN") || has_prefix(r, "READONLY") || has_prefix(r, "MASTERDOWN")
+        || has_prefix(r, "LOADING")) {
+        rs->stale_map = 1;
+        return again_fmt(rs, 50000, err, "", r);
+    }
+    return AS_OK;
+}
+
 /* What an error reply means for the caller. */
 static as_status reply_error(redis_store *rs, const redisReply *r, const char *id,
                              as_error *err) {
     static const char *const not_ready[] = { "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN",
                                              "CLUSTERDOWN", NULL };
     int i;
+    as_status st;
+    if (rs->cluster && (st = cluster_error(rs, r, err)) != AS_OK) return st;
     for (i = 0; not_ready[i]; i++)
         if (has_prefix(r, not_ready[i]))
             return rd_fail(rs, AS_EUNAVAILABLE, err, "the server is not ready: %.300s", r->str);
@@ -641,7 +861,7 @@ static as_status reply_error(redis_store *rs, const redisReply *r, const char *i
         return rd_fail(rs, AS_ESTORAGE, err, "damaged store: %.300s", r->str + 8);
     if (has_prefix(r, "MOVED") || has_prefix(r, "ASK"))
         return rd_fail(rs, AS_ESTORAGE, err, "the server is a Redis Cluster node that does not hold "
-                    "these keys (%.200s): give the prefix a hash tag (see README)", r->str);
+                    "these keys (%.200s): open the store with `cluster` (see README)", r->str);
     if (has_prefix(r, "READONLY"))
         return rd_fail(rs, AS_ESTORAGE, err, "the server is a read-only replica: %.300s", r->str);
     if (has_prefix(r, "OOM"))
@@ -654,41 +874,45 @@ static int is_sha(const redisReply *r) {
     return r->type == REDIS_REPLY_STRING && r->len == 40;
 }
 
-/* Connects, authenticates, selects the db and loads the scripts: one round
-** trip after the TCP connect. */
+/* Connects rs->cur, authenticates, selects the db and loads the scripts: one
+** round trip after the TCP connect. */
 static as_status rd_connect(redis_store *rs, as_error *err) {
+    rconn *k = rs->cur;
     int64_t left = rs->deadline - mono_us();
     struct timeval tv;
     redisReply *r[5] = { NULL, NULL, NULL, NULL, NULL };
-    size_t n = 0, i;
+    size_t n = 0, i, select_at = SIZE_MAX;
     as_buf b = AS_BUF_INIT;
     as_status st;
     int bad = 0;
     if (left <= 0) return rd_fail(rs, AS_EUNAVAILABLE, err, "no reply within %d ms", rs->timeout_ms);
     tv.tv_sec = (time_t)(left / 1000000);
     tv.tv_usec = (suseconds_t)(left % 1000000);
-    rs->c = redisConnectWithTimeout(rs->host, rs->port, tv);
-    if (rs->c == NULL) return as_error_nomem(err);
-    if (rs->c->err) {
-        st = rd_fail(rs, AS_EUNAVAILABLE, err, "cannot connect: %s", rs->c->errstr);
+    k->c = redisConnectWithTimeout(k->host, k->port, tv);
+    if (k->c == NULL) return as_error_nomem(err);
+    if (k->c->err) {
+        st = rd_fail(rs, AS_EUNAVAILABLE, err, "cannot connect: %s", k->c->errstr);
         rd_drop(rs);
         return st;
     }
-    rs->generation++;
+    k->generation++;
     rs->stats.connects++;
-    rs->sock_ms = -1;
-    rs->watching = 0;
+    k->sock_ms = -1;
+    k->watching = 0;
     if (rs->password) {
         bad |= put_head(&b, rs->username ? 3 : 2) || put_str(&b, "AUTH");
         if (rs->username) bad |= put_str(&b, rs->username);
         bad |= put_str(&b, rs->password);
         n++;
     }
-    bad |= put_head(&b, 2) || put_str(&b, "SELECT") || put_int(&b, rs->db);
+    if (!rs->cluster) { /* a cluster has db 0 only */
+        bad |= put_head(&b, 2) || put_str(&b, "SELECT") || put_int(&b, rs->db);
+        select_at = n++;
+    }
     bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, load_script);
     bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, list_script);
     bad |= put_head(&b, 3) || put_str(&b, "SCRIPT") || put_str(&b, "LOAD") || put_str(&b, append_script);
-    n += 4;
+    n += 3;
     if (bad) {
         as_buf_free(&b);
         rd_drop(rs);
@@ -707,7 +931,7 @@ static as_status rd_connect(redis_store *rs, as_error *err) {
             rd_fail(rs, AS_EINVALID, err, "the server requires one: %.300s", r[i]->str);
             as_error_prefix(err, "password");
             st = AS_EINVALID;
-        } else if (i == n - 4) {
+        } else if (i == select_at) {
             rd_fail(rs, AS_EINVALID, err, "the server refuses db %d: %.300s", rs->db, r[i]->str);
             as_error_prefix(err, "db");
             st = AS_EINVALID;
@@ -724,44 +948,211 @@ static as_status rd_connect(redis_store *rs, as_error *err) {
     return st;
 }
 
-/* One round trip: the request in rs->req (its `n` commands, after what
-** req_start put first). A request that changes nothing (`reads`) is sent
-** again once on a new connection when the connection an earlier call left
-** turns out to be broken (a restarted server, a dropped idle client). */
 /* Whether the server closed the connection while it was idle: the socket
 ** then reads as ended (or holds bytes nobody asked for) without waiting. */
 static int rd_stale(redis_store *rs) {
     char c;
     ssize_t k;
-    if (rs->c == NULL) return 0;
-    k = recv(rs->c->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (rs->cur->c == NULL) return 0;
+    k = recv(rs->cur->c->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
     return k >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+/* One round trip on rs->cur: the request in rs->req (its `n` commands, after
+** what req_start put first). A request that changes nothing (`reads`) is sent
+** again once on a new connection when the connection an earlier call left
+** turns out to be broken (a restarted server, a dropped idle client). On a
+** cluster, a request that failed before it was sent whole, or that only
+** reads, runs again (AS_ERETRY) once the slot map is learnt anew. */
 static as_status rd_roundtrip(redis_store *rs, size_t n, redisReply **r, int reads, as_error *err) {
     int again = 0;
     if (rd_stale(rs)) rd_drop(rs); /* reconnect now rather than fail after sending */
     for (;;) {
-        int fresh = rs->c == NULL;
+        int fresh = rs->cur->c == NULL;
         as_status st;
         if (fresh) {
             st = rd_connect(rs, err);
             rs->sent = 0; /* what it sent was its own request, not this one */
+            if (st == AS_EUNAVAILABLE && rs->cluster) return rd_again_lost(rs, err);
             if (st != AS_OK) return st;
         }
-        if (fresh && rs->req_skip) {
+        if (fresh && rs->req_unwatch) {
             /* the new connection watches nothing: drop the UNWATCH in front */
             static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
             memmove(rs->req.data, rs->req.data + sizeof unwatch - 1,
                     rs->req.len - (sizeof unwatch - 1));
             rs->req.len -= sizeof unwatch - 1;
-            rs->req_skip = 0;
+            rs->req_skip--;
+            rs->req_unwatch = 0;
         }
         st = rd_exchange(rs, &rs->req, rs->req_skip, n, r, err);
-        if (st == AS_OK) rs->watching = 0;
+        if (st == AS_OK) rs->cur->watching = 0;
+        if (st == AS_EUNAVAILABLE && rs->cluster && (reads || !rs->sent))
+            return rd_again_lost(rs, err);
         if (st != AS_EUNAVAILABLE || !reads || fresh || again) return st;
         again = 1;
     }
+}
+
+/* ---------------------------------------------------------------- the cluster's map */
+
+/* The node at host:port, added to those known when it is new. */
+static rconn *node_get(redis_store *rs, const char *host, size_t hlen, int port, as_error *err) {
+    size_t i;
+    rconn *k;
+    for (i = 0; i < rs->nnodes; i++)
+        if (rs->nodes[i]->port == port && strlen(rs->nodes[i]->host) == hlen
+            && memcmp(rs->nodes[i]->host, host, hlen) == 0)
+            return rs->nodes[i];
+    if (rs->nnodes >= 65535 || hlen > 255) {
+        as_error_set(err, AS_ESTORAGE, "%s: the cluster names too many nodes or too long a host",
+                     rs->where);
+        return NULL;
+    }
+    if (rs->nnodes == rs->capnodes) {
+        size_t cap = rs->capnodes ? rs->capnodes * 2 : 8;
+        rconn **grown = as_realloc(rs->nodes, cap * sizeof *grown);
+        if (grown == NULL) {
+            as_error_nomem(err);
+            return NULL;
+        }
+        rs->nodes = grown;
+        rs->capnodes = cap;
+    }
+    if ((k = as_calloc(1, sizeof *k)) == NULL || (k->host = as_strndup(host, hlen)) == NULL) {
+        as_free(k);
+        as_error_nomem(err);
+        return NULL;
+    }
+    k->port = port;
+    k->sock_ms = -1;
+    snprintf(k->where, sizeof k->where, memchr(host, ':', hlen) ? "redis at [%s]:%d" : "redis at %s:%d",
+             k->host, port);
+    rs->nodes[rs->nnodes++] = k;
+    return k;
+}
+
+static size_t node_index(redis_store *rs, const rconn *k) {
+    size_t i;
+    for (i = 0; i < rs->nnodes; i++)
+        if (rs->nodes[i] == k) return i;
+    return 0;
+}
+
+/* Asks rs->cur for the slot map (CLUSTER SLOTS) and takes it. */
+static as_status ask_slots(redis_store *rs, as_error *err) {
+    static const char req[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+    as_buf b = AS_BUF_INIT;
+    redisReply *r[1] = { NULL };
+    uint16_t *map = NULL;
+    size_t i;
+    as_status st;
+    if (rd_stale(rs)) rd_drop(rs);
+    if (rs->cur->c == NULL && (st = rd_connect(rs, err)) != AS_OK) return st;
+    if (as_buf_put(&b, req, sizeof req - 1)) return as_error_nomem(err);
+    st = rd_exchange(rs, &b, 0, 1, r, err);
+    as_buf_free(&b);
+    if (st != AS_OK) return st;
+    if (r[0]->type == REDIS_REPLY_ERROR) {
+        if (strstr(r[0]->str, "cluster support disabled")) {
+            rd_fail(rs, AS_EINVALID, err, "not a Redis Cluster node (cluster-enabled is off): "
+                    "open it without `cluster`");
+            as_error_prefix(err, "cluster");
+            st = AS_EINVALID;
+        } else st = reply_error(rs, r[0], NULL, err);
+        if (st == AS_ERETRY) st = as_error_set(err, AS_EUNAVAILABLE, "%s", rs->why);
+        goto done;
+    }
+    if (r[0]->type != REDIS_REPLY_ARRAY
+        || (map = as_calloc(SLOTS, sizeof *map)) == NULL) {
+        st = r[0]->type != REDIS_REPLY_ARRAY
+                 ? rd_fail(rs, AS_ESTORAGE, err, "CLUSTER SLOTS gave an unexpected reply")
+                 : as_error_nomem(err);
+        goto done;
+    }
+    for (i = 0; i < r[0]->elements; i++) {
+        const redisReply *e = r[0]->element[i], *m;
+        const char *host;
+        size_t hlen;
+        long long s;
+        rconn *k;
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 || e->element[0]->type != REDIS_REPLY_INTEGER
+            || e->element[1]->type != REDIS_REPLY_INTEGER || e->element[2]->type != REDIS_REPLY_ARRAY
+            || (m = e->element[2])->elements < 2 || m->element[0]->type != REDIS_REPLY_STRING
+            || m->element[1]->type != REDIS_REPLY_INTEGER || e->element[0]->integer < 0
+            || e->element[1]->integer >= SLOTS || e->element[0]->integer > e->element[1]->integer
+            || m->element[1]->integer < 1 || m->element[1]->integer > 65535) {
+            st = rd_fail(rs, AS_ESTORAGE, err, "CLUSTER SLOTS gave an unexpected reply");
+            goto done;
+        }
+        host = m->element[0]->str;
+        hlen = m->element[0]->len;
+        if (hlen == 0 || (hlen == 1 && host[0] == '?')) { /* "the node you asked" */
+            host = rs->cur->host;
+            hlen = strlen(host);
+        }
+        if ((k = node_get(rs, host, hlen, (int)m->element[1]->integer, err)) == NULL) {
+            st = err->status;
+            goto done;
+        }
+        for (s = e->element[0]->integer; s <= e->element[1]->integer; s++)
+            map[s] = (uint16_t)(node_index(rs, k) + 1);
+    }
+    memcpy(rs->slots, map, SLOTS * sizeof *map);
+    st = AS_OK;
+done:
+    as_free(map);
+    free_replies(r, 1);
+    return st;
+}
+
+/* Learns the slot map from the first node that answers, beginning with the
+** last one that did. */
+static as_status refresh_map(redis_store *rs, as_error *err) {
+    size_t n = rs->nnodes, t;
+    as_status st = AS_EUNAVAILABLE;
+    for (t = 0; t < n; t++) {
+        size_t i = (rs->ask_from + t) % n;
+        rs->cur = rs->nodes[i];
+        st = ask_slots(rs, err);
+        if (st == AS_OK) {
+            rs->ask_from = i;
+            rs->stale_map = 0;
+            rs->stats.refreshes++;
+            return AS_OK;
+        }
+        if (st != AS_EUNAVAILABLE && st != AS_ESTORAGE) return st;
+    }
+    return st;
+}
+
+/* Makes rs->cur the connection to the master of `slot`. */
+static as_status route_slot(redis_store *rs, unsigned slot, as_error *err) {
+    as_status st;
+    if (!rs->cluster) {
+        rs->cur = rs->nodes[0];
+        return AS_OK;
+    }
+    if (rs->stale_map || rs->slots[slot] == 0) {
+        if ((st = refresh_map(rs, err)) == AS_EUNAVAILABLE || st == AS_ESTORAGE)
+            return rd_again_lost(rs, err);
+        if (st != AS_OK) return st;
+        if (rs->slots[slot] == 0) {
+            char why[AS_ERROR_MESSAGE_MAX];
+            snprintf(why, sizeof why, "%.300s: no master serves slot %u", rs->where, slot);
+            rs->stale_map = 1;
+            return rd_again(rs, 50000, why, err);
+        }
+    }
+    rs->cur = rs->nodes[rs->slots[slot] - 1];
+    return AS_OK;
+}
+
+/* Routes to the master of the session's shard, whose keys are built next. */
+static as_status route_id(redis_store *rs, const char *id, as_error *err) {
+    unsigned k = rs->cluster ? shard_of(id) : 0;
+    use_shard(rs, k);
+    return route_slot(rs, rs->shard_slot[k], err);
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -918,7 +1309,9 @@ static int span_range(const as_span *span, int64_t *start, int64_t *stop) {
 
 /* A read-only load: MULTI, the reads, EXEC. Atomic, and the texts go from the
 ** server's keys to the reply without passing through a script. Fills r[]
-** (up to 6 replies) and points the parts at the EXEC reply's elements. */
+** (up to 6 replies) and points the parts at the EXEC reply's elements. On a
+** cluster, a slot on its way to another master is read there (ASKING) once
+** its keys have left: the node answers TRYAGAIN while only some have come. */
 static as_status load_read(redis_store *rs, const char *id, const as_span *span, redisReply **r,
                            size_t *n, const redisReply **parts, as_error *err) {
     as_buf *b = &rs->req;
@@ -926,20 +1319,46 @@ static as_status load_read(redis_store *rs, const char *id, const as_span *span,
     int range = span_range(span, &start, &stop), state = span != NULL;
     size_t k = 4 + (size_t)range + (size_t)state, i;
     const redisReply *exec;
+    rconn *ask = NULL;
     as_status status;
-    int bad = req_start(rs) || put_head(b, 1) || put_str(b, "MULTI") || put_head(b, 2)
-              || put_str(b, "HGETALL") || put_skey(rs, b, id, "meta") || put_head(b, 2)
-              || put_str(b, "LLEN") || put_skey(rs, b, id, "msgs");
-    if (range)
-        bad |= put_head(b, 4) || put_str(b, "LRANGE") || put_skey(rs, b, id, "msgs")
-               || put_int(b, start) || put_int(b, stop);
-    if (state) bad |= put_head(b, 2) || put_str(b, "GET") || put_skey(rs, b, id, "state");
-    bad |= put_head(b, 1) || put_str(b, "EXEC");
-    if (bad) return as_error_nomem(err);
     *n = k;
-    if ((status = rd_roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
-    exec = r[k - 1];
-    if (exec->type == REDIS_REPLY_ERROR) return reply_error(rs, exec, id, err);
+    for (;;) {
+        int bad;
+        if (ask) rs->cur = ask;
+        bad = req_start(rs);
+        if (ask) {
+            bad |= put_head(b, 1) || put_str(b, "ASKING");
+            rs->req_skip++;
+        }
+        bad |= put_head(b, 1) || put_str(b, "MULTI") || put_head(b, 2)
+               || put_str(b, "HGETALL") || put_skey(rs, b, id, "meta") || put_head(b, 2)
+               || put_str(b, "LLEN") || put_skey(rs, b, id, "msgs");
+        if (range)
+            bad |= put_head(b, 4) || put_str(b, "LRANGE") || put_skey(rs, b, id, "msgs")
+                   || put_int(b, start) || put_int(b, stop);
+        if (state) bad |= put_head(b, 2) || put_str(b, "GET") || put_skey(rs, b, id, "state");
+        bad |= put_head(b, 1) || put_str(b, "EXEC");
+        if (bad) return as_error_nomem(err);
+        if ((status = rd_roundtrip(rs, k, r, 1, err)) != AS_OK) return status;
+        exec = r[k - 1];
+        if (exec->type == REDIS_REPLY_ERROR && rs->cluster && ask == NULL) {
+            long slot = -1;
+            for (i = 1; i + 1 < k && ask == NULL; i++)
+                if (has_prefix(r[i], "ASK ")) ask = redirect_target(rs, r[i], 4, &slot, err);
+            if (slot == -2) return err->status;
+            if (ask) {
+                rs->stats.redirections++;
+                free_replies(r, k);
+                continue;
+            }
+        }
+        break;
+    }
+    if (exec->type == REDIS_REPLY_ERROR) {
+        /* EXECABORT: the first command refused as it was queued says why */
+        for (i = 1; i + 1 < k && r[i]->type != REDIS_REPLY_ERROR; i++) continue;
+        return reply_error(rs, i + 1 < k ? r[i] : exec, id, err);
+    }
     if (exec->type != REDIS_REPLY_ARRAY || exec->elements != k - 2)
         return rd_damaged(rs, id, "EXEC gave an unexpected reply", err);
     for (i = 0; i < exec->elements; i++)
@@ -974,8 +1393,10 @@ static as_status load_watched(redis_store *rs, const char *id, const as_span *sp
                   || put_int(&rs->req, stop);
         if (bad) return as_error_nomem(err);
         if ((status = rd_roundtrip(rs, 2, r, 1, err)) != AS_OK) return status;
-        rs->watching = 1;
-        rs->watch_gen = rs->generation;
+        if (r[0]->type == REDIS_REPLY_ERROR) return reply_error(rs, r[0], id, err);
+        rs->cur->watching = 1;
+        rs->cur->watch_gen = rs->cur->generation;
+        rs->watched = rs->cur;
         if (by_text || !has_prefix(r[1], "NOSCRIPT")) break;
         free_replies(r, 2);
         by_text = 1; /* the server lost its scripts (SCRIPT FLUSH): send the text */
@@ -1001,6 +1422,7 @@ static as_status rd_load(as_store *st, const char *id, const as_span *span, as_s
     int64_t seq, len, bytes;
     as_status status;
     memset(out, 0, sizeof *out);
+    if ((status = route_id(rs, id, err)) != AS_OK) return status;
     if (rs->write) status = load_watched(rs, id, span, r, &n, parts, err);
     else status = load_read(rs, id, span, r, &n, parts, err);
     if (status != AS_OK) goto done;
@@ -1110,6 +1532,21 @@ static int put_keys(as_buf *b, const as_buf *keys, size_t from) {
     return bad;
 }
 
+/* Puts the sets of the keys (each followed by a space) of keys[from, end):
+** P w: key. */
+static int put_sets(redis_store *rs, as_buf *b, const as_buf *keys, size_t from) {
+    size_t i = from, start = from;
+    int bad = 0;
+    for (; i < keys->len && !bad; i++) {
+        if (keys->data[i] != ' ') continue;
+        bad = put_bulk_head(b, rs->splen + 2 + (i - start)) || as_buf_put(b, rs->sp, rs->splen)
+              || as_buf_puts(b, "w:") || as_buf_put(b, keys->data + start, i - start)
+              || as_buf_puts(b, "\r\n");
+        start = i + 1;
+    }
+    return bad;
+}
+
 /* The words script, after a write's other commands: the keys of the
 ** messages appended, and those of them and of the label to file it under. */
 static int queue_words(redis_store *rs, const as_write *w) {
@@ -1117,12 +1554,15 @@ static int queue_words(redis_store *rs, const as_write *w) {
     size_t *at = NULL, i, distinct = 0;
     char num[24];
     int bad = index_keys(w->append, w->nappend, w->meta, &keys, &at, &distinct) != 0;
+    size_t sets = rs->cluster ? distinct : 0;
     snprintf(num, sizeof num, "%zu", w->nappend);
-    bad = bad || put_head(q, 10 + w->nappend + distinct) || put_str(q, "EVAL")
-          || put_str(q, words_script) || put_str(q, "4") || put_skey(rs, q, w->meta->id, "msgs")
+    bad = bad || put_head(q, 10 + w->nappend + distinct + sets) || put_str(q, "EVAL")
+          || put_str(q, words_script) || put_int(q, (int64_t)(4 + sets))
+          || put_skey(rs, q, w->meta->id, "msgs")
           || put_skey(rs, q, w->meta->id, "words") || put_skey(rs, q, w->meta->id, "mw")
-          || put_skey(rs, q, w->meta->id, "tmp") || put_bulk(q, rs->prefix, rs->plen)
-          || put_str(q, w->meta->id) || put_str(q, num);
+          || put_skey(rs, q, w->meta->id, "tmp");
+    if (sets && !bad) bad = put_sets(rs, q, &keys, at[w->nappend]);
+    bad = bad || put_sp(rs, q) || put_str(q, w->meta->id) || put_str(q, num);
     for (i = 0; i < w->nappend && !bad; i++)
         bad = put_bulk(q, keys.data ? keys.data + at[i] : "", at[i + 1] - at[i]);
     bad = bad || put_keys(q, &keys, at ? at[w->nappend] : 0);
@@ -1200,13 +1640,15 @@ static int queue_meta(redis_store *rs, const as_meta *m, size_t bytes) {
 static int queue_index(redis_store *rs, const as_meta *m) {
     as_buf *q = &rs->q;
     size_t i, nkeys = 4 + (m->parent_id != NULL) + m->ntags;
-    int bad = put_head(q, 3 + nkeys + 2) || put_str(q, "EVAL") || put_str(q, index_script)
+    int bad;
+    rs->index_at = rs->nq; /* its reply's place in EXEC's (MULTI is q's first) */
+    bad = put_head(q, 3 + nkeys + 3) || put_str(q, "EVAL") || put_str(q, index_script)
               || put_int(q, (int64_t)nkeys) || put_ikey(rs, q, "seq", NULL)
               || put_skey(rs, q, m->id, "meta") || put_ikey(rs, q, "all", NULL)
               || put_ikey(rs, q, "agent:", m->agent_name);
     if (m->parent_id) bad |= put_ikey(rs, q, "parent:", m->parent_id);
     for (i = 0; i < m->ntags; i++) bad |= put_ikey(rs, q, "tag:", m->tags[i]);
-    bad |= put_int(q, m->updated_at) || put_str(q, m->id);
+    bad |= put_int(q, m->updated_at) || put_str(q, m->id) || put_int(q, (int64_t)rs->hi_seq);
     rs->nq++;
     return bad;
 }
@@ -1216,7 +1658,10 @@ static as_status rd_write(as_store *st, const as_write *w, as_error *err) {
     const as_meta *m = w->meta;
     as_buf *q = &rs->q;
     size_t i;
-    int bad = queue_start(rs, m->id) || queue_meta(rs, m, w->bytes);
+    int bad;
+    as_status status;
+    if ((status = route_id(rs, m->id, err)) != AS_OK) return status;
+    bad = queue_start(rs, m->id) || queue_meta(rs, m, w->bytes);
     if (w->create) {
         /* a new session starts with no op ids, whatever a damaged store left */
         bad |= put_head(q, 2) || put_str(q, "DEL") || put_skey(rs, q, m->id, "ops");
@@ -1250,14 +1695,20 @@ static as_status rd_remove(as_store *st, const as_meta *old, const as_stored *fo
                            as_error *err) {
     redis_store *rs = (redis_store *)st;
     as_buf *q = &rs->q;
-    int bad = queue_start(rs, old->id) || put_head(q, 5) || put_str(q, "DEL")
-              || put_skey(rs, q, old->id, "meta") || put_skey(rs, q, old->id, "msgs")
-              || put_skey(rs, q, old->id, "state") || put_skey(rs, q, old->id, "ops");
-    rs->nq++;
-    bad |= queue_unindex(rs, old, found->note);
-    bad = bad || put_head(q, 7) || put_str(q, "EVAL") || put_str(q, unwords_script) || put_str(q, "2")
+    size_t i, nkeys = 8 + (old->parent_id != NULL) + old->ntags;
+    int bad;
+    as_status status;
+    if ((status = route_id(rs, old->id, err)) != AS_OK) return status;
+    bad = queue_start(rs, old->id) || put_head(q, 3 + nkeys + 4) || put_str(q, "EVAL")
+          || put_str(q, delete_script) || put_int(q, (int64_t)nkeys)
+          || put_skey(rs, q, old->id, "meta") || put_skey(rs, q, old->id, "msgs")
+          || put_skey(rs, q, old->id, "state") || put_skey(rs, q, old->id, "ops")
           || put_skey(rs, q, old->id, "words") || put_skey(rs, q, old->id, "mw")
-          || put_bulk(q, rs->prefix, rs->plen) || put_str(q, old->id);
+          || put_ikey(rs, q, "all", NULL) || put_ikey(rs, q, "agent:", old->agent_name);
+    if (old->parent_id) bad = bad || put_ikey(rs, q, "parent:", old->parent_id);
+    for (i = 0; i < old->ntags; i++) bad = bad || put_ikey(rs, q, "tag:", old->tags[i]);
+    bad = bad || put_sp(rs, q) || put_member(q, found->note, old->id) || put_str(q, old->id)
+          || put_str(q, rs->cluster ? "1" : "0");
     rs->nq++;
     return bad ? as_error_nomem(err) : AS_OK;
 }
@@ -1269,10 +1720,20 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
     int64_t now = mono_us();
     if (!rs->again) {
         rs->retries = 0;
+        rs->why[0] = '\0';
         rs->deadline = now + (int64_t)rs->timeout_ms * 1000;
     } else if (rs->again = 0, now >= rs->deadline) {
+        if (rs->why[0]) return as_error_set(err, AS_EUNAVAILABLE, "%s", rs->why);
         return rd_fail(rs, AS_EUNAVAILABLE, err, "other clients kept changing the session for "
                     "%d ms", rs->timeout_ms);
+    } else if (rs->backoff_us > 0) {
+        /* a cluster's slot on the move or without a master: wait, within the call's time */
+        int64_t wait = rs->backoff_us < rs->deadline - now ? rs->backoff_us : rs->deadline - now;
+        struct timespec ts;
+        ts.tv_sec = (time_t)(wait / 1000000);
+        ts.tv_nsec = (long)(wait % 1000000) * 1000L;
+        nanosleep(&ts, NULL);
+        rs->backoff_us = 0;
     } else if (rs->retries > 2) {
         /* contention: wait up to a millisecond, at random, before the next attempt */
         struct timespec ts = { 0, 0 };
@@ -1284,6 +1745,8 @@ static as_status rd_begin(as_store *st, int write, as_error *err) {
     }
     rs->write = write;
     rs->nq = 0;
+    rs->index_at = 0;
+    rs->watched = NULL;
     /* a large session's request is not kept for the manager's lifetime */
     if (rs->req.cap > RELEASE_ABOVE) as_buf_free(&rs->req);
     if (rs->q.cap > RELEASE_ABOVE) as_buf_free(&rs->q);
@@ -1304,33 +1767,61 @@ static as_status rd_retry(redis_store *rs) {
     return AS_ERETRY;
 }
 
+/* Sends the queued writes as MULTI ... EXEC on the master of their session.
+** They go where the session they write was read and watched, except for a
+** fork's copy on a cluster, which may lie on another master: a new session,
+** which no one else can have changed since the source was read. */
 static as_status rd_commit(as_store *st, as_error *err) {
     redis_store *rs = (redis_store *)st;
     redisReply **r = NULL, *exec;
     const char *id = rs->qid;
-    size_t n = rs->nq + 1, i;
+    size_t n = rs->nq + 1, i, skip = 0;
     as_status status = AS_OK;
     if (rs->nq == 0) return AS_OK;
+    if ((status = route_id(rs, id, err)) != AS_OK) return status;
     /* the session was read on a connection since lost: what it watched is gone */
     if (rd_stale(rs)) rd_drop(rs);
-    if (rs->c == NULL || !rs->watching || rs->watch_gen != rs->generation) return rd_retry(rs);
+    if (rs->watched == rs->cur || !rs->cluster) {
+        if (rs->cur->c == NULL || !rs->cur->watching || rs->cur->watch_gen != rs->cur->generation)
+            return rd_retry(rs);
+    } else if (rs->cur->c == NULL) {
+        rs->req.len = 0;
+        rs->req_skip = 0;
+        rs->req_unwatch = 0;
+        if ((status = rd_connect(rs, err)) != AS_OK) {
+            rs->nq = 0;
+            return status == AS_EUNAVAILABLE ? rd_again_lost(rs, err) : status;
+        }
+    } else if (rs->cur->watching) {
+        /* keys an operation that did not commit left watched there */
+        static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
+        if (as_buf_reserve(&rs->q, sizeof unwatch - 1)) {
+            rd_rollback(st);
+            return as_error_nomem(err);
+        }
+        memmove(rs->q.data + sizeof unwatch - 1, rs->q.data, rs->q.len);
+        memcpy(rs->q.data, unwatch, sizeof unwatch - 1);
+        rs->q.len += sizeof unwatch - 1;
+        skip = 1;
+    }
     if (put_head(&rs->q, 1) || put_str(&rs->q, "EXEC")
         || (r = as_calloc(n, sizeof *r)) == NULL) {
         rd_rollback(st);
         return as_error_nomem(err);
     }
     rs->req_skip = 0;
-    status = rd_exchange(rs, &rs->q, 0, n, r, err);
-    rs->watching = 0;
+    status = rd_exchange(rs, &rs->q, skip, n, r, err);
+    rs->cur->watching = 0;
     rs->nq = 0;
     if (status == AS_EUNAVAILABLE) {
         /* an EXEC that never left whole ran nothing: run the operation again
         ** (on a new connection, within the call's time); one that left may
         ** have run */
+        if (rs->cluster) rs->stale_map = 1;
         if (rs->sent) note_whole(err);
         else if (mono_us() < rs->deadline) {
             as_error_clear(err);
-            status = rd_retry(rs);
+            status = rs->cluster ? rd_again_lost(rs, err) : rd_retry(rs);
         }
     }
     if (status != AS_OK) goto done;
@@ -1350,6 +1841,12 @@ static as_status rd_commit(as_store *st, as_error *err) {
             status = reply_error(rs, exec->element[i], id, err);
             break;
         }
+    /* the write's number: this manager's next writes number after it */
+    if (status == AS_OK && rs->index_at > 0 && exec->type == REDIS_REPLY_ARRAY
+        && rs->index_at <= exec->elements
+        && exec->element[rs->index_at - 1]->type == REDIS_REPLY_INTEGER
+        && (uint64_t)exec->element[rs->index_at - 1]->integer > rs->hi_seq)
+        rs->hi_seq = (uint64_t)exec->element[rs->index_at - 1]->integer;
 done:
     if (r) {
         free_replies(r, n);
@@ -1387,18 +1884,21 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
     char num[24];
     size_t i;
     int by_text = 0;
+    size_t sets = rs->cluster ? distinct : 0;
     as_status status;
+    if ((status = route_id(rs, a->id, err)) != AS_OK) return status;
     for (;;) {
         as_buf *b = &rs->req;
         int bad = req_start(rs)
                   || put_script_call(b, by_text ? "" : rs->append_sha, append_script,
-                                     21 + 2 * a->nmsgs + distinct)
-                  || put_str(b, "8") || put_skey(rs, b, a->id, "meta")
+                                     22 + 2 * a->nmsgs + distinct + sets)
+                  || put_int(b, (int64_t)(8 + sets)) || put_skey(rs, b, a->id, "meta")
                   || put_skey(rs, b, a->id, "msgs") || put_ikey(rs, b, "seq", NULL)
                   || put_skey(rs, b, a->id, "state") || put_skey(rs, b, a->id, "ops")
                   || put_skey(rs, b, a->id, "words")
-                  || put_skey(rs, b, a->id, "mw") || put_skey(rs, b, a->id, "tmp")
-                  || put_bulk(b, rs->prefix, rs->plen) || put_str(b, a->id)
+                  || put_skey(rs, b, a->id, "mw") || put_skey(rs, b, a->id, "tmp");
+        if (sets && !bad) bad = put_sets(rs, b, keys, at[a->nmsgs]);
+        bad = bad || put_sp(rs, b) || put_str(b, a->id)
                   || put_int(b, (int64_t)a->nmsgs);
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->tokens);
         bad = bad || put_str(b, num) || put_int(b, a->expect_version) || put_int(b, a->now)
@@ -1406,7 +1906,8 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
               || put_str(b, a->state ? "1" : "0")
               || (a->state ? put_bulk(b, a->state->text, a->state->len) : put_str(b, ""));
         snprintf(num, sizeof num, "%llu", (unsigned long long)a->max_tokens);
-        bad = bad || put_str(b, num) || put_str(b, a->op_id ? a->op_id : "");
+        bad = bad || put_str(b, num) || put_str(b, a->op_id ? a->op_id : "")
+              || put_int(b, (int64_t)rs->hi_seq);
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, a->msgs[i]->text, a->msgs[i]->len);
         for (i = 0; i < a->nmsgs && !bad; i++) bad = put_bulk(b, keys->data ? keys->data + at[i] : "", at[i + 1] - at[i]);
         bad = bad || put_keys(b, keys, at[a->nmsgs]);
@@ -1430,6 +1931,7 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
         int64_t seq, bytes;
         *a->applied = tag[0] == 'O';
         status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
+        if (status == AS_OK && (uint64_t)seq > rs->hi_seq) rs->hi_seq = (uint64_t)seq;
         /* the script has run: say so rather than report a failed call */
         if (status == AS_ENOMEM) as_error_nomem_applied(err, a->id);
     } else if (strcmp(tag, "NOTFOUND") == 0) status = AS_ENOTFOUND;
@@ -1459,61 +1961,205 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
     return status;
 }
 
+/* ---------------------------------------------------------------- shards in order */
+
+/* What the shards of a cluster answered a list or a search, with the write
+** numbers that order ties, before they are merged. */
+typedef struct ranked {
+    as_candidate c;
+    int64_t seq;
+} ranked;
+
+typedef struct ranked_list {
+    ranked *items;
+    size_t n, cap;
+} ranked_list;
+
+static as_status ranked_push(ranked_list *l, as_candidate *c, int64_t seq, as_error *err) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        ranked *grown = cap > SIZE_MAX / sizeof *grown ? NULL : as_realloc(l->items, cap * sizeof *grown);
+        if (grown == NULL) {
+            as_candidate_clear(c);
+            return as_error_nomem(err);
+        }
+        l->items = grown;
+        l->cap = cap;
+    }
+    l->items[l->n].c = *c;
+    l->items[l->n].seq = seq;
+    l->n++;
+    memset(c, 0, sizeof *c);
+    return AS_OK;
+}
+
+static void ranked_clear(ranked_list *l) {
+    size_t i;
+    for (i = 0; i < l->n; i++) as_candidate_clear(&l->items[i].c);
+    as_free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+/* List order: updated_at, then the write number, latest first (then the id,
+** for ties between managers). */
+static int ranked_cmp(const void *pa, const void *pb) {
+    const ranked *a = pa, *b = pb;
+    if (a->c.meta.updated_at != b->c.meta.updated_at)
+        return a->c.meta.updated_at > b->c.meta.updated_at ? -1 : 1;
+    if (a->seq != b->seq) return a->seq > b->seq ? -1 : 1;
+    return -strcmp(a->c.meta.id, b->c.meta.id);
+}
+
+/* The rows a filter's page takes from each shard: its offset and limit together. */
+static size_t page_end(const as_filter *f) {
+    return f->limit == SIZE_MAX || f->offset > SIZE_MAX - f->limit ? SIZE_MAX : f->offset + f->limit;
+}
+
+typedef int (*put_call_fn)(redis_store *rs, const as_filter *f, const void *ctx, size_t offset,
+                           size_t limit, int by_text);
+typedef as_status (*take_reply_fn)(redis_store *rs, const redisReply *res, ranked_list *out,
+                                   as_error *err);
+
+/* Asks every shard of a cluster for the first page_end(f) rows, one request
+** per master with a call per shard it holds, and gathers them. */
+static as_status ask_shards(redis_store *rs, const as_filter *f, const void *ctx,
+                            put_call_fn put_call, take_reply_fn take, ranked_list *out,
+                            as_error *err) {
+    redisReply *r[AS_REDIS_SHARDS];
+    size_t node[AS_REDIS_SHARDS], end = page_end(f), i, j, n;
+    unsigned k;
+    as_status st;
+    for (k = 0; k < AS_REDIS_SHARDS; k++)
+        if ((st = route_slot(rs, rs->shard_slot[k], err)) != AS_OK) return st;
+    for (k = 0; k < AS_REDIS_SHARDS; k++) {
+        if (rs->slots[rs->shard_slot[k]] == 0) return route_slot(rs, rs->shard_slot[k], err);
+        node[k] = rs->slots[rs->shard_slot[k]] - 1u;
+    }
+    for (i = 0; i < rs->nnodes; i++) {
+        int by_text = 0;
+        for (;;) {
+            int bad, noscript = 0;
+            rs->cur = rs->nodes[i];
+            bad = req_start(rs);
+            for (n = 0, k = 0; k < AS_REDIS_SHARDS && !bad; k++) {
+                if (node[k] != i) continue;
+                use_shard(rs, k);
+                bad = put_call(rs, f, ctx, 0, end, by_text);
+                n++;
+            }
+            if (bad) return as_error_nomem(err);
+            if (n == 0) break;
+            memset(r, 0, sizeof r);
+            if ((st = rd_roundtrip(rs, n, r, 1, err)) != AS_OK) return st;
+            for (j = 0; j < n; j++) noscript |= has_prefix(r[j], "NOSCRIPT");
+            if (noscript && !by_text) {
+                free_replies(r, n);
+                by_text = 1;
+                continue;
+            }
+            for (j = 0, st = AS_OK; j < n && st == AS_OK; j++) st = take(rs, r[j], out, err);
+            free_replies(r, n);
+            if (st != AS_OK) return st;
+            break;
+        }
+    }
+    return AS_OK;
+}
+
 /* ---------------------------------------------------------------- listing */
+
+/* A call of the list script on the shard at hand. */
+static int put_list_call(redis_store *rs, const as_filter *f, const void *ctx, size_t offset,
+                         size_t limit, int by_text) {
+    as_buf *b = &rs->req;
+    int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
+    int exact = tagged + agent + parent <= 1 && f->ntags <= 1 && !f->without_tag;
+    size_t nkeys = f->ntags + (size_t)agent + (size_t)parent, i;
+    char num[24];
+    int bad;
+    (void)ctx;
+    if (nkeys == 0) nkeys = 1; /* the index of every session */
+    if (nkeys > SIZE_MAX / 2 - 9) return -1;
+    bad = put_script_call(b, by_text ? "" : rs->list_sha, list_script, 13 + nkeys + f->ntags);
+    snprintf(num, sizeof num, "%zu", nkeys);
+    bad |= put_str(b, num);
+    for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
+    if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
+    if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
+    if (!tagged && !agent && !parent) bad |= put_ikey(rs, b, "all", NULL);
+    snprintf(num, sizeof num, "%zu", offset);
+    bad |= put_sp(rs, b) || put_str(b, num);
+    if (limit == SIZE_MAX) bad |= put_str(b, "-1");
+    else {
+        snprintf(num, sizeof num, "%zu", limit);
+        bad |= put_str(b, num);
+    }
+    bad |= put_str(b, exact ? "1" : "0") || put_str(b, agent ? "1" : "0")
+           || put_str(b, agent ? f->agent_name : "") || put_str(b, parent ? "1" : "0")
+           || put_str(b, parent ? f->parent_id : "");
+    /* ZCOUNT's min: the scores from `before` on are skipped */
+    bad |= put_str(b, f->has_before ? "1" : "0") || put_int(b, f->has_before ? f->before : 0)
+           || put_str(b, f->without_tag ? "1" : "0")
+           || put_str(b, f->without_tag ? f->without_tag : "");
+    for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
+    return bad;
+}
+
+/* The metadata of the list script's reply, to `out` or (out NULL) to `into`. */
+static as_status take_list(redis_store *rs, const redisReply *res, as_meta_list *out,
+                           ranked_list *into, as_error *err) {
+    as_status status = AS_OK;
+    size_t i;
+    if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, NULL, err);
+    if (res->type != REDIS_REPLY_ARRAY)
+        return rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+    for (i = 0; status == AS_OK && i < res->elements; i++) {
+        as_candidate c;
+        int64_t seq, bytes;
+        memset(&c, 0, sizeof c);
+        if ((status = parse_meta(rs, NULL, res->element[i], &c.meta, &seq, &bytes, err)) != AS_OK)
+            break;
+        if (out) {
+            status = as_meta_list_push(out, &c.meta, err);
+            as_meta_clear(&c.meta);
+        } else status = ranked_push(into, &c, seq, err);
+    }
+    return status;
+}
+
+static as_status take_list_ranked(redis_store *rs, const redisReply *res, ranked_list *out,
+                                  as_error *err) {
+    return take_list(rs, res, NULL, out, err);
+}
 
 static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
     redis_store *rs = (redis_store *)st;
     redisReply *r[1] = { NULL }, *res;
-    int tagged = f->ntags > 0, agent = f->agent_name != NULL, parent = f->parent_id != NULL;
-    int exact = tagged + agent + parent <= 1 && f->ntags <= 1 && !f->without_tag, by_text = 0;
-    size_t nkeys = f->ntags + (size_t)agent + (size_t)parent, i;
-    char num[24];
+    ranked_list all = { NULL, 0, 0 };
+    int by_text = 0;
+    size_t i, end;
     as_status status;
-    if (nkeys == 0) nkeys = 1; /* the index of every session */
-    if (nkeys > SIZE_MAX / 2 - 9) return as_error_nomem(err);
+    if (rs->cluster) {
+        status = ask_shards(rs, f, NULL, put_list_call, take_list_ranked, &all, err);
+        if (status == AS_OK && all.n > 0) qsort(all.items, all.n, sizeof *all.items, ranked_cmp);
+        end = page_end(f) < all.n ? page_end(f) : all.n;
+        for (i = f->offset; status == AS_OK && i < end; i++)
+            status = as_meta_list_push(out, &all.items[i].c.meta, err);
+        ranked_clear(&all);
+        if (status != AS_OK) as_meta_list_clear(out);
+        return status;
+    }
+    rs->cur = rs->nodes[0];
     for (;;) {
-        as_buf *b = &rs->req;
-        int bad = req_start(rs) || put_script_call(b, by_text ? "" : rs->list_sha, list_script,
-                                                  13 + nkeys + f->ntags);
-        snprintf(num, sizeof num, "%zu", nkeys);
-        bad |= put_str(b, num);
-        for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
-        if (agent) bad |= put_ikey(rs, b, "agent:", f->agent_name);
-        if (parent) bad |= put_ikey(rs, b, "parent:", f->parent_id);
-        if (!tagged && !agent && !parent) bad |= put_ikey(rs, b, "all", NULL);
-        snprintf(num, sizeof num, "%zu", f->offset);
-        bad |= put_bulk(b, rs->prefix, rs->plen) || put_str(b, num);
-        if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");
-        else {
-            snprintf(num, sizeof num, "%zu", f->limit);
-            bad |= put_str(b, num);
-        }
-        bad |= put_str(b, exact ? "1" : "0") || put_str(b, agent ? "1" : "0")
-               || put_str(b, agent ? f->agent_name : "") || put_str(b, parent ? "1" : "0")
-               || put_str(b, parent ? f->parent_id : "");
-        /* ZCOUNT's min: the scores from `before` on are skipped */
-        bad |= put_str(b, f->has_before ? "1" : "0") || put_int(b, f->has_before ? f->before : 0)
-               || put_str(b, f->without_tag ? "1" : "0")
-               || put_str(b, f->without_tag ? f->without_tag : "");
-        for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
-        if (bad) return as_error_nomem(err);
+        if (req_start(rs) || put_list_call(rs, f, NULL, f->offset, f->limit, by_text))
+            return as_error_nomem(err);
         if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
         res = r[0];
         if (by_text || !has_prefix(res, "NOSCRIPT")) break;
         free_replies(r, 1);
         by_text = 1;
     }
-    if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, NULL, err);
-    else if (res->type != REDIS_REPLY_ARRAY)
-        status = rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
-    for (i = 0; status == AS_OK && i < res->elements; i++) {
-        as_meta m;
-        int64_t seq, bytes;
-        if ((status = parse_meta(rs, NULL, res->element[i], &m, &seq, &bytes, err)) != AS_OK)
-            break;
-        status = as_meta_list_push(out, &m, err);
-        as_meta_clear(&m);
-    }
+    status = take_list(rs, res, out, NULL, err);
     free_replies(r, 1);
     if (status != AS_OK) as_meta_list_clear(out);
     return status;
@@ -1523,14 +2169,14 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
 
 /* A candidate from one entry of the search script's reply. */
 static as_status parse_candidate(redis_store *rs, const redisReply *e, as_candidate *c,
-                                 as_error *err) {
+                                 int64_t *seq, as_error *err) {
     const redisReply *pos, *text;
-    int64_t seq, bytes;
+    int64_t bytes;
     size_t i;
     as_status st;
     if (e->type != REDIS_REPLY_ARRAY || e->elements != 3 || e->element[1]->type != REDIS_REPLY_ARRAY)
         return rd_fail(rs, AS_ESTORAGE, err, "the search script gave an unexpected reply");
-    if ((st = parse_meta(rs, NULL, e->element[0], &c->meta, &seq, &bytes, err)) != AS_OK) return st;
+    if ((st = parse_meta(rs, NULL, e->element[0], &c->meta, seq, &bytes, err)) != AS_OK) return st;
     pos = e->element[1];
     if (pos->elements > 0 && (c->pos = as_calloc(pos->elements, sizeof *c->pos)) == NULL)
         return as_error_nomem(err);
@@ -1546,22 +2192,22 @@ static as_status parse_candidate(redis_store *rs, const redisReply *e, as_candid
     return AS_OK;
 }
 
-static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
-                           as_candidate_list *out, as_error *err) {
-    redis_store *rs = (redis_store *)st;
-    redisReply *r[1] = { NULL }, *res;
+/* A call of the search script on the shard at hand; ctx: the query. */
+static int put_search_call(redis_store *rs, const as_filter *f, const void *ctx, size_t offset,
+                           size_t limit, int by_text) {
+    const as_query *q = ctx;
     as_buf *b = &rs->req;
     char num[24];
     size_t i;
-    as_status status = AS_OK;
-    int bad = req_start(rs) || put_head(b, 3 + 2 * q->nkeys + 8 + f->ntags) || put_str(b, "EVAL")
+    int bad = put_head(b, 3 + 2 * q->nkeys + 8 + f->ntags) || put_str(b, "EVAL")
               || put_str(b, search_script) || put_int(b, (int64_t)q->nkeys);
+    (void)by_text; /* sent by its text: it is not loaded with the others */
     for (i = 0; i < q->nkeys; i++) bad |= put_ikey(rs, b, "w:", q->keys[i]);
-    snprintf(num, sizeof num, "%zu", f->offset);
-    bad |= put_bulk(b, rs->prefix, rs->plen) || put_str(b, num);
-    if (f->limit == SIZE_MAX) bad |= put_str(b, "-1");
+    snprintf(num, sizeof num, "%zu", offset);
+    bad |= put_sp(rs, b) || put_str(b, num);
+    if (limit == SIZE_MAX) bad |= put_str(b, "-1");
     else {
-        snprintf(num, sizeof num, "%zu", f->limit);
+        snprintf(num, sizeof num, "%zu", limit);
         bad |= put_str(b, num);
     }
     bad |= put_str(b, f->agent_name ? "1" : "0") || put_str(b, f->agent_name ? f->agent_name : "")
@@ -1569,20 +2215,49 @@ static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
            || put_int(b, (int64_t)f->ntags);
     for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
     for (i = 0; i < q->nkeys; i++) bad |= put_str(b, q->keys[i]);
-    if (bad) return as_error_nomem(err);
-    if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
-    res = r[0];
-    if (res->type == REDIS_REPLY_ERROR) status = reply_error(rs, res, NULL, err);
-    else if (res->type != REDIS_REPLY_ARRAY)
-        status = rd_fail(rs, AS_ESTORAGE, err, "the search script gave an unexpected reply");
+    return bad;
+}
+
+static as_status take_search(redis_store *rs, const redisReply *res, ranked_list *out,
+                             as_error *err) {
+    as_status status = AS_OK;
+    size_t i;
+    if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, NULL, err);
+    if (res->type != REDIS_REPLY_ARRAY)
+        return rd_fail(rs, AS_ESTORAGE, err, "the search script gave an unexpected reply");
     for (i = 0; status == AS_OK && i < res->elements; i++) {
         as_candidate c;
+        int64_t seq = 0;
         memset(&c, 0, sizeof c);
-        if ((status = parse_candidate(rs, res->element[i], &c, err)) == AS_OK)
-            status = as_candidate_list_take(out, &c, err);
+        if ((status = parse_candidate(rs, res->element[i], &c, &seq, err)) == AS_OK)
+            status = ranked_push(out, &c, seq, err);
         else as_candidate_clear(&c);
     }
-    free_replies(r, 1);
+    return status;
+}
+
+static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
+                           as_candidate_list *out, as_error *err) {
+    redis_store *rs = (redis_store *)st;
+    redisReply *r[1] = { NULL };
+    ranked_list all = { NULL, 0, 0 };
+    size_t i, from = rs->cluster ? f->offset : 0, end;
+    as_status status = AS_OK;
+    if (rs->cluster) {
+        status = ask_shards(rs, f, q, put_search_call, take_search, &all, err);
+        if (status == AS_OK && all.n > 0) qsort(all.items, all.n, sizeof *all.items, ranked_cmp);
+    } else {
+        rs->cur = rs->nodes[0];
+        if (req_start(rs) || put_search_call(rs, f, q, f->offset, f->limit, 1))
+            return as_error_nomem(err);
+        if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
+        status = take_search(rs, r[0], &all, err);
+        free_replies(r, 1);
+    }
+    end = rs->cluster ? (page_end(f) < all.n ? page_end(f) : all.n) : all.n;
+    for (i = from; status == AS_OK && i < end; i++)
+        status = as_candidate_list_take(out, &all.items[i].c, err);
+    ranked_clear(&all);
     if (status != AS_OK) as_candidate_list_clear(out);
     return status;
 }
@@ -1591,10 +2266,17 @@ static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
 
 static void rd_close(as_store *st) {
     redis_store *rs = (redis_store *)st;
-    rd_drop(rs);
+    size_t i;
+    for (i = 0; i < rs->nnodes; i++) {
+        conn_drop(rs->nodes[i]);
+        as_free(rs->nodes[i]->host);
+        as_free(rs->nodes[i]);
+    }
+    for (i = 0; i < AS_REDIS_SHARDS; i++) as_free(rs->shard_prefix[i]);
+    as_free(rs->nodes);
+    as_free(rs->slots);
     as_buf_free(&rs->req);
     as_buf_free(&rs->q);
-    as_free(rs->host);
     as_free(rs->username);
     as_free(rs->password);
     as_free(rs->prefix);
@@ -1627,30 +2309,84 @@ static int copy_opt(char **dst, const char *src) {
     return (*dst = as_strdup(src)) == NULL ? -1 : 0;
 }
 
+/* Adds the nodes of o->cluster, each "host:port" or "[v6]:port". */
+static as_status add_seeds(redis_store *rs, const as_redis_opts *o, as_error *err) {
+    size_t i, used = 0;
+    int w = snprintf(rs->where, sizeof rs->where, "redis cluster at ");
+    if (o->ncluster == 0)
+        return as_error_set(err, AS_EINVALID, "cluster: must name at least one node \"host:port\"");
+    for (i = 0; i < o->ncluster; i++) {
+        const char *a = o->cluster[i], *colon = a ? strrchr(a, ':') : NULL, *host = a;
+        char *end;
+        long port = colon ? strtol(colon + 1, &end, 10) : 0;
+        size_t hlen = colon ? (size_t)(colon - a) : 0;
+        if (colon == NULL || hlen == 0 || colon[1] == '\0' || *end != '\0' || port < 1
+            || port > 65535 || (memchr(a, ':', hlen) && (a[0] != '[' || a[hlen - 1] != ']'))) {
+            as_error_set(err, AS_EINVALID, "must be \"host:port\" (got \"%.100s\")", a ? a : "");
+            as_error_prefix_index(err, i + 1);
+            as_error_prefix(err, "cluster");
+            return AS_EINVALID;
+        }
+        if (host[0] == '[') {
+            host++;
+            hlen -= 2;
+        }
+        if (node_get(rs, host, hlen, (int)port, err) == NULL) return err->status;
+        if (w > 0 && (size_t)w + used < sizeof rs->where - 1)
+            used += (size_t)snprintf(rs->where + w + used, sizeof rs->where - (size_t)w - used,
+                                     "%s%s", i > 0 ? "," : "", a);
+    }
+    return AS_OK;
+}
+
 as_status as_store_redis_open(const as_redis_opts *o, as_store **out, as_error *err) {
     redis_store *rs = as_calloc(1, sizeof *rs);
     const char *host = o->host ? o->host : AS_REDIS_DEFAULT_HOST;
     as_status st;
     if (rs == NULL) return as_error_nomem(err);
     rs->base.ops = &redis_ops;
-    rs->port = o->port ? o->port : AS_REDIS_DEFAULT_PORT;
     rs->db = o->db;
+    rs->cluster = o->cluster != NULL;
     rs->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : AS_REDIS_DEFAULT_TIMEOUT_MS;
-    rs->sock_ms = -1;
     rs->jitter = (uint32_t)mono_us() | 1u;
-    if (copy_opt(&rs->host, host) || copy_opt(&rs->username, o->username)
-        || copy_opt(&rs->password, o->password)
+    if (copy_opt(&rs->username, o->username) || copy_opt(&rs->password, o->password)
         || copy_opt(&rs->prefix, o->prefix ? o->prefix : AS_REDIS_DEFAULT_PREFIX)) {
         rd_close(&rs->base);
         return as_error_nomem(err);
     }
     rs->plen = strlen(rs->prefix);
-    snprintf(rs->where, sizeof rs->where, strchr(host, ':') ? "redis at [%.200s]:%d"
-                                                             : "redis at %.200s:%d",
-             host, rs->port);
+    rs->sp = rs->prefix;
+    rs->splen = rs->plen;
     rs->base.location = rs->where;
     rs->deadline = mono_us() + (int64_t)rs->timeout_ms * 1000;
-    if ((st = rd_connect(rs, err)) != AS_OK) {
+    if (rs->cluster) {
+        if (strpbrk(rs->prefix, "{}")) {
+            rd_close(&rs->base);
+            as_error_set(err, AS_EINVALID, "on a cluster it holds no \"{\" or \"}\": the "
+                         "store gives each shard its own hash tag");
+            as_error_prefix(err, "prefix");
+            return AS_EINVALID;
+        }
+        if ((st = add_seeds(rs, o, err)) != AS_OK) {
+            rd_close(&rs->base);
+            return st;
+        }
+        if ((rs->slots = as_calloc(SLOTS, sizeof *rs->slots)) == NULL || make_shards(rs) != 0) {
+            rd_close(&rs->base);
+            return as_error_nomem(err);
+        }
+        rs->stale_map = 1;
+        st = refresh_map(rs, err);
+    } else {
+        if (node_get(rs, host, strlen(host), o->port ? o->port : AS_REDIS_DEFAULT_PORT, err) == NULL) {
+            rd_close(&rs->base);
+            return err->status;
+        }
+        snprintf(rs->where, sizeof rs->where, "%s", rs->nodes[0]->where);
+        rs->cur = rs->nodes[0];
+        st = rd_connect(rs, err);
+    }
+    if (st != AS_OK) {
         rd_close(&rs->base);
         return st;
     }

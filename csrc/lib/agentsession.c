@@ -371,17 +371,24 @@ static agentsession_status check_option_int(int v, const char *path, int lo, int
     return invalid(err, path, "must be from %d to %d (got %d)", lo, hi, v);
 }
 
-agentsession_status agentsession_open_redis(const agentsession_redis_options *opts,
-                                            agentsession_manager **out, agentsession_error *err) {
+/* The options of both Redis stores; `nodes` non-NULL for a cluster. */
+static agentsession_status open_redis_with(const char *const *nodes, size_t n,
+                                           const agentsession_redis_options *opts,
+                                           agentsession_manager **out, agentsession_error *err) {
     static const agentsession_redis_options defaults = AGENTSESSION_REDIS_OPTIONS_INIT;
     as_redis_opts ropts;
     agentsession_status st;
+    size_t i;
     if (out) *out = NULL;
     if (opts == NULL) opts = &defaults;
-    if ((st = check_option_text(opts->host, "opts.host", 1, 255, err)) != AGENTSESSION_OK
-        || (st = check_option_int(opts->port, "opts.port", 1, 65535, err)) != AGENTSESSION_OK
-        || (st = check_option_int(opts->db, "opts.db", 0, INT_MAX, err)) != AGENTSESSION_OK
-        || (st = check_option_text(opts->username, "opts.username", 1, 4096, err)) != AGENTSESSION_OK
+    if (nodes == NULL
+        && ((st = check_option_text(opts->host, "opts.host", 1, 255, err)) != AGENTSESSION_OK
+            || (st = check_option_int(opts->port, "opts.port", 1, 65535, err)) != AGENTSESSION_OK
+            || (st = check_option_int(opts->db, "opts.db", 0, INT_MAX, err)) != AGENTSESSION_OK))
+        return st;
+    for (i = 0; nodes && i < n; i++)
+        if (nodes[i] == NULL) return invalid(err, "nodes", "[%zu] must be a string (got NULL)", i);
+    if ((st = check_option_text(opts->username, "opts.username", 1, 4096, err)) != AGENTSESSION_OK
         || (st = check_option_text(opts->password, "opts.password", 0, 4096, err)) != AGENTSESSION_OK
         || (st = check_option_text(opts->prefix, "opts.prefix", 0, AS_REDIS_PREFIX_MAX, err))
                != AGENTSESSION_OK
@@ -396,7 +403,23 @@ agentsession_status agentsession_open_redis(const agentsession_redis_options *op
     ropts.password = opts->password;
     ropts.prefix = opts->prefix;
     ropts.timeout_ms = opts->timeout_ms;
+    ropts.cluster = nodes;
+    ropts.ncluster = n;
     return start(open_redis, &ropts, opts->max_session_bytes, out, err);
+}
+
+agentsession_status agentsession_open_redis(const agentsession_redis_options *opts,
+                                            agentsession_manager **out, agentsession_error *err) {
+    return open_redis_with(NULL, 0, opts, out, err);
+}
+
+agentsession_status agentsession_open_redis_cluster(const char *const *nodes, size_t n,
+                                                    const agentsession_redis_options *opts,
+                                                    agentsession_manager **out,
+                                                    agentsession_error *err) {
+    if (out) *out = NULL;
+    if (nodes == NULL || n == 0) return invalid(err, "nodes", "must name at least one node");
+    return open_redis_with(nodes, n, opts, out, err);
 }
 
 void agentsession_close(agentsession_manager *am) {
@@ -422,6 +445,8 @@ agentsession_status agentsession_stats(agentsession_manager *am, agentsession_st
     out->round_trips = s.round_trips;
     out->connects = s.connects;
     out->retries = s.retries;
+    out->redirections = s.redirections;
+    out->refreshes = s.refreshes;
     return as_lib_succeed(err);
 }
 

@@ -165,6 +165,19 @@ AGENTSESSION_API agentsession_status agentsession_open_redis(const agentsession_
                                                              agentsession_manager **out,
                                                              agentsession_error *err);
 
+/* A store over a Redis Cluster, learnt from any of the n nodes named
+** ("host:port", an IPv6 address in brackets): sessions spread over its
+** masters, redirections followed, the slot map learnt again as it changes.
+** opts as for agentsession_open_redis() but host, port and db, which are not
+** used (a cluster has db 0 only); its prefix holds no "{" or "}".
+** AGENTSESSION_ERR_INVALID for a malformed node or a node that is not in
+** cluster mode; AGENTSESSION_ERR_UNAVAILABLE when no node answers. */
+AGENTSESSION_API agentsession_status agentsession_open_redis_cluster(const char *const *nodes,
+                                                                     size_t n,
+                                                                     const agentsession_redis_options *opts,
+                                                                     agentsession_manager **out,
+                                                                     agentsession_error *err);
+
 /* Releases the store (closes the file, the connection); the manager stays
 ** valid, and its calls then fail with AGENTSESSION_ERR_CLOSED. Safe to call
 ** twice; NULL is fine. */
@@ -391,6 +404,8 @@ typedef struct agentsession_store_stats {
     uint64_t round_trips; /* requests a server answered */
     uint64_t connects;    /* connections made to a server */
     uint64_t retries;     /* operations run again after another client changed their session */
+    uint64_t redirections; /* a cluster's MOVED and ASK answers */
+    uint64_t refreshes;    /* times a cluster's slot map was learnt */
 } agentsession_store_stats;
 
 /* The store's counters. kind and location belong to the manager: valid until

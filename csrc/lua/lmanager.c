@@ -929,8 +929,10 @@ static int m_close(lua_State *L) {
 /***
 What the store is and what it counted.
 @function stats
-@treturn table `{ kind =, location =, round_trips =, connects =, retries = }`: `kind` is
- `"memory"`, `"sqlite"`, `"redis"` or `"custom"`; the counts are Redis's (zero for the others)
+@treturn table `{ kind =, location =, round_trips =, connects =, retries =, redirections =,
+ refreshes = }`: `kind` is `"memory"`, `"sqlite"`, `"redis"` or `"custom"`; the counts are
+ Redis's (zero for the others; `redirections`, the `MOVED` and `ASK` answers, and `refreshes`,
+ the times the slot map was learnt, are a cluster's)
 @raise `closed`
 */
 static int m_stats(lua_State *L) {
@@ -938,7 +940,7 @@ static int m_stats(lua_State *L) {
     const char *where = as_manager_location(m);
     as_store_stats s;
     as_manager_stats(m, &s);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 7);
     lua_pushstring(L, as_manager_kind(m));
     lua_setfield(L, -2, "kind");
     if (where) {
@@ -951,6 +953,10 @@ static int m_stats(lua_State *L) {
     lua_setfield(L, -2, "connects");
     lua_pushinteger(L, (lua_Integer)s.retries);
     lua_setfield(L, -2, "retries");
+    lua_pushinteger(L, (lua_Integer)s.redirections);
+    lua_setfield(L, -2, "redirections");
+    lua_pushinteger(L, (lua_Integer)s.refreshes);
+    lua_setfield(L, -2, "refreshes");
     return 1;
 }
 

@@ -26,8 +26,9 @@ Filters: --tag T (given twice: both tags), --agent A, --parent ID.]]
 
 local STORE_NOTE = [==[
 The store is --store URI, or $AGENTSESSION_STORE: a SQLite file ("sqlite:PATH" or
-a path), "redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]" or
-"memory:". Commands that only read never create a SQLite file.]==]
+a path), "redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]",
+"redis+cluster://[[user]:password@]host:port,host:port/[?prefix=P]" or "memory:".
+Commands that only read never create a SQLite file.]==]
 
 local function add_filters(cmd)
   cmd:option("--tag", "Only sessions with this tag (again: all of them).")

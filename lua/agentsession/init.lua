@@ -140,12 +140,24 @@ local function uri_decode(s, what)
   return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
 end
 
+-- "host[:port]" or "[v6]:port" of a URI: host (nil when empty) and port.
+local function host_port(hostport, bad)
+  local host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")
+  if host == nil then host, port = hostport:match("^([^:%[%]]*):?(%d*)$") end
+  if host == nil or (port == "" and hostport:sub(-1) == ":") then
+    bad("cannot read host and port in \"" .. hostport .. "\"")
+  end
+  return host ~= "" and uri_decode(host, "the host") or nil, port
+end
+
 -- "redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]" as
--- the options of agentsession.redis, over those in `opts` (nil or a table).
--- Called by store_for, for open: errors name open's caller.
-local function redis_options(rest, opts)
+-- the options of agentsession.redis, over those in `opts` (nil or a table);
+-- with `cluster`, "redis+cluster://[[user]:password@]host:port,host:port/?..."
+-- as those of a cluster. Called by store_for, for open: errors name open's caller.
+local function redis_options(rest, opts, cluster)
   local function bad(why) fail("invalid", "uri: " .. why, 5) end
-  if rest:sub(1, 2) ~= "//" then bad("write \"redis://host:port/db\"") end
+  local form = cluster and "redis+cluster://host:port,host:port/" or "redis://host:port/db"
+  if rest:sub(1, 2) ~= "//" then bad("write \"" .. form .. "\"") end
   local authority, path, query = rest:sub(3):match("^([^/?#]*)([^?#]*)(.*)$")
   if authority == nil or query:find("#", 1, true) then bad("a fragment (#) is not part of this form") end
   local o = {}
@@ -158,13 +170,20 @@ local function redis_options(rest, opts)
   else
     hostport = authority
   end
-  local host, port = hostport:match("^%[([^%]]+)%]:?(%d*)$")
-  if host == nil then host, port = hostport:match("^([^:%[%]]*):?(%d*)$") end
-  if host == nil or (port == "" and hostport:sub(-1) == ":") then
-    bad("cannot read host and port in \"" .. hostport .. "\"")
+  if cluster then
+    o.cluster = {}
+    for node in (hostport .. ","):gmatch("([^,]*),") do
+      local host, port = host_port(node, bad)
+      if host == nil or port == "" then bad("write each node as host:port (got \"" .. node .. "\")") end
+      o.cluster[#o.cluster + 1] = (host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port
+    end
+    if path ~= "" and path ~= "/" then bad("a cluster has no db: write \"" .. form .. "\"") end
+    path = ""
+  else
+    local host, port = host_port(hostport, bad)
+    o.host = host
+    if port ~= "" then o.port = tonumber(port) end
   end
-  if host ~= "" then o.host = uri_decode(host, "the host") end
-  if port ~= "" then o.port = tonumber(port) end
   if path ~= "" and path ~= "/" then
     local db = path:match("^/(%d+)$")
     if db == nil then bad("the path must be a db number, as in \"/0\"") end
@@ -203,8 +222,8 @@ local function store_for(uri, opts)
       fail("invalid", "uri: write \"sqlite:PATH\" (\"sqlite://\" is not a form this takes)", 3)
     end
     return M.sqlite, rest, opts
-  elseif scheme == "redis" then
-    return M.redis, redis_options(rest, opts)
+  elseif scheme == "redis" or scheme == "redis+cluster" then
+    return M.redis, redis_options(rest, opts, scheme == "redis+cluster")
   elseif scheme == "rediss" or scheme == "redis+unix" or scheme == "unix" then
     fail("invalid", "uri: \"" .. scheme .. ":\" is not supported: write \"redis://host:port/db\"", 3)
   end
@@ -212,7 +231,9 @@ local function store_for(uri, opts)
 end
 
 --- A manager from a URI: `"memory:"`, `"sqlite:PATH"` or a bare path (no `scheme:` prefix),
--- or `"redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]"`.
+-- `"redis://[[user]:password@]host[:port][/db][?prefix=P&timeout_ms=N]"`, or
+-- `"redis+cluster://[[user]:password@]host:port,host:port/[?prefix=P&timeout_ms=N]"` for a
+-- Redis Cluster (any of its nodes).
 -- @within Managers
 -- @string uri the store
 -- @tparam[opt] table opts the options of the store's constructor

@@ -36,9 +36,10 @@ function M.meta_json(m, with_version)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
---- A URI as it may be shown: the password of a redis:// URI hidden.
+--- A URI as it may be shown: the password of a redis:// or redis+cluster:// URI hidden.
 function M.shown_uri(uri)
   local head, user, tail = uri:match("^(redis://)([^/?#@]*:)[^/?#@]*(@.*)$")
+  if head == nil then head, user, tail = uri:match("^(redis%+cluster://)([^/?#@]*:)[^/?#@]*(@.*)$") end
   if head then return head .. user .. "***" .. tail end
   return uri
 end
