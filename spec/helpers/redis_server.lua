@@ -100,17 +100,19 @@ local function wait_gone(pid, seconds)
   return true
 end
 
-local function random_port()
+--- A random port from 20000 to `max` (default 59999).
+local function random_port(max)
+  max = max or 59999
   local f = io.open("/dev/urandom", "rb")
   if f then
     local b = f:read(4)
     f:close()
     if b and #b == 4 then
       local b1, b2, b3, b4 = b:byte(1, 4)
-      return 20000 + (((b4 * 256 + b3) * 256 + b2) * 256 + b1) % 40000
+      return 20000 + (((b4 * 256 + b3) * 256 + b2) * 256 + b1) % (max - 20000 + 1)
     end
   end
-  return math.random(20000, 59999)
+  return math.random(20000, max)
 end
 
 --- Percent-encodes everything outside [A-Za-z0-9._~-].
@@ -179,6 +181,12 @@ function Server:command()
   end
   for _, name in ipairs(self.without) do
     args[#args + 1] = "--rename-command " .. name .. " ''"
+  end
+  for _, line in ipairs(self.config) do
+    local name, rest = line:match("^%s*([%w%-]+)%s*(.-)%s*$")
+    assert(name, "config line without a name: " .. line)
+    args[#args + 1] = "--" .. name
+    for word in rest:gmatch("%S+") do args[#args + 1] = quote(word) end
   end
   return table.concat(args, " ")
 end
@@ -343,7 +351,10 @@ end
 --- Starts a new server on a random free loopback port. opts: password,
 --- databases (default 16), durable (an append-only file, fsync'd before each
 --- reply, so every acknowledged write survives a kill -9), without (an array
---- of commands the server does not have, as one of an older version).
+--- of commands the server does not have, as one of an older version), config
+--- (an array of configuration lines, "name value ...", each word one argument:
+--- { "cluster-enabled yes" }), max_port (the highest port to try, default
+--- 59999; a cluster node needs port + 10000 free too, so below 55536).
 --- Raises, with the log tail and the command tried, if no server comes up in
 --- 20 attempts.
 function M.start(opts)
@@ -352,6 +363,9 @@ function M.start(opts)
   local databases = opts.databases or 16
   assert(type(databases) == "number" and databases == math.floor(databases) and databases > 0,
     "databases must be a positive integer")
+  local max_port = opts.max_port or 59999
+  assert(type(max_port) == "number" and max_port == math.floor(max_port) and max_port > 20000 and max_port < 65536,
+    "max_port must be an integer from 20001 to 65535")
   local root = base_dir()
   local out, code = run("mktemp -d " .. quote(root .. "/redis.XXXXXX") .. " 2>&1")
   if code ~= 0 then error("redis_server: cannot create a directory under " .. root .. ": " .. out, 2) end
@@ -361,14 +375,18 @@ function M.start(opts)
     databases = databases,
     durable = opts.durable and true or false,
     without = opts.without or {},
+    config = opts.config or {},
     dir = (out:gsub("\n$", "")),
     running = false,
   }, Server)
   os.execute("chmod 700 " .. quote(srv.dir))
   registry[#registry + 1] = srv
   local why
-  for _ = 1, ATTEMPTS do
-    srv.port = random_port()
+  for attempt = 1, ATTEMPTS do
+    -- what a failed attempt left (a cluster node's configuration file names
+    -- its port) must not follow the server to its next port
+    if attempt > 1 then os.execute("find " .. quote(srv.dir) .. " -mindepth 1 -delete 2>/dev/null") end
+    srv.port = random_port(max_port)
     local ok
     ok, why = srv:launch()
     if ok then return srv end
