@@ -762,12 +762,25 @@ local function report_index()
   require("index_bench").report(h)
 end
 
+-- The Redis store on a real cluster: list over the shards, appends from several processes;
+-- on Lua 5.4 (the store's C is the same under every Lua).
+local function report_cluster()
+  local name = "redis cluster: list over the shards, appends from several processes"
+  if not selected(name) then return end
+  if LUA_NAME ~= "Lua 5.4" then
+    h:printf("\n%s: on Lua 5.4 only\n", name)
+    return
+  end
+  require("cluster_bench").report(h)
+end
+
 local ok, err = xpcall(function()
   run_rows()
   if not main_only then
     report_writes()
     report_redis()
     report_index()
+    report_cluster()
   end
 end, debug.traceback)
 close_stores() -- whatever is still open (the list fixture, or a failed row's stores)
