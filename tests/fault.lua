@@ -4,7 +4,8 @@
 -- `fault` (see that file). For each mode (the core's allocator, the Lua
 -- state's allocator, and on the SQLite store SQLite's allocator), each
 -- store (memory, SQLite on a temporary file, Redis on
--- a redis-server started here, agentsession.custom over a plain Lua table), and each
+-- a redis-server started here, Redis on a Redis Cluster started here,
+-- agentsession.custom over a plain Lua table), and each
 -- operation, it runs the operation with its N-th allocation failing, for
 -- N = 1, 2, 3, ... until a run completes without reaching the armed failure.
 -- Each run (a "case") starts from a store set up afresh with faults off and
@@ -261,6 +262,12 @@ local function redis_port()
   return server.port
 end
 
+local cluster
+local function cluster_seeds()
+  cluster = cluster or require("helpers.redis_cluster").start()
+  return cluster:seeds()
+end
+
 local template
 local function sqlite_template()
   if not template then
@@ -297,6 +304,17 @@ local stores = {
       return agentsession.redis{ port = redis_port(), prefix = c.prefix }
     end,
     reopen = function(c) return agentsession.redis{ port = redis_port(), prefix = c.prefix } end,
+  },
+  {
+    name = "redis cluster",
+    -- each case on a prefix of its own, on one cluster (3 masters) started for the sweep
+    new = function(c)
+      c.prefix = "fault" .. case_no .. ":"
+      return agentsession.redis{ cluster = cluster_seeds(), prefix = c.prefix, timeout_ms = 30000 }
+    end,
+    reopen = function(c)
+      return agentsession.redis{ cluster = cluster_seeds(), prefix = c.prefix, timeout_ms = 30000 }
+    end,
   },
   {
     name = "custom",
@@ -447,6 +465,9 @@ local ops = {
       if c.store.name == "memory" then return agentsession.memory() end
       if c.store.name == "sqlite" then return agentsession.sqlite(c.path) end
       if c.store.name == "redis" then return agentsession.redis{ port = redis_port(), prefix = c.prefix } end
+      if c.store.name == "redis cluster" then
+        return agentsession.redis{ cluster = cluster_seeds(), prefix = c.prefix, timeout_ms = 30000 }
+      end
       return agentsession.custom(c.backend)
     end,
     post = mgr_result },
@@ -532,7 +553,7 @@ local function run_case(mode, store, op, n, ref)
     end
     local why = agentsession.is_error(res) and wrong_where(op, res)
     if why then fail(mode, sname, op.name, n, why) end
-    local applied = sname == "redis" and op.name:find("^append") and agentsession.is_error(res)
+    local applied = sname:find("^redis") and op.name:find("^append") and agentsession.is_error(res)
                     and res.message:find("append was applied", 1, true) ~= nil
     if applied then
       -- the server ran the append: the store must hold it, whole, as the run without faults left it
@@ -582,7 +603,13 @@ end
 local start = os.clock()
 local op_names, nstores = {}, 0
 local store_list = { false }
-for _, s in ipairs(stores) do store_list[#store_list + 1] = s end
+-- The stores swept: FAULT_STORES (names separated by commas), default all of them.
+local wanted = os.getenv("FAULT_STORES")
+for _, s in ipairs(stores) do
+  if wanted == nil or ("," .. wanted .. ","):find("," .. s.name .. ",", 1, true) then
+    store_list[#store_list + 1] = s
+  end
+end
 
 for _, store in ipairs(store_list) do
   if store then nstores = nstores + 1 end
@@ -651,6 +678,7 @@ for _ in pairs(op_names) do nops = nops + 1 end
 remove_db(template)
 os.remove(dir)
 if server then server:stop() end
+if cluster then cluster:stop() end
 
 print(string.format("fault: %d allocation-failure points swept (%d core, %d Lua, %d SQLite) over %d "
                     .. "operations on %d stores, %d failed", points.core + points.lua + points.sqlite,
