@@ -324,6 +324,33 @@ function Cluster:wait_ready(seconds)
   end
 end
 
+--- cluster_state as `node` reports it ("ok", "fail"), or nil when it does
+--- not answer.
+function Cluster:state(node)
+  local out, code = self:node(node):cli("CLUSTER", "INFO")
+  if code ~= 0 then return nil end
+  return fields(out).cluster_state
+end
+
+--- Polls until every running node reports cluster_state `state` (after a
+--- master is killed, "fail" once the others have seen it gone), raising after
+--- `seconds` (default 60).
+function Cluster:wait_state(state, seconds)
+  local deadline = now() + (seconds or READY_TIMEOUT)
+  while true do
+    local all = true
+    for _, node in ipairs(self:running()) do
+      if self:state(node) ~= state then all = false end
+    end
+    if all then return self end
+    if now() > deadline then
+      error("redis_cluster: not every node says cluster_state:" .. state .. " after " .. (seconds or READY_TIMEOUT)
+        .. " s:\n" .. self:describe(), 2)
+    end
+    sleep(POLL)
+  end
+end
+
 --- Promotes `replica` (CLUSTER FAILOVER TAKEOVER, or the mode given: "" for
 --- a coordinated one with a live master, "FORCE"), then waits until it says
 --- role master and the cluster is ready.
