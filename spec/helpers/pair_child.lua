@@ -47,6 +47,16 @@ function commands.appender(id, who, count, ms)
   print("DONE " .. count)
 end
 
+-- tagappender ID WHO COUNT: COUNT times, appends the message { who = WHO,
+-- i = i } to ID with tokens = 1, then tags ID "WHO-i"; one call each.
+function commands.tagappender(id, who, count)
+  for i = 1, tonumber(count) do
+    mgr:append(id, { { who = who, i = i } }, { tokens = 1 })
+    mgr:tag(id, who .. "-" .. i)
+  end
+  print("DONE " .. count)
+end
+
 -- racer ID MODE COUNT PAUSE: COUNT times, reads ID and writes it back
 -- expecting the version it read: MODE "save" saves it with state.counter one
 -- more, MODE "append" appends one message { version = <the version read> }.
