@@ -12,6 +12,9 @@ local session = agentsession.session
 local unpack = table.unpack or rawget(_G, "unpack")
 
 local TIMEOUT = 30000 -- ms: timeout_ms of every manager
+-- ms: timeout_ms of the writer whose master is killed, which meets "unavailable" twice while
+-- no master serves its slot; long beside a call's time on a loaded machine, short beside TIMEOUT
+local OUTAGE_TIMEOUT = 5000
 
 local function child(args)
   local words = { "env", interp.env(h.root), "timeout -s KILL 300", interp.lua,
@@ -189,7 +192,9 @@ describe("redis cluster under change", function()
     local victim = cluster:node_of_slot(slot_of.k1)
     local replica = cluster:replica_of(victim)
     assert.truthy(replica, "master " .. victim.port .. " has no replica")
-    local uri = cluster:uri{ prefix = prefix, timeout_ms = TIMEOUT }
+    -- the writer's calls give up after OUTAGE_TIMEOUT while the slot has no master (and it
+    -- sends them again): the spec waits for two such failures before the promotion
+    local uri = cluster:uri{ prefix = prefix, timeout_ms = OUTAGE_TIMEOUT }
     local f = files()
     local w = child({ "writer", uri, "retry", f.ready_w, f.phase, f.finished, unpack(ids) })
     await(f.ready_w, "the writer's first append", f, { w })
