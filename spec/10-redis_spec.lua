@@ -620,6 +620,52 @@ while (my $c = $srv->accept) {
       local err = damage_is_storage(function() return t.m:list() end)
       assert.truthy(err.message:find("ghost", 1, true), err.message)
     end)
+
+    it("reports damaged metadata in a list, naming the session", function()
+      t.m:save(session{ id = "sound", name = "n", agent_name = "a" })
+      t.m:save(session{ id = "bad", name = "n", agent_name = "a", tags = { "x" } })
+      local fork = t.m:fork("sound", "f")
+      local meta = t.key("bad", "meta")
+      local damages = {
+        { "turn_count is not an integer", function() srv:cli("HSET", meta, "turn_count", "many") end },
+        { "has no created_at", function() srv:cli("HDEL", meta, "created_at") end },
+        { "has no seq", function() srv:cli("HDEL", meta, "seq") end },
+        -- a NUL in a field, which no sound value holds
+        { "not what this store writes", function()
+          srv:cli("EVAL", "return redis.call('HSET', KEYS[1], 'name', 'a' .. string.char(0) .. 'b')", "1", meta)
+        end },
+        { "not what this store writes", function()
+          srv:cli("EVAL", "return redis.call('HSET', KEYS[1], 'version', '1' .. string.char(0) .. 'b')", "1", meta)
+        end },
+        { "tags[2]", function() srv:cli("HSET", meta, "tags", "x\ny\tz") end },
+      }
+      local fields = srv:cli("HGETALL", meta)
+      for _, d in ipairs(damages) do
+        d[2]()
+        local err = damage_is_storage(function() return t.m:list() end)
+        assert.truthy(err.message:find(d[1], 1, true), err.message)
+        assert.truthy(err.message:find('"bad"', 1, true), err.message)
+        srv:cli("DEL", meta)
+        local args = { "HSET", meta }
+        for f in fields:gmatch("[^\n]+") do args[#args + 1] = f end
+        srv:cli((table.unpack or rawget(_G, "unpack"))(args))
+        assert.are.equal(3, #t.m:list())
+      end
+      -- names and parents, present or not, come back as stored
+      t.m:save(session{ id = "plain" })
+      local got = {}
+      for _, m in ipairs(t.m:list()) do got[m.id] = m end
+      assert.are.same({ "f", "sound", "n", "n" }, { got[fork.id].name, got[fork.id].parent_id,
+        got.sound.name, got.bad.name })
+      assert.is_nil(got.sound.parent_id)
+      assert.is_nil(got.plain.name)
+      assert.is_nil(got.plain.parent_id)
+      local unnamed = t.m:fork("plain")
+      local listed = t.m:list{ parent_id = "plain" }
+      assert.are.same({ unnamed.id, "plain" }, { listed[1].id, listed[1].parent_id })
+      assert.is_nil(listed[1].name)
+      assert.are.same({ "x" }, t.m:list{ tag = "x" }[1].tags)
+    end)
   end)
 
   describe("processes sharing a server", function()

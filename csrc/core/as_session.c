@@ -209,16 +209,20 @@ void as_meta_list_clear(as_meta_list *l) {
     l->n = l->cap = 0;
 }
 
+as_status as_meta_list_reserve(as_meta_list *l, size_t n, as_error *err) {
+    as_meta *grown;
+    if (n <= l->cap) return AS_OK;
+    if (n > SIZE_MAX / sizeof(as_meta)) return as_error_nomem(err);
+    grown = as_realloc(l->items, n * sizeof(as_meta));
+    if (grown == NULL) return as_error_nomem(err);
+    l->items = grown;
+    l->cap = n;
+    return AS_OK;
+}
+
 as_status as_meta_list_push(as_meta_list *l, const as_meta *m, as_error *err) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 8;
-        as_meta *grown;
-        if (cap > SIZE_MAX / sizeof(as_meta)) return as_error_nomem(err);
-        grown = as_realloc(l->items, cap * sizeof(as_meta));
-        if (grown == NULL) return as_error_nomem(err);
-        l->items = grown;
-        l->cap = cap;
-    }
+    if (l->n == l->cap && as_meta_list_reserve(l, l->cap ? l->cap * 2 : 8, err) != AS_OK)
+        return err->status;
     if (as_meta_copy(&l->items[l->n], m, err) != AS_OK) return err->status;
     l->n++;
     return AS_OK;

@@ -97,6 +97,8 @@ as_status as_session_push(as_session *s, as_blob *const *msgs, size_t n, as_erro
 void as_meta_list_clear(as_meta_list *l);
 /* Appends a copy of m. */
 as_status as_meta_list_push(as_meta_list *l, const as_meta *m, as_error *err);
+/* Room for n items in all (a store then fills items[l->n ...] and counts them). */
+as_status as_meta_list_reserve(as_meta_list *l, size_t n, as_error *err);
 
 /* The metadata as a JSON object with the seed's field names. */
 int as_meta_write_json(as_buf *b, const as_meta *m);

@@ -80,13 +80,36 @@ static const char load_script[] =
     "if ARGV[1] == 'r' then msgs = redis.call('LRANGE', KEYS[2], ARGV[2], ARGV[3]) end\n"
     "return {m, len, msgs, redis.call('GET', KEYS[3])}\n";
 
+/* The fields of a meta hash the scripts read with HMGET, in the order
+** parse_packed takes them: those every session has, then name and parent_id. */
+#define META_FIELDS \
+    "'id', 'agent_name', 'tags', 'created_at', 'updated_at', 'turn_count', 'total_tokens', " \
+    "'version', 'seq', 'bytes', 'name', 'parent_id'"
+
+/* pack(f): HMGET's META_FIELDS as one string (see parse_packed), which costs
+** the server and the client less than a reply of a dozen values; HMGET's
+** array itself when a field every session has is missing. */
+#define PACK_LUA \
+    "local function pack(f)\n" \
+    "  if not (f[1] and f[2] and f[3] and f[4] and f[5] and f[6] and f[7] and f[8] and f[9]\n" \
+    "          and f[10]) then\n" \
+    "    return f\n" \
+    "  end\n" \
+    "  local name, parent = f[11], f[12]\n" \
+    "  if name and parent then f[13] = 'b'; return table.concat(f, '\\0', 1, 13) end\n" \
+    "  if name then f[12] = 'n'; return table.concat(f, '\\0', 1, 12) end\n" \
+    "  if parent then f[11], f[12] = parent, 'p'; return table.concat(f, '\\0', 1, 12) end\n" \
+    "  f[11] = '0'\n" \
+    "  return table.concat(f, '\\0', 1, 11)\n" \
+    "end\n"
+
 /* KEYS: the indexes of the filter (each tag, the agent, the parent), or the
 ** index of every session; the script walks the smallest. ARGV: prefix, offset,
 ** limit (-1: none), exact ("1": the one index is the whole filter), agent flag
 ** and agent, parent flag and parent, before flag and before (updated_at below
 ** it only), without flag and the tag sessions must not carry, then the tags
-** every session must carry. Returns the meta hashes. */
-static const char list_script[] =
+** every session must carry. Returns the metadata of each session, packed. */
+static const char list_script[] = PACK_LUA
     "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local exact = ARGV[4] == '1'\n"
     "local index = KEYS[1]\n"
@@ -97,13 +120,10 @@ static const char list_script[] =
     "    if n < least then index, least = KEYS[i], n end\n"
     "  end\n"
     "end\n"
-    "local function field(h, name)\n"
-    "  for i = 1, #h, 2 do if h[i] == name then return h[i + 1] end end\n"
-    "end\n"
-    "local function matches(h)\n"
-    "  if ARGV[5] == '1' and field(h, 'agent_name') ~= ARGV[6] then return false end\n"
-    "  if ARGV[7] == '1' and field(h, 'parent_id') ~= ARGV[8] then return false end\n"
-    "  local tags = '\\n' .. (field(h, 'tags') or '') .. '\\n'\n"
+    "local function matches(f)\n"
+    "  if ARGV[5] == '1' and f[2] ~= ARGV[6] then return false end\n"
+    "  if ARGV[7] == '1' and f[12] ~= ARGV[8] then return false end\n"
+    "  local tags = '\\n' .. (f[3] or '') .. '\\n'\n"
     "  if ARGV[11] == '1' and string.find(tags, '\\n' .. ARGV[12] .. '\\n', 1, true) then\n"
     "    return false\n"
     "  end\n"
@@ -124,15 +144,16 @@ static const char list_script[] =
     "  local ms = redis.call('ZREVRANGE', index, pos, pos + step - 1)\n"
     "  for _, member in ipairs(ms) do\n"
     "    local id = string.sub(member, 17)\n"
-    "    local h = redis.call('HGETALL', prefix .. '{' .. id .. '}:meta')\n"
-    "    if #h == 0 then\n"
+    "    local key = prefix .. '{' .. id .. '}:meta'\n"
+    "    local f = redis.call('HMGET', key, " META_FIELDS ")\n"
+    "    if not f[1] and redis.call('EXISTS', key) == 0 then\n"
     "      return redis.error_reply('DAMAGED ' .. index .. ' names session \\\"' ..\n"
     "                               string.sub(id, 1, 64) .. '\\\", which has no metadata')\n"
     "    end\n"
-    "    if exact or matches(h) then\n"
+    "    if exact or matches(f) then\n"
     "      if skip > 0 then skip = skip - 1\n"
     "      else\n"
-    "        out[#out + 1] = h\n"
+    "        out[#out + 1] = pack(f)\n"
     "        if #out == limit then break end\n"
     "      end\n"
     "    end\n"
@@ -1157,48 +1178,74 @@ static as_status route_id(redis_store *rs, const char *id, as_error *err) {
 
 /* ---------------------------------------------------------------- reading */
 
-static as_status parse_int(redis_store *rs, const char *id, const redisReply *v, const char *name,
+/* A field of a meta hash as read: its bytes, or absent (s NULL). `text` is
+** 0 for a value that is not a string (a damaged reply). */
+typedef struct field {
+    const char *s;
+    size_t len;
+    int text;
+} field;
+
+static field field_of(const redisReply *v) {
+    field f = { NULL, 0, 0 };
+    if (v == NULL || v->type == REDIS_REPLY_NIL) return f;
+    f.text = v->type == REDIS_REPLY_STRING;
+    f.s = f.text ? v->str : "";
+    f.len = f.text ? v->len : 0;
+    return f;
+}
+
+/* A decimal integer as this store writes it (an optional '-', then digits),
+** in [lo, hi]. */
+static as_status parse_int(redis_store *rs, const char *id, const field *v, const char *name,
                            int64_t lo, int64_t hi, int64_t *out, as_error *err) {
-    char buf[24], what[96];
-    char *end;
-    long long x;
-    if (v->type == REDIS_REPLY_STRING && v->len > 0 && v->len < sizeof buf) {
-        memcpy(buf, v->str, v->len);
-        buf[v->len] = '\0';
-        errno = 0;
-        x = strtoll(buf, &end, 10);
-        if (errno == 0 && *end == '\0' && (buf[0] == '-' || (buf[0] >= '0' && buf[0] <= '9'))
-            && x >= lo && x <= hi) {
-            *out = (int64_t)x;
-            return AS_OK;
+    char what[96];
+    if (v->text && v->len > 0 && v->len <= 20) {
+        const char *p = v->s, *e = v->s + v->len;
+        int neg = *p == '-';
+        uint64_t x = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+        p += neg;
+        if (p < e) {
+            for (; p < e && *p >= '0' && *p <= '9'; p++) {
+                unsigned d = (unsigned)(*p - '0');
+                if (x > (limit - d) / 10) break;
+                x = x * 10 + d;
+            }
+        } else p = NULL;
+        if (p == e) {
+            int64_t n = neg ? (x == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)x) : (int64_t)x;
+            if (n >= lo && n <= hi) {
+                *out = n;
+                return AS_OK;
+            }
         }
     }
     snprintf(what, sizeof what, "%s is not an integer in range", name);
     return rd_damaged(rs, id, what, err);
 }
 
-static as_status parse_text(redis_store *rs, const char *id, const redisReply *v,
-                            const char *name, char **out, as_error *err) {
+static as_status parse_text(redis_store *rs, const char *id, const field *v, const char *name,
+                            char **out, as_error *err) {
     char what[96];
-    if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL) {
+    if (!v->text || memchr(v->s, '\0', v->len) != NULL) {
         snprintf(what, sizeof what, "%s is not text", name);
         return rd_damaged(rs, id, what, err);
     }
-    if ((*out = as_strndup(v->str, v->len)) == NULL) return as_error_nomem(err);
+    if ((*out = as_strndup(v->s, v->len)) == NULL) return as_error_nomem(err);
     return AS_OK;
 }
 
-static as_status parse_tags(redis_store *rs, const char *id, const redisReply *v, as_meta *m,
+static as_status parse_tags(redis_store *rs, const char *id, const field *v, as_meta *m,
                             as_error *err) {
     size_t i, n = 1, start = 0;
-    if (v->type != REDIS_REPLY_STRING || memchr(v->str, '\0', v->len) != NULL)
+    if (!v->text || memchr(v->s, '\0', v->len) != NULL)
         return rd_damaged(rs, id, "tags is not text", err);
     if (v->len == 0) return AS_OK;
-    for (i = 0; i < v->len; i++) n += v->str[i] == '\n';
+    for (i = 0; i < v->len; i++) n += v->s[i] == '\n';
     if ((m->tags = as_calloc(n, sizeof(char *))) == NULL) return as_error_nomem(err);
     for (i = 0; i <= v->len; i++) {
-        if (i < v->len && v->str[i] != '\n') continue;
-        if ((m->tags[m->ntags] = as_strndup(v->str + start, i - start)) == NULL)
+        if (i < v->len && v->s[i] != '\n') continue;
+        if ((m->tags[m->ntags] = as_strndup(v->s + start, i - start)) == NULL)
             return as_error_nomem(err);
         m->ntags++;
         start = i + 1;
@@ -1214,63 +1261,52 @@ static const char *const field_names[F_COUNT] = {
     "total_tokens", "version", "seq", "bytes"
 };
 
-/* The metadata from a meta hash (HGETALL's flat array). `id`: the id it must
-** have (NULL: any). */
-static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h, as_meta *m,
-                            int64_t *seq, int64_t *bytes, as_error *err) {
-    const redisReply *f[F_COUNT] = { NULL };
+/* The metadata from its fields. `id`: the id it must have (NULL: any). */
+static as_status meta_of_fields(redis_store *rs, const char *id, const field *f, as_meta *m,
+                                int64_t *seq, int64_t *bytes, as_error *err) {
     const char *who = id ? id : "?";
-    size_t i, ntags;
+    size_t ntags;
     int k;
     int64_t v;
     as_status st;
-    char what[AS_ERROR_MESSAGE_MAX], idbuf[72];
     memset(m, 0, sizeof *m);
-    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0)
-        return rd_damaged(rs, who, "its metadata is not a hash", err);
-    for (i = 0; i < h->elements; i += 2) {
-        const redisReply *name = h->element[i];
-        if (name->type != REDIS_REPLY_STRING) continue;
-        for (k = 0; k < F_COUNT; k++)
-            if (strlen(field_names[k]) == name->len && memcmp(field_names[k], name->str, name->len) == 0)
-                f[k] = h->element[i + 1];
-    }
-    if (f[F_ID] && f[F_ID]->type == REDIS_REPLY_STRING && id == NULL) {
-        snprintf(idbuf, sizeof idbuf, "%.*s", (int)(f[F_ID]->len > 64 ? 64 : f[F_ID]->len),
-                 f[F_ID]->str);
-        who = idbuf;
-    }
     for (k = 0; k < F_COUNT; k++) {
-        if (f[k] || k == F_NAME || k == F_PARENT) continue;
+        char what[AS_ERROR_MESSAGE_MAX], idbuf[72];
+        if (f[k].s || k == F_NAME || k == F_PARENT) continue;
+        if (f[F_ID].text && id == NULL) {
+            snprintf(idbuf, sizeof idbuf, "%.*s", (int)(f[F_ID].len > 64 ? 64 : f[F_ID].len),
+                     f[F_ID].s);
+            who = idbuf;
+        }
         snprintf(what, sizeof what, "its metadata has no %s", field_names[k]);
         return rd_damaged(rs, who, what, err);
     }
-    if ((st = parse_text(rs, who, f[F_ID], "id", &m->id, err)) != AS_OK) goto fail;
+    if ((st = parse_text(rs, who, &f[F_ID], "id", &m->id, err)) != AS_OK) goto fail;
     who = m->id;
     if (id && strcmp(m->id, id) != 0) {
         st = rd_damaged(rs, id, "its metadata names another id", err);
         goto fail;
     }
-    if ((f[F_NAME] && (st = parse_text(rs, who, f[F_NAME], "name", &m->name, err)) != AS_OK)
-        || (st = parse_text(rs, who, f[F_AGENT], "agent_name", &m->agent_name, err)) != AS_OK
-        || (f[F_PARENT]
-            && (st = parse_text(rs, who, f[F_PARENT], "parent_id", &m->parent_id, err)) != AS_OK)
-        || (st = parse_tags(rs, who, f[F_TAGS], m, err)) != AS_OK
-        || (st = parse_int(rs, who, f[F_CREATED], "created_at", INT64_MIN, INT64_MAX,
+    if ((f[F_NAME].s && (st = parse_text(rs, who, &f[F_NAME], "name", &m->name, err)) != AS_OK)
+        || (st = parse_text(rs, who, &f[F_AGENT], "agent_name", &m->agent_name, err)) != AS_OK
+        || (f[F_PARENT].s
+            && (st = parse_text(rs, who, &f[F_PARENT], "parent_id", &m->parent_id, err)) != AS_OK)
+        || (st = parse_tags(rs, who, &f[F_TAGS], m, err)) != AS_OK
+        || (st = parse_int(rs, who, &f[F_CREATED], "created_at", INT64_MIN, INT64_MAX,
                            &m->created_at, err)) != AS_OK
-        || (st = parse_int(rs, who, f[F_UPDATED], "updated_at", INT64_MIN, INT64_MAX,
+        || (st = parse_int(rs, who, &f[F_UPDATED], "updated_at", INT64_MIN, INT64_MAX,
                            &m->updated_at, err)) != AS_OK)
         goto fail;
-    if ((st = parse_int(rs, who, f[F_TURNS], "turn_count", 0, UINT32_MAX, &v, err)) != AS_OK)
+    if ((st = parse_int(rs, who, &f[F_TURNS], "turn_count", 0, UINT32_MAX, &v, err)) != AS_OK)
         goto fail;
     m->turn_count = (uint32_t)v;
-    if ((st = parse_int(rs, who, f[F_TOKENS], "total_tokens", 0, INT64_MAX, &v, err)) != AS_OK)
+    if ((st = parse_int(rs, who, &f[F_TOKENS], "total_tokens", 0, INT64_MAX, &v, err)) != AS_OK)
         goto fail;
     m->total_tokens = (uint64_t)v;
-    if ((st = parse_int(rs, who, f[F_VERSION], "version", 1, INT64_MAX, &m->version, err))
+    if ((st = parse_int(rs, who, &f[F_VERSION], "version", 1, INT64_MAX, &m->version, err))
             != AS_OK
-        || (st = parse_int(rs, who, f[F_SEQ], "seq", 1, INT64_MAX, seq, err)) != AS_OK
-        || (st = parse_int(rs, who, f[F_BYTES], "bytes", 0, INT64_MAX, bytes, err)) != AS_OK)
+        || (st = parse_int(rs, who, &f[F_SEQ], "seq", 1, INT64_MAX, seq, err)) != AS_OK
+        || (st = parse_int(rs, who, &f[F_BYTES], "bytes", 0, INT64_MAX, bytes, err)) != AS_OK)
         goto fail;
     ntags = m->ntags;
     st = as_meta_check(m, err);
@@ -1284,6 +1320,96 @@ static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h
 fail:
     as_meta_clear(m);
     return st;
+}
+
+/* The field a name of the meta hash stands for; F_COUNT for another. */
+static int field_index(const char *s, size_t len) {
+    int k;
+    switch (len) {
+    case 2: k = F_ID; break;
+    case 3: k = F_SEQ; break;
+    case 4: k = s[0] == 'n' ? F_NAME : F_TAGS; break;
+    case 5: k = F_BYTES; break;
+    case 7: k = F_VERSION; break;
+    case 9: k = F_PARENT; break;
+    case 10: k = s[0] == 'a' ? F_AGENT : s[0] == 'c' ? F_CREATED : s[0] == 'u' ? F_UPDATED
+                                                                            : F_TURNS;
+        break;
+    case 12: k = F_TOKENS; break;
+    default: return F_COUNT;
+    }
+    return memcmp(field_names[k], s, len) == 0 ? k : F_COUNT;
+}
+
+/* The metadata from a meta hash (HGETALL's flat array). `id`: the id it must
+** have (NULL: any). */
+static as_status parse_meta(redis_store *rs, const char *id, const redisReply *h, as_meta *m,
+                            int64_t *seq, int64_t *bytes, as_error *err) {
+    field f[F_COUNT];
+    size_t i;
+    memset(f, 0, sizeof f);
+    if (h->type != REDIS_REPLY_ARRAY || h->elements % 2 != 0) {
+        memset(m, 0, sizeof *m);
+        return rd_damaged(rs, id ? id : "?", "its metadata is not a hash", err);
+    }
+    for (i = 0; i < h->elements; i += 2) {
+        const redisReply *name = h->element[i];
+        int k;
+        if (name->type != REDIS_REPLY_STRING) continue;
+        if ((k = field_index(name->str, name->len)) < F_COUNT) f[k] = field_of(h->element[i + 1]);
+    }
+    return meta_of_fields(rs, id, f, m, seq, bytes, err);
+}
+
+/* The fields in the order the scripts read them (META_FIELDS): those every
+** session has, then name and parent_id. */
+static const int packed_order[F_COUNT] = {
+    F_ID, F_AGENT, F_TAGS, F_CREATED, F_UPDATED, F_TURNS, F_TOKENS, F_VERSION, F_SEQ, F_BYTES,
+    F_NAME, F_PARENT
+};
+
+/* The metadata from a script's `pack`: one string, the fields every session
+** has joined by NULs (which no field of a sound store holds), then name
+** and parent_id when present, then a mark saying which are ("0", "n", "p" or
+** "b"); or, when one of the fields every session has is missing, HMGET's
+** array of the fields (nil for absent). */
+static as_status parse_packed(redis_store *rs, const char *id, const redisReply *v, as_meta *m,
+                              int64_t *seq, int64_t *bytes, as_error *err) {
+    field f[F_COUNT];
+    size_t i;
+    memset(f, 0, sizeof f);
+    if (v->type == REDIS_REPLY_ARRAY && v->elements == F_COUNT) {
+        for (i = 0; i < F_COUNT; i++) f[packed_order[i]] = field_of(v->element[i]);
+    } else if (v->type == REDIS_REPLY_STRING && v->len >= 2 && v->str[v->len - 2] == '\0') {
+        char mark = v->str[v->len - 1];
+        size_t want = mark == '0' ? 10 : mark == 'n' || mark == 'p' ? 11 : mark == 'b' ? 12 : 0, n;
+        const char *p = v->str, *end = v->str + v->len - 2;
+        for (n = 0;; n++) {
+            const char *nul = memchr(p, '\0', (size_t)(end - p)), *stop = nul ? nul : end;
+            if (n < want) {
+                int k = n < 10 ? packed_order[n] : n == 10 && mark != 'p' ? F_NAME : F_PARENT;
+                f[k].s = p;
+                f[k].len = (size_t)(stop - p);
+                f[k].text = 1;
+            }
+            if (nul == NULL) break;
+            p = nul + 1;
+        }
+        if (n + 1 != want) {
+            char who[72];
+            /* the id comes first */
+            const char *nul = memchr(v->str, '\0', v->len);
+            size_t idlen = (size_t)(nul - v->str);
+            snprintf(who, sizeof who, "%.*s", (int)(idlen > 64 ? 64 : idlen), v->str);
+            memset(m, 0, sizeof *m);
+            return rd_damaged(rs, id ? id : who, "its metadata is not what this store writes",
+                              err);
+        }
+    } else {
+        memset(m, 0, sizeof *m);
+        return rd_damaged(rs, id ? id : "?", "its metadata is not a hash", err);
+    }
+    return meta_of_fields(rs, id, f, m, seq, bytes, err);
 }
 
 static int put_script_call(as_buf *b, const char *sha, const char *text,
@@ -2113,16 +2239,21 @@ static as_status take_list(redis_store *rs, const redisReply *res, as_meta_list 
     if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, NULL, err);
     if (res->type != REDIS_REPLY_ARRAY)
         return rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+    if (out && (status = as_meta_list_reserve(out, out->n + res->elements, err)) != AS_OK)
+        return status;
     for (i = 0; status == AS_OK && i < res->elements; i++) {
         as_candidate c;
         int64_t seq, bytes;
-        memset(&c, 0, sizeof c);
-        if ((status = parse_meta(rs, NULL, res->element[i], &c.meta, &seq, &bytes, err)) != AS_OK)
-            break;
         if (out) {
-            status = as_meta_list_push(out, &c.meta, err);
-            as_meta_clear(&c.meta);
-        } else status = ranked_push(into, &c, seq, err);
+            /* parsed in place: the list has room for them all */
+            if ((status = parse_packed(rs, NULL, res->element[i], &out->items[out->n], &seq, &bytes,
+                                       err)) == AS_OK)
+                out->n++;
+            continue;
+        }
+        memset(&c, 0, sizeof c);
+        if ((status = parse_packed(rs, NULL, res->element[i], &c.meta, &seq, &bytes, err)) == AS_OK)
+            status = ranked_push(into, &c, seq, err);
     }
     return status;
 }
