@@ -666,6 +666,30 @@ while (my $c = $srv->accept) {
       assert.is_nil(listed[1].name)
       assert.are.same({ "x" }, t.m:list{ tag = "x" }[1].tags)
     end)
+
+    it("refuses an append to metadata missing a field before writing anything", function()
+      t.m:save(session{ id = "m", messages = { 1 } })
+      for _, field in ipairs({ "created_at", "id", "seq", "agent_name" }) do
+        local value = srv:cli("HGET", t.key("m", "meta"), field)
+        srv:cli("HDEL", t.key("m", "meta"), field)
+        local before = srv:cli("HGETALL", t.key("m", "meta"))
+        damage_is_storage(function() return t.m:append("m", { 2 }, { tokens = 3 }) end)
+        assert.are.equal(before, srv:cli("HGETALL", t.key("m", "meta")))
+        assert.are.equal("1", srv:cli("LLEN", t.key("m", "msgs")))
+        srv:cli("HSET", t.key("m", "meta"), field, value)
+      end
+      -- total_tokens, which an append without tokens does not add to
+      for _, bad in ipairs({ "many", "-1", "007", "9223372036854775808" }) do
+        srv:cli("HSET", t.key("m", "meta"), "total_tokens", bad)
+        local before = srv:cli("HGETALL", t.key("m", "meta"))
+        damage_is_storage(function() return t.m:append("m", { 2 }) end)
+        assert.are.equal(before, srv:cli("HGETALL", t.key("m", "meta")))
+        assert.are.equal("1", srv:cli("LLEN", t.key("m", "msgs")))
+      end
+      srv:cli("HSET", t.key("m", "meta"), "total_tokens", "0")
+      local after = t.m:append("m", { 2 }, { tokens = 3 })
+      assert.are.same({ 2, 3 }, { after.version, after.total_tokens })
+    end)
   end)
 
   describe("processes sharing a server", function()

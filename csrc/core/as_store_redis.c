@@ -219,77 +219,86 @@ static const char list_script[] = PACK_LUA
 ** messages, then the search keys of each message (mw's entries), then their
 ** distinct keys. On a cluster, KEYS go on with the sets of those keys, which
 ** the script files the session under: declared, so that a slot on the move
-** refuses the call before it runs. Checks first, the kinds of the keys it
-** will write included (only the HINCRBY of the tokens writes before the size
-** check, and is undone when it fails), so no error can stop it half-way; the
-** meta JSON length (`metalen`) follows the counters' digits. An op_id the
-** session's op ids hold ends it before any other check (ZSCORE, the first
-** command on that key, refuses one of another kind). Returns {"OK", meta
-** hash}, {"APPLIED", meta hash} (the op_id was) or {"NOTFOUND"},
+** refuses the call before it runs. Checks first: the metadata, the kinds of
+** the keys it will write and the counter (only the HINCRBY of the tokens
+** writes before the size check, and is undone when it fails), so no error
+** can stop it half-way; the meta JSON length (`metalen`) follows the
+** counters' digits. An op_id the session's op ids hold ends it before any
+** other check than the metadata's and the keys' (ZSCORE, the first command on
+** that key, refuses one of another kind). Returns {"OK", metadata} (packed,
+** as it now is), {"APPLIED", metadata} (the op_id was) or {"NOTFOUND"},
 ** {"CONFLICT", version}, {"TURNS"}, {"TOKENS"}, {"TOOLARGE", size}. */
-static const char append_script[] = INDEX_LUA
+static const char append_script[] = INDEX_LUA PACK_LUA
     "local meta, msgs, seqkey, statekey, opskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     "local new_state = ARGV[9] == '1' and ARGV[10] or nil\n"
     "local prefix, id, n, tokens = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]\n"
     "local expect, now, add, max = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])\n"
     "local max_tokens, op = ARGV[11], ARGV[12]\n"
-    "local f = redis.call('HMGET', meta, 'version', 'turn_count', 'total_tokens', 'updated_at',\n"
-    "  'bytes', 'metalen', 'seq', 'agent_name', 'parent_id', 'tags')\n"
-    "if not f[1] then\n"
+    "local function damaged(what)\n"
+    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) .. '\": ' .. what)\n"
+    "end\n"
+    "local f = redis.call('HMGET', meta, " META_FIELDS ", 'metalen')\n"
+    "if not f[8] then\n"
     "  if redis.call('EXISTS', meta) == 0 then return {'NOTFOUND'} end\n"
-    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
-    "    '\": its metadata has no version')\n"
+    "  return damaged('its metadata has no version')\n"
     "end\n"
-    "local version, turns = tonumber(f[1]), tonumber(f[2])\n"
-    "if not (version and turns and f[3] and f[4] and tonumber(f[5]) and tonumber(f[6])\n"
-    "        and tonumber(f[7]) and f[8] and f[10]) then\n"
-    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
-    "    '\": its metadata is not what this store writes')\n"
+    "local version, turns = tonumber(f[8]), tonumber(f[6])\n"
+    "if not (version and turns and f[1] == id and f[2] and f[3] and f[4] and f[5] and f[7]\n"
+    "        and tonumber(f[9]) and tonumber(f[10]) and tonumber(f[13])) then\n"
+    "  return damaged('its metadata is not what this store writes')\n"
     "end\n"
-    "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[8]}\n"
-    "if f[9] then idx[#idx + 1] = prefix .. 'parent:' .. f[9] end\n"
-    "for t in string.gmatch(f[10], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
+    "local idx = {prefix .. 'all', prefix .. 'agent:' .. f[2]}\n"
+    "if f[12] then idx[#idx + 1] = prefix .. 'parent:' .. f[12] end\n"
+    "for t in string.gmatch(f[3], '[^\\n]+') do idx[#idx + 1] = prefix .. 'tag:' .. t end\n"
     "local function kind(k, want)\n"
     "  local t = redis.call('TYPE', k).ok\n"
     "  return t == want or t == 'none'\n"
     "end\n"
-    "local sound = kind(msgs, 'list') and kind(seqkey, 'string') and kind(statekey, 'string')\n"
+    "local sound = kind(msgs, 'list') and (not new_state or kind(statekey, 'string'))\n"
     "for _, k in ipairs(idx) do sound = sound and kind(k, 'zset') end\n"
+    "local seq = redis.pcall('GET', seqkey)\n"
+    "if type(seq) == 'table' then sound = false end\n"
     "if not sound then\n"
-    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
-    "    '\": one of its keys or indexes holds another kind of value')\n"
+    "  return damaged('one of its keys or indexes holds another kind of value')\n"
     "end\n"
-    "if op ~= '' and redis.call('ZSCORE', opskey, op) then\n"
-    "  return {'APPLIED', redis.call('HGETALL', meta)}\n"
+    "if seq and not string.match(seq, '^%-?%d+$') then\n"
+    "  return redis.error_reply('DAMAGED the counter ' .. seqkey .. ' is not a number')\n"
     "end\n"
-    "if expect >= 0 and version ~= expect then return {'CONFLICT', f[1]} end\n"
+    "if op ~= '' and redis.call('ZSCORE', opskey, op) then return {'APPLIED', pack(f)} end\n"
+    "if expect >= 0 and version ~= expect then return {'CONFLICT', f[8]} end\n"
     "if turns + n > 4294967295 then return {'TURNS'} end\n"
     "local have = redis.pcall('LLEN', KEYS[7])\n"
-    "if type(have) == 'table' then\n"
-    "  return redis.error_reply('DAMAGED session \"' .. string.sub(id, 1, 64) ..\n"
-    "    '\": its search keys are not a list')\n"
-    "end\n"
+    "if type(have) == 'table' then return damaged('its search keys are not a list') end\n"
     "local new = index_new({KEYS[6], KEYS[8]}, 14 + 2 * n, #ARGV)\n"
-    "local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
-    "if type(r) == 'table' and r.err then\n"
-    "  if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
-    "  return redis.error_reply(r.err)\n"
+    /* no tokens: no HINCRBY, but the same check of what it would have read */
+    "local new_tokens, added = f[7], false\n"
+    "if tokens ~= '0' then\n"
+    "  local r = redis.pcall('HINCRBY', meta, 'total_tokens', tokens)\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    if string.find(r.err, 'overflow', 1, true) then return {'TOKENS'} end\n"
+    "    return redis.error_reply(r.err)\n"
+    "  end\n"
+    "  added = true\n"
+    "  if r >= 0 and r < 9007199254740992 then new_tokens = string.format('%d', r)\n"
+    "  else new_tokens = redis.call('HGET', meta, 'total_tokens') end\n"
+    "elseif not (new_tokens == '0' or string.match(new_tokens, '^[1-9]%d*$') and (#new_tokens < 19\n"
+    "             or #new_tokens == 19 and new_tokens <= '9223372036854775807')) then\n"
+    "  return damaged('total_tokens is not an integer in range')\n"
     "end\n"
-    "local new_tokens = redis.call('HGET', meta, 'total_tokens')\n"
     "if #new_tokens > #max_tokens or (#new_tokens == #max_tokens and new_tokens > max_tokens) then\n"
-    "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
+    "  if added then redis.call('HSET', meta, 'total_tokens', f[7]) end\n"
     "  return {'TOKENS'}\n"
     "end\n"
     "local new_turns = string.format('%d', turns + n)\n"
     "local new_version = string.format('%d', version + 1)\n"
-    "local metalen = tonumber(f[6]) + #new_turns - #f[2] + #new_tokens - #f[3] + #now - #f[4]\n"
-    "  + #new_version - #f[1]\n"
-    "local bytes = tonumber(f[5]) + add\n"
+    "local metalen = tonumber(f[13]) + #new_turns - #f[6] + #new_tokens - #f[7] + #now - #f[5]\n"
+    "  + #new_version - #f[8]\n"
+    "local bytes = tonumber(f[10]) + add\n"
     "if new_state then\n"
     "  bytes = math.max(bytes - redis.call('STRLEN', statekey), 0) + #new_state\n"
     "end\n"
     "if metalen + 38 + bytes > max then\n"
-    "  redis.call('HSET', meta, 'total_tokens', f[3])\n"
+    "  if added then redis.call('HSET', meta, 'total_tokens', f[7]) end\n"
     "  return {'TOOLARGE', string.format('%d', metalen + 38 + bytes)}\n"
     "end\n"
     "local total = 0\n"
@@ -303,9 +312,7 @@ static const char append_script[] = INDEX_LUA
     "if n > 0 then index_messages(KEYS[7], have, total - n, 14 + n, 13 + 2 * n) end\n"
     "index_file(prefix, id, KEYS[6], new)\n"
     "if new_state then redis.call('SET', statekey, new_state) end\n"
-    "redis.call('HSET', meta, 'turn_count', new_turns, 'updated_at', now, 'version', new_version,\n"
-    "  'bytes', string.format('%d', bytes), 'metalen', string.format('%d', metalen))\n"
-    "local old = string.format('%016x', tonumber(f[7])) .. id\n"
+    "local old = string.format('%016x', tonumber(f[9])) .. id\n"
     "for _, k in ipairs(idx) do redis.call('ZREM', k, old) end\n"
     "local s = redis.call('INCR', seqkey)\n"
     "if s <= tonumber(ARGV[13]) then\n"
@@ -314,8 +321,11 @@ static const char append_script[] = INDEX_LUA
     "end\n"
     "local m = string.format('%016x', s) .. id\n"
     "for _, k in ipairs(idx) do redis.call('ZADD', k, now, m) end\n"
-    "redis.call('HSET', meta, 'seq', string.format('%d', s))\n"
-    "return {'OK', redis.call('HGETALL', meta)}\n";
+    "f[5], f[6], f[7], f[8] = now, new_turns, new_tokens, new_version\n"
+    "f[9], f[10] = string.format('%d', s), string.format('%d', bytes)\n"
+    "redis.call('HSET', meta, 'turn_count', f[6], 'updated_at', now, 'version', f[8],\n"
+    "  'bytes', f[10], 'metalen', string.format('%d', metalen), 'seq', f[9])\n"
+    "return {'OK', pack(f)}\n";
 
 /* Run inside a write's MULTI, after the other writes. KEYS: the counter, the
 ** meta key, then the indexes the session belongs to. ARGV: score (updated_at),
@@ -2056,7 +2066,7 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
              && res->elements == 2) {
         int64_t seq, bytes;
         *a->applied = tag[0] == 'O';
-        status = parse_meta(rs, a->id, res->element[1], out, &seq, &bytes, err);
+        status = parse_packed(rs, a->id, res->element[1], out, &seq, &bytes, err);
         if (status == AS_OK && (uint64_t)seq > rs->hi_seq) rs->hi_seq = (uint64_t)seq;
         /* the script has run: say so rather than report a failed call */
         if (status == AS_ENOMEM) as_error_nomem_applied(err, a->id);
