@@ -143,9 +143,13 @@ as_status as_meta_check(as_meta *m, as_error *err) {
                                           "metadata.parent_id", err)) != AS_OK)
         return st;
     for (i = 0; i < m->ntags; i++) {
-        char what[48];
-        snprintf(what, sizeof what, "metadata.tags[%zu]", i + 1);
-        if ((st = as_check_tag(m->tags[i], strlen(m->tags[i]), what, err)) != AS_OK) return st;
+        if ((st = as_check_tag(m->tags[i], strlen(m->tags[i]), "", err)) != AS_OK) {
+            /* the path, written only when it is needed */
+            char what[48];
+            snprintf(what, sizeof what, "metadata.tags[%zu]", i + 1);
+            as_error_prefix(err, what);
+            return st;
+        }
     }
     /* drop repeats, keeping the first of each */
     for (i = 0; i < m->ntags; i++) {

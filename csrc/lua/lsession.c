@@ -292,11 +292,17 @@ as_status lbind_to_meta(lua_State *L, int idx, as_meta *m, as_error *err) {
 
 /* ---------------------------------------------------------------- to Lua */
 
+/* A C string as a Lua string: with its length given, Lua skips its cache of
+** C strings, which metadata values (new each time) would only miss. */
+static void push_text(lua_State *L, const char *s) {
+    lua_pushlstring(L, s, strlen(s));
+}
+
 void lbind_push_tags(lua_State *L, const as_meta *m) {
     size_t i;
     lua_createtable(L, (int)(m->ntags < 1000 ? m->ntags : 1000), 0);
     for (i = 0; i < m->ntags; i++) {
-        lua_pushstring(L, m->tags[i]);
+        push_text(L, m->tags[i]);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     luaL_setmetatable(L, LBIND_ARRAY_MT);
@@ -317,15 +323,15 @@ static void meta_int(lua_State *L, const char *name, int64_t v, int big) {
 
 void lbind_push_meta(lua_State *L, const as_meta *m, int big) {
     lua_createtable(L, 0, 10);
-    lua_pushstring(L, m->id);
+    push_text(L, m->id);
     lua_setfield(L, -2, "id");
     if (m->name) {
-        lua_pushstring(L, m->name);
+        push_text(L, m->name);
         lua_setfield(L, -2, "name");
     }
     lbind_push_tags(L, m);
     lua_setfield(L, -2, "tags");
-    lua_pushstring(L, m->agent_name ? m->agent_name : "");
+    push_text(L, m->agent_name ? m->agent_name : "");
     lua_setfield(L, -2, "agent_name");
     meta_int(L, "created_at", m->created_at, big);
     meta_int(L, "updated_at", m->updated_at, big);
@@ -333,7 +339,7 @@ void lbind_push_meta(lua_State *L, const as_meta *m, int big) {
     meta_int(L, "total_tokens", (int64_t)m->total_tokens, big);
     meta_int(L, "version", m->version, big);
     if (m->parent_id) {
-        lua_pushstring(L, m->parent_id);
+        push_text(L, m->parent_id);
         lua_setfield(L, -2, "parent_id");
     }
 }
