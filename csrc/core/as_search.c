@@ -316,31 +316,30 @@ as_status as_snippet(const char *text, size_t len, size_t at, char **out, as_err
 
 /* ---------------------------------------------------------------- keys */
 
-/* The keys already written to out (offsets from `base`), in an open-addressing set. */
+/* The keys already written to out, in an open-addressing set: each slot holds
+** a key's offset in out (plus one; 0: empty), its length and its hash, so
+** that a probe compares bytes only on a full match of the hash and growing
+** reads no key again. */
+typedef struct key_slot {
+    size_t at;
+    uint32_t len;
+    uint32_t hash;
+} key_slot;
+
 typedef struct key_set {
-    size_t *slots; /* offset + 1 of a key in out; 0: empty */
+    key_slot *slots;
     size_t mask;
     size_t n;
 } key_set;
 
-static uint64_t key_hash(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603u;
+static int key_set_grow(key_set *ks, size_t cap) {
+    key_slot *slots;
     size_t i;
-    for (i = 0; i < n; i++) { h ^= (unsigned char)s[i]; h *= 1099511628211u; }
-    return h;
-}
-
-static int key_set_grow(key_set *ks, const as_buf *out, char sep) {
-    size_t cap = ks->mask ? (ks->mask + 1) * 2 : 64, i;
-    size_t *slots;
-    if (cap > SIZE_MAX / sizeof(size_t) || (slots = as_calloc(cap, sizeof(size_t))) == NULL) return -1;
-    for (i = 0; ks->mask && i <= ks->mask; i++) {
-        size_t off, n, j;
-        if (ks->slots[i] == 0) continue;
-        off = ks->slots[i] - 1;
-        n = (size_t)((const char *)memchr(out->data + off, sep, out->len - off) - (out->data + off));
-        for (j = (size_t)key_hash(out->data + off, n) & (cap - 1); slots[j]; j = (j + 1) & (cap - 1))
-            continue;
+    if (cap > SIZE_MAX / sizeof *slots || (slots = as_calloc(cap, sizeof *slots)) == NULL) return -1;
+    for (i = 0; ks->slots && i <= ks->mask; i++) {
+        size_t j;
+        if (ks->slots[i].at == 0) continue;
+        for (j = ks->slots[i].hash & (cap - 1); slots[j].at; j = (j + 1) & (cap - 1)) continue;
         slots[j] = ks->slots[i];
     }
     as_free(ks->slots);
@@ -351,12 +350,16 @@ static int key_set_grow(key_set *ks, const as_buf *out, char sep) {
 
 int as_search_keys(const char *text, size_t len, char sep, as_buf *out) {
     key_set ks = { NULL, 0, 0 };
-    size_t pos = 0, start, end;
+    size_t pos = 0, start, end, cap = 64;
     int bad = 0;
-    while (!bad && next_word(text, len, &pos, &start, &end)) {
+    /* a slot for every four bytes of text, so that most texts never grow it */
+    while (cap < len / 4 && cap < ((size_t)1 << 16)) cap *= 2;
+    if (key_set_grow(&ks, cap) != 0) return -1;
+    while (next_word(text, len, &pos, &start, &end)) {
         size_t n = key_len(text + start, end - start), j, off = out->len, i;
-        uint64_t h;
-        if ((ks.n + 1) * 2 > ks.mask + 1 && key_set_grow(&ks, out, sep) != 0) {
+        uint32_t h;
+        char *k;
+        if ((ks.n + 1) * 2 > ks.mask + 1 && key_set_grow(&ks, (ks.mask + 1) * 2) != 0) {
             bad = 1;
             break;
         }
@@ -364,20 +367,24 @@ int as_search_keys(const char *text, size_t len, char sep, as_buf *out) {
             bad = 1;
             break;
         }
-        h = 1469598103934665603u;
+        /* folded into out (kept only when new) and hashed (FNV-1a) in one pass */
+        k = out->data + off;
+        h = 2166136261u;
         for (i = 0; i < n; i++) {
             unsigned char c = fold((unsigned char)text[start + i]);
-            out->data[off + i] = (char)c;
-            h = (h ^ c) * 1099511628211u;
+            k[i] = (char)c;
+            h = (h ^ c) * 16777619u;
         }
-        for (j = (size_t)h & ks.mask; ks.slots[j]; j = (j + 1) & ks.mask) {
-            const char *k = out->data + ks.slots[j] - 1;
-            if (memcmp(k, out->data + off, n) == 0 && k[n] == sep) break;
+        for (j = h & ks.mask; ks.slots[j].at; j = (j + 1) & ks.mask) {
+            const key_slot *sl = &ks.slots[j];
+            if (sl->hash == h && sl->len == n && memcmp(out->data + sl->at - 1, k, n) == 0) break;
         }
-        if (ks.slots[j]) continue; /* seen: the bytes written past len are dropped */
-        out->data[off + n] = sep;
+        if (ks.slots[j].at) continue; /* seen: the bytes written past len are dropped */
+        k[n] = sep;
         out->len += n + 1;
-        ks.slots[j] = off + 1;
+        ks.slots[j].at = off + 1;
+        ks.slots[j].len = (uint32_t)n;
+        ks.slots[j].hash = h;
         ks.n++;
     }
     as_free(ks.slots);
