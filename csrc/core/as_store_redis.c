@@ -1129,6 +1129,11 @@ static as_status ask_slots(redis_store *rs, as_error *err) {
         for (s = e->element[0]->integer; s <= e->element[1]->integer; s++)
             map[s] = (uint16_t)(node_index(rs, k) + 1);
     }
+    if (r[0]->elements == 0) {
+        /* a node not yet joined to the cluster, or one that lost its configuration */
+        st = rd_fail(rs, AS_EUNAVAILABLE, err, "the node knows no slot of the cluster");
+        goto done;
+    }
     memcpy(rs->slots, map, SLOTS * sizeof *map);
     st = AS_OK;
 done:
