@@ -22,6 +22,22 @@ local function is_integer(v)
   return type(v) == "number" and v == math.floor(v)
 end
 
+-- The shards (CRC16 mod 16, from the node's CLUSTER KEYSLOT of each id as a
+-- hash tag) of the ids, asked with one redis-cli.
+local function shards_of(node, ids)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  for _, id in ipairs(ids) do f:write("CLUSTER KEYSLOT {", id, "}\n") end
+  f:close()
+  local out, code = rs.run("redis-cli -h " .. node.host .. " -p " .. node.port .. " < " .. rs.quote(path))
+  os.remove(path)
+  assert(code == 0, out)
+  local shards = {}
+  for slot in out:gmatch("(%d+)") do shards[#shards + 1] = tonumber(slot) % 16 end
+  assert(#shards == #ids, out)
+  return shards
+end
+
 -- The error fn raises; fails when it raises none or one of another kind.
 local function raises(kind, fn, context)
   local ok, err = pcall(fn)
@@ -143,6 +159,22 @@ describe("redis cluster", function()
         }
         both(function(m) return m:import(doc, { replace = true }) end)
       end
+      -- last, 30 sessions of one shard: a page of the list all from one shard, most of
+      -- which the shard gives as score and member, read after the merge
+      local candidates = {}
+      for i = 1, 800 do candidates[i] = "skew" .. i end
+      local shard, skew = shards_of(cluster:masters()[1], candidates), {}
+      for i, id in ipairs(candidates) do
+        if shard[i] == shard[1] and #skew < 30 then skew[#skew + 1] = id end
+      end
+      assert.are.equal(30, #skew)
+      for k, id in ipairs(skew) do
+        both(function(m)
+          return m:save(session{ id = id, agent_name = "a" .. k % 2, tags = { "skew" },
+            messages = { { content = "skew " .. k } } })
+        end)
+        ids[id] = id
+      end
       for i = 1, 60 do ids["l" .. i] = "l" .. i end
       for i = 1, 6 do ids["tie" .. i] = "tie" .. i end
     end)
@@ -156,7 +188,8 @@ describe("redis cluster", function()
       { tag = "red" }, { tag = "red", limit = 4, offset = 2 }, { tags = { "red", "blue" } },
       { agent_name = "a1" }, { agent_name = "a1", tag = "red", limit = 3, offset = 1 }, { parent_id = "l4" },
       { parent_id = "l9", limit = 1, offset = 1 }, { tag = "tie" }, { tag = "tie", limit = 2, offset = 3 },
-      { tag = "nothing" },
+      { tag = "nothing" }, { limit = 20 }, { limit = 20, offset = 7 }, { limit = 40 },
+      { tag = "skew", limit = 25 }, { tag = "skew", agent_name = "a1", limit = 12, offset = 2 },
     }
     for _, f in ipairs(filters) do
       it("list " .. agentsession.json.encode(f) .. " gives the sessions a memory store gives, in its order", function()

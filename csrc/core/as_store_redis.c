@@ -107,8 +107,11 @@ static const char load_script[] =
 ** index of every session; the script walks the smallest. ARGV: prefix, offset,
 ** limit (-1: none), exact ("1": the one index is the whole filter), agent flag
 ** and agent, parent flag and parent, before flag and before (updated_at below
-** it only), without flag and the tag sessions must not carry, then the tags
-** every session must carry. Returns the metadata of each session, packed. */
+** it only), without flag and the tag sessions must not carry, `full` (-1:
+** all), then the tags every session must carry. Returns the metadata of each
+** session, packed; past the first `full`, each session as its score and
+** member ("<updated_at> <member>"), for a cluster's merge to order: the
+** metadata of those that make its page is read after (fetch_script). */
 static const char list_script[] = PACK_LUA
     "local prefix, skip, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
     "local exact = ARGV[4] == '1'\n"
@@ -127,11 +130,12 @@ static const char list_script[] = PACK_LUA
     "  if ARGV[11] == '1' and string.find(tags, '\\n' .. ARGV[12] .. '\\n', 1, true) then\n"
     "    return false\n"
     "  end\n"
-    "  for i = 13, #ARGV do\n"
+    "  for i = 14, #ARGV do\n"
     "    if not string.find(tags, '\\n' .. ARGV[i] .. '\\n', 1, true) then return false end\n"
     "  end\n"
     "  return true\n"
     "end\n"
+    "local full = tonumber(ARGV[13])\n"
     "local out, pos, step = {}, 0, 256\n"
     "if ARGV[9] == '1' then\n"
     "  pos = redis.call('ZCOUNT', index, ARGV[10], '+inf')\n"
@@ -141,25 +145,54 @@ static const char list_script[] = PACK_LUA
     "  if limit >= 0 then step = limit end\n"
     "end\n"
     "while step > 0 and (limit < 0 or #out < limit) do\n"
-    "  local ms = redis.call('ZREVRANGE', index, pos, pos + step - 1)\n"
-    "  for _, member in ipairs(ms) do\n"
-    "    local id = string.sub(member, 17)\n"
-    "    local key = prefix .. '{' .. id .. '}:meta'\n"
-    "    local f = redis.call('HMGET', key, " META_FIELDS ")\n"
-    "    if not f[1] and redis.call('EXISTS', key) == 0 then\n"
-    "      return redis.error_reply('DAMAGED ' .. index .. ' names session \\\"' ..\n"
-    "                               string.sub(id, 1, 64) .. '\\\", which has no metadata')\n"
-    "    end\n"
-    "    if exact or matches(f) then\n"
-    "      if skip > 0 then skip = skip - 1\n"
-    "      else\n"
-    "        out[#out + 1] = pack(f)\n"
-    "        if #out == limit then break end\n"
+    "  local ms = redis.call('ZREVRANGE', index, pos, pos + step - 1, 'WITHSCORES')\n"
+    "  for j = 1, #ms, 2 do\n"
+    "    local member = ms[j]\n"
+    "    if exact and skip == 0 and full >= 0 and #out >= full then\n"
+    "      out[#out + 1] = ms[j + 1] .. ' ' .. member\n"
+    "      if #out == limit then break end\n"
+    "    else\n"
+    "      local id = string.sub(member, 17)\n"
+    "      local key = prefix .. '{' .. id .. '}:meta'\n"
+    "      local f = redis.call('HMGET', key, " META_FIELDS ")\n"
+    "      if not f[1] and redis.call('EXISTS', key) == 0 then\n"
+    "        return redis.error_reply('DAMAGED ' .. index .. ' names session \\\"' ..\n"
+    "                                 string.sub(id, 1, 64) .. '\\\", which has no metadata')\n"
+    "      end\n"
+    "      if exact or matches(f) then\n"
+    "        if skip > 0 then skip = skip - 1\n"
+    "        else\n"
+    "          if full >= 0 and #out >= full then out[#out + 1] = ms[j + 1] .. ' ' .. member\n"
+    "          else out[#out + 1] = pack(f) end\n"
+    "          if #out == limit then break end\n"
+    "        end\n"
     "      end\n"
     "    end\n"
     "  end\n"
-    "  if #ms < step then break end\n"
+    "  if #ms < 2 * step then break end\n"
     "  pos = pos + step\n"
+    "end\n"
+    "return out\n";
+
+/* A cluster's list: the metadata of sessions of one shard that make the page
+** but came as score and member (see list_script). KEYS: their meta keys, then
+** the indexes the list walked there. ARGV: their members. Returns each one's
+** metadata, packed, or false for one deleted since: a member an index still
+** holds without its metadata is damage. */
+static const char fetch_script[] = PACK_LUA
+    "local n, out = #ARGV, {}\n"
+    "for i = 1, n do\n"
+    "  local f = redis.call('HMGET', KEYS[i], " META_FIELDS ")\n"
+    "  if f[1] or redis.call('EXISTS', KEYS[i]) == 1 then out[i] = pack(f)\n"
+    "  else\n"
+    "    for k = n + 1, #KEYS do\n"
+    "      if redis.call('ZSCORE', KEYS[k], ARGV[i]) then\n"
+    "        return redis.error_reply('DAMAGED ' .. KEYS[k] .. ' names session \\\"' ..\n"
+    "                                 string.sub(ARGV[i], 17, 80) .. '\\\", which has no metadata')\n"
+    "      end\n"
+    "    end\n"
+    "    out[i] = false\n"
+    "  end\n"
     "end\n"
     "return out\n";
 
@@ -2109,6 +2142,8 @@ static as_status append_run(redis_store *rs, const as_append *a, const as_buf *k
 typedef struct ranked {
     as_candidate c;
     int64_t seq;
+    unsigned shard;
+    int need; /* came as score and member: its metadata is read if it makes the page */
 } ranked;
 
 typedef struct ranked_list {
@@ -2116,7 +2151,8 @@ typedef struct ranked_list {
     size_t n, cap;
 } ranked_list;
 
-static as_status ranked_push(ranked_list *l, as_candidate *c, int64_t seq, as_error *err) {
+static as_status ranked_push(ranked_list *l, as_candidate *c, int64_t seq, unsigned shard,
+                              as_error *err) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 32;
         ranked *grown = cap > SIZE_MAX / sizeof *grown ? NULL : as_realloc(l->items, cap * sizeof *grown);
@@ -2129,6 +2165,8 @@ static as_status ranked_push(ranked_list *l, as_candidate *c, int64_t seq, as_er
     }
     l->items[l->n].c = *c;
     l->items[l->n].seq = seq;
+    l->items[l->n].shard = shard;
+    l->items[l->n].need = 0;
     l->n++;
     memset(c, 0, sizeof *c);
     return AS_OK;
@@ -2158,8 +2196,8 @@ static size_t page_end(const as_filter *f) {
 
 typedef int (*put_call_fn)(redis_store *rs, const as_filter *f, const void *ctx, size_t offset,
                            size_t limit, int by_text);
-typedef as_status (*take_reply_fn)(redis_store *rs, const redisReply *res, ranked_list *out,
-                                   as_error *err);
+typedef as_status (*take_reply_fn)(redis_store *rs, const redisReply *res, unsigned shard,
+                                   ranked_list *out, as_error *err);
 
 /* Asks every shard of a cluster for the first page_end(f) rows, one request
 ** per master with a call per shard it holds, and gathers them. */
@@ -2168,6 +2206,7 @@ static as_status ask_shards(redis_store *rs, const as_filter *f, const void *ctx
                             as_error *err) {
     redisReply *r[AS_REDIS_SHARDS];
     size_t node[AS_REDIS_SHARDS], end = page_end(f), i, j, n;
+    unsigned asked[AS_REDIS_SHARDS];
     unsigned k;
     as_status st;
     for (k = 0; k < AS_REDIS_SHARDS; k++)
@@ -2186,7 +2225,7 @@ static as_status ask_shards(redis_store *rs, const as_filter *f, const void *ctx
                 if (node[k] != i) continue;
                 use_shard(rs, k);
                 bad = put_call(rs, f, ctx, 0, end, by_text);
-                n++;
+                asked[n++] = k;
             }
             if (bad) return as_error_nomem(err);
             if (n == 0) break;
@@ -2198,7 +2237,7 @@ static as_status ask_shards(redis_store *rs, const as_filter *f, const void *ctx
                 by_text = 1;
                 continue;
             }
-            for (j = 0, st = AS_OK; j < n && st == AS_OK; j++) st = take(rs, r[j], out, err);
+            for (j = 0, st = AS_OK; j < n && st == AS_OK; j++) st = take(rs, r[j], asked[j], out, err);
             free_replies(r, n);
             if (st != AS_OK) return st;
             break;
@@ -2218,10 +2257,9 @@ static int put_list_call(redis_store *rs, const as_filter *f, const void *ctx, s
     size_t nkeys = f->ntags + (size_t)agent + (size_t)parent, i;
     char num[24];
     int bad;
-    (void)ctx;
     if (nkeys == 0) nkeys = 1; /* the index of every session */
     if (nkeys > SIZE_MAX / 2 - 9) return -1;
-    bad = put_script_call(b, by_text ? "" : rs->list_sha, list_script, 13 + nkeys + f->ntags);
+    bad = put_script_call(b, by_text ? "" : rs->list_sha, list_script, 14 + nkeys + f->ntags);
     snprintf(num, sizeof num, "%zu", nkeys);
     bad |= put_str(b, num);
     for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
@@ -2241,14 +2279,58 @@ static int put_list_call(redis_store *rs, const as_filter *f, const void *ctx, s
     /* ZCOUNT's min: the scores from `before` on are skipped */
     bad |= put_str(b, f->has_before ? "1" : "0") || put_int(b, f->has_before ? f->before : 0)
            || put_str(b, f->without_tag ? "1" : "0")
-           || put_str(b, f->without_tag ? f->without_tag : "");
+           || put_str(b, f->without_tag ? f->without_tag : "")
+           || put_int(b, ctx ? (int64_t)*(const size_t *)ctx : -1);
     for (i = 0; i < f->ntags; i++) bad |= put_str(b, f->tags[i]);
     return bad;
 }
 
+/* The keys of the indexes a list with filter f walks in the shard at hand,
+** as list_script's KEYS; *n receives their number. */
+static int put_list_keys(redis_store *rs, as_buf *b, const as_filter *f) {
+    size_t i;
+    int bad = 0;
+    for (i = 0; i < f->ntags; i++) bad |= put_ikey(rs, b, "tag:", f->tags[i]);
+    if (f->agent_name) bad |= put_ikey(rs, b, "agent:", f->agent_name);
+    if (f->parent_id) bad |= put_ikey(rs, b, "parent:", f->parent_id);
+    return bad || put_ikey(rs, b, "all", NULL);
+}
+
+/* An entry of the list script's reply that came as score and member: a
+** string without the NULs that separate a packed session's fields. */
+static int is_rank(const redisReply *e) {
+    return e->type == REDIS_REPLY_STRING && memchr(e->str, '\0', e->len) == NULL;
+}
+
+/* "<updated_at> <member>" as a candidate of the merge: its id, updated_at and
+** write number; the rest of its metadata is read if it makes the page. */
+static as_status take_rank(redis_store *rs, const redisReply *e, unsigned shard, ranked_list *into,
+                           as_error *err) {
+    const char *sp = memchr(e->str, ' ', e->len), *member;
+    size_t mlen;
+    char hex[17], *end;
+    double score;
+    as_candidate c;
+    as_status st;
+    if (sp == NULL || (mlen = e->len - (size_t)(sp + 1 - e->str)) <= 16 || mlen - 16 > AS_ID_MAX)
+        return rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+    member = sp + 1;
+    score = strtod(e->str, &end);
+    memcpy(hex, member, 16);
+    hex[16] = '\0';
+    memset(&c, 0, sizeof c);
+    if (end != sp || (c.meta.id = as_strndup(member + 16, mlen - 16)) == NULL)
+        return end != sp ? rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply")
+                         : as_error_nomem(err);
+    c.meta.updated_at = score >= 9.2e18 ? INT64_MAX : score <= -9.2e18 ? INT64_MIN : (int64_t)score;
+    if ((st = ranked_push(into, &c, (int64_t)strtoull(hex, NULL, 16), shard, err)) == AS_OK)
+        into->items[into->n - 1].need = 1;
+    return st;
+}
+
 /* The metadata of the list script's reply, to `out` or (out NULL) to `into`. */
 static as_status take_list(redis_store *rs, const redisReply *res, as_meta_list *out,
-                           ranked_list *into, as_error *err) {
+                           unsigned shard, ranked_list *into, as_error *err) {
     as_status status = AS_OK;
     size_t i;
     if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, NULL, err);
@@ -2266,16 +2348,101 @@ static as_status take_list(redis_store *rs, const redisReply *res, as_meta_list 
                 out->n++;
             continue;
         }
+        if (is_rank(res->element[i])) {
+            status = take_rank(rs, res->element[i], shard, into, err);
+            continue;
+        }
         memset(&c, 0, sizeof c);
         if ((status = parse_packed(rs, NULL, res->element[i], &c.meta, &seq, &bytes, err)) == AS_OK)
-            status = ranked_push(into, &c, seq, err);
+            status = ranked_push(into, &c, seq, shard, err);
     }
     return status;
 }
 
-static as_status take_list_ranked(redis_store *rs, const redisReply *res, ranked_list *out,
-                                  as_error *err) {
-    return take_list(rs, res, NULL, out, err);
+static as_status take_list_ranked(redis_store *rs, const redisReply *res, unsigned shard,
+                                  ranked_list *out, as_error *err) {
+    return take_list(rs, res, NULL, shard, out, err);
+}
+
+/* Reads the metadata of the page's sessions [from, end) that came as score and
+** member, one request per master, and puts it in their place; the operation
+** runs again when one was deleted since. */
+static as_status fetch_needed(redis_store *rs, const as_filter *f, ranked_list *all, size_t from,
+                              size_t end, as_error *err) {
+    size_t nidx = f->ntags + (f->agent_name != NULL) + (f->parent_id != NULL) + 1, node, i, j;
+    as_status st = AS_OK;
+    for (node = 0; node < rs->nnodes && st == AS_OK; node++) {
+        redisReply *r[AS_REDIS_SHARDS];
+        unsigned asked[AS_REDIS_SHARDS], k;
+        size_t n = 0;
+        int bad;
+        rs->cur = rs->nodes[node];
+        bad = req_start(rs);
+        for (k = 0; k < AS_REDIS_SHARDS && !bad; k++) {
+            size_t count = 0;
+            if (rs->slots[rs->shard_slot[k]] != node + 1) continue;
+            for (i = from; i < end; i++) count += all->items[i].need && all->items[i].shard == k;
+            if (count == 0) continue;
+            use_shard(rs, k);
+            bad = put_head(&rs->req, 3 + 2 * count + nidx) || put_str(&rs->req, "EVAL")
+                  || put_str(&rs->req, fetch_script) || put_int(&rs->req, (int64_t)(count + nidx));
+            for (i = from; i < end && !bad; i++)
+                if (all->items[i].need && all->items[i].shard == k)
+                    bad = put_skey(rs, &rs->req, all->items[i].c.meta.id, "meta");
+            bad = bad || put_list_keys(rs, &rs->req, f);
+            for (i = from; i < end && !bad; i++)
+                if (all->items[i].need && all->items[i].shard == k)
+                    bad = put_member(&rs->req, all->items[i].seq, all->items[i].c.meta.id);
+            asked[n++] = k;
+        }
+        if (bad) return as_error_nomem(err);
+        if (n == 0) continue;
+        memset(r, 0, sizeof r);
+        if ((st = rd_roundtrip(rs, n, r, 1, err)) != AS_OK) return st;
+        for (j = 0; j < n && st == AS_OK; j++) {
+            const redisReply *res = r[j];
+            size_t m = 0;
+            if (res->type == REDIS_REPLY_ERROR) {
+                st = reply_error(rs, res, NULL, err);
+                break;
+            }
+            if (res->type != REDIS_REPLY_ARRAY) {
+                st = rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+                break;
+            }
+            for (i = from; i < end && st == AS_OK; i++) {
+                ranked *it = &all->items[i];
+                as_meta meta;
+                int64_t seq, bytes;
+                if (!it->need || it->shard != asked[j]) continue;
+                if (m >= res->elements) {
+                    st = rd_fail(rs, AS_ESTORAGE, err, "the list script gave an unexpected reply");
+                    break;
+                }
+                if (res->element[m]->type == REDIS_REPLY_NIL) {
+                    char why[AS_ERROR_MESSAGE_MAX];
+                    snprintf(why, sizeof why, "%.300s: a session listed was deleted before its "
+                             "metadata was read", rs->cur->where);
+                    st = rd_again(rs, 0, why, err);
+                    break;
+                }
+                if ((st = parse_packed(rs, NULL, res->element[m++], &meta, &seq, &bytes, err))
+                    != AS_OK)
+                    break;
+                as_meta_clear(&it->c.meta);
+                it->c.meta = meta;
+                it->seq = seq;
+                it->need = 0;
+            }
+        }
+        free_replies(r, n);
+    }
+    for (i = from; st == AS_OK && i < end; i++)
+        if (all->items[i].need) { /* a shard without a master in the map since */
+            rs->stale_map = 1;
+            st = rd_again(rs, 50000, rs->why[0] ? rs->why : "no master serves a shard", err);
+        }
+    return st;
 }
 
 static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as_error *err) {
@@ -2286,9 +2453,19 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
     size_t i, end;
     as_status status;
     if (rs->cluster) {
-        status = ask_shards(rs, f, NULL, put_list_call, take_list_ranked, &all, err);
+        /* each shard gives its first page_end(f) sessions, whole only for about as many
+        ** as its share of the page and a few more; the others that make the page are
+        ** read after the merge */
+        size_t full = page_end(f) == SIZE_MAX ? SIZE_MAX : page_end(f) / 8 + 4;
+        status = ask_shards(rs, f, full == SIZE_MAX ? NULL : &full, put_list_call,
+                            take_list_ranked, &all, err);
         if (status == AS_OK && all.n > 0) qsort(all.items, all.n, sizeof *all.items, ranked_cmp);
         end = page_end(f) < all.n ? page_end(f) : all.n;
+        if (status == AS_OK && f->offset < end) {
+            status = fetch_needed(rs, f, &all, f->offset, end, err);
+            if (status == AS_OK)
+                qsort(all.items + f->offset, end - f->offset, sizeof *all.items, ranked_cmp);
+        }
         for (i = f->offset; status == AS_OK && i < end; i++)
             status = as_meta_list_push(out, &all.items[i].c.meta, err);
         ranked_clear(&all);
@@ -2305,7 +2482,7 @@ static as_status rd_list(as_store *st, const as_filter *f, as_meta_list *out, as
         free_replies(r, 1);
         by_text = 1;
     }
-    status = take_list(rs, res, out, NULL, err);
+    status = take_list(rs, res, out, 0, NULL, err);
     free_replies(r, 1);
     if (status != AS_OK) as_meta_list_clear(out);
     return status;
@@ -2364,8 +2541,8 @@ static int put_search_call(redis_store *rs, const as_filter *f, const void *ctx,
     return bad;
 }
 
-static as_status take_search(redis_store *rs, const redisReply *res, ranked_list *out,
-                             as_error *err) {
+static as_status take_search(redis_store *rs, const redisReply *res, unsigned shard,
+                             ranked_list *out, as_error *err) {
     as_status status = AS_OK;
     size_t i;
     if (res->type == REDIS_REPLY_ERROR) return reply_error(rs, res, NULL, err);
@@ -2376,7 +2553,7 @@ static as_status take_search(redis_store *rs, const redisReply *res, ranked_list
         int64_t seq = 0;
         memset(&c, 0, sizeof c);
         if ((status = parse_candidate(rs, res->element[i], &c, &seq, err)) == AS_OK)
-            status = ranked_push(out, &c, seq, err);
+            status = ranked_push(out, &c, seq, shard, err);
         else as_candidate_clear(&c);
     }
     return status;
@@ -2397,7 +2574,7 @@ static as_status rd_search(as_store *st, const as_query *q, const as_filter *f,
         if (req_start(rs) || put_search_call(rs, f, q, f->offset, f->limit, 1))
             return as_error_nomem(err);
         if ((status = rd_roundtrip(rs, 1, r, 1, err)) != AS_OK) return status;
-        status = take_search(rs, r[0], &all, err);
+        status = take_search(rs, r[0], 0, &all, err);
         free_replies(r, 1);
     }
     end = rs->cluster ? (page_end(f) < all.n ? page_end(f) : all.n) : all.n;
