@@ -406,6 +406,17 @@ local ops = {
   { name = "list", run = function(c) return c.mgr:list() end },
   { name = "list{tag=}", run = function(c) return c.mgr:list{ tag = "t1" } end },
   { name = "list{limit,offset}", run = function(c) return c.mgr:list{ limit = 2, offset = 1 } end },
+  -- ten sessions of one shard of a cluster (CRC16 of each id, mod 16, is 0) make the whole
+  -- page: the shard gives most of them as score and member, read after the merge
+  { name = "list (a page from one shard)", only = { ["redis cluster"] = true },
+    prepare = function(c)
+      for _, id in ipairs{ "one-shard-1", "one-shard-69", "one-shard-78", "one-shard-86", "one-shard-97",
+                           "one-shard-100", "one-shard-111", "one-shard-122", "one-shard-133",
+                           "one-shard-144" } do
+        c.mgr:save(agentsession.session{ id = id, tags = { "t1" } })
+      end
+    end,
+    run = function(c) return c.mgr:list{ limit = 10 } end },
   { name = "fork", run = function(c) return c.mgr:fork("s1") end },
   { name = "fork{at=}", run = function(c) return c.mgr:fork("s1", "branch", { at = 1 }) end },
   { name = "rewind", run = function(c) return c.mgr:rewind("s1", 1) end },
