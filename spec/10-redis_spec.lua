@@ -7,7 +7,6 @@ local agentsession = require("agentsession")
 local stores = require("helpers.stores")
 local rs = require("helpers.redis_server")
 local h = require("helpers.sqlite")
-local interp = require("helpers.interp")
 local error_of = require("helpers.expect").error_of
 
 local session = agentsession.session
@@ -693,18 +692,8 @@ while (my $c = $srv->accept) {
   end)
 
   describe("processes sharing a server", function()
-    local function child(args)
-      local words = { "env", interp.env(h.root), "timeout -s KILL 120", interp.lua,
-        h.q(h.root .. "/spec/helpers/redis_child.lua") }
-      for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-      return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
-    end
-
-    local function finish(pipe)
-      local out = pipe:read("*a")
-      pipe:close()
-      return out
-    end
+    local function child(args) return h.popen_helper("redis_child.lua", args, 120) end
+    local finish = h.finish
 
     it("lose no tag and no session when two write at once", function()
       local m, prefix = stores.new_redis()
@@ -836,12 +825,7 @@ end)
 ---------------------------------------------------------------------------
 
 describe("redis: appends with an op_id", function()
-  local function child(args)
-    local words = { "env", interp.env(h.root), "timeout -s KILL 300", interp.lua,
-      h.q(h.root .. "/spec/helpers/redis_child.lua") }
-    for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-    return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
-  end
+  local function child(args) return h.popen_helper("redis_child.lua", args, 300) end
 
   it("apply each append once when the server is killed mid-append and every failed one is sent again", function()
     -- a server with an append-only file fsync'd before each reply: an append

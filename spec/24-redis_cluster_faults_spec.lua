@@ -5,7 +5,6 @@
 local agentsession = require("agentsession")
 local rc = require("helpers.redis_cluster")
 local h = require("helpers.sqlite")
-local interp = require("helpers.interp")
 local stores = require("helpers.stores")
 
 local session = agentsession.session
@@ -16,18 +15,8 @@ local TIMEOUT = 30000 -- ms: timeout_ms of every manager
 -- no master serves its slot; long beside a call's time on a loaded machine, short beside TIMEOUT
 local OUTAGE_TIMEOUT = 5000
 
-local function child(args)
-  local words = { "env", interp.env(h.root), "timeout -s KILL 300", interp.lua,
-    h.q(h.root .. "/spec/helpers/cluster_child.lua") }
-  for _, a in ipairs(args) do words[#words + 1] = h.q(a) end
-  return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
-end
-
-local function finish(pipe)
-  local out = pipe:read("*a")
-  pipe:close()
-  return out
-end
+local function child(args) return h.popen_helper("cluster_child.lua", args, 300) end
+local finish = h.finish
 
 local runs = 0
 -- The files a test and its children meet at.

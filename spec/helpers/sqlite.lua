@@ -120,6 +120,22 @@ function M.run_child(args, opts)
   return M.sh("timeout -s KILL " .. (opts.limit or 60) .. " " .. (opts.prefix or "") .. " " .. command)
 end
 
+--- Starts the program spec/helpers/<script> with the given arguments, killed after `limit`
+--- seconds; returns a pipe of its stdout and stderr, read by M.finish.
+function M.popen_helper(script, args, limit)
+  local words = { "env", interp.env(M.root), "timeout -s KILL " .. limit, interp.lua,
+    M.q(M.root .. "/spec/helpers/" .. script) }
+  for _, a in ipairs(args) do words[#words + 1] = M.q(a) end
+  return assert(io.popen(table.concat(words, " ") .. " 2>&1", "r"))
+end
+
+--- What a pipe of M.popen_helper gives until the program ends.
+function M.finish(pipe)
+  local out = pipe:read("*a")
+  pipe:close()
+  return out
+end
+
 --- Starts the child program in the background with stdout and stderr to files; returns its pid.
 function M.spawn_child(args, out, err)
   local command = M.child_command(args) .. " >" .. M.q(out) .. " 2>" .. M.q(err) .. " </dev/null & echo $!"
