@@ -225,9 +225,14 @@ describe("redis cluster", function()
     end
   end)
 
-  it("two processes appending to one session and tagging it at once lose nothing and keep each one's order", function()
+  it("two processes, each opened through another master, appending to one session and tagging it at once "
+    .. "lose nothing and keep each one's order", function()
     local mgr, prefix = new()
-    local uri = cluster:uri{ prefix = prefix, timeout_ms = TIMEOUT }
+    local masters = cluster:masters()
+    local uri = {}
+    for i = 1, 2 do
+      uri[i] = cluster:uri({ prefix = prefix, timeout_ms = TIMEOUT }, { masters[i].host .. ":" .. masters[i].port })
+    end
     local n, switches, attempts = 100, 0, 0
     repeat
       attempts = attempts + 1

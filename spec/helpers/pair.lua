@@ -15,8 +15,9 @@ local function child(args)
 end
 
 local runs = 0
---- Runs two children at once on the store at `uri` (each `args` is the command
---- and its own arguments); returns their outputs once both have ended.
+--- Runs two children at once on the store at `uri` (or each on its own, when
+--- `uri` is a pair of them; each `args` is the command and its own arguments);
+--- returns their outputs once both have ended.
 function M.run(uri, args_a, args_b)
   runs = runs + 1
   local base = stores.tmpdir() .. "/pair" .. runs
@@ -24,7 +25,7 @@ function M.run(uri, args_a, args_b)
   local pipes, ready = {}, {}
   for i, args in ipairs({ args_a, args_b }) do
     ready[i] = base .. ".ready" .. i
-    local full = { args[1], uri, ready[i], go }
+    local full = { args[1], type(uri) == "table" and uri[i] or uri, ready[i], go }
     for j = 2, #args do full[#full + 1] = args[j] end
     pipes[i] = child(full)
   end

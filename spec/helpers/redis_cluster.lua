@@ -455,15 +455,15 @@ local function pct(s)
   return (tostring(s):gsub("[^%w%._~%-]", function(c) return string.format("%%%02X", c:byte()) end))
 end
 
---- "redis+cluster://h:p,h:p/?k=v&..." for the running nodes, with the
---- query's keys sorted: cluster:uri{ prefix = "p:", timeout_ms = 30000 }.
-function Cluster:uri(query)
+--- "redis+cluster://h:p,h:p/?k=v&..." for the running nodes (or the "h:p" of
+--- `seeds`), with the query's keys sorted: cluster:uri{ prefix = "p:", timeout_ms = 30000 }.
+function Cluster:uri(query, seeds)
   local keys = {}
   for k in pairs(query or {}) do keys[#keys + 1] = k end
   table.sort(keys)
   local parts = {}
   for _, k in ipairs(keys) do parts[#parts + 1] = pct(k) .. "=" .. pct(query[k]) end
-  return "redis+cluster://" .. table.concat(self:seeds(), ",") .. "/"
+  return "redis+cluster://" .. table.concat(seeds or self:seeds(), ",") .. "/"
     .. (#parts > 0 and "?" .. table.concat(parts, "&") or "")
 end
 
