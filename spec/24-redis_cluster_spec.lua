@@ -345,6 +345,15 @@ describe("redis cluster", function()
     assert.are.equal(1, #mgr:list())
   end)
 
+  it("serves every operation of the C library (build/capi_test)", function()
+    local out, code = rs.run("build/capi_test redis-cluster capi-cluster: "
+      .. table.concat(cluster:seeds(), " ") .. " 2>&1")
+    assert.are.equal(0, code, out)
+    local checks = out:match("capi_test: (%d+) checks, 0 failed")
+    assert.truthy(checks, out)
+    assert.is_true(tonumber(checks) > 100, out)
+  end)
+
   it("counts its work in stats", function()
     local mgr = new()
     for i = 1, 40 do mgr:save(session{ id = "st" .. i }) end
