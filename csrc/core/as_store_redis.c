@@ -680,6 +680,11 @@ static int put_member(as_buf *b, int64_t seq, const char *id) {
            || as_buf_puts(b, "\r\n");
 }
 
+/* UNWATCH in the unified protocol: put in front of a request on a connection
+** that still watches keys, and taken off again when that connection is new. */
+static const char unwatch_cmd[] = "*1\r\n$7\r\nUNWATCH\r\n";
+#define UNWATCH_LEN (sizeof unwatch_cmd - 1)
+
 /* Starts a request on rs->cur: an UNWATCH first when keys are still watched
 ** from an operation that did not commit. */
 static int req_start(redis_store *rs) {
@@ -689,7 +694,7 @@ static int req_start(redis_store *rs) {
     if (!rs->cur->watching) return 0;
     rs->req_skip = 1;
     rs->req_unwatch = 1;
-    return put_head(&rs->req, 1) || put_str(&rs->req, "UNWATCH");
+    return as_buf_put(&rs->req, unwatch_cmd, UNWATCH_LEN);
 }
 
 /* The prefix of the keys of the session at hand, as a script's argument. */
@@ -1044,10 +1049,8 @@ static as_status rd_roundtrip(redis_store *rs, size_t n, redisReply **r, int rea
         }
         if (fresh && rs->req_unwatch) {
             /* the new connection watches nothing: drop the UNWATCH in front */
-            static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
-            memmove(rs->req.data, rs->req.data + sizeof unwatch - 1,
-                    rs->req.len - (sizeof unwatch - 1));
-            rs->req.len -= sizeof unwatch - 1;
+            memmove(rs->req.data, rs->req.data + UNWATCH_LEN, rs->req.len - UNWATCH_LEN);
+            rs->req.len -= UNWATCH_LEN;
             rs->req_skip--;
             rs->req_unwatch = 0;
         }
@@ -1970,14 +1973,13 @@ static as_status rd_commit(as_store *st, as_error *err) {
         }
     } else if (rs->cur->watching) {
         /* keys an operation that did not commit left watched there */
-        static const char unwatch[] = "*1\r\n$7\r\nUNWATCH\r\n";
-        if (as_buf_reserve(&rs->q, sizeof unwatch - 1)) {
+        if (as_buf_reserve(&rs->q, UNWATCH_LEN)) {
             rd_rollback(st);
             return as_error_nomem(err);
         }
-        memmove(rs->q.data + sizeof unwatch - 1, rs->q.data, rs->q.len);
-        memcpy(rs->q.data, unwatch, sizeof unwatch - 1);
-        rs->q.len += sizeof unwatch - 1;
+        memmove(rs->q.data + UNWATCH_LEN, rs->q.data, rs->q.len);
+        memcpy(rs->q.data, unwatch_cmd, UNWATCH_LEN);
+        rs->q.len += UNWATCH_LEN;
         skip = 1;
     }
     if (put_head(&rs->q, 1) || put_str(&rs->q, "EXEC")
